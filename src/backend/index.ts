@@ -1,0 +1,116 @@
+/**
+ * Backend selection: one function picks and initialises a tfjs backend by name.
+ *
+ * | name         | package                                   | notes                                          |
+ * |--------------|-------------------------------------------|------------------------------------------------|
+ * | `wasm`       | @tensorflow/tfjs-backend-wasm (dependency) | default; threaded SIMD build on all cores       |
+ * | `cpu`        | @tensorflow/tfjs-backend-cpu (dependency)  | reference, 40–60× slower than wasm              |
+ * | `webgpu`     | @tensorflow/tfjs-backend-webgpu + `webgpu` | Dawn in Node; needs a Vulkan (or GLES) driver   |
+ * | `tensorflow` | @tensorflow/tfjs-node-gpu / tfjs-node      | only if the user installed it; not a dependency |
+ *
+ * The name comes from the caller (CLI `--backend`), else `MASK2DIT_BACKEND`, else `wasm`.
+ * The wasm thread count comes from the caller, else `MASK2DIT_THREADS`, else all cores.
+ */
+import os from 'node:os';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import * as tfwasm from '@tensorflow/tfjs-backend-wasm';
+import { BackendError } from '../errors.js';
+import { log } from '../log.js';
+import { prepareWasmThreads } from './wasmThreads.js';
+import { initWebGpu } from './webgpu.js';
+import { initTensorflow } from './tensorflow.js';
+
+export const BACKEND_NAMES = ['wasm', 'cpu', 'webgpu', 'tensorflow'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+export interface BackendOptions {
+  /** wasm worker threads (default `MASK2DIT_THREADS`, else the number of logical cores). */
+  threads?: number;
+}
+
+/** What was selected, for logs and benchmark rows. */
+export interface BackendInfo {
+  name: BackendName;
+  /** wasm: threads actually running; others: undefined. */
+  threads?: number;
+  /** Human description of the device (adapter name for webgpu). */
+  device: string;
+}
+
+/** Resolve the backend name: explicit argument, else `MASK2DIT_BACKEND`, else `wasm`. */
+export function resolveBackendName(requested?: string): BackendName {
+  const fromEnv = process.env['MASK2DIT_BACKEND'];
+  const raw = requested ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : 'wasm');
+  const name = raw.trim().toLowerCase();
+  if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
+    const where = requested !== undefined ? '--backend' : 'MASK2DIT_BACKEND';
+    throw new BackendError(raw, `unknown backend (from ${where}); expected one of ${BACKEND_NAMES.join(', ')}`);
+  }
+  return name as BackendName;
+}
+
+/** Resolve the wasm thread count: explicit option, else `MASK2DIT_THREADS`, else all logical cores. */
+export function resolveThreads(requested?: number): number {
+  const fromEnv = process.env['MASK2DIT_THREADS'];
+  if (requested === undefined && (fromEnv === undefined || fromEnv === '')) return Math.max(1, os.cpus().length);
+  const value = requested ?? Number(fromEnv);
+  if (!Number.isInteger(value) || value < 1 || value > 256) {
+    const where = requested !== undefined ? 'threads option' : 'MASK2DIT_THREADS';
+    throw new BackendError('wasm', `${where} must be an integer in 1..256, got ${String(requested ?? fromEnv)}`);
+  }
+  return value;
+}
+
+let wasmThreads: number | undefined;
+
+async function initWasm(threads: number): Promise<number> {
+  if (wasmThreads !== undefined && tf.engine().registry['wasm'] !== undefined) {
+    if (threads !== wasmThreads) log.warn(`wasm already running with ${wasmThreads} threads; ignoring the request for ${threads}`);
+    await tf.setBackend('wasm');
+    return wasmThreads;
+  }
+  let restore: (() => void) | undefined;
+  if (threads > 1) restore = prepareWasmThreads(tf.env(), threads);
+  try {
+    tfwasm.setThreadsCount(threads);
+    const ok = await tf.setBackend('wasm');
+    if (!ok) throw new BackendError('wasm', 'tfjs could not initialise the wasm backend (see the warnings above)');
+  } finally {
+    restore?.();
+  }
+  wasmThreads = tfwasm.getThreadsCount();
+  if (wasmThreads !== threads) log.warn(`wasm: asked for ${threads} threads, running ${wasmThreads}`);
+  return wasmThreads;
+}
+
+/**
+ * Select and initialise a backend, making it tfjs' current backend.
+ * @throws BackendError naming the backend and what is missing.
+ */
+export async function selectBackend(requested?: string, options: BackendOptions = {}): Promise<BackendInfo> {
+  const name = resolveBackendName(requested);
+  switch (name) {
+    case 'wasm': {
+      const threads = await initWasm(resolveThreads(options.threads));
+      return { name, threads, device: `${os.cpus()[0]?.model ?? 'cpu'} (wasm SIMD, ${threads} thread${threads > 1 ? 's' : ''})` };
+    }
+    case 'cpu': {
+      await tf.setBackend('cpu');
+      return { name, device: `${os.cpus()[0]?.model ?? 'cpu'} (tfjs cpu, 1 thread)` };
+    }
+    case 'webgpu':
+      return { name, device: await initWebGpu() };
+    case 'tensorflow':
+      return { name, device: await initTensorflow() };
+  }
+}
+
+/**
+ * Release every initialised backend (wasm worker threads included) so the process can exit by
+ * itself. tfjs tensors made before are invalid afterwards; selectBackend works again.
+ */
+export function shutdownBackends(): void {
+  tf.engine().reset();
+  wasmThreads = undefined;
+}

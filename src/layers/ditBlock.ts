@@ -1,0 +1,128 @@
+/**
+ * The Mask²DiT / CogVideoX MM-DiT block (`transformer_blocks.<i>`): text and video streams share one
+ * attention and one MLP over `[text; video]`, each sub-layer wrapped by an expert adaLN (LayerNormZero)
+ * and gated residuals.
+ *
+ *   1. norm1 → (h', e', gate, enc_gate);  attn1([e'; h']) → (a_h, a_e);  h += gate·a_h;  e += enc_gate·a_e
+ *   2. norm2 → (h', e', gate, enc_gate);  ff([e'; h']) → f;              h += gate·f_video;  e += enc_gate·f_text
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { M2Layer } from './layer.js';
+import { LayerNormZero, type SegmentCondition } from './adaLayerNorm.js';
+import { Attention } from './attention.js';
+import { FeedForward } from './feedForward.js';
+import type { WeightSource } from './weightSource.js';
+import type { Probe } from '../model/probe.js';
+import type { SceneLayout } from '../model/sceneLayout.js';
+
+export interface DiTBlockConfig {
+  /** Token width D = heads · headDim. */
+  dim: number;
+  heads: number;
+  headDim: number;
+  /** Timestep-embedding width. */
+  timeEmbedDim: number;
+  normEps: number;
+  normElementwiseAffine: boolean;
+  attentionBias: boolean;
+  /** MLP hidden width (4·D in CogVideoX). */
+  ffInnerDim: number;
+}
+
+export interface DiTBlockInputs {
+  /** Video tokens `[B, Lv, D]`. */
+  hidden: tf.Tensor;
+  /** Text tokens `[B, Lt, D]`. */
+  encoderHidden: tf.Tensor;
+  /** Timestep embedding `[B, E]`. */
+  temb: tf.Tensor;
+  layout: SceneLayout;
+  /** RoPE tables for the video tokens, `[Lv, headDim]` each. */
+  rope?: { cos: tf.Tensor; sin: tf.Tensor };
+  /** Segment-level conditional mask (scene extension). */
+  cond?: SegmentCondition;
+  probe?: Probe;
+  /** Probe prefix, e.g. `block.3`. */
+  name?: string;
+  /** Attention query chunk size. */
+  chunkSize?: number;
+}
+
+export class DiTBlock extends M2Layer {
+  static readonly className = 'M2DiTBlock';
+  readonly norm1: LayerNormZero;
+  readonly attn1: Attention;
+  readonly norm2: LayerNormZero;
+  readonly ff: FeedForward;
+
+  constructor(
+    readonly config: DiTBlockConfig,
+    ws: WeightSource,
+  ) {
+    super(ws.prefix || 'transformer_block');
+    const c = config;
+    const ada = { dim: c.dim, conditioningDim: c.timeEmbedDim, eps: c.normEps, elementwiseAffine: c.normElementwiseAffine };
+    this.norm1 = this.child('norm1', new LayerNormZero(ada, ws.pp('norm1')));
+    this.attn1 = this.child('attn1', new Attention({ dim: c.dim, heads: c.heads, headDim: c.headDim, qkNormEps: 1e-6, bias: c.attentionBias, outBias: true }, ws.pp('attn1')));
+    this.norm2 = this.child('norm2', new LayerNormZero(ada, ws.pp('norm2')));
+    this.ff = this.child('ff', new FeedForward({ dim: c.dim, innerDim: c.ffInnerDim, bias: true }, ws.pp('ff')));
+  }
+
+  forward(args: DiTBlockInputs): { hidden: tf.Tensor; encoderHidden: tf.Tensor } {
+    const { temb, layout, rope, cond, probe, name = this.name } = args;
+    return tf.tidy(() => {
+      let h = args.hidden;
+      let e = args.encoderHidden;
+      const Lt = e.shape[1]!;
+      const condArgs = cond !== undefined ? { cond } : {};
+      const probeArgs = probe !== undefined ? { probe } : {};
+
+      // 1. attention
+      const n1 = this.norm1.forward({ hidden: h, encoderHidden: e, temb, ...condArgs, ...probeArgs, name: `${name}.norm1` });
+      const a = this.attn1.forward({
+        hidden: n1.hidden,
+        encoderHidden: n1.encoderHidden,
+        layout,
+        ...(rope !== undefined ? { rope } : {}),
+        ...probeArgs,
+        name: `${name}.attn1`,
+        ...(args.chunkSize !== undefined ? { chunkSize: args.chunkSize } : {}),
+      });
+      probe?.capture(`${name}.attn1.hidden_states`, a.hidden);
+      probe?.capture(`${name}.attn1.encoder_hidden_states`, a.encoderHidden);
+      h = tf.add(h, tf.mul(n1.gate, a.hidden));
+      e = tf.add(e, tf.mul(n1.encGate, a.encoderHidden));
+
+      // 2. feed-forward on [text; video]
+      const n2 = this.norm2.forward({ hidden: h, encoderHidden: e, temb, ...condArgs, ...probeArgs, name: `${name}.norm2` });
+      const f = this.ff.forward(tf.concat([n2.encoderHidden, n2.hidden], 1)); // [B, Lt + Lv, D]
+      probe?.capture(`${name}.ff.out`, f);
+      const fText = tf.slice(f, [0, 0, 0], [-1, Lt, -1]); // [B, Lt, D]
+      const fVideo = tf.slice(f, [0, Lt, 0], [-1, -1, -1]); // [B, Lv, D]
+      h = tf.add(h, tf.mul(n2.gate, fVideo));
+      e = tf.add(e, tf.mul(n2.encGate, fText));
+      probe?.capture(`${name}.hidden_states`, h);
+      probe?.capture(`${name}.encoder_hidden_states`, e);
+      return { hidden: h, encoderHidden: e };
+    });
+  }
+
+  /** tfjs-layers adapter for single-scene use: `apply([hidden, encoderHidden, temb])` → `[hidden, encoderHidden]`. */
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor[] {
+    const [hidden, encoderHidden, temb] = inputs as tf.Tensor[];
+    const layout = { text: [encoderHidden!.shape[1]!], video: [hidden!.shape[1]!] };
+    const o = this.forward({ hidden: hidden!, encoderHidden: encoderHidden!, temb: temb!, layout });
+    return [o.hidden, o.encoderHidden];
+  }
+
+  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape[] {
+    const shapes = s as tfl.Shape[];
+    return [shapes[0]!, shapes[1]!];
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), ...this.config };
+  }
+}
+tf.serialization.registerClass(DiTBlock, 'Mask2DiT');

@@ -1,0 +1,52 @@
+/**
+ * The block's MLP (diffusers `FeedForward` with `gelu-approximate`): `ff.net.0.proj` (D → inner),
+ * GELU-tanh, `ff.net.2` (inner → D). Names: `net.0.proj.weight/bias`, `net.2.weight/bias`.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { Container, M2Layer } from './layer.js';
+import { Linear } from './linear.js';
+import { geluTanh } from './math.js';
+import type { WeightSource } from './weightSource.js';
+
+export interface FeedForwardConfig {
+  dim: number;
+  /** Hidden width (diffusers default `4 * dim`). */
+  innerDim: number;
+  bias: boolean;
+}
+
+export class FeedForward extends M2Layer {
+  static readonly className = 'M2FeedForward';
+  readonly proj: Linear;
+  readonly out: Linear;
+
+  constructor(
+    readonly config: FeedForwardConfig,
+    ws: WeightSource,
+  ) {
+    super(ws.prefix || 'ff');
+    const net = this.child('net', new Container(ws.full('net')));
+    const gelu = net.add('0', new Container(ws.pp('net').full('0')));
+    this.proj = gelu.add('proj', new Linear({ inFeatures: config.dim, outFeatures: config.innerDim, bias: config.bias }, ws.pp('net').pp(0).pp('proj')));
+    this.out = net.add('2', new Linear({ inFeatures: config.innerDim, outFeatures: config.dim, bias: config.bias }, ws.pp('net').pp(2)));
+  }
+
+  /** @param x `[B, L, D]` → `[B, L, D]` */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => this.out.forward(geluTanh(this.proj.forward(x))));
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return this.forward(Array.isArray(inputs) ? inputs[0]! : inputs);
+  }
+
+  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
+    return (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), ...this.config };
+  }
+}
+tf.serialization.registerClass(FeedForward, 'Mask2DiT');

@@ -1,0 +1,105 @@
+/**
+ * M2Layer: the tfjs-layers shell every component extends ("Layer outside, module inside").
+ *
+ * tfjs-layers renames variables (`weight_1`), loses the weights of nested layers and cannot dispose
+ * a layer built by hand (CODE-GUIDE §2.4). So each M2Layer keeps its own registry: parameters under
+ * their reference leaf names (`weight`, `bias`) and children under their reference attribute names
+ * (`to_q`, `0`). The walker `namedWeights()` yields the dotted reference names
+ * (`transformer_blocks.3.attn1.to_q.weight`) that checkpoints use; `weights`, `countParams()` and
+ * `dispose()` are answered from it. Layers are built with their weights in hand (a WeightSource),
+ * so `built` is true from construction and `call()` is a thin adapter over a typed `forward()`.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+
+export type LayerVariable = tfl.LayerVariable;
+
+export abstract class M2Layer extends tfl.layers.Layer {
+  private readonly paramsByName = new Map<string, tfl.LayerVariable>();
+  private readonly children = new Map<string, M2Layer>();
+
+  protected constructor(name: string) {
+    super({ name, trainable: false }); // inference by default; training sets `trainable = true`
+    this.built = true;
+  }
+
+  /** Register a parameter under its reference leaf name; takes ownership of `value`. */
+  protected param(ref: string, value: tf.Tensor): tf.Variable {
+    if (this.paramsByName.has(ref)) throw new Error(`${this.name}: parameter ${ref} registered twice`);
+    const v = new tfl.LayerVariable(value, 'float32', ref, true);
+    value.dispose(); // the variable holds its own reference to the data
+    this.paramsByName.set(ref, v);
+    return v.read() as tf.Variable;
+  }
+
+  /** Register a child component under its reference attribute name. */
+  protected child<T extends M2Layer>(ref: string, layer: T): T {
+    if (this.children.has(ref)) throw new Error(`${this.name}: child ${ref} registered twice`);
+    this.children.set(ref, layer);
+    return layer;
+  }
+
+  /** Every parameter with its dotted reference name, own parameters first, then children in order. */
+  *namedWeights(prefix = ''): Generator<[string, tfl.LayerVariable]> {
+    for (const [k, v] of this.paramsByName) yield [prefix + k, v];
+    for (const [k, c] of this.children) yield* c.namedWeights(`${prefix}${k}.`);
+  }
+
+  /** A child by dotted path (`transformer_blocks.3.attn1`), for introspection. */
+  sublayer(path: string): M2Layer | undefined {
+    let cur: M2Layer | undefined = this;
+    for (const part of path.split('.')) cur = cur?.children.get(part);
+    return cur;
+  }
+
+  /** The variable behind a dotted reference name, or undefined. */
+  weightByName(name: string): tf.Variable | undefined {
+    for (const [n, v] of this.namedWeights()) if (n === name) return v.read() as tf.Variable;
+    return undefined;
+  }
+
+  override get trainableWeights(): tfl.LayerVariable[] {
+    return this.trainable ? [...this.namedWeights()].map(([, v]) => v).filter((v) => v.trainable) : [];
+  }
+
+  override get nonTrainableWeights(): tfl.LayerVariable[] {
+    return [...this.namedWeights()].map(([, v]) => v).filter((v) => !this.trainable || !v.trainable);
+  }
+
+  override get weights(): tfl.LayerVariable[] {
+    return [...this.namedWeights()].map(([, v]) => v);
+  }
+
+  override countParams(): number {
+    let n = 0;
+    for (const [, v] of this.namedWeights()) n += v.read().size;
+    return n;
+  }
+
+  /** Dispose every parameter of this layer and its children. */
+  override dispose(): { refCountAfterDispose: number; numDisposedVariables: number } {
+    let n = 0;
+    for (const [, v] of this.namedWeights()) {
+      v.dispose();
+      n++;
+    }
+    this.paramsByName.clear();
+    this.children.clear();
+    return { refCountAfterDispose: 0, numDisposedVariables: n };
+  }
+}
+
+/** A parameter-free node of the tree, so child names read like the reference (`net.0.proj`, `to_out.0`). */
+export class Container extends M2Layer {
+  static readonly className = 'M2Container';
+  constructor(name: string) {
+    super(name);
+  }
+  /** Register `layer` under `ref` and return it. */
+  add<T extends M2Layer>(ref: string, layer: T): T {
+    return this.child(ref, layer);
+  }
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor | tf.Tensor[] {
+    return inputs;
+  }
+}

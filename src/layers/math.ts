@@ -1,0 +1,47 @@
+/**
+ * The math as free functions (flux's math.py, DiT's `modulate`): no parameters, no state.
+ * Every function is synchronous and meant to run inside the caller's `tf.tidy`.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/** DiT's modulate: `x * (1 + scale) + shift`; scale/shift `[B, D]` broadcast over tokens of `x` `[B, L, D]`. */
+export function modulate(x: tf.Tensor, shift: tf.Tensor, scale: tf.Tensor): tf.Tensor {
+  const [B, D] = shift.shape as [number, number];
+  return tf.add(tf.mul(x, tf.add(1, tf.reshape(scale, [B, 1, D]))), tf.reshape(shift, [B, 1, D]));
+}
+
+/**
+ * GELU with the tanh approximation, `0.5·x·(1 + tanh(a))`, `a = √(2/π)(x + 0.044715x³)`, computed
+ * through the exact identity `0.5(1 + tanh a) = σ(2a)`: tanh is a slow scalar loop on wasm.
+ */
+export function geluTanh(x: tf.Tensor): tf.Tensor {
+  const a2 = tf.mul(tf.add(x, tf.mul(0.044715, tf.mul(tf.mul(x, x), x))), 2 * Math.sqrt(2 / Math.PI));
+  return tf.mul(x, tf.sigmoid(a2));
+}
+
+/** SiLU: `x·σ(x)`. */
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+/** LayerNorm over the last axis without affine parameters (eps inside the square root, biased variance). */
+export function layerNormPlain(x: tf.Tensor, eps: number): tf.Tensor {
+  const { mean, variance } = tf.moments(x, -1, true);
+  return tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+}
+
+/**
+ * Rotary embedding on interleaved pairs (diffusers `apply_rotary_emb`, `use_real_unbind_dim=-1`):
+ * `out[2k] = x[2k]·cos − x[2k+1]·sin`, `out[2k+1] = x[2k+1]·cos + x[2k]·sin`.
+ * @param x   `[..., L, d]`
+ * @param cos `[L, d]` (each frequency repeated twice: `[c0, c0, c1, c1, …]`)
+ * @param sin `[L, d]`
+ */
+export function applyRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
+  const shape = x.shape;
+  const d = shape[shape.length - 1]!;
+  const pairs = tf.reshape(x, [...shape.slice(0, -1), d / 2, 2]); // [..., L, d/2, 2]
+  const [re, im] = tf.split(pairs, 2, -1) as [tf.Tensor, tf.Tensor]; // [..., L, d/2, 1] each
+  const rotated = tf.reshape(tf.concat([tf.neg(im), re], -1), shape); // [..., L, d]: (-x1, x0, -x3, x2, …)
+  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
+}

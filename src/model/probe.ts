@@ -1,0 +1,52 @@
+/**
+ * Per-call capture of intermediates (TransformerLens-style hook points, without global state).
+ *
+ * Pass a Probe to a forward; each component offers its intermediates under stable dotted names
+ * that extend the weight names (`transformer_blocks.3.attn1.probs`, `block.0.hidden_states`, …).
+ * A captured tensor is a kept clone owned by the caller: `probe.dispose()` frees them all.
+ * Capturing never changes results.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+export class Probe {
+  readonly captured = new Map<string, tf.Tensor>();
+  private readonly filter: (name: string) => boolean;
+
+  /** @param names exact names, `prefix.*` globs, or a predicate; default: capture nothing. */
+  constructor(names: string[] | ((name: string) => boolean) = []) {
+    if (typeof names === 'function') {
+      this.filter = names;
+    } else {
+      const exact = new Set(names.filter((n) => !n.endsWith('*')));
+      const prefixes = names.filter((n) => n.endsWith('*')).map((n) => n.slice(0, -1));
+      this.filter = (n) => exact.has(n) || prefixes.some((p) => n.startsWith(p));
+    }
+  }
+
+  /** Whether `name` is requested (lets a component skip computing an expensive intermediate). */
+  wants(name: string): boolean {
+    return this.filter(name);
+  }
+
+  /** Keep a copy of `t` under `name` if requested. Safe inside tf.tidy. Calls twice → `name.call1`, … */
+  capture(name: string, t: tf.Tensor): void {
+    if (!this.filter(name)) return;
+    let key = name;
+    for (let k = 1; this.captured.has(key); k++) key = `${name}.call${k}`;
+    this.captured.set(key, tf.keep(tf.clone(t)));
+  }
+
+  get(name: string): tf.Tensor | undefined {
+    return this.captured.get(name);
+  }
+
+  dispose(): void {
+    for (const t of this.captured.values()) t.dispose();
+    this.captured.clear();
+  }
+}
+
+/** Capture helper for optional probes. */
+export function capture(probe: Probe | undefined, name: string, t: tf.Tensor): void {
+  probe?.capture(name, t);
+}

@@ -1,0 +1,271 @@
+/**
+ * The Mask²DiT denoising transformer (official `MultiPromptCogVideoXTransformer3DModel`, attention
+ * mask version 2) and, with one scene, diffusers' `CogVideoXTransformer3DModel` (2B: sin-cos
+ * position embedding; 5B: 3D RoPE).
+ *
+ * forward: 1. time embedding (and the conditioning timestep's)  2. patch embedding
+ *          3. transformer blocks under the dual mask  4. norm_final, norm_out, proj_out  5. unpatchify
+ *
+ * Probe names follow the reference fixtures: `time_proj.out`, `time_embedding.out`, `patch_embed.out`,
+ * `block.<i>.{hidden_states,encoder_hidden_states}`, `block.<i>.norm1.*`, `block.<i>.attn1.*`,
+ * `block.<i>.ff.out`, `norm_final.out`, `norm_out.out`, `proj_out.out`; with a target segment, modules
+ * that the reference calls twice are named `<module>.call0` (target) and `<module>.call1` (conditioning).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { ConfigError, ShapeError } from '../errors.js';
+import { openSafetensors, type TensorSource } from '../io/safetensors.js';
+import { readTransformerConfig, type TransformerConfig } from '../config/transformerConfig.js';
+import { Container, M2Layer } from '../layers/layer.js';
+import { AdaLayerNorm, type SegmentCondition } from '../layers/adaLayerNorm.js';
+import { DiTBlock } from '../layers/ditBlock.js';
+import { LayerNorm } from '../layers/layerNorm.js';
+import { Linear } from '../layers/linear.js';
+import { CogVideoXPatchEmbed } from '../layers/patchEmbed.js';
+import { rope3dTables } from '../layers/rope3d.js';
+import { TimestepEmbedding, timestepSinusoid } from '../layers/timestepEmbedding.js';
+import { WeightSource } from '../layers/weightSource.js';
+import type { Probe } from './probe.js';
+import type { SceneLayout } from './sceneLayout.js';
+
+export interface TransformerInputs {
+  /** Noisy latents `[B, F, C, H, W]`; scene s owns latent frames `[s·F/S, (s+1)·F/S)`. */
+  hiddenStates: tf.Tensor;
+  /** Prompt embeddings `[B, S·T, textDim]`, one block of `max_text_seq_length` rows per scene. */
+  encoderHiddenStates: tf.Tensor;
+  /** Diffusion timestep per batch row. */
+  timestep: number[];
+  /** Target segment (`clip_idx`): this scene is denoised, the others are clean conditioning. */
+  clipIdx?: number;
+  /** Timestep of the conditioning segments (0 in the scene-extension pipeline). Needs `clipIdx`. */
+  timestepCond?: number;
+  /** RoPE tables for all video tokens `[Lv, headDim]`; computed from the config when absent. */
+  rope?: { cos: tf.Tensor; sin: tf.Tensor };
+  probe?: Probe;
+  /** Attention query chunk size (bounds the peak score block). */
+  chunkSize?: number;
+}
+
+/** Token layout and sizes derived from the inputs and config. */
+export interface ForwardPlan {
+  B: number;
+  F: number;
+  C: number;
+  H: number;
+  W: number;
+  scenes: number;
+  layout: SceneLayout;
+}
+
+export class Mask2DiTTransformer extends M2Layer {
+  static readonly className = 'M2Mask2DiTTransformer';
+  readonly patchEmbed: CogVideoXPatchEmbed;
+  readonly timeEmbedding: TimestepEmbedding;
+  readonly blocks: DiTBlock[];
+  readonly normFinal: LayerNorm;
+  readonly normOut: AdaLayerNorm;
+  readonly projOut: Linear;
+
+  constructor(
+    readonly config: TransformerConfig,
+    ws: WeightSource,
+  ) {
+    super('transformer');
+    const c = config;
+    const D = c.innerDim;
+    this.patchEmbed = this.child('patch_embed', new CogVideoXPatchEmbed(c, ws.pp('patch_embed')));
+    this.timeEmbedding = this.child('time_embedding', new TimestepEmbedding({ inChannels: D, timeEmbedDim: c.time_embed_dim }, ws.pp('time_embedding')));
+    const list = this.child('transformer_blocks', new Container('transformer_blocks'));
+    const blockCfg = {
+      dim: D,
+      heads: c.num_attention_heads,
+      headDim: c.attention_head_dim,
+      timeEmbedDim: c.time_embed_dim,
+      normEps: c.norm_eps,
+      normElementwiseAffine: c.norm_elementwise_affine,
+      attentionBias: c.attention_bias,
+      ffInnerDim: 4 * D,
+    };
+    this.blocks = Array.from({ length: c.num_layers }, (_, i) => list.add(String(i), new DiTBlock(blockCfg, ws.pp('transformer_blocks').pp(i))));
+    this.normFinal = this.child('norm_final', new LayerNorm({ dim: D, eps: c.norm_eps, elementwiseAffine: c.norm_elementwise_affine, bias: true }, ws.pp('norm_final')));
+    this.normOut = this.child('norm_out', new AdaLayerNorm({ dim: D, conditioningDim: c.time_embed_dim, eps: c.norm_eps, elementwiseAffine: c.norm_elementwise_affine }, ws.pp('norm_out')));
+    const p = c.patch_size;
+    this.projOut = this.child('proj_out', new Linear({ inFeatures: D, outFeatures: p * p * c.outChannels, bias: true }, ws.pp('proj_out')));
+  }
+
+  /** Check input shapes against the config and derive the scene layout. */
+  plan(inputs: TransformerInputs): ForwardPlan {
+    const c = this.config;
+    const x = inputs.hiddenStates;
+    if (x.rank !== 5) throw new ShapeError('hidden_states', `expected [B, F, C, H, W], got [${x.shape}]`);
+    const [B, F, C, H, W] = x.shape as [number, number, number, number, number];
+    const e = inputs.encoderHiddenStates;
+    if (e.rank !== 3 || e.shape[0] !== B || e.shape[2] !== c.text_embed_dim) {
+      throw new ShapeError('encoder_hidden_states', `expected [${B}, S·${c.max_text_seq_length}, ${c.text_embed_dim}], got [${e.shape}]`);
+    }
+    if (C !== c.in_channels) throw new ShapeError('hidden_states', `expected ${c.in_channels} channels (config in_channels), got ${C}`);
+    const p = c.patch_size;
+    if (H % p !== 0 || W % p !== 0) throw new ShapeError('hidden_states', `height ${H} and width ${W} must be multiples of patch_size ${p}`);
+    if (inputs.timestep.length !== B) throw new ShapeError('timestep', `expected ${B} values (one per batch row), got ${inputs.timestep.length}`);
+    const Lt = e.shape[1]!;
+    let scenes = 1;
+    if (c.multiScene) {
+      if (Lt % c.max_text_seq_length !== 0) throw new ShapeError('encoder_hidden_states', `text length ${Lt} is not a multiple of max_text_seq_length ${c.max_text_seq_length}`);
+      scenes = Lt / c.max_text_seq_length;
+    }
+    if (F % scenes !== 0) throw new ShapeError('hidden_states', `${F} latent frames cannot be split evenly into ${scenes} scenes`);
+    if (inputs.clipIdx !== undefined && !(Number.isInteger(inputs.clipIdx) && inputs.clipIdx >= 0 && inputs.clipIdx < scenes)) {
+      throw new ShapeError('clip_idx', `expected an integer scene index in [0, ${scenes}), got ${inputs.clipIdx}`);
+    }
+    const perScene = (F / scenes) * (H / p) * (W / p);
+    const layout: SceneLayout = { text: Array(scenes).fill(Lt / scenes), video: Array(scenes).fill(perScene) };
+    return { B, F, C, H, W, scenes, layout };
+  }
+
+  /** RoPE tables for F latent frames of H×W latents (all scenes, time positions continuous). */
+  ropeFor(F: number, H: number, W: number): { cos: tf.Tensor; sin: tf.Tensor } {
+    const c = this.config;
+    const p = c.patch_size;
+    return rope3dTables({ headDim: c.attention_head_dim, frames: F, gridH: H / p, gridW: W / p, baseH: c.sample_height / p, baseW: c.sample_width / p });
+  }
+
+  /** The model prediction `[B, F, C_out, H, W]` (v-prediction for CogVideoX checkpoints). */
+  forward(inputs: TransformerInputs): tf.Tensor {
+    const plan = this.plan(inputs);
+    const c = this.config;
+    const { B, F, H, W, layout } = plan;
+    const { probe } = inputs;
+    const probeArgs = probe !== undefined ? { probe } : {};
+    return tf.tidy(() => {
+      // 1. time embedding
+      const cond = inputs.clipIdx !== undefined;
+      const sfx = cond ? '.call0' : '';
+      const tProj = timestepSinusoid(inputs.timestep, c.innerDim, c.flip_sin_to_cos, c.freq_shift); // [B, D]
+      probe?.capture(`time_proj${sfx}.out`, tProj);
+      const temb = this.timeEmbedding.forward(tProj); // [B, E]
+      probe?.capture(`time_embedding${sfx}.out`, temb);
+      let segment: SegmentCondition | undefined;
+      if (cond) {
+        const tcProj = timestepSinusoid([inputs.timestepCond ?? 0], c.innerDim, c.flip_sin_to_cos, c.freq_shift); // [1, D]
+        probe?.capture('time_proj.call1.out', tcProj);
+        const tembCond = this.timeEmbedding.forward(tcProj); // [1, E]
+        probe?.capture('time_embedding.call1.out', tembCond);
+        segment = { tembCond, target: inputs.clipIdx!, textRanges: ranges(layout.text), videoRanges: ranges(layout.video) };
+      }
+
+      // 2. patch embedding: [B, Lt + Lv, D], text first
+      const tokens = this.patchEmbed.forward({ latents: inputs.hiddenStates, text: inputs.encoderHiddenStates });
+      probe?.capture('patch_embed.out', tokens);
+      const Lt = inputs.encoderHiddenStates.shape[1]!;
+      let e = tf.slice(tokens, [0, 0, 0], [-1, Lt, -1]); // [B, Lt, D]
+      let h = tf.slice(tokens, [0, Lt, 0], [-1, -1, -1]); // [B, Lv, D]
+
+      // 3. blocks
+      const rope = c.use_rotary_positional_embeddings ? (inputs.rope ?? this.ropeFor(F, H, W)) : undefined;
+      this.blocks.forEach((block, i) => {
+        const o = block.forward({
+          hidden: h,
+          encoderHidden: e,
+          temb,
+          layout,
+          ...(rope !== undefined ? { rope } : {}),
+          ...(segment !== undefined ? { cond: segment } : {}),
+          ...probeArgs,
+          name: `block.${i}`,
+          ...(inputs.chunkSize !== undefined ? { chunkSize: inputs.chunkSize } : {}),
+        });
+        h = o.hidden;
+        e = o.encoderHidden;
+      });
+
+      // 4. output norms and projection
+      if (c.use_rotary_positional_embeddings) {
+        const n = this.normFinal.forward(tf.concat([e, h], 1)); // [B, Lt + Lv, D]
+        probe?.capture('norm_final.out', n);
+        h = tf.slice(n, [0, Lt, 0], [-1, -1, -1]);
+      } else {
+        h = this.normFinal.forward(h);
+        probe?.capture('norm_final.out', h);
+      }
+      h = this.normOut.forward({ hidden: h, temb, ...(segment !== undefined ? { cond: segment } : {}), ...probeArgs, name: 'norm_out' });
+      h = this.projOut.forward(h); // [B, Lv, p·p·C_out]
+      probe?.capture('proj_out.out', h);
+
+      // 5. unpatchify: features are ordered (channel, row-in-patch, col-in-patch)
+      const p = c.patch_size;
+      const Co = c.outChannels;
+      const x = tf.reshape(h, [B, F, H / p, W / p, Co, p, p]); // [B, F, h, w, C, pr, pc]
+      const y = tf.transpose(x, [0, 1, 4, 2, 5, 3, 6]); // [B, F, C, h, pr, w, pc]
+      return tf.reshape(y, [B, F, Co, H, W]);
+    });
+  }
+
+  /** tfjs-layers adapter: `apply([hidden_states, encoder_hidden_states, timestep])`. */
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const [hs, ehs, t] = inputs as tf.Tensor[];
+    return this.forward({ hiddenStates: hs!, encoderHiddenStates: ehs!, timestep: Array.from(t!.dataSync()) });
+  }
+
+  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
+    const [B, F, , H, W] = (s as tfl.Shape[])[0]!;
+    return [B ?? null, F ?? null, this.config.outChannels, H ?? null, W ?? null];
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    const { innerDim: _i, outChannels: _o, multiScene: _m, ...json } = this.config;
+    return { ...super.getConfig(), ...(json as unknown as tf.serialization.ConfigDict) };
+  }
+
+  /**
+   * Load a diffusers-layout folder: `dir/config.json` + (sharded) safetensors, or a pipeline folder
+   * holding `transformer/`. Missing, unexpected and wrongly shaped parameters are reported together.
+   * `options.weights` names a weights file or index explicitly (default: the one in the folder);
+   * `strict: false` tolerates unexpected keys.
+   */
+  static async fromPretrained(dir: string, options: { strict?: boolean; weights?: string } = {}): Promise<Mask2DiTTransformer> {
+    const root = fs.existsSync(path.join(dir, 'transformer', 'config.json')) ? path.join(dir, 'transformer') : dir;
+    const configPath = path.join(root, 'config.json');
+    if (!fs.existsSync(configPath)) throw new ConfigError(configPath, '(file)', 'missing: expected a diffusers transformer folder with config.json');
+    const { config } = readTransformerConfig(configPath);
+    const src = await openSafetensors(options.weights ?? root);
+    try {
+      const ws = WeightSource.fromTensors(src.path, await readAllAsTensors(src));
+      const model = new Mask2DiTTransformer(config, ws);
+      try {
+        ws.finish(options.strict ?? true);
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+      return model;
+    } finally {
+      await src.close();
+    }
+  }
+}
+tf.serialization.registerClass(Mask2DiTTransformer, 'Mask2DiT');
+
+/** Consecutive `[start, end)` ranges for lengths. */
+function ranges(lengths: number[]): [number, number][] {
+  let at = 0;
+  return lengths.map((n) => {
+    const r: [number, number] = [at, at + n];
+    at += n;
+    return r;
+  });
+}
+
+/** Every floating tensor of a checkpoint as float32 tf tensors (bf16/f16 decode exactly to f32). */
+export async function readAllAsTensors(src: TensorSource): Promise<Map<string, tf.Tensor>> {
+  const out = new Map<string, tf.Tensor>();
+  for (const name of src.names()) {
+    const info = src.info(name);
+    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16' && info.dtype !== 'F64') continue;
+    const data = await src.read(name);
+    const f32 = data instanceof Float32Array ? data : Float32Array.from(data as Float64Array);
+    out.set(name, tf.tensor(f32, info.shape, 'float32'));
+  }
+  return out;
+}
