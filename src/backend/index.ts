@@ -96,6 +96,8 @@ export async function selectBackend(requested?: string, options: BackendOptions 
       return { name, threads, device: `${os.cpus()[0]?.model ?? 'cpu'} (wasm SIMD, ${threads} thread${threads > 1 ? 's' : ''})` };
     }
     case 'cpu': {
+      // tfjs-cpu prints a banner suggesting tfjs-node on first use; our backend table says that already
+      if (process.env['MASK2DIT_LOG'] !== 'debug') tf.env().set('PROD', true);
       await tf.setBackend('cpu');
       return { name, device: `${os.cpus()[0]?.model ?? 'cpu'} (tfjs cpu, 1 thread)` };
     }

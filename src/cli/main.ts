@@ -9,6 +9,7 @@ import { shutdownBackends } from '../backend/index.js';
 import { VERSION } from '../version.js';
 import { register as registerBackend } from './commands/backend.js';
 import { register as registerInspect } from './commands/inspect.js';
+import { register as registerForward } from './commands/forward.js';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -22,6 +23,7 @@ function buildProgram(): Command {
     .exitOverride();
   registerInspect(program);
   registerBackend(program);
+  registerForward(program);
   return program;
 }
 

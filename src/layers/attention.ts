@@ -166,12 +166,6 @@ export class Attention extends M2Layer {
   override getConfig(): tf.serialization.ConfigDict {
     return { ...super.getConfig(), ...this.config };
   }
-
-  /** Free the variables and the Linears' cached transposes (M2Layer.dispose walks variables only). */
-  override dispose(): { refCountAfterDispose: number; numDisposedVariables: number } {
-    const own = [this.toQ, this.toK, this.toV, this.toOut].reduce((n, l) => n + l.dispose().numDisposedVariables, 0);
-    return { refCountAfterDispose: 0, numDisposedVariables: own + super.dispose().numDisposedVariables };
-  }
 }
 tf.serialization.registerClass(Attention, 'Mask2DiT');
 

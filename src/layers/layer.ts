@@ -76,13 +76,18 @@ export abstract class M2Layer extends tfl.layers.Layer {
     return n;
   }
 
-  /** Dispose every parameter of this layer and its children. */
+  /** Free caches a subclass holds besides its parameters (cached transposes, position tables). */
+  protected releaseCaches(): void {}
+
+  /** Dispose this layer's parameters and caches, then every child's (each child's own dispose runs). */
   override dispose(): { refCountAfterDispose: number; numDisposedVariables: number } {
     let n = 0;
-    for (const [, v] of this.namedWeights()) {
+    for (const [, v] of this.paramsByName) {
       v.dispose();
       n++;
     }
+    this.releaseCaches();
+    for (const [, c] of this.children) n += c.dispose().numDisposedVariables;
     this.paramsByName.clear();
     this.children.clear();
     return { refCountAfterDispose: 0, numDisposedVariables: n };

@@ -62,10 +62,9 @@ export class Linear extends M2Layer {
     return { ...super.getConfig(), ...this.config };
   }
 
-  override dispose() {
+  protected override releaseCaches(): void {
     this.weightT?.dispose();
     this.weightT = undefined;
-    return super.dispose();
   }
 }
 tf.serialization.registerClass(Linear, 'Mask2DiT');

@@ -102,9 +102,9 @@ function resolveOptions(opts: MaskedAttentionOptions, H: number, layout: SceneLa
   if (!Number.isInteger(chunk) || chunk < 1) throw new Mask2DiTError('OPTION', `maskedAttention: chunkSize must be an integer >= 1, got ${chunk}`);
   const probeName = opts.probeName ?? 'attention';
   const wantProbs = opts.probe?.wants(`${probeName}.probs`) ?? false;
-  const heads = opts.probeHeads ?? Array.from({ length: H }, (_, h) => h);
+  const heads = opts.probeHeads ?? opts.probe?.attention.heads ?? Array.from({ length: H }, (_, h) => h);
   if (wantProbs && heads.some((h) => !Number.isInteger(h) || h < 0 || h >= H)) throw new Mask2DiTError('OPTION', `maskedAttention: probeHeads must lie in [0, ${H}), got [${heads}]`);
-  const scene = opts.probeScene;
+  const scene = opts.probeScene ?? opts.probe?.attention.scene;
   if (wantProbs && scene !== undefined && !(Number.isInteger(scene) && scene >= 0 && scene < numScenes(layout))) {
     throw new Mask2DiTError('OPTION', `maskedAttention: probeScene must lie in [0, ${numScenes(layout)}), got ${scene}`);
   }

@@ -189,10 +189,9 @@ export class PatchConv extends M2Layer {
     return { ...super.getConfig(), ...this.config };
   }
 
-  override dispose() {
+  protected override releaseCaches(): void {
     this.weightT?.dispose();
     this.weightT = undefined;
-    return super.dispose();
   }
 }
 tf.serialization.registerClass(PatchConv, 'Mask2DiT');
@@ -473,17 +472,10 @@ export class CogVideoXPatchEmbed extends M2Layer {
     return { ...super.getConfig(), ...this.config };
   }
 
-  override dispose() {
-    if (this.posCache !== undefined) {
-      this.posCache.rows.text?.dispose();
-      this.posCache.rows.video.dispose();
-      this.posCache = undefined;
-    }
-    // M2Layer.dispose frees the variables of the whole tree but does not call the children's own
-    // dispose(), which frees their caches (the cached transposed weights): do it here first.
-    const n = this.proj.dispose().numDisposedVariables + this.textProj.dispose().numDisposedVariables;
-    const r = super.dispose();
-    return { refCountAfterDispose: 0, numDisposedVariables: n + r.numDisposedVariables };
+  protected override releaseCaches(): void {
+    this.posCache?.rows.text?.dispose();
+    this.posCache?.rows.video.dispose();
+    this.posCache = undefined;
   }
 }
 tf.serialization.registerClass(CogVideoXPatchEmbed, 'Mask2DiT');

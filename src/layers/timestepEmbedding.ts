@@ -115,13 +115,5 @@ export class TimestepEmbedding extends M2Layer {
   override getConfig(): tf.serialization.ConfigDict {
     return { ...super.getConfig(), ...this.config };
   }
-
-  override dispose() {
-    // M2Layer.dispose frees the variables of the whole tree but does not call the children's own
-    // dispose(), which frees the Linears' cached transposed weights: do it here first.
-    const n = this.linear1.dispose().numDisposedVariables + this.linear2.dispose().numDisposedVariables;
-    const r = super.dispose();
-    return { refCountAfterDispose: 0, numDisposedVariables: n + r.numDisposedVariables };
-  }
 }
 tf.serialization.registerClass(TimestepEmbedding, 'Mask2DiT');

@@ -8,12 +8,26 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+/** Which attention probabilities a probe keeps: `[B, heads, Lq, L]` is large, so narrow it. */
+export interface AttentionSelection {
+  /** Heads whose probabilities are captured (default: all). */
+  heads?: number[];
+  /** Capture only the query rows of this scene: its text rows, then its video rows (default: all rows). */
+  scene?: number;
+}
+
 export class Probe {
   readonly captured = new Map<string, tf.Tensor>();
   private readonly filter: (name: string) => boolean;
 
-  /** @param names exact names, `prefix.*` globs, or a predicate; default: capture nothing. */
-  constructor(names: string[] | ((name: string) => boolean) = []) {
+  /**
+   * @param names exact names, `prefix.*` globs, or a predicate; default: capture nothing.
+   * @param attention for `<block>.attn1.probs`: which heads and which scene's query rows to keep.
+   */
+  constructor(
+    names: string[] | ((name: string) => boolean) = [],
+    readonly attention: AttentionSelection = {},
+  ) {
     if (typeof names === 'function') {
       this.filter = names;
     } else {

@@ -213,9 +213,14 @@ export class Mask2DiTTransformer extends M2Layer {
     return [B ?? null, F ?? null, this.config.outChannels, H ?? null, W ?? null];
   }
 
-  override getConfig(): tf.serialization.ConfigDict {
+  /** The reference `config.json` content of this model (derived values dropped). */
+  configJson(): Record<string, unknown> {
     const { innerDim: _i, outChannels: _o, multiScene: _m, ...json } = this.config;
-    return { ...super.getConfig(), ...(json as unknown as tf.serialization.ConfigDict) };
+    return json;
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), ...(this.configJson() as tf.serialization.ConfigDict) };
   }
 
   /**
