@@ -10,6 +10,7 @@ import { VERSION } from '../version.js';
 import { register as registerBackend } from './commands/backend.js';
 import { register as registerInspect } from './commands/inspect.js';
 import { register as registerForward } from './commands/forward.js';
+import { registerVaeForward } from './commands/forwardVae.js';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -23,7 +24,7 @@ function buildProgram(): Command {
     .exitOverride();
   registerInspect(program);
   registerBackend(program);
-  registerForward(program);
+  registerVaeForward(registerForward(program));
   return program;
 }
 

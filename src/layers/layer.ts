@@ -79,6 +79,27 @@ export abstract class M2Layer extends tfl.layers.Layer {
   /** Free caches a subclass holds besides its parameters (cached transposes, position tables). */
   protected releaseCaches(): void {}
 
+  /** Drop every cache derived from the weights, in the whole tree (after assigning new weight values). */
+  invalidateCaches(): void {
+    this.releaseCaches();
+    for (const [, c] of this.children) c.invalidateCaches();
+  }
+
+  /**
+   * Switch the whole tree between inference (weight-derived caches allowed) and training (every
+   * forward reads the variables, so gradients reach them). Caches are dropped either way.
+   */
+  setTrainable(trainable: boolean): void {
+    this.trainable = trainable;
+    this.releaseCaches();
+    for (const [, c] of this.children) c.setTrainable(trainable);
+  }
+
+  /** The tf.Variables of the whole tree by dotted reference name (for optimizers and checkpoints). */
+  variables(): Map<string, tf.Variable> {
+    return new Map([...this.namedWeights()].map(([n, v]) => [n, v.read() as tf.Variable]));
+  }
+
   /** Dispose this layer's parameters and caches, then every child's (each child's own dispose runs). */
   override dispose(): { refCountAfterDispose: number; numDisposedVariables: number } {
     let n = 0;

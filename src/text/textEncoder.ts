@@ -1,0 +1,469 @@
+/**
+ * A T5 encoder (Hugging Face `T5EncoderModel`) as M2Layers, with T5's parameter names so the same
+ * code loads a real T5 later and a tiny one trained on the synthetic world now.
+ *
+ *   h = shared[ids]                                                     [B, L, D]
+ *   bias = relative_attention_bias[bucket(k − q)] + mask                [B, H, L, L]  (block 0's table, shared by all blocks)
+ *   per block:  h = h + o(softmax(q·kᵀ + bias)·v)   on layer_norm(h)    layer.0 (no 1/√d scaling in T5)
+ *               h = h + wo(act(wi(h')))  or  wo(gelu(wi_0 h') ⊙ wi_1 h')  layer.1, h' = layer_norm(h)
+ *   out = final_layer_norm(h)                                           [B, L, D]
+ *
+ * layer norms are T5LayerNorm (RMSNorm: no mean, no bias). Names: `shared.weight`,
+ * `encoder.block.{i}.layer.0.SelfAttention.{q,k,v,o}.weight`,
+ * `encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight`,
+ * `encoder.block.{i}.layer.0.layer_norm.weight`, `encoder.block.{i}.layer.1.DenseReluDense.{wi,wo}.weight`
+ * (gated: `wi_0`, `wi_1`), `encoder.block.{i}.layer.1.layer_norm.weight`, `encoder.final_layer_norm.weight`.
+ *
+ * Reference: transformers `models/t5/modeling_t5.py` (T5LayerNorm, T5Attention, T5EncoderModel).
+ * Differentiable with `tf.variableGrads` once `trainable = true` (set on the encoder, it reaches every
+ * sublayer): embedding lookups become one-hot matMuls (gather's gradient has no wasm kernel) and no
+ * cached tensor sits in the trainable path.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { ConfigError, ShapeError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { openSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { readTextEncoderConfig, type TextEncoderConfig } from '../config/textEncoderConfig.js';
+import { Container, M2Layer } from '../layers/layer.js';
+import { Linear } from '../layers/linear.js';
+import { geluTanh } from '../layers/math.js';
+import { WeightSource } from '../layers/weightSource.js';
+import { readAllAsTensors } from '../model/transformer.js';
+import { PAD_ID, type WordTokenizer } from './tokenizer.js';
+
+/** Added to the scores of padded keys (HF uses the float32 minimum; any large negative is equivalent). */
+const MASKED = -1e9;
+
+// ---------------------------------------------------------------------------------------------
+// Relative position buckets (pure JS: the indices never need gradients)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * T5's bidirectional bucket of `relative = key − query`: half the buckets for each sign; within a
+ * half, exact buckets below `n/2`, then logarithmic up to `maxDistance`. Float32 rounding is
+ * emulated (`Math.fround`) so boundary cases truncate as PyTorch's float32 arithmetic does.
+ */
+export function relativePositionBucket(relative: number, numBuckets: number, maxDistance: number): number {
+  const half = numBuckets / 2;
+  const base = relative > 0 ? half : 0;
+  const n = Math.abs(relative);
+  const maxExact = half / 2;
+  if (n < maxExact) return base + n;
+  const f = Math.fround;
+  const ratio = f(f(Math.log(f(n / maxExact))) / f(Math.log(maxDistance / maxExact)));
+  const large = maxExact + Math.trunc(f(ratio * (half - maxExact)));
+  return base + Math.min(large, half - 1);
+}
+
+/** Buckets for an L×L attention, row-major `[query, key]`. */
+export function bucketTable(L: number, numBuckets: number, maxDistance: number): Int32Array {
+  const out = new Int32Array(L * L);
+  for (let q = 0; q < L; q++) for (let k = 0; k < L; k++) out[q * L + k] = relativePositionBucket(k - q, numBuckets, maxDistance);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+// ---------------------------------------------------------------------------------------------
+
+/** Sublayers an owner must reach to switch training on (Linear caches its transpose when not trainable). */
+type Parts = M2Layer[];
+const part = <T extends M2Layer>(parts: Parts, layer: T): T => {
+  parts.push(layer);
+  return layer;
+};
+
+/** T5LayerNorm: RMS norm over the last axis, `weight` `[D]`, no bias, no mean subtraction. */
+export class T5LayerNorm extends M2Layer {
+  static readonly className = 'M2T5LayerNorm';
+  readonly weight: tf.Variable;
+  constructor(
+    readonly config: { dim: number; eps: number },
+    ws: WeightSource,
+  ) {
+    super(ws.prefix || 'layer_norm');
+    this.weight = this.param('weight', ws.get('weight', [config.dim]));
+  }
+  /** @param x `[..., D]` */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const variance = tf.mean(tf.square(x), -1, true); // [..., 1]
+      return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, this.config.eps))), this.weight);
+    });
+  }
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return this.forward(Array.isArray(inputs) ? inputs[0]! : inputs);
+  }
+  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
+    return (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
+  }
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), ...this.config };
+  }
+}
+tf.serialization.registerClass(T5LayerNorm, 'Mask2DiT');
+
+/** An embedding table `weight` `[rows, dim]`. */
+export class Embedding extends M2Layer {
+  static readonly className = 'M2Embedding';
+  readonly weight: tf.Variable;
+  constructor(
+    readonly config: { rows: number; dim: number },
+    ws: WeightSource,
+  ) {
+    super(ws.prefix || 'embedding');
+    this.weight = this.param('weight', ws.get('weight', [config.rows, config.dim]));
+  }
+  /** @param ids int32 `[...]` → `[..., dim]`; a one-hot matMul when trainable (differentiable on every backend). */
+  forward(ids: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const flat = tf.reshape(ids, [-1]); // [N]
+      const rows = this.trainable ? tf.matMul(tf.oneHot(flat, this.config.rows), this.weight) : tf.gather(this.weight, flat); // [N, dim]
+      return tf.reshape(rows, [...ids.shape, this.config.dim]);
+    });
+  }
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return this.forward(Array.isArray(inputs) ? inputs[0]! : inputs);
+  }
+  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
+    return [...((Array.isArray(s[0]) ? s[0] : s) as tfl.Shape), this.config.dim];
+  }
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), ...this.config };
+  }
+}
+tf.serialization.registerClass(Embedding, 'Mask2DiT');
+
+/** T5Attention (encoder self-attention): q, k, v, o without bias; block 0 also owns the relative bias table. */
+export class T5Attention extends M2Layer {
+  static readonly className = 'M2T5Attention';
+  readonly q: Linear;
+  readonly k: Linear;
+  readonly v: Linear;
+  readonly o: Linear;
+  readonly relativeBias: Embedding | undefined;
+
+  constructor(
+    readonly config: TextEncoderConfig,
+    hasRelativeBias: boolean,
+    ws: WeightSource,
+    parts: Parts,
+  ) {
+    super(ws.prefix || 'SelfAttention');
+    const { d_model: D, d_kv: dk, num_heads: H } = config;
+    const proj = (name: string, inF: number, outF: number) => part(parts, this.child(name, new Linear({ inFeatures: inF, outFeatures: outF, bias: false }, ws.pp(name))));
+    this.q = proj('q', D, H * dk);
+    this.k = proj('k', D, H * dk);
+    this.v = proj('v', D, H * dk);
+    this.o = proj('o', H * dk, D);
+    this.relativeBias = hasRelativeBias
+      ? part(parts, this.child('relative_attention_bias', new Embedding({ rows: config.relative_attention_num_buckets, dim: H }, ws.pp('relative_attention_bias'))))
+      : undefined;
+  }
+
+  /** The position bias `[1, H, L, L]` from this layer's table (block 0 only). */
+  positionBias(L: number): tf.Tensor {
+    if (this.relativeBias === undefined) throw new ShapeError('relative_attention_bias', 'only the first block owns the relative position table');
+    const c = this.config;
+    return tf.tidy(() => {
+      const buckets = tf.tensor(bucketTable(L, c.relative_attention_num_buckets, c.relative_attention_max_distance), [L, L], 'int32');
+      const values = this.relativeBias!.forward(buckets); // [L, L, H]
+      return tf.expandDims(tf.transpose(values, [2, 0, 1]), 0); // [1, H, L, L]
+    });
+  }
+
+  /** `[B, L, H·dk]` → `[B, H, L, dk]` */
+  private heads(x: tf.Tensor): tf.Tensor {
+    const [B, L] = x.shape as [number, number, number];
+    return tf.transpose(tf.reshape(x, [B, L, this.config.num_heads, this.config.d_kv]), [0, 2, 1, 3]);
+  }
+
+  /**
+   * @param x    `[B, L, D]` (already layer-normed)
+   * @param bias `[B or 1, H, L, L]` position bias plus key mask
+   */
+  forward(x: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const [B, L] = x.shape as [number, number, number];
+      const q = this.heads(this.q.forward(x)); // [B, H, L, dk]
+      const k = this.heads(this.k.forward(x)); // [B, H, L, dk]
+      const v = this.heads(this.v.forward(x)); // [B, H, L, dk]
+      // Tiny L: one batched matMul is cheaper than a 2-D matMul per head here (BACKENDS.md §1 is about large L).
+      const scores = tf.add(tf.matMul(q, k, false, true), bias); // [B, H, L, L], no 1/√dk in T5
+      const o = tf.matMul(tf.softmax(scores, -1), v); // [B, H, L, dk]
+      const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B, L, this.config.num_heads * this.config.d_kv]); // [B, L, H·dk]
+      return this.o.forward(merged); // [B, L, D]
+    });
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const [x, bias] = inputs as tf.Tensor[];
+    return this.forward(x!, bias!);
+  }
+  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
+    return (s as tfl.Shape[])[0]!;
+  }
+}
+tf.serialization.registerClass(T5Attention, 'Mask2DiT');
+
+/** T5's feed-forward (`DenseReluDense`): `wo(relu(wi x))` or gated `wo(gelu_new(wi_0 x) ⊙ wi_1 x)`. */
+export class T5DenseFF extends M2Layer {
+  static readonly className = 'M2T5DenseFF';
+  readonly wi: Linear[];
+  readonly wo: Linear;
+  constructor(
+    readonly config: TextEncoderConfig,
+    ws: WeightSource,
+    parts: Parts,
+  ) {
+    super(ws.prefix || 'DenseReluDense');
+    const { d_model: D, d_ff: F } = config;
+    const lin = (name: string, inF: number, outF: number) => part(parts, this.child(name, new Linear({ inFeatures: inF, outFeatures: outF, bias: false }, ws.pp(name))));
+    this.wi = config.feed_forward_proj === 'gated-gelu' ? [lin('wi_0', D, F), lin('wi_1', D, F)] : [lin('wi', D, F)];
+    this.wo = lin('wo', F, D);
+  }
+  /** @param x `[B, L, D]` */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const [wi0, wi1] = this.wi;
+      const h = wi1 === undefined ? tf.relu(wi0!.forward(x)) : tf.mul(geluTanh(wi0!.forward(x)), wi1.forward(x)); // [B, L, F]
+      return this.wo.forward(h);
+    });
+  }
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return this.forward(Array.isArray(inputs) ? inputs[0]! : inputs);
+  }
+  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
+    return (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
+  }
+}
+tf.serialization.registerClass(T5DenseFF, 'Mask2DiT');
+
+/** One encoder block: `layer.0` (layer_norm, SelfAttention) and `layer.1` (layer_norm, DenseReluDense). */
+export class T5Block extends M2Layer {
+  static readonly className = 'M2T5Block';
+  readonly norm0: T5LayerNorm;
+  readonly attention: T5Attention;
+  readonly norm1: T5LayerNorm;
+  readonly ff: T5DenseFF;
+  constructor(config: TextEncoderConfig, index: number, ws: WeightSource, parts: Parts) {
+    super(ws.prefix || `block.${index}`);
+    const layer = this.child('layer', new Container(ws.full('layer')));
+    const l0 = layer.add('0', new Container(ws.pp('layer').full('0')));
+    const l1 = layer.add('1', new Container(ws.pp('layer').full('1')));
+    const [w0, w1] = [ws.pp('layer').pp(0), ws.pp('layer').pp(1)];
+    const norm = { dim: config.d_model, eps: config.layer_norm_epsilon };
+    this.attention = l0.add('SelfAttention', new T5Attention(config, index === 0, w0.pp('SelfAttention'), parts));
+    this.norm0 = part(parts, l0.add('layer_norm', new T5LayerNorm(norm, w0.pp('layer_norm'))));
+    this.ff = l1.add('DenseReluDense', new T5DenseFF(config, w1.pp('DenseReluDense'), parts));
+    this.norm1 = part(parts, l1.add('layer_norm', new T5LayerNorm(norm, w1.pp('layer_norm'))));
+    parts.push(this.attention, this.ff);
+  }
+  /** @param h `[B, L, D]`, bias `[B or 1, H, L, L]` */
+  forward(h: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const a = tf.add(h, this.attention.forward(this.norm0.forward(h), bias));
+      return tf.add(a, this.ff.forward(this.norm1.forward(a)));
+    });
+  }
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const [h, bias] = inputs as tf.Tensor[];
+    return this.forward(h!, bias!);
+  }
+  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
+    return (s as tfl.Shape[])[0]!;
+  }
+}
+tf.serialization.registerClass(T5Block, 'Mask2DiT');
+
+// ---------------------------------------------------------------------------------------------
+// The encoder
+// ---------------------------------------------------------------------------------------------
+
+/** Every parameter name of a T5 encoder with its shape (reference layout), in model order. */
+export function t5ParameterShapes(c: TextEncoderConfig): Map<string, number[]> {
+  const { d_model: D, d_kv: dk, num_heads: H, d_ff: F } = c;
+  const m = new Map<string, number[]>([['shared.weight', [c.vocab_size, D]]]);
+  for (let i = 0; i < c.num_layers; i++) {
+    const b = `encoder.block.${i}.layer`;
+    for (const p of ['q', 'k', 'v']) m.set(`${b}.0.SelfAttention.${p}.weight`, [H * dk, D]);
+    m.set(`${b}.0.SelfAttention.o.weight`, [D, H * dk]);
+    if (i === 0) m.set(`${b}.0.SelfAttention.relative_attention_bias.weight`, [c.relative_attention_num_buckets, H]);
+    m.set(`${b}.0.layer_norm.weight`, [D]);
+    const wi = c.feed_forward_proj === 'gated-gelu' ? ['wi_0', 'wi_1'] : ['wi'];
+    for (const w of wi) m.set(`${b}.1.DenseReluDense.${w}.weight`, [F, D]);
+    m.set(`${b}.1.DenseReluDense.wo.weight`, [D, F]);
+    m.set(`${b}.1.layer_norm.weight`, [D]);
+  }
+  m.set('encoder.final_layer_norm.weight', [D]);
+  return m;
+}
+
+/** Hugging Face's T5 initialisation (`_init_weights`, factor 1): the weights of an untrained encoder. */
+export function t5InitTensors(c: TextEncoderConfig, seed: number): Map<string, tf.Tensor> {
+  const { d_model: D, d_kv: dk, num_heads: H, d_ff: F } = c;
+  const std = (name: string): number => {
+    if (name === 'shared.weight') return 1;
+    if (name.endsWith('.q.weight')) return (D * dk) ** -0.5;
+    if (name.endsWith('.k.weight') || name.endsWith('.v.weight') || name.includes('relative_attention_bias')) return D ** -0.5;
+    if (name.endsWith('.o.weight')) return (H * dk) ** -0.5;
+    if (name.endsWith('.wo.weight')) return F ** -0.5;
+    return D ** -0.5; // wi, wi_0, wi_1
+  };
+  const out = new Map<string, tf.Tensor>();
+  let i = 0;
+  for (const [name, shape] of t5ParameterShapes(c)) {
+    out.set(name, name.endsWith('layer_norm.weight') ? tf.ones(shape) : tf.randomNormal(shape, 0, std(name), 'float32', seed * 7919 + i));
+    i++;
+  }
+  return out;
+}
+
+export interface TextEncoderInputs {
+  /** Token ids `[B, L]`, int32. */
+  ids: tf.Tensor;
+  /** 1 for real tokens, 0 for padding `[B, L]`; default `ids ≠ pad_token_id`. */
+  attentionMask?: tf.Tensor;
+}
+
+/** Hugging Face `T5EncoderModel`: ids → hidden states `[B, L, d_model]`. */
+export class T5Encoder extends M2Layer {
+  static readonly className = 'M2T5Encoder';
+  readonly shared: Embedding;
+  readonly blocks: T5Block[];
+  readonly finalNorm: T5LayerNorm;
+  /** Every sublayer, so `trainable` reaches them all. */
+  private readonly parts: Parts = [];
+
+  constructor(
+    readonly config: TextEncoderConfig,
+    ws: WeightSource,
+  ) {
+    super('text_encoder');
+    const c = config;
+    this.shared = part(this.parts, this.child('shared', new Embedding({ rows: c.vocab_size, dim: c.d_model }, ws.pp('shared'))));
+    const encoder = this.child('encoder', new Container('encoder'));
+    const list = encoder.add('block', new Container('encoder.block'));
+    const wsBlocks = ws.pp('encoder').pp('block');
+    this.blocks = Array.from({ length: c.num_layers }, (_, i) => part(this.parts, list.add(String(i), new T5Block(c, i, wsBlocks.pp(i), this.parts))));
+    this.finalNorm = part(this.parts, encoder.add('final_layer_norm', new T5LayerNorm({ dim: c.d_model, eps: c.layer_norm_epsilon }, ws.pp('encoder').pp('final_layer_norm'))));
+  }
+
+  /** Training switch for the encoder and every sublayer. */
+  override get trainable(): boolean {
+    return super.trainable;
+  }
+  override set trainable(on: boolean) {
+    super.trainable = on;
+    // `parts` is undefined while the base constructor runs
+    for (const p of (this as unknown as { parts?: Parts }).parts ?? []) p.trainable = on;
+  }
+
+  /** An untrained encoder with Hugging Face's initialisation. */
+  static init(config: TextEncoderConfig, seed: number): T5Encoder {
+    const ws = WeightSource.fromTensors(`t5 init (seed ${seed})`, t5InitTensors(config, seed));
+    const model = new T5Encoder(config, ws);
+    ws.finish(true);
+    return model;
+  }
+
+  /** `[B, L, d_model]` hidden states; padded positions are masked out as keys (T5 attention mask). */
+  forward(inputs: TextEncoderInputs): tf.Tensor {
+    const { ids } = inputs;
+    const c = this.config;
+    if (ids.rank !== 2 || ids.dtype !== 'int32') throw new ShapeError('input_ids', `expected int32 [B, L], got ${ids.dtype} [${ids.shape}]`);
+    const [B, L] = ids.shape as [number, number];
+    const m = inputs.attentionMask;
+    if (m !== undefined && (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== L)) throw new ShapeError('attention_mask', `expected [${B}, ${L}], got [${m.shape}]`);
+    return tf.tidy(() => {
+      const keep = m !== undefined ? tf.cast(m, 'float32') : tf.cast(tf.notEqual(ids, c.pad_token_id), 'float32'); // [B, L]
+      const keyMask = tf.reshape(tf.mul(tf.sub(1, keep), MASKED), [B, 1, 1, L]); // [B, 1, 1, L]
+      const bias = tf.add(this.blocks[0]!.attention.positionBias(L), keyMask); // [B, H, L, L]
+      let h = this.shared.forward(ids); // [B, L, D]
+      for (const block of this.blocks) h = block.forward(h, bias);
+      return this.finalNorm.forward(h);
+    });
+  }
+
+  /** Convenience: ids `[B·L]` (row-major) → `[B, L, d_model]`. */
+  encodeIds(ids: Int32Array, batch: number): tf.Tensor {
+    if (ids.length % batch !== 0) throw new ShapeError('input_ids', `${ids.length} ids do not split into ${batch} rows`);
+    const t = tf.tensor2d(ids, [batch, ids.length / batch], 'int32');
+    try {
+      return this.forward({ ids: t });
+    } finally {
+      t.dispose();
+    }
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return this.forward({ ids: Array.isArray(inputs) ? inputs[0]! : inputs });
+  }
+  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
+    return [...((Array.isArray(s[0]) ? s[0] : s) as tfl.Shape), this.config.d_model];
+  }
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), ...(this.config as unknown as tf.serialization.ConfigDict) };
+  }
+
+  /**
+   * Load `dir/config.json` + safetensors, or a pipeline folder holding `text_encoder/`. A tied
+   * `encoder.embed_tokens.weight` (Hugging Face saves it next to `shared.weight`) is ignored.
+   */
+  static async fromPretrained(dir: string, options: { strict?: boolean } = {}): Promise<T5Encoder> {
+    const root = fs.existsSync(path.join(dir, 'text_encoder', 'config.json')) ? path.join(dir, 'text_encoder') : dir;
+    const configPath = path.join(root, 'config.json');
+    if (!fs.existsSync(configPath)) throw new ConfigError(configPath, '(file)', 'missing: expected a T5 encoder folder with config.json');
+    const { config } = readTextEncoderConfig(configPath);
+    const src = await openSafetensors(root);
+    try {
+      const tensors = await readAllAsTensors(src);
+      tensors.get('encoder.embed_tokens.weight')?.dispose();
+      tensors.delete('encoder.embed_tokens.weight');
+      const ws = WeightSource.fromTensors(src.path, tensors);
+      const model = new T5Encoder(config, ws);
+      try {
+        ws.finish(options.strict ?? true);
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+      return model;
+    } finally {
+      await src.close();
+    }
+  }
+
+  /** Write `dir/config.json` and `dir/model.safetensors` (F32), each atomically. */
+  async save(dir: string): Promise<void> {
+    fs.mkdirSync(dir, { recursive: true });
+    const tensors: Record<string, TensorToWrite> = {};
+    for (const [name, v] of this.namedWeights()) tensors[name] = { dtype: 'F32', shape: [...v.shape] as number[], data: (await v.read().data()) as Float32Array };
+    await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    const json = { architectures: ['T5EncoderModel'], ...this.config };
+    await writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(json, null, 2)}\n`);
+  }
+}
+tf.serialization.registerClass(T5Encoder, 'Mask2DiT');
+
+/**
+ * Prompt embeddings for a multi-scene clip: one block of `tokenizer.length` rows per caption,
+ * concatenated along the sequence → `[1, S·length, d_model]` (the transformer's
+ * `encoder_hidden_states` with `max_text_seq_length = tokenizer.length`).
+ */
+export function encodePrompts(tokenizer: WordTokenizer, encoder: T5Encoder, captions: readonly string[]): tf.Tensor {
+  if (captions.length === 0) throw new ShapeError('captions', 'expected at least one caption');
+  if (tokenizer.vocabSize > encoder.config.vocab_size) {
+    throw new ConfigError('text_encoder/config.json', 'vocab_size', `the tokenizer has ${tokenizer.vocabSize} tokens, the encoder's table only ${encoder.config.vocab_size}`);
+  }
+  if (encoder.config.pad_token_id !== PAD_ID) throw new ConfigError('text_encoder/config.json', 'pad_token_id', `expected ${PAD_ID} (the tokenizer's <pad>), got ${encoder.config.pad_token_id}`);
+  const S = captions.length;
+  const L = tokenizer.length;
+  return tf.tidy(() => {
+    const h = encoder.encodeIds(tokenizer.encodeBatch(captions), S); // [S, L, D]
+    return tf.reshape(h, [1, S * L, encoder.config.d_model]); // [1, S·L, D]
+  });
+}

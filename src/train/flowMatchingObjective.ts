@@ -1,0 +1,58 @@
+/**
+ * The rectified-flow (flow-matching) training objective for the Mask²DiT transformer, with both masks.
+ *
+ *   σ ~ U(0, 1) per clip,  ε ~ N(0, I),  x_σ = (1 − σ)·x₀ + σ·ε,  target velocity v* = ε − x₀
+ *   loss = mean ‖f(x_σ, text, t = 1000σ) − v*‖²
+ *
+ * which is what the flow-matching Euler sampler integrates (x ← x + (σ_next − σ)·f, t = 1000σ).
+ * - Joint objective (mask 1): all scenes share σ and are denoised together under the symmetric mask.
+ * - Segment-level conditional objective (mask 2), with probability `pConditional` per batch: a target
+ *   scene c ∈ [1, S) is noised, the earlier and later scenes stay clean (x₀) and are modulated with the
+ *   conditioning timestep 0 (`clipIdx = c`, `timestepCond = 0`), and the loss covers scene c's frames only.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Mask2DiTTransformer } from '../model/transformer.js';
+import type { StepRng } from './rng.js';
+
+export interface FlowBatch {
+  /** Clean latents `[B, F, C, H, W]`, scenes' frames concatenated. */
+  latents: tf.Tensor;
+  /** Prompt embeddings `[B, S·T, textDim]`. */
+  text: tf.Tensor;
+  scenes: number;
+}
+
+export interface FlowDraw {
+  sigma: number[];
+  /** Target scene when the conditional objective was drawn. */
+  target?: number;
+}
+
+/** Draw σ per clip, the objective and ε for one step (deterministic from the step's rng). */
+export function drawFlow(rng: StepRng, batch: number, scenes: number, pConditional: number): FlowDraw {
+  const sigma = Array.from(rng.uniforms(batch), (u) => Math.min(0.999, Math.max(0.001, u)));
+  const cond = scenes > 1 && rng.uniforms(1)[0]! < pConditional;
+  return cond ? { sigma, target: rng.int(1, scenes) } : { sigma };
+}
+
+/** The loss (a scalar) for one batch; call inside `tf.variableGrads`. */
+export function flowMatchingLoss(model: Mask2DiTTransformer, b: FlowBatch, draw: FlowDraw, noise: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => {
+    const [B, F] = b.latents.shape as [number, number];
+    const perScene = F / b.scenes;
+    const sigma = tf.reshape(tf.tensor1d(draw.sigma), [B, 1, 1, 1, 1]); // [B, 1, 1, 1, 1]
+    let noisy = tf.add(tf.mul(tf.sub(1, sigma), b.latents), tf.mul(sigma, noise)); // [B, F, C, H, W]
+    const velocity = tf.sub(noise, b.latents); // [B, F, C, H, W]
+    const timestep = draw.sigma.map((s) => 1000 * s);
+    if (draw.target === undefined) {
+      const pred = model.forward({ hiddenStates: noisy, encoderHiddenStates: b.text, timestep });
+      return tf.mean(tf.square(tf.sub(pred, velocity))) as tf.Scalar;
+    }
+    // conditional: only the target's frames are noised and scored
+    const [s0, s1] = [draw.target * perScene, (draw.target + 1) * perScene];
+    const frames = (x: tf.Tensor, a: number, n: number) => tf.slice(x, [0, a, 0, 0, 0], [-1, n, -1, -1, -1]);
+    noisy = tf.concat([frames(b.latents, 0, s0), frames(noisy, s0, perScene), frames(b.latents, s1, F - s1)].filter((t) => t.shape[1]! > 0), 1);
+    const pred = model.forward({ hiddenStates: noisy, encoderHiddenStates: b.text, timestep, clipIdx: draw.target, timestepCond: 0 });
+    return tf.mean(tf.square(tf.sub(frames(pred, s0, perScene), frames(velocity, s0, perScene)))) as tf.Scalar;
+  });
+}
