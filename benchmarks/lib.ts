@@ -1,6 +1,5 @@
-/** Shared benchmark plumbing: flags, machine description, timing, peak tensor memory, table + JSON lines. */
-import os from 'node:os';
-import * as tf from '@tensorflow/tfjs-core';
+/** Shared benchmark plumbing for the scripts in benchmarks/: flags, table + JSON lines (timing lives in src/bench/measure.ts). */
+export { machine, peakTensorBytes, timeIt } from '../src/bench/measure.js';
 
 export function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -8,29 +7,6 @@ export function arg(name: string): string | undefined {
 }
 
 export const flag = (name: string): boolean => process.argv.includes(name);
-
-export const machine = (): string => `${os.cpus()[0]?.model ?? 'unknown cpu'} x${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
-
-/** Median wall time (ms) of `reps` runs of `fn` after `warmup` runs; `fn` must finish its GPU/worker work (await data). */
-export async function timeIt(fn: () => Promise<void>, reps: number, warmup = 1): Promise<{ medianMs: number; allMs: number[] }> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const all: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    all.push(performance.now() - t0);
-  }
-  const sorted = [...all].sort((a, b) => a - b);
-  return { medianMs: sorted[Math.floor(sorted.length / 2)]!, allMs: all };
-}
-
-/** Peak bytes of live tensors while `fn` runs, above what was live before (tf.profile). */
-export async function peakTensorBytes(fn: () => Promise<void>): Promise<number> {
-  const info = await tf.profile(async () => {
-    await fn();
-  });
-  return info.peakBytes;
-}
 
 export const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
 

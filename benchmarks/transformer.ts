@@ -24,10 +24,10 @@ import { DiTBlock } from '../src/layers/ditBlock.js';
 import { denseScoreBytes, maskedAttention, peakScoreBytes } from '../src/layers/maskedAttention.js';
 import { rope3dTables } from '../src/layers/rope3d.js';
 import { WeightSource } from '../src/layers/weightSource.js';
-import { maskBlocks } from '../src/model/masks.js';
-import { uniformLayout, layoutTotals, rangeLength, type SceneLayout } from '../src/model/sceneLayout.js';
+import { uniformLayout, layoutTotals } from '../src/model/sceneLayout.js';
 import { Mask2DiTTransformer } from '../src/model/transformer.js';
 import { openSafetensors } from '../src/io/safetensors.js';
+import { blockFlops, FIVE_B_BLOCK as FIVE_B, maskPairs } from '../src/bench/suite.js';
 import { arg, flag, machine, mib, peakTensorBytes, report, timeIt, type Row } from './lib.js';
 
 const list = (name: string, dflt: string) => (arg(name) ?? dflt).split(',').filter((s) => s !== '');
@@ -37,9 +37,6 @@ const sceneCounts = list('--scenes', '1,3').map(Number);
 const reps = Number(arg('--reps') ?? 3);
 const cpuBig = flag('--cpu-big');
 
-/** Allowed (query, key) pairs under the dual mask. */
-const maskPairs = (layout: SceneLayout) => maskBlocks(layout).reduce((n, b) => n + rangeLength(b.query) * b.keys.reduce((k, r) => k + rangeLength(r), 0), 0);
-const blockFlops = (layout: SceneLayout, D: number) => 24 * layoutTotals(layout).total * D * D + 4 * D * maskPairs(layout);
 
 async function tensorsFromFixture(caseName: string): Promise<Map<string, tf.Tensor | number[]>> {
   const src = await openSafetensors(`test/fixtures/${caseName}/io.safetensors`);
@@ -104,7 +101,6 @@ async function smallRow(backend: string): Promise<Row> {
   return row;
 }
 
-const FIVE_B = { dim: 3072, heads: 48, headDim: 64, timeEmbedDim: 512, normEps: 1e-5, normElementwiseAffine: true, attentionBias: true, ffInnerDim: 4 * 3072 };
 const TEXT_5B = 226;
 const VIDEO_5B = 13 * 15 * 22; // 4,290
 

@@ -28,6 +28,8 @@ import { selectBackend, shutdownBackends, type BackendInfo } from '../src/backen
 import { parseVaeConfig, type VaeConfig } from '../src/config/vaeConfig.js';
 import { WeightSource } from '../src/layers/weightSource.js';
 import { CogVideoXVAE, decodeCallRanges } from '../src/model/vae.js';
+import { profiledFlops as flopsOf } from '../src/bench/measure.js';
+import { TINY_VAE as TINY, COGVIDEOX_5B_VAE as COGVIDEOX_5B, decodeAll } from '../src/bench/suite.js';
 
 interface Scenario {
   name: 'tiny' | 'batch' | 'scene';
@@ -40,10 +42,6 @@ interface Scenario {
   /** Skipped (estimate only) unless enabled. */
   enabled: boolean;
 }
-
-const TINY = { block_out_channels: [8, 8, 16, 16], latent_channels: 4, layers_per_block: 1, norm_num_groups: 4, sample_height: 24, sample_width: 32, scaling_factor: 0.7 };
-// CogVideoX-5B vae/config.json (THUDM/CogVideoX-5b): the reference class defaults.
-const COGVIDEOX_5B = { block_out_channels: [128, 256, 256, 512], latent_channels: 16, layers_per_block: 3, norm_num_groups: 32, scaling_factor: 0.7 };
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -61,33 +59,6 @@ function scenarios(): Scenario[] {
     { name: 'scene', config: COGVIDEOX_5B, latentFrames: 13, height: h, width: w, iters, enabled: process.argv.includes('--scene') }, // 49 frames, 480×720 → 13×60×90 latents
   ];
   return all.filter((s) => only === undefined || only.includes(s.name));
-}
-
-/** Decode z streaming, reading back every chunk; returns output frames. */
-async function decodeAll(vae: CogVideoXVAE, z: tf.Tensor): Promise<number> {
-  let frames = 0;
-  for (const chunk of vae.decodeChunks(z)) {
-    await chunk.data();
-    frames += chunk.shape[2]!;
-    chunk.dispose();
-  }
-  return frames;
-}
-
-/** FLOPs of the convolution and matMul kernels of a profile. */
-function flopsOf(kernels: { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[]): number {
-  let f = 0;
-  for (const k of kernels) {
-    const out = k.outputShapes[0]?.reduce((a, b) => a * b, 1) ?? 0;
-    if (k.name === 'Conv2D' || k.name === 'FusedConv2D') {
-      const [kh, kw, cin] = k.inputShapes[1] as number[];
-      f += 2 * out * kh! * kw! * cin!;
-    } else if (k.name === 'BatchMatMul' || k.name === '_FusedMatMul') {
-      const a = k.inputShapes[0] as number[];
-      f += 2 * out * a[a.length - 1]!;
-    }
-  }
-  return f;
 }
 
 interface Row {

@@ -14,7 +14,8 @@ export {
   selectBackend,
   shutdownBackends,
 } from './backend/index.js';
-export { takeWebGpuErrors } from './backend/webgpu.js';
+export { takeWebGpuErrors, checkWebGpu, syncWebGpu, webGpuLimits, WebGpuDeviceError } from './backend/webgpu.js';
+export * from './backend/memoryBudget.js';
 export * from './io/safetensors.js';
 export { inspectPath, findCheckpoints, summarise, groupOf, type CheckpointSummary } from './io/checkpointSummary.js';
 
@@ -74,3 +75,10 @@ export { Ema } from './train/ema.js';
 export { learningRate, type LrSchedule } from './train/schedule.js';
 export { saveCheckpoint, loadCheckpoint, type CheckpointMeta } from './train/checkpoint.js';
 export { StepRng, uniformArray } from './train/rng.js';
+
+// Samplers and pipelines
+export { COGVIDEOX_5B_SCHEDULER, parseSchedulerConfig, readSchedulerConfig, isFlowMatchConfig, type SchedulerConfig, type CogVideoXSchedulerConfig, type FlowMatchSchedulerConfig } from './config/schedulerConfig.js';
+export { createSampler, isSamplerName, SamplerError, SAMPLER_NAMES, CogVideoXDDIMSampler, CogVideoXDPMSampler, FlowMatchEulerSampler, cogvideoxAlphasCumprod, cogvideoxTimesteps, combineGuidance, guidanceScaleAt, gaussianNoise, gaussianArray, STREAM, type Sampler, type SamplerName, type SamplerOptions, type StepOutput, type NoiseSource, type DynamicCfg, type PrevTimestepRule } from './sampler/index.js';
+export { Mask2DiTPipeline, PipelineInputError, PipelineAbortedError, type GenerateOptions, type SamplingOptions, type PipelineResult, type StepProgress, type PromptEmbeddings, type VideoDecoder, type VideoEncoder, type LatentPosterior } from './model/pipeline.js';
+export { Mask2DiTExtendPipeline, type ExtendOptions, type ExtendResult, type PreviousScenes } from './model/extendPipeline.js';
+export { conv2d, conv2dFilterGrad } from './layers/conv2d.js';

@@ -13,6 +13,8 @@
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
+// tfjs-layers' bundle registers every op's gradient (tfjs-core alone registers none; training needs them)
+import '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfwasm from '@tensorflow/tfjs-backend-wasm';
 import { BackendError } from '../errors.js';

@@ -16,6 +16,9 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { ConfigError, ShapeError } from '../errors.js';
+import { checkWebGpu } from '../backend/webgpu.js';
+import { checkMemoryBudget, transformerPeakEstimate } from '../backend/memoryBudget.js';
+import { DEFAULT_CHUNK_SIZE } from '../layers/maskedAttention.js';
 import { openSafetensors, type TensorSource } from '../io/safetensors.js';
 import { readTransformerConfig, type TransformerConfig } from '../config/transformerConfig.js';
 import { Container, M2Layer } from '../layers/layer.js';
@@ -67,6 +70,8 @@ export class Mask2DiTTransformer extends M2Layer {
   readonly normFinal: LayerNorm;
   readonly normOut: AdaLayerNorm;
   readonly projOut: Linear;
+  /** RoPE tables of the last input size (a sampler calls with one size every step). */
+  private ropeCache: { key: string; cos: tf.Tensor; sin: tf.Tensor } | undefined;
 
   constructor(
     readonly config: TransformerConfig,
@@ -131,13 +136,41 @@ export class Mask2DiTTransformer extends M2Layer {
     return rope3dTables({ headDim: c.attention_head_dim, frames: F, gridH: H / p, gridW: W / p, baseH: c.sample_height / p, baseW: c.sample_width / p });
   }
 
-  /** The model prediction `[B, F, C_out, H, W]` (v-prediction for CogVideoX checkpoints). */
+  /** `ropeFor`, built once per input size and kept until the size changes or the model is disposed. */
+  cachedRope(F: number, H: number, W: number): { cos: tf.Tensor; sin: tf.Tensor } {
+    const key = `${F},${H},${W}`;
+    if (this.ropeCache?.key !== key) {
+      this.releaseRope();
+      const t = this.ropeFor(F, H, W);
+      this.ropeCache = { key, cos: tf.keep(t.cos), sin: tf.keep(t.sin) };
+    }
+    return this.ropeCache;
+  }
+
+  private releaseRope(): void {
+    this.ropeCache?.cos.dispose();
+    this.ropeCache?.sin.dispose();
+    this.ropeCache = undefined;
+  }
+
+  protected override releaseCaches(): void {
+    this.releaseRope();
+  }
+
+  /**
+   * The model prediction `[B, F, C_out, H, W]` (v-prediction for CogVideoX checkpoints).
+   * @throws MemoryBudgetError before running when the estimated peak does not fit the backend
+   *   (the wasm heap, a WebGPU binding); WebGpuDeviceError when earlier GPU work failed.
+   */
   forward(inputs: TransformerInputs): tf.Tensor {
     const plan = this.plan(inputs);
     const c = this.config;
     const { B, F, H, W, layout } = plan;
     const { probe } = inputs;
     const probeArgs = probe !== undefined ? { probe } : {};
+    checkWebGpu();
+    checkMemoryBudget('transformer forward', this.peakEstimate(plan, inputs.chunkSize));
+    const rope = c.use_rotary_positional_embeddings ? (inputs.rope ?? this.cachedRope(F, H, W)) : undefined;
     return tf.tidy(() => {
       // 1. time embedding
       const cond = inputs.clipIdx !== undefined;
@@ -163,7 +196,6 @@ export class Mask2DiTTransformer extends M2Layer {
       let h = tf.slice(tokens, [0, Lt, 0], [-1, -1, -1]); // [B, Lv, D]
 
       // 3. blocks
-      const rope = c.use_rotary_positional_embeddings ? (inputs.rope ?? this.ropeFor(F, H, W)) : undefined;
       this.blocks.forEach((block, i) => {
         const o = block.forward({
           hidden: h,
@@ -193,13 +225,24 @@ export class Mask2DiTTransformer extends M2Layer {
       h = this.projOut.forward(h); // [B, Lv, p·p·C_out]
       probe?.capture('proj_out.out', h);
 
-      // 5. unpatchify: features are ordered (channel, row-in-patch, col-in-patch)
+      // 5. unpatchify: features are ordered (channel, row-in-patch, col-in-patch); two 4-D transposes
+      //    (tfjs-webgpu has no kernels above rank 6, and its rank-5/6 shaders are fragile)
       const p = c.patch_size;
       const Co = c.outChannels;
-      const x = tf.reshape(h, [B, F, H / p, W / p, Co, p, p]); // [B, F, h, w, C, pr, pc]
-      const y = tf.transpose(x, [0, 1, 4, 2, 5, 3, 6]); // [B, F, C, h, pr, w, pc]
-      return tf.reshape(y, [B, F, Co, H, W]);
+      const [hp, wp] = [H / p, W / p];
+      const x = tf.reshape(h, [B * F * hp, wp, Co * p, p]); // [B·F·h, w, C·pr, pc]
+      const y = tf.transpose(x, [0, 2, 1, 3]); // [B·F·h, C·pr, w, pc]
+      const z = tf.transpose(tf.reshape(y, [B * F, hp, Co, p * W]), [0, 2, 1, 3]); // [B·F, C, h, pr·w·pc]
+      return tf.reshape(z, [B, F, Co, H, W]);
     });
+  }
+
+  /** Estimated peak bytes of one forward over `plan` (see `transformerPeakEstimate`). */
+  peakEstimate(plan: ForwardPlan, chunkSize = DEFAULT_CHUNK_SIZE) {
+    const c = this.config;
+    const Lt = plan.layout.text.reduce((a, b) => a + b, 0);
+    const Lv = plan.layout.video.reduce((a, b) => a + b, 0);
+    return transformerPeakEstimate({ B: plan.B, Lt, Lv, dim: c.innerDim, heads: c.num_attention_heads, ffInner: 4 * c.innerDim, chunkSize, layout: plan.layout });
   }
 
   /** tfjs-layers adapter: `apply([hidden_states, encoder_hidden_states, timestep])`. */

@@ -12,6 +12,7 @@
  * Cin, Cout]` (converted once at load from PyTorch's `[Cout, Cin, kt, kh, kw]`).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { conv2d } from '../conv2d.js';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { ShapeError } from '../../errors.js';
 import { M2Layer } from '../layer.js';
@@ -59,7 +60,7 @@ export function conv3dByTimeTaps(x: tf.Tensor, filter: tf.Tensor, bias?: tf.Tens
     const sum: tf.Tensor = tf.tidy(() => {
       const frames = tf.reshape(tf.slice(x, [0, d, 0, 0, 0], [B, T, H, W, Cin]), [B * T, H, W, Cin]); // [B·T, H, W, Cin]
       const tap = tf.reshape(tf.slice(filter, [d, 0, 0, 0, 0], [1, kh, kw, Cin, Cout]), [kh, kw, Cin, Cout]);
-      const y = tf.conv2d(frames as tf.Tensor4D, tap as tf.Tensor4D, 1, 'same'); // [B·T, H, W, Cout]
+      const y = conv2d(frames as tf.Tensor4D, tap as tf.Tensor4D, 1, 'same'); // [B·T, H, W, Cout]
       return acc === undefined ? y : tf.add(acc, y);
     });
     acc?.dispose();

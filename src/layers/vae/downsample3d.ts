@@ -5,6 +5,7 @@
  * one and apply a per-frame 3×3 conv with stride 2 (`conv`, `[Cout, Cin, 3, 3]`).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { conv2d } from '../conv2d.js';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { M2Layer } from '../layer.js';
 import type { WeightSource } from '../weightSource.js';
@@ -49,7 +50,7 @@ export class Downsample3D extends M2Layer {
       const frames = this.config.compressTime ? averageFramePairs(x) : x; // [B, T', H, W, C]
       const [B, T, H, W, C] = frames.shape as [number, number, number, number, number];
       const padded = tf.pad(tf.reshape(frames, [B * T, H, W, C]), [[0, 0], [0, 1], [0, 1], [0, 0]]); // [B·T', H+1, W+1, C]
-      const y = tf.conv2d(padded as tf.Tensor4D, this.conv.weight as tf.Tensor4D, 2, 'valid'); // [B·T', H2, W2, Cout]
+      const y = conv2d(padded as tf.Tensor4D, this.conv.weight as tf.Tensor4D, 2, 'valid'); // [B·T', H2, W2, Cout]
       const [, H2, W2] = y.shape;
       return tf.reshape(tf.add(y, this.conv.bias), [B, T, H2, W2, this.config.outChannels]);
     });

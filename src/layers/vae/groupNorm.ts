@@ -49,7 +49,11 @@ export class GroupNorm extends M2Layer {
   /** @param x `[B, ..., C]` → same shape */
   forward(x: tf.Tensor): tf.Tensor {
     if (x.shape[x.rank - 1] !== this.config.channels) throw new ShapeError(this.name, `expected ${this.config.channels} channels last, got [${x.shape}]`);
-    return tf.tidy(() => tf.add(tf.mul(groupNormPlain(x, this.config.groups, this.config.eps), this.weight), this.bias));
+    return tf.tidy(() => {
+      const C = this.config.channels;
+      const n = tf.reshape(groupNormPlain(x, this.config.groups, this.config.eps), [-1, C]); // [B·…, C]: a 2-D broadcast (tfjs-webgpu's rank-5 broadcast shaders do not compile)
+      return tf.reshape(tf.add(tf.mul(n, this.weight), this.bias), x.shape);
+    });
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {

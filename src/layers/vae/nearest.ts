@@ -14,11 +14,32 @@ export function nearestIndices(inSize: number, outSize: number): number[] {
   return Array.from({ length: outSize }, (_, i) => Math.min(Math.floor(Math.fround(i * scale)), inSize - 1));
 }
 
-/** `x` gathered along `axis` at `indices` (identity indices are skipped). */
+/**
+ * `x` gathered along `axis` at `indices` (identity indices are skipped). The gradient is a one-hot
+ * matMul (tfjs-backend-wasm has no `UnsortedSegmentSum`, the kernel of tf.gather's gradient):
+ * dx = Sᵀ·dy with S `[out, in]`, S[o, indices[o]] = 1, applied with `axis` moved to the front.
+ */
 export function gatherAxis(x: tf.Tensor, axis: number, indices: number[]): tf.Tensor {
   const n = x.shape[axis]!;
   if (indices.length === n && indices.every((v, i) => v === i)) return tf.clone(x);
-  return tf.tidy(() => tf.gather(x, tf.tensor1d(indices, 'int32'), axis));
+  const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([]);
+    return {
+      value: tf.tidy(() => tf.gather(xi, tf.tensor1d(indices, 'int32'), axis)),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[]) => {
+        const g = dy as tf.Tensor;
+        const perm = [axis, ...g.shape.map((_, i) => i).filter((i) => i !== axis)];
+        const front = tf.transpose(g, perm); // [out, ...rest]
+        const rest = front.shape.slice(1);
+        const selT = new Float32Array(n * indices.length); // Sᵀ [in, out], built in JS (wasm's float oneHot is unreliable)
+        indices.forEach((src, o) => (selT[src * indices.length + o] = 1));
+        const dx = tf.matMul(tf.tensor2d(selT, [n, indices.length]), tf.reshape(front, [indices.length, -1])); // [in, rest]
+        const inv = perm.map((_, i) => perm.indexOf(i));
+        return [tf.transpose(tf.reshape(dx, [n, ...rest]), inv)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(x);
 }
 
 /** Nearest resize of `[B, T, H, W, C]` to `[B, T', H', W', C]` (one gather per axis that changes). */

@@ -10,6 +10,7 @@
  *               once, the rest twice; an even count → every frame twice.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { conv2d } from '../conv2d.js';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { M2Layer } from '../layer.js';
 import type { WeightSource } from '../weightSource.js';
@@ -50,7 +51,7 @@ export class Upsample3D extends M2Layer {
       const frames = this.config.compressTime ? gatherAxis(x, 1, timeUpsampleIndices(x.shape[1]!, time)) : x; // [B, T', H, W, C]
       const up = upsampleSpace2x(frames); // [B, T', 2H, 2W, C]
       const [B, T, H, W, C] = up.shape as [number, number, number, number, number];
-      const y = tf.conv2d(tf.reshape(up, [B * T, H, W, C]) as tf.Tensor4D, this.conv.weight as tf.Tensor4D, 1, 'same'); // [B·T', 2H, 2W, Cout]
+      const y = conv2d(tf.reshape(up, [B * T, H, W, C]) as tf.Tensor4D, this.conv.weight as tf.Tensor4D, 1, 'same'); // [B·T', 2H, 2W, Cout]
       return tf.reshape(tf.add(y, this.conv.bias), [B, T, H, W, this.config.outChannels]);
     });
   }
