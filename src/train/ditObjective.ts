@@ -32,41 +32,76 @@ export interface DitObjectiveOptions {
   batchSize: number;
   /** Probability of the segment-level conditional objective per batch. */
   pConditional: number;
+  /** Probability of replacing a scene's prompt by the empty prompt (so classifier-free guidance works). */
+  pDropText?: number;
+  /** Token ids of the empty prompt, one scene's worth (needed with `pDropText`). */
+  emptyTokens?: Int32Array;
 }
 
-export function ditObjective(model: Mask2DiTTransformer, data: LatentDataset, opts: DitObjectiveOptions, text?: TextConditioner): Objective {
+function checkDataset(model: Mask2DiTTransformer, data: LatentDataset, text: TextConditioner | undefined): void {
   if (data.size < 1) throw new Mask2DiTError('DATA', 'training data is empty');
   if (text !== undefined && data.tokens === undefined) throw new Mask2DiTError('DATA', 'a text encoder is being trained but the dataset has no token ids');
   if (text === undefined && data.embeddings === undefined) throw new Mask2DiTError('DATA', 'the dataset has neither prompt embeddings nor token ids');
-  const [F, C, h, w] = data.latentShape;
+  const [F, C] = data.latentShape;
   if (C !== model.config.in_channels) throw new Mask2DiTError('DATA', `latents have ${C} channels, the transformer's in_channels is ${model.config.in_channels}`);
   if (F % data.scenes !== 0) throw new Mask2DiTError('DATA', `${F} latent frames do not split into ${data.scenes} scenes`);
+  if (data.tokens !== undefined && data.tokens(0).length !== data.scenes * model.config.max_text_seq_length) {
+    throw new Mask2DiTError('DATA', `token ids have ${data.tokens(0).length} per clip, expected ${data.scenes} scenes × max_text_seq_length ${model.config.max_text_seq_length}`);
+  }
+}
+
+const concat = (parts: (Float32Array | Int32Array)[]) => {
+  const n = parts[0]!.length;
+  const out = parts[0] instanceof Int32Array ? new Int32Array(n * parts.length) : new Float32Array(n * parts.length);
+  parts.forEach((p, i) => out.set(p, i * n));
+  return out;
+};
+
+/**
+ * @param data one dataset, or several (e.g. one per scene count): each step draws one of them,
+ *   then `batchSize` clips from it.
+ */
+export function ditObjective(model: Mask2DiTTransformer, data: LatentDataset | LatentDataset[], opts: DitObjectiveOptions, text?: TextConditioner): Objective {
+  const sets = Array.isArray(data) ? data : [data];
+  if (sets.length === 0) throw new Mask2DiTError('DATA', 'training data is empty');
+  for (const d of sets) checkDataset(model, d, text);
+  const L = model.config.max_text_seq_length;
+  if ((opts.pDropText ?? 0) > 0 && opts.emptyTokens?.length !== L) throw new Mask2DiTError('DATA', `pDropText needs emptyTokens of length max_text_seq_length ${L}`);
   return (_step, rng) => {
+    const d = sets.length === 1 ? sets[0]! : sets[rng.int(0, sets.length)]!;
+    const [F, C, h, w] = d.latentShape;
     const B = opts.batchSize;
-    const idx = Array.from({ length: B }, () => rng.int(0, data.size));
-    const cat = (parts: (Float32Array | Int32Array)[]) => {
-      const n = parts[0]!.length;
-      const out = parts[0] instanceof Int32Array ? new Int32Array(n * parts.length) : new Float32Array(n * parts.length);
-      parts.forEach((p, i) => out.set(p, i * n));
-      return out;
-    };
-    const latents = tf.tensor(cat(idx.map((i) => data.latents(i))), [B, F, C, h, w], 'float32');
+    const idx = Array.from({ length: B }, () => rng.int(0, d.size));
+    const latents = tf.tensor(concat(idx.map((i) => d.latents(i))), [B, F, C, h, w], 'float32');
     let ids: tf.Tensor | undefined;
     let embeds: tf.Tensor | undefined;
     if (text !== undefined) {
-      const t = idx.map((i) => data.tokens!(i));
-      ids = tf.tensor(cat(t), [B, t[0]!.length], 'int32');
+      const t = concat(idx.map((i) => d.tokens!(i))) as Int32Array; // [B·S·L]
+      const drop = rng.uniforms(B * d.scenes);
+      drop.forEach((u, k) => u < (opts.pDropText ?? 0) && t.set(opts.emptyTokens!, k * L));
+      ids = tf.tensor(t, [B, d.scenes * L], 'int32');
     } else {
-      const e = idx.map((i) => data.embeddings!(i));
-      const L = model.config.max_text_seq_length * data.scenes;
-      embeds = tf.tensor(cat(e), [B, L, e[0]!.length / L], 'float32');
+      const e = idx.map((i) => d.embeddings!(i));
+      embeds = tf.tensor(concat(e), [B, d.scenes * L, e[0]!.length / (d.scenes * L)], 'float32');
     }
-    const draw = drawFlow(rng, B, data.scenes, opts.pConditional);
+    const draw = drawFlow(rng, B, d.scenes, opts.pConditional);
     const noise = tf.tensor(rng.gaussians(latents.size), latents.shape, 'float32');
     return {
-      loss: () => tf.tidy(() => flowMatchingLoss(model, { latents, text: embeds ?? text!.encode(ids!), scenes: data.scenes }, draw, noise)),
-      info: { objective: draw.target === undefined ? 'joint' : `conditional:${draw.target}`, sigma: Number(draw.sigma[0]!.toFixed(4)) },
+      loss: () => tf.tidy(() => flowMatchingLoss(model, { latents, text: embeds ?? text!.encode(ids!), scenes: d.scenes }, draw, noise)),
+      info: { scenes: d.scenes, objective: draw.target === undefined ? 'joint' : `conditional:${draw.target}`, sigma: Number(draw.sigma[0]!.toFixed(4)) },
       dispose: () => tf.dispose([latents, noise, ...(ids !== undefined ? [ids] : []), ...(embeds !== undefined ? [embeds] : [])]),
     };
+  };
+}
+
+/** A T5-style encoder as the DiT's text conditioner: ids `[B, S·L]` → each scene encoded alone → `[B, S·L, D]`. */
+export function perSceneText(encoder: { forward(inputs: { ids: tf.Tensor }): tf.Tensor }, sceneLength: number): TextConditioner {
+  return {
+    encode: (ids) =>
+      tf.tidy(() => {
+        const [B, SL] = ids.shape as [number, number];
+        const h = encoder.forward({ ids: tf.reshape(ids, [(B * SL) / sceneLength, sceneLength]) }); // [B·S, L, D]
+        return tf.reshape(h, [B, SL, h.shape[2]!]); // [B, S·L, D]
+      }),
   };
 }

@@ -22,10 +22,12 @@ export function nearestIndices(inSize: number, outSize: number): number[] {
 export function gatherAxis(x: tf.Tensor, axis: number, indices: number[]): tf.Tensor {
   const n = x.shape[axis]!;
   if (indices.length === n && indices.every((v, i) => v === i)) return tf.clone(x);
+  // the index tensor lives outside the custom-gradient scope (tfjs counts tensors made inside as leaked)
+  const idx = tf.tensor1d(indices, 'int32');
   const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([]);
     return {
-      value: tf.tidy(() => tf.gather(xi, tf.tensor1d(indices, 'int32'), axis)),
+      value: tf.gather(xi, idx, axis),
       gradFunc: (dy: tf.Tensor | tf.Tensor[]) => {
         const g = dy as tf.Tensor;
         const perm = [axis, ...g.shape.map((_, i) => i).filter((i) => i !== axis)];
@@ -39,7 +41,11 @@ export function gatherAxis(x: tf.Tensor, axis: number, indices: number[]): tf.Te
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return f(x);
+  try {
+    return f(x);
+  } finally {
+    idx.dispose();
+  }
 }
 
 /** Nearest resize of `[B, T, H, W, C]` to `[B, T', H', W', C]` (one gather per axis that changes). */

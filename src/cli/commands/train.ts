@@ -1,0 +1,251 @@
+/**
+ * `mask2dit train vae|prepare|dit --run DIR`: training on the synthetic world, in stages that share a
+ * run folder:
+ *
+ *   DIR/vae/{config.json, checkpoint.safetensors, loss.jsonl, loss.png}      train vae
+ *   DIR/latents.safetensors                                                  train prepare (EMA VAE)
+ *   DIR/dit/{transformer.json, text_encoder.json, checkpoint.safetensors, loss.jsonl, loss.png}   train dit
+ *
+ * A stage with a checkpoint continues only with `--resume` (exactly: same losses as an uninterrupted
+ * run), or starts over with `--force`. Ctrl-C saves a checkpoint, then exits 130.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import * as tf from '@tensorflow/tfjs-core';
+import { Mask2DiTError } from '../../errors.js';
+import { parseTransformerConfig } from '../../config/transformerConfig.js';
+import { parseTextEncoderConfig } from '../../config/textEncoderConfig.js';
+import { parseVaeConfig } from '../../config/vaeConfig.js';
+import { WeightSource } from '../../layers/weightSource.js';
+import { Mask2DiTTransformer } from '../../model/transformer.js';
+import { CogVideoXVAE } from '../../model/vae.js';
+import { T5Encoder } from '../../text/textEncoder.js';
+import { WordTokenizer } from '../../text/tokenizer.js';
+import { loadCheckpoint } from '../../train/checkpoint.js';
+import { ditObjective, perSceneText } from '../../train/ditObjective.js';
+import { asDataset, encodeWorldClips, loadLatentGroups, saveLatentGroups } from '../../train/latentData.js';
+import { writeLossCurve } from '../../train/lossCurve.js';
+import { TRAIN_DEFAULTS, Trainer, type StepRecord, type TrainOptions } from '../../train/trainer.js';
+import { vaeObjective } from '../../train/vaeObjective.js';
+import { backendFromFlags } from '../common.js';
+
+const WORLD = { framesPerScene: 9, width: 64, height: 64, minScenes: 2, maxScenes: 4 };
+/** Training clips use seeds below this; evaluation uses seeds from it on. */
+export const TRAIN_SEEDS = 1_000_000;
+
+interface StageOpts {
+  run: string;
+  steps: string;
+  batch: string;
+  lr: string;
+  seed: string;
+  warmup: string;
+  checkpointEvery: string;
+  until?: string;
+  resume?: boolean;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+const num = (v: string, flag: string, int = true) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < 0) throw new Mask2DiTError('OPTION', `${flag}: expected a non-negative ${int ? 'integer' : 'number'}, got "${v}"`);
+  return n;
+};
+
+function trainOptions(o: StageOpts): TrainOptions {
+  const steps = num(o.steps, '--steps');
+  const lr = num(o.lr, '--lr', false);
+  return { ...TRAIN_DEFAULTS, lr, minLr: lr / 10, totalSteps: steps, warmupSteps: num(o.warmup, '--warmup'), seed: num(o.seed, '--seed') };
+}
+
+/** Refuse to clobber a stage without --resume/--force. */
+function checkStage(dir: string, o: StageOpts): string {
+  const ckpt = path.join(dir, 'checkpoint.safetensors');
+  if (fs.existsSync(ckpt) && o.resume !== true && o.force !== true) throw new Mask2DiTError('EXISTS', `${ckpt} exists: pass --resume to continue it or --force to start over`);
+  if (o.resume === true && !fs.existsSync(ckpt)) throw new Mask2DiTError('CHECKPOINT', `--resume: ${ckpt} does not exist`);
+  if (o.force === true && o.resume !== true) for (const f of ['checkpoint.safetensors', 'loss.jsonl', 'loss.png']) fs.rmSync(path.join(dir, f), { force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  return ckpt;
+}
+
+/** Run the trainer to `steps` with progress, a loss log, checkpoints and a loss curve; Ctrl-C saves and exits 130. */
+async function runStage(name: string, dir: string, trainer: Trainer, o: StageOpts): Promise<void> {
+  const ckpt = path.join(dir, 'checkpoint.safetensors');
+  const log = path.join(dir, 'loss.jsonl');
+  if (o.resume === true) {
+    await trainer.resume(ckpt);
+    // keep the log consistent with the checkpoint: drop records of steps after it
+    if (fs.existsSync(log)) fs.writeFileSync(log, fs.readFileSync(log, 'utf8').split('\n').filter((l) => l !== '' && (JSON.parse(l) as StepRecord).step < trainer.step).map((l) => l + '\n').join(''));
+  }
+  const steps = o.until !== undefined ? Math.min(trainer.options.totalSteps, num(o.until, '--until')) : trainer.options.totalSteps;
+  const every = Math.max(1, num(o.checkpointEvery, '--checkpoint-every'));
+  const abort = new AbortController();
+  const onSigint = () => abort.abort();
+  process.once('SIGINT', onSigint);
+  const tty = process.stderr.isTTY && o.quiet !== true;
+  const t0 = performance.now();
+  const startStep = trainer.step;
+  let recent: number[] = [];
+  try {
+    while (trainer.step < steps && !abort.signal.aborted) {
+      const until = Math.min(steps, (Math.floor(trainer.step / every) + 1) * every);
+      await trainer.run(until, {
+        signal: abort.signal,
+        log,
+        onStep: (r) => {
+          recent = [...recent.slice(-19), r.loss];
+          const done = r.step + 1 - startStep;
+          const perStep = (performance.now() - t0) / 1000 / done;
+          const line = `${name} step ${r.step + 1}/${trainer.options.totalSteps}  loss ${r.loss.toFixed(4)} (avg20 ${(recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)})  lr ${r.lr.toExponential(2)}  ${perStep.toFixed(2)} s/step  ETA ${(((steps - r.step - 1) * perStep) / 60).toFixed(1)} min`;
+          if (tty) process.stderr.write(`\r${line}\x1b[K`);
+          else if (o.quiet !== true && (r.step + 1) % 10 === 0) process.stderr.write(line + '\n');
+        },
+      });
+      await trainer.save(ckpt);
+      const losses = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as StepRecord).loss);
+      await writeLossCurve(path.join(dir, 'loss.png'), losses, `${name} loss (log scale)`);
+    }
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    if (tty) process.stderr.write('\n');
+  }
+  if (abort.signal.aborted) {
+    process.stderr.write(`interrupted: checkpoint saved at step ${trainer.step} (${ckpt}); continue with --resume\n`);
+    process.exitCode = 130;
+  } else if (o.quiet !== true) process.stderr.write(`${name}: ${trainer.step} of ${trainer.options.totalSteps} steps done; checkpoint ${ckpt}\n`);
+}
+
+function vaeConfigFor(widths: number[]): Record<string, unknown> {
+  return {
+    _class_name: 'AutoencoderKLCogVideoX', in_channels: 3, out_channels: 3, latent_channels: 4, layers_per_block: 1, norm_num_groups: 4, norm_eps: 1e-6,
+    block_out_channels: widths, down_block_types: widths.map(() => 'CogVideoXDownBlock3D'), up_block_types: widths.map(() => 'CogVideoXUpBlock3D'),
+    temporal_compression_ratio: 4, sample_height: WORLD.height, sample_width: WORLD.width, scaling_factor: 1.0, shift_factor: null,
+  };
+}
+
+/** The VAE with the EMA weights of a training checkpoint. */
+async function emaVae(run: string): Promise<CogVideoXVAE> {
+  const dir = path.join(run, 'vae');
+  const { config } = parseVaeConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), path.join(dir, 'config.json'));
+  const vae = new CogVideoXVAE(config, WeightSource.zeros());
+  const { tensors } = await loadCheckpoint(path.join(dir, 'checkpoint.safetensors'));
+  for (const [n, v] of vae.variables()) {
+    const t = tensors.get(`ema.vae.${n}`);
+    if (t === undefined) throw new Mask2DiTError('CHECKPOINT', `${dir}/checkpoint.safetensors: missing ema.vae.${n}`);
+    v.assign(t);
+  }
+  tf.dispose([...tensors.values()]);
+  vae.invalidateCaches();
+  return vae;
+}
+
+const common = (c: Command, dflt: { steps: number; batch: number; lr: number; warmup: number }) =>
+  c
+    .requiredOption('--run <dir>', 'run folder (stages share it)')
+    .option('--steps <n>', 'total steps (the cosine schedule ends here)', String(dflt.steps))
+    .option('--batch <n>', 'batch size', String(dflt.batch))
+    .option('--lr <x>', 'peak learning rate (AdamW; cosine to lr/10)', String(dflt.lr))
+    .option('--warmup <n>', 'linear warmup steps', String(dflt.warmup))
+    .option('--seed <n>', 'seed of the data order, noise and timesteps', '0')
+    .option('--checkpoint-every <n>', 'steps between checkpoints (and loss-curve updates)', '50')
+    .option('--until <n>', 'stop after this many completed steps (the schedule still ends at --steps); continue later with --resume')
+    .option('--resume', 'continue from the stage checkpoint')
+    .option('--force', 'start the stage over')
+    .option('--quiet', 'no progress output');
+
+export function register(program: Command): void {
+  const train = program.command('train').description('train the VAE and the DiT (+ text encoder) on the synthetic multi-scene world');
+
+  common(train.command('vae').description('train the causal VAE on world scenes: L1 reconstruction + 1e-4·KL'), { steps: 600, batch: 1, lr: 1e-3, warmup: 20 })
+    .option('--widths <list>', 'block_out_channels', '8,16,16,16')
+    .action(async (o: StageOpts & { widths: string }, cmd: Command) => {
+      await backendFromFlags(cmd);
+      const dir = path.join(o.run, 'vae');
+      checkStage(dir, o);
+      const cfgFile = path.join(dir, 'config.json');
+      const raw = o.resume === true ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : vaeConfigFor(o.widths.split(',').map((s) => num(s, '--widths')));
+      const { config } = parseVaeConfig(raw, cfgFile);
+      if (o.resume !== true) fs.writeFileSync(cfgFile, JSON.stringify(raw, null, 2) + '\n');
+      const opts = trainOptions(o);
+      const vae = new CogVideoXVAE(config, WeightSource.random(opts.seed + 1));
+      const trainer = new Trainer('vae', { vae }, vaeObjective(vae, { batchSize: num(o.batch, '--batch'), klWeight: 1e-4, world: WORLD, clipSeeds: TRAIN_SEEDS }), opts, { vae: JSON.stringify(raw) });
+      await runStage('vae', dir, trainer, o);
+      trainer.dispose();
+      vae.dispose();
+    });
+
+  train
+    .command('prepare')
+    .description('encode world clips with the trained (EMA) VAE into a latent dataset; sets the VAE scaling_factor to 1/std of the latents')
+    .requiredOption('--run <dir>', 'run folder with vae/')
+    .option('--clips <n>', 'number of training clips', '400')
+    .action(async (o: { run: string; clips: string }, cmd: Command) => {
+      await backendFromFlags(cmd);
+      const vae = await emaVae(o.run);
+      const tokenizer = WordTokenizer.forWorld(16);
+      // scaling_factor: 1/std of the posterior means over 16 clips (as CogVideoX calibrates its VAE)
+      const probe = encodeWorldClips(vae, tokenizer, { clips: 16, firstSeed: 0, world: WORLD });
+      const all = probe.flatMap((g) => Array.from(g.latents));
+      const mean = all.reduce((a, b) => a + b, 0) / all.length;
+      const std = Math.sqrt(all.reduce((a, b) => a + (b - mean) ** 2, 0) / all.length);
+      const cfgFile = path.join(o.run, 'vae', 'config.json');
+      const raw = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+      raw['scaling_factor'] = Number((1 / std).toPrecision(6));
+      fs.writeFileSync(cfgFile, JSON.stringify(raw, null, 2) + '\n');
+      const scaled = new CogVideoXVAE(parseVaeConfig(raw, cfgFile).config, WeightSource.zeros());
+      for (const [n, v] of scaled.variables()) v.assign(vae.variables().get(n)!);
+      vae.dispose();
+      const clips = num(o.clips, '--clips');
+      const groups = encodeWorldClips(scaled, tokenizer, { clips, firstSeed: 0, world: WORLD, onClip: (i) => (i + 1) % 50 === 0 && process.stderr.write(`prepare: ${i + 1}/${clips} clips\n`) });
+      await saveLatentGroups(path.join(o.run, 'latents.safetensors'), groups, { scaling_factor: String(raw['scaling_factor']), clips: String(clips) });
+      scaled.dispose();
+      process.stderr.write(`prepare: scaling_factor ${raw['scaling_factor']} (latent std ${std.toFixed(4)}); ${groups.map((g) => `${g.count} clips of ${g.scenes} scenes`).join(', ')}\n`);
+    });
+
+  common(train.command('dit').description('train the Mask²DiT transformer and the text encoder jointly: flow matching, joint + conditional objectives'), { steps: 1500, batch: 4, lr: 5e-4, warmup: 50 })
+    .option('--layers <n>', 'transformer blocks', '4')
+    .option('--heads <n>', 'attention heads', '4')
+    .option('--head-dim <n>', 'attention head dim (multiple of 16)', '32')
+    .option('--text-layers <n>', 'text encoder blocks', '2')
+    .option('--p-conditional <p>', 'probability of the segment-level conditional objective', '0.3')
+    .option('--p-drop-text <p>', 'probability of dropping a scene prompt (for guidance)', '0.1')
+    .action(async (o: StageOpts & { layers: string; heads: string; headDim: string; textLayers: string; pConditional: string; pDropText: string }, cmd: Command) => {
+      await backendFromFlags(cmd);
+      const dir = path.join(o.run, 'dit');
+      checkStage(dir, o);
+      const { groups } = await loadLatentGroups(path.join(o.run, 'latents.safetensors'));
+      const [, C, h, w] = groups[0]!.latentShape;
+      const tokenizer = WordTokenizer.forWorld(16);
+      const D = num(o.heads, '--heads') * num(o.headDim, '--head-dim');
+      const tFile = path.join(dir, 'transformer.json');
+      const eFile = path.join(dir, 'text_encoder.json');
+      const tRaw = o.resume === true ? JSON.parse(fs.readFileSync(tFile, 'utf8')) : {
+        _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: num(o.heads, '--heads'), attention_head_dim: num(o.headDim, '--head-dim'),
+        num_layers: num(o.layers, '--layers'), in_channels: C, out_channels: C, text_embed_dim: D, max_text_seq_length: tokenizer.length, time_embed_dim: D,
+        sample_height: h, sample_width: w, sample_frames: 9, patch_size: 2, temporal_compression_ratio: 4, use_rotary_positional_embeddings: true, attn_msk_version: 2,
+      };
+      const eRaw = o.resume === true ? JSON.parse(fs.readFileSync(eFile, 'utf8')) : {
+        vocab_size: tokenizer.vocabSize, d_model: D, d_kv: num(o.headDim, '--head-dim'), num_heads: num(o.heads, '--heads'), d_ff: 2 * D, num_layers: num(o.textLayers, '--text-layers'),
+        feed_forward_proj: 'gated-gelu', relative_attention_num_buckets: 8, relative_attention_max_distance: 16, pad_token_id: 0, eos_token_id: 1,
+      };
+      const tCfg = parseTransformerConfig(tRaw, tFile).config;
+      const eCfg = parseTextEncoderConfig(eRaw, eFile).config;
+      if (o.resume !== true) {
+        fs.writeFileSync(tFile, JSON.stringify(tRaw, null, 2) + '\n');
+        fs.writeFileSync(eFile, JSON.stringify(eRaw, null, 2) + '\n');
+      }
+      const opts = trainOptions(o);
+      const transformer = new Mask2DiTTransformer(tCfg, WeightSource.random(opts.seed + 2));
+      const textEncoder = T5Encoder.init(eCfg, opts.seed + 3);
+      const objective = ditObjective(transformer, groups.map(asDataset), {
+        batchSize: num(o.batch, '--batch'), pConditional: num(o.pConditional, '--p-conditional', false), pDropText: num(o.pDropText, '--p-drop-text', false), emptyTokens: tokenizer.encode(''),
+      }, perSceneText(textEncoder, tokenizer.length));
+      const trainer = new Trainer('dit', { transformer, text_encoder: textEncoder }, objective, opts, { transformer: JSON.stringify(tRaw), text_encoder: JSON.stringify(eRaw) });
+      await runStage('dit', dir, trainer, o);
+      trainer.dispose();
+      transformer.dispose();
+      textEncoder.dispose();
+    });
+}

@@ -1,0 +1,57 @@
+/** `mask2dit train vae → prepare → dit` end to end on a tiny config, resume, and refusals before any step runs. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, test } from '@jest/globals';
+import { runCli } from '../helpers/cli.js';
+
+const run = fs.mkdtempSync(path.join(os.tmpdir(), 'm2d-train-cli-'));
+afterAll(() => fs.rmSync(run, { recursive: true, force: true }));
+const lines = (f: string) => fs.readFileSync(f, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { step: number; loss: number });
+
+describe('mask2dit train', () => {
+  test('vae: trains, checkpoints, refuses to clobber, resumes exactly', () => {
+    const base = ['--backend', 'wasm', 'train', 'vae', '--run', run, '--widths', '4,4,4,4', '--checkpoint-every', '2', '--quiet', '--seed', '3'];
+    const a = runCli([...base, '--steps', '4'], { timeoutMs: 300_000 });
+    expect(a.stderr).toBe('');
+    expect(a.code).toBe(0);
+    const dir = path.join(run, 'vae');
+    expect(fs.readdirSync(dir).sort()).toEqual(['checkpoint.safetensors', 'config.json', 'loss.jsonl', 'loss.png']);
+    const full = lines(path.join(dir, 'loss.jsonl'));
+    expect(full.map((r) => r.step)).toEqual([0, 1, 2, 3]);
+
+    const again = runCli([...base, '--steps', '4']);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/checkpoint\.safetensors exists: pass --resume/);
+
+    // start over, stop after step 2 (same 4-step schedule), resume to 4: the uninterrupted run's losses
+    expect(runCli([...base, '--steps', '4', '--force', '--until', '2'], { timeoutMs: 300_000 }).code).toBe(0);
+    expect(lines(path.join(dir, 'loss.jsonl'))).toHaveLength(2);
+    expect(runCli([...base, '--steps', '4', '--resume'], { timeoutMs: 300_000 }).code).toBe(0);
+    expect(lines(path.join(dir, 'loss.jsonl')).map((r) => r.loss)).toEqual(full.map((r) => r.loss));
+  }, 600_000);
+
+  test('prepare → dit: a latent dataset, then joint DiT + text-encoder training; mismatches refused', () => {
+    const p = runCli(['--backend', 'wasm', 'train', 'prepare', '--run', run, '--clips', '3'], { timeoutMs: 300_000 });
+    expect(p.code).toBe(0);
+    expect(p.stderr).toMatch(/scaling_factor [\d.]+/);
+    expect(fs.existsSync(path.join(run, 'latents.safetensors'))).toBe(true);
+    const dit = ['--backend', 'wasm', 'train', 'dit', '--run', run, '--layers', '1', '--heads', '2', '--head-dim', '16', '--text-layers', '1', '--batch', '1', '--quiet', '--checkpoint-every', '2'];
+    const d = runCli([...dit, '--steps', '2'], { timeoutMs: 300_000 });
+    expect(d.stderr).toBe('');
+    expect(d.code).toBe(0);
+    expect(lines(path.join(run, 'dit', 'loss.jsonl'))).toHaveLength(2);
+    // resume with a different architecture: refused before any step runs
+    const cfg = path.join(run, 'dit', 'transformer.json');
+    const raw = JSON.parse(fs.readFileSync(cfg, 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(cfg, JSON.stringify({ ...raw, num_layers: 2 }));
+    const bad = runCli([...dit, '--steps', '3', '--resume'], { timeoutMs: 300_000 });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/transformer config differs|does not match/);
+    expect(lines(path.join(run, 'dit', 'loss.jsonl'))).toHaveLength(2);
+    // no latent dataset: a clear message
+    const none = runCli(['--backend', 'wasm', 'train', 'dit', '--run', path.join(run, 'nothing'), '--steps', '1']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/latents\.safetensors/);
+  }, 600_000);
+});
