@@ -82,3 +82,7 @@ export { createSampler, isSamplerName, SamplerError, SAMPLER_NAMES, CogVideoXDDI
 export { Mask2DiTPipeline, PipelineInputError, PipelineAbortedError, type GenerateOptions, type SamplingOptions, type PipelineResult, type StepProgress, type PromptEmbeddings, type VideoDecoder, type VideoEncoder, type LatentPosterior } from './model/pipeline.js';
 export { Mask2DiTExtendPipeline, type ExtendOptions, type ExtendResult, type PreviousScenes } from './model/extendPipeline.js';
 export { conv2d, conv2dFilterGrad } from './layers/conv2d.js';
+
+// Model folders and latents files
+export { loadModelFolder, saveModelFolder, DEFAULT_MODEL_DIR } from './model/modelFolder.js';
+export { readLatentsFile, writeLatentsFile } from './io/latentsFile.js';

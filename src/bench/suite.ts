@@ -18,6 +18,7 @@
  *
  * `quick` shrinks every config (for CI smoke runs and slow backends); the row's `config` says what ran.
  */
+import { DEFAULT_MODEL_DIR } from '../model/modelFolder.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -47,7 +48,7 @@ export interface BenchOptions {
   quick?: boolean;
   /** Timed repetitions of the fast rows (default 3, quick 2). */
   reps?: number;
-  /** The shipped model's folder (default `weights/`). */
+  /** The shipped model's folder (default `weights/mask2dit-world`). */
   weightsDir?: string;
   /** Called with each row as soon as it is measured. */
   onRow?: (row: BenchRow) => void;
@@ -293,7 +294,7 @@ async function stepRows(quick: boolean, reps: number, weightsDir: string): Promi
     const demo = readDemo();
     const vaeDown = 8;
     const B = demo.guidance > 1 ? 2 : 1; // classifier-free guidance runs both branches as one batch
-    rows.push(await forwardRow('shipped (weights/)', model, demo.scenes, (demo.frames - 1) / 4 + 1, demo.height / vaeDown, demo.width / vaeDown, B, reps));
+    rows.push(await forwardRow('shipped (weights/mask2dit-world)', model, demo.scenes, (demo.frames - 1) / 4 + 1, demo.height / vaeDown, demo.width / vaeDown, B, reps));
   } finally {
     model.dispose();
   }
@@ -351,7 +352,7 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<BenchRow[]
   const only = opts.only ?? [...COMPONENTS];
   const quick = opts.quick ?? false;
   const reps = opts.reps ?? (quick ? 2 : 3);
-  const weightsDir = opts.weightsDir ?? 'weights';
+  const weightsDir = opts.weightsDir ?? DEFAULT_MODEL_DIR;
   const date = new Date().toISOString().slice(0, 10);
   const rows: BenchRow[] = [];
   for (const b of backends) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `mask2dit` command line. It parses, calls the library and prints; it computes nothing.
- * Exit codes: 0 ok, 2 bad input (a typed error: one line naming the file/field), 1 anything else.
+ * Exit codes: 0 ok, 2 bad input (a typed error: one line naming the file/field), 130 interrupted
+ * (Ctrl-C; no partial output written), 1 anything else.
  */
 import { Command, CommanderError } from 'commander';
 import { Mask2DiTError } from '../errors.js';
@@ -11,6 +12,13 @@ import { register as registerBackend } from './commands/backend.js';
 import { register as registerInspect } from './commands/inspect.js';
 import { register as registerForward } from './commands/forward.js';
 import { registerVaeForward } from './commands/forwardVae.js';
+import { register as registerGenerate } from './commands/generate.js';
+import { register as registerExtend } from './commands/extend.js';
+import { register as registerMask } from './commands/mask.js';
+import { register as registerAttention } from './commands/attention.js';
+import { register as registerBench } from './commands/bench.js';
+import { INTERRUPTED_EXIT_CODE, InterruptedError } from './interrupt.js';
+import { register as registerTrain } from './commands/train.js';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -22,9 +30,15 @@ function buildProgram(): Command {
     .option('--threads <n>', 'wasm threads (default: all cores; or MASK2DIT_THREADS)')
     .option('--verbose', 'print stack traces of errors')
     .exitOverride();
+  registerGenerate(program);
+  registerExtend(program);
+  registerMask(program);
+  registerAttention(program);
   registerInspect(program);
   registerBackend(program);
   registerVaeForward(registerForward(program));
+  registerBench(program);
+  registerTrain(program);
   return program;
 }
 
@@ -36,6 +50,10 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander printed the message
     const verbose = program.opts<{ verbose?: boolean }>().verbose === true;
+    if (e instanceof InterruptedError) {
+      process.stderr.write(`mask2dit: ${e.message}\n`);
+      return INTERRUPTED_EXIT_CODE;
+    }
     if (e instanceof Mask2DiTError) {
       process.stderr.write(`mask2dit: ${e.message}\n`);
       if (verbose && e.stack !== undefined) process.stderr.write(e.stack + '\n');

@@ -170,6 +170,7 @@ export class Mask2DiTExtendPipeline {
         ...(opts.onStep !== undefined ? { onStep: opts.onStep } : {}),
         ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
         ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
+        ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
       });
       const sceneLatents = tf.slice(final, [0, (S - 1) * geo.f], [-1, geo.f]);
       const cleanLatents = tf.concat([clean, sceneLatents], 1);

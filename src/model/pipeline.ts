@@ -20,6 +20,7 @@ import { createSampler, type SamplerOptions } from '../sampler/index.js';
 import { combineBatchedGuidance, combineGuidance, guidanceScaleAt, usesGuidance, type DynamicCfg, type GuidanceSchedule } from '../sampler/guidance.js';
 import { gaussianNoise, STREAM } from '../sampler/noise.js';
 import type { NoiseSource, Sampler, SamplerName } from '../sampler/sampler.js';
+import type { Probe } from './probe.js';
 import type { Mask2DiTTransformer } from './transformer.js';
 
 // ---- the VAE as the pipelines see it --------------------------------------------------------------
@@ -102,6 +103,14 @@ export interface SamplingOptions {
   output?: 'video' | 'latent';
   /** Attention query chunk size passed to the transformer. */
   chunkSize?: number;
+  /** Capture intermediates at one step (0-based): the probe is given to the conditional branch's forward. */
+  capture?: StepCapture;
+}
+
+/** A probe for the transformer forward of one denoising step (the conditional branch under guidance). */
+export interface StepCapture {
+  step: number;
+  probe: Probe;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -267,26 +276,28 @@ export interface DenoiseArgs {
   onStep?: (p: StepProgress) => void | Promise<void>;
   signal?: AbortSignal;
   chunkSize?: number;
+  capture?: StepCapture;
 }
 
 /** The model prediction at one step, guided when there is an unconditional context. */
-function predict(a: DenoiseArgs, x: tf.Tensor, t: number, g: number): tf.Tensor {
+function predict(a: DenoiseArgs, x: tf.Tensor, t: number, g: number, probe: Probe | undefined): tf.Tensor {
+  const probed = probe !== undefined ? { probe } : {};
   const common = {
     ...(a.rope !== undefined ? { rope: a.rope } : {}),
     ...(a.target !== undefined ? { clipIdx: a.target.clipIdx, timestepCond: a.target.timestepCond } : {}),
     ...(a.chunkSize !== undefined ? { chunkSize: a.chunkSize } : {}),
   };
   const { cond, uncond } = a.context;
-  if (uncond === undefined) return a.transformer.forward({ hiddenStates: x, encoderHiddenStates: cond, timestep: [t], ...common });
+  if (uncond === undefined) return a.transformer.forward({ hiddenStates: x, encoderHiddenStates: cond, timestep: [t], ...common, ...probed });
   if (a.cfgBatch === 'batched') {
     return tf.tidy(() => {
-      const out = a.transformer.forward({ hiddenStates: tf.concat([x, x], 0), encoderHiddenStates: tf.concat([uncond, cond], 0), timestep: [t, t], ...common });
+      const out = a.transformer.forward({ hiddenStates: tf.concat([x, x], 0), encoderHiddenStates: tf.concat([uncond, cond], 0), timestep: [t, t], ...common, ...probed }); // captures: row 1 is the conditional branch
       return combineBatchedGuidance(out, g); // rows: [uncond, cond]
     });
   }
   return tf.tidy(() => {
     const u = a.transformer.forward({ hiddenStates: x, encoderHiddenStates: uncond, timestep: [t], ...common });
-    const c = a.transformer.forward({ hiddenStates: x, encoderHiddenStates: cond, timestep: [t], ...common });
+    const c = a.transformer.forward({ hiddenStates: x, encoderHiddenStates: cond, timestep: [t], ...common, ...probed });
     return combineGuidance(u, c, g);
   });
 }
@@ -304,7 +315,7 @@ export async function denoise(a: DenoiseArgs): Promise<tf.Tensor> {
       const input = sampler.scaleModelInput(latents, i);
       let v: tf.Tensor;
       try {
-        v = predict(a, input, t, g);
+        v = predict(a, input, t, g, a.capture?.step === i ? a.capture.probe : undefined);
       } finally {
         input.dispose();
       }
@@ -409,6 +420,7 @@ export class Mask2DiTPipeline {
         ...(opts.onStep !== undefined ? { onStep: opts.onStep } : {}),
         ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
         ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
+        ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
       });
       const timesteps = [...sampler.timesteps];
       if (output === 'latent') return { latents: final, timesteps };

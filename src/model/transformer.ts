@@ -20,6 +20,7 @@ import { checkWebGpu } from '../backend/webgpu.js';
 import { checkMemoryBudget, transformerPeakEstimate } from '../backend/memoryBudget.js';
 import { DEFAULT_CHUNK_SIZE } from '../layers/maskedAttention.js';
 import { openSafetensors, type TensorSource } from '../io/safetensors.js';
+import { DIFFUSERS_VERSION, writeDiffusersComponent } from '../io/diffusersComponent.js';
 import { readTransformerConfig, type TransformerConfig } from '../config/transformerConfig.js';
 import { Container, M2Layer } from '../layers/layer.js';
 import { AdaLayerNorm, type SegmentCondition } from '../layers/adaLayerNorm.js';
@@ -264,6 +265,16 @@ export class Mask2DiTTransformer extends M2Layer {
 
   override getConfig(): tf.serialization.ConfigDict {
     return { ...super.getConfig(), ...(this.configJson() as tf.serialization.ConfigDict) };
+  }
+
+  /**
+   * Write the reference layout: `dir/config.json` + `dir/diffusion_pytorch_model.safetensors` (F32,
+   * reference names; every parameter is already held in the reference layout). `fromPretrained(dir)`
+   * reads it back bit for bit. Refuses existing files unless `force`.
+   */
+  async save(dir: string, options: { force?: boolean } = {}): Promise<void> {
+    const tensors = [...this.namedWeights()].map(([name, v]): [string, tf.Tensor] => [name, v.read()]);
+    await writeDiffusersComponent(dir, { config: { _diffusers_version: DIFFUSERS_VERSION, ...this.configJson() }, tensors, force: options.force ?? false });
   }
 
   /**

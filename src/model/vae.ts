@@ -14,9 +14,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { readVaeConfig, type VaeConfig } from '../config/vaeConfig.js';
 import { ConfigError, ShapeError } from '../errors.js';
 import { openSafetensors, type TensorSource } from '../io/safetensors.js';
+import { DIFFUSERS_VERSION, writeDiffusersComponent } from '../io/diffusersComponent.js';
 import { M2Layer } from '../layers/layer.js';
 import { WeightSource } from '../layers/weightSource.js';
-import { disposeConvCache, type ConvCache } from '../layers/vae/causalConv3d.js';
+import { ConvParams, disposeConvCache, type ConvCache } from '../layers/vae/causalConv3d.js';
 import { Decoder3D } from '../layers/vae/decoder.js';
 import { Encoder3D } from '../layers/vae/encoder.js';
 import type { TimeUpsampling } from '../layers/vae/upsample3d.js';
@@ -223,6 +224,46 @@ export class CogVideoXVAE extends M2Layer {
     return this.decode(Array.isArray(inputs) ? inputs[0]! : inputs);
   }
 
+  /** The reference `config.json` content of this VAE (derived values dropped). */
+  configJson(): Record<string, unknown> {
+    const { temporalCompressLevel: _l, spatialCompression: _s, ...json } = this.config;
+    return json;
+  }
+
+  /**
+   * Every parameter under its reference name, in the reference (PyTorch) layout: convolution kernels,
+   * held here in tfjs layout, are transposed back (`[Cout, Cin, kt, kh, kw]` / `[Cout, Cin, kh, kw]`).
+   * New tensors for the kernels, the variables' own tensors otherwise: dispose only what `converted` lists.
+   */
+  referenceTensors(): { tensors: [string, tf.Tensor][]; converted: tf.Tensor[] } {
+    const tensors: [string, tf.Tensor][] = [];
+    const converted: tf.Tensor[] = [];
+    for (const [name, v] of this.namedWeights()) {
+      const owner = name.endsWith('.weight') ? this.sublayer(name.slice(0, -'.weight'.length)) : undefined;
+      if (owner instanceof ConvParams) {
+        const t = tfConvToTorch(v.read());
+        converted.push(t);
+        tensors.push([name, t]);
+      } else {
+        tensors.push([name, v.read()]);
+      }
+    }
+    return { tensors, converted };
+  }
+
+  /**
+   * Write the reference layout: `dir/config.json` + `dir/diffusion_pytorch_model.safetensors` (F32,
+   * reference names, PyTorch kernel layout). `fromPretrained(dir)` reads it back bit for bit.
+   */
+  async save(dir: string, options: { force?: boolean } = {}): Promise<void> {
+    const { tensors, converted } = this.referenceTensors();
+    try {
+      await writeDiffusersComponent(dir, { config: { _diffusers_version: DIFFUSERS_VERSION, ...this.configJson() }, tensors, force: options.force ?? false });
+    } finally {
+      tf.dispose(converted);
+    }
+  }
+
   override getConfig(): tf.serialization.ConfigDict {
     const { latents_mean, latents_std, ...rest } = this.config;
     return { ...super.getConfig(), ...rest, latents_mean: latents_mean === null ? null : [...latents_mean], latents_std: latents_std === null ? null : [...latents_std] } as tf.serialization.ConfigDict;
@@ -256,6 +297,13 @@ export class CogVideoXVAE extends M2Layer {
   }
 }
 tf.serialization.registerClass(CogVideoXVAE, 'Mask2DiT');
+
+/** tfjs kernel → PyTorch: `[kt, kh, kw, Cin, Cout]` → `[Cout, Cin, kt, kh, kw]`, `[kh, kw, Cin, Cout]` → `[Cout, Cin, kh, kw]`. */
+export function tfConvToTorch(w: tf.Tensor): tf.Tensor {
+  if (w.rank === 5) return tf.transpose(w, [4, 3, 0, 1, 2]);
+  if (w.rank === 4) return tf.transpose(w, [3, 2, 0, 1]);
+  throw new ShapeError('conv kernel', `expected rank 4 or 5, got [${w.shape}]`);
+}
 
 /** The floating tensors whose names start with `prefix`, under their names without it, as float32. */
 async function readTensors(src: TensorSource, prefix: string): Promise<Map<string, tf.Tensor>> {

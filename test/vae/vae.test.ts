@@ -35,6 +35,11 @@ async function chunks(vae: CogVideoXVAE, z: tf.Tensor): Promise<Float32Array[]> 
   return out;
 }
 
+// every block below may make tensors: never depend on a backend chosen by an earlier test file
+beforeAll(async () => {
+  await selectBackend('cpu');
+});
+
 describe('frame batching plans (the reference loops)', () => {
   it('decode: Mask2DiT default, auto_split, one_call', () => {
     expect(decodeCallRanges(5)).toEqual([[0, 1], [1, 3], [3, 5]]);

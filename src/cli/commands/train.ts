@@ -117,9 +117,9 @@ async function runStage(name: string, dir: string, trainer: Trainer, o: StageOpt
   } else if (o.quiet !== true) process.stderr.write(`${name}: ${trainer.step} of ${trainer.options.totalSteps} steps done; checkpoint ${ckpt}\n`);
 }
 
-function vaeConfigFor(widths: number[]): Record<string, unknown> {
+function vaeConfigFor(widths: number[], latentChannels: number): Record<string, unknown> {
   return {
-    _class_name: 'AutoencoderKLCogVideoX', in_channels: 3, out_channels: 3, latent_channels: 4, layers_per_block: 1, norm_num_groups: 4, norm_eps: 1e-6,
+    _class_name: 'AutoencoderKLCogVideoX', in_channels: 3, out_channels: 3, latent_channels: latentChannels, layers_per_block: 1, norm_num_groups: 4, norm_eps: 1e-6,
     block_out_channels: widths, down_block_types: widths.map(() => 'CogVideoXDownBlock3D'), up_block_types: widths.map(() => 'CogVideoXUpBlock3D'),
     temporal_compression_ratio: 4, sample_height: WORLD.height, sample_width: WORLD.width, scaling_factor: 1.0, shift_factor: null,
   };
@@ -160,12 +160,13 @@ export function register(program: Command): void {
 
   common(train.command('vae').description('train the causal VAE on world scenes: L1 reconstruction + 1e-4·KL'), { steps: 600, batch: 1, lr: 1e-3, warmup: 20 })
     .option('--widths <list>', 'block_out_channels', '8,16,16,16')
-    .action(async (o: StageOpts & { widths: string }, cmd: Command) => {
+    .option('--latent-channels <n>', 'latent channels', '16')
+    .action(async (o: StageOpts & { widths: string; latentChannels: string }, cmd: Command) => {
       await backendFromFlags(cmd);
       const dir = path.join(o.run, 'vae');
       checkStage(dir, o);
       const cfgFile = path.join(dir, 'config.json');
-      const raw = o.resume === true ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : vaeConfigFor(o.widths.split(',').map((s) => num(s, '--widths')));
+      const raw = o.resume === true ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : vaeConfigFor(o.widths.split(',').map((s) => num(s, '--widths')), num(o.latentChannels, '--latent-channels'));
       const { config } = parseVaeConfig(raw, cfgFile);
       if (o.resume !== true) fs.writeFileSync(cfgFile, JSON.stringify(raw, null, 2) + '\n');
       const opts = trainOptions(o);

@@ -1,0 +1,164 @@
+/**
+ * `mask2dit attention --scenes scenes.json --block 3 --head 0 --step 10 --out attn.png [--scene k]`:
+ * runs the generation of a scene file up to denoising step `--step` (0-based), captures the attention
+ * probabilities of one block and head there (conditional branch), and renders them as a heatmap over
+ * the joint sequence `[T0 … ; V0 …]`. With `--scene k` only scene k's query rows are kept.
+ */
+import type { Command } from 'commander';
+import * as tf from '@tensorflow/tfjs-core';
+import { Mask2DiTError } from '../../errors.js';
+import { layoutSegments, renderAttentionImage } from '../../io/attentionImage.js';
+import { writePng } from '../../io/png.js';
+import { loadModelFolder } from '../../model/modelFolder.js';
+import { Mask2DiTPipeline, PipelineAbortedError } from '../../model/pipeline.js';
+import { Probe } from '../../model/probe.js';
+import { uniformLayout } from '../../model/sceneLayout.js';
+import { SAMPLER_NAMES } from '../../sampler/index.js';
+import { backendFromFlags } from '../common.js';
+import { addSamplingOptions, checkModelDir, intFlag, modelDir, negativeEmbedding, resolveSettings, sceneEmbeddings, stepReporter, type SamplingFlags } from '../film.js';
+import { checkInterrupted, withInterrupt } from '../interrupt.js';
+import { OutputSet } from '../outputs.js';
+import { Progress, progressMode } from '../progress.js';
+import { readSceneFile } from '../sceneFile.js';
+import { framesPerScene } from './generate.js';
+
+interface AttentionFlags extends SamplingFlags {
+  scenes: string;
+  block: string;
+  head: string;
+  step: string;
+  scene?: string;
+  out: string;
+  transform?: string;
+  force?: boolean;
+  quiet?: boolean;
+  progress?: boolean;
+  json?: boolean;
+}
+
+const TRANSFORMS = ['linear', 'sqrt', 'log'] as const;
+
+function outOfRange(flag: string, v: number, n: number, what: string): Mask2DiTError {
+  return new Mask2DiTError('OPTION', `--${flag}: ${v} is out of range; ${what} ${n} (0 … ${n - 1})`);
+}
+
+async function runAttention(flags: AttentionFlags, cmd: Command): Promise<void> {
+  const sf = await readSceneFile(flags.scenes, { samplers: SAMPLER_NAMES });
+  const frames = framesPerScene(sf, flags.scenes);
+  const block = intFlag(flags.block, 'block')!;
+  const head = intFlag(flags.head, 'head')!;
+  const step = intFlag(flags.step, 'step')!;
+  const S = sf.scenes.length;
+  const scene = intFlag(flags.scene, 'scene');
+  if (scene !== undefined && scene >= S) throw outOfRange('scene', scene, S, 'the scene file has');
+  const transform = flags.transform ?? 'linear';
+  if (!(TRANSFORMS as readonly string[]).includes(transform)) throw new Mask2DiTError('OPTION', `--transform: expected one of ${TRANSFORMS.join(', ')}, got ${transform}`);
+  const dir = modelDir(flags);
+  checkModelDir(dir);
+  const progress = new Progress(progressMode(flags));
+  const report = await withInterrupt(async (signal) => {
+    const outputs = new OutputSet(flags.force === true);
+    try {
+      const temp = outputs.file(flags.out);
+      const backend = await backendFromFlags(cmd);
+      progress.phase('load', `${dir} on ${backend.name}`);
+      const model = await loadModelFolder(dir);
+      const owned: tf.Tensor[] = [];
+      const probe = new Probe([`block.${block}.attn1.probs`], { heads: [head], ...(scene !== undefined ? { scene } : {}) });
+      try {
+        const c = model.transformer.config;
+        if (block >= c.num_layers) throw outOfRange('block', block, c.num_layers, 'the transformer has blocks');
+        if (head >= c.num_attention_heads) throw outOfRange('head', head, c.num_attention_heads, 'each block has heads');
+        const settings = resolveSettings(flags, sf.defaults ?? {}, model.samplerName);
+        if (step >= settings.steps) throw outOfRange('step', step, settings.steps, 'the run has steps');
+        progress.phase('encode text', `${S} scene${S > 1 ? 's' : ''}`);
+        const prompts = await sceneEmbeddings(model, sf.scenes);
+        owned.push(prompts);
+        const negative = settings.guidance > 1 ? negativeEmbedding(model, sf.negative_prompt ?? '') : undefined;
+        if (negative !== undefined) owned.push(negative);
+        checkInterrupted(signal);
+        progress.phase('denoise', `up to step ${step} of ${settings.steps} (${settings.sampler}), capturing block ${block} head ${head}`);
+        progress.startSteps();
+        // the run stops right after the captured step: nothing later is needed
+        const stop = new AbortController();
+        const report = stepReporter(progress);
+        let timestep = NaN;
+        const pipe = new Mask2DiTPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
+        try {
+          const run = await pipe.generate({
+            prompts,
+            ...(negative !== undefined ? { negative } : {}),
+            scenes: S,
+            frames,
+            width: sf.width,
+            height: sf.height,
+            steps: settings.steps,
+            guidanceScale: settings.guidance,
+            seed: settings.seed,
+            sampler: settings.sampler,
+            output: 'latent',
+            capture: { step, probe },
+            onStep: (p) => {
+              report(p);
+              if (p.step === step) {
+                timestep = p.timestep;
+                stop.abort();
+              }
+            },
+            signal: AbortSignal.any([signal, stop.signal]),
+          });
+          run.latents.dispose(); // only when step is the last one
+        } catch (e) {
+          if (!(e instanceof PipelineAbortedError && stop.signal.aborted && !signal.aborted)) throw e;
+        }
+        progress.end();
+        checkInterrupted(signal);
+        const probs = probe.get(`block.${block}.attn1.probs`);
+        if (probs === undefined) throw new Mask2DiTError('ATTENTION', `block ${block}: no attention probabilities were captured`);
+        const [, , Lq, Lk] = probs.shape as [number, number, number, number];
+        const geo = { f: (frames - 1) / model.vae.temporalCompression + 1, h: sf.height / model.vae.spatialCompression, w: sf.width / model.vae.spatialCompression };
+        const p = c.patch_size;
+        const layout = uniformLayout(S, c.max_text_seq_length, geo.f * (geo.h / p) * (geo.w / p));
+        const data = (await probs.data()) as Float32Array;
+        const title = [`block ${block}, head ${head}, step ${step} of ${settings.steps} (t = ${Number(timestep.toFixed(3))}), conditional branch${scene !== undefined ? `, queries of scene ${scene}` : ''}`];
+        const axes =
+          scene === undefined
+            ? { layout }
+            : { rows: [{ label: `T${scene}`, length: layout.text[scene]! }, { label: `V${scene}`, length: layout.video[scene]! }].filter((r) => r.length > 0), cols: layoutSegments(layout) };
+        const img = renderAttentionImage(data, Lq, Lk, { ...axes, transform: transform as (typeof TRANSFORMS)[number], title });
+        progress.phase('write', flags.out);
+        await writePng(temp, img.image);
+        await outputs.commit();
+        return { out: flags.out, block, head, step, timestep, ...(scene !== undefined ? { scene } : {}), queries: Lq, keys: Lk, width: img.image.width, height: img.image.height, max: img.max };
+      } finally {
+        probe.dispose();
+        tf.dispose(owned);
+        model.dispose();
+      }
+    } catch (e) {
+      await outputs.abort();
+      throw e;
+    }
+  });
+  if (flags.json === true) process.stdout.write(JSON.stringify(report) + '\n');
+  else if (flags.quiet !== true) process.stdout.write(`wrote ${report.out} (${report.queries} queries × ${report.keys} keys, max probability ${report.max.toPrecision(3)})\n`);
+}
+
+export function register(program: Command): void {
+  const c = program
+    .command('attention')
+    .description("run a generation up to one denoising step and render one block/head's attention probabilities as a heatmap")
+    .requiredOption('--scenes <file>', 'scene file (JSON)')
+    .requiredOption('--block <i>', 'transformer block (0-based)')
+    .requiredOption('--head <h>', 'attention head (0-based)')
+    .requiredOption('--step <n>', 'denoising step (0-based) to capture')
+    .requiredOption('--out <file.png>', 'PNG to write')
+    .option('--scene <k>', "only scene k's query rows (its text, then its video tokens)");
+  addSamplingOptions(c)
+    .option('--transform <t>', `colour scale: ${TRANSFORMS.join(', ')} (default linear)`)
+    .option('--force', 'overwrite an existing PNG')
+    .option('--quiet', 'no progress and no summary line')
+    .option('--progress', 'print progress lines even when stderr is not a terminal')
+    .option('--json', 'print the result as one JSON document on stdout')
+    .action(runAttention);
+}

@@ -1,0 +1,262 @@
+/**
+ * What `generate` and `extend` share: flags → run settings, scene prompts → embedding blocks,
+ * and the outputs of a film (mp4, contact sheet, latents file, optional PNG frames) written as one
+ * staged set.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import * as tf from '@tensorflow/tfjs-core';
+import { Mask2DiTError, ShapeError } from '../errors.js';
+import { log } from '../log.js';
+import { contactSheet } from '../io/contactSheet.js';
+import { writeLatentsFile, type FilmMeta } from '../io/latentsFile.js';
+import { writePng, writePngSequence } from '../io/png.js';
+import { openSafetensors } from '../io/safetensors.js';
+import { tensorToFrames, writeMp4 } from '../io/video.js';
+import { DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME, ModelFolderError, type LoadedModel } from '../model/modelFolder.js';
+import { decodeScenes, type StepProgress } from '../model/pipeline.js';
+import { isSamplerName, SAMPLER_NAMES, type SamplerName } from '../sampler/index.js';
+import { encodePrompts } from '../text/textEncoder.js';
+import { latentsPathFor, sheetPathFor, type OutputSet } from './outputs.js';
+import type { Progress } from './progress.js';
+import type { SceneDefaults } from './sceneFile.js';
+
+// ---- flags ----------------------------------------------------------------------------------------
+
+/** Flags shared by generate, extend and attention. */
+export interface SamplingFlags {
+  model?: string;
+  steps?: string;
+  guidance?: string;
+  seed?: string;
+  sampler?: string;
+  fps?: string;
+}
+
+export interface RunSettings {
+  steps: number;
+  guidance: number;
+  seed: number;
+  sampler: SamplerName;
+  fps: number;
+}
+
+function optionError(flag: string, want: string, got: string): Mask2DiTError {
+  return new Mask2DiTError('OPTION', `--${flag}: expected ${want}, got ${JSON.stringify(got)}`);
+}
+
+export function intFlag(v: string | undefined, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw optionError(flag, `an integer in [${min}, ${max}]`, v);
+  return n;
+}
+
+function numFlag(v: string | undefined, flag: string, ok: (n: number) => boolean, want: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw optionError(flag, want, v);
+  return n;
+}
+
+/** Settings from the flags, else the scene file's (or latents file's) defaults, else the model's / built-in defaults. */
+export function resolveSettings(flags: SamplingFlags, defaults: Partial<SceneDefaults>, modelSampler: SamplerName): RunSettings {
+  const sampler = flags.sampler ?? defaults.sampler ?? modelSampler;
+  if (!isSamplerName(sampler)) throw new Mask2DiTError('OPTION', `${flags.sampler !== undefined ? '--sampler' : 'defaults.sampler'}: unknown sampler ${JSON.stringify(sampler)}, expected one of ${SAMPLER_NAMES.join(', ')}`);
+  return {
+    steps: intFlag(flags.steps, 'steps', 1, 10_000) ?? defaults.steps ?? 50,
+    guidance: numFlag(flags.guidance, 'guidance', (n) => n >= 0, 'a number >= 0') ?? defaults.guidance ?? 6,
+    seed: intFlag(flags.seed, 'seed', 0, 2 ** 32 - 1) ?? defaults.seed ?? 0,
+    sampler,
+    fps: numFlag(flags.fps, 'fps', (n) => n > 0 && n <= 240, 'a number in (0, 240]') ?? defaults.fps ?? 8,
+  };
+}
+
+/** `--model`, else the default model folder. */
+export function modelDir(flags: SamplingFlags): string {
+  return flags.model ?? DEFAULT_MODEL_DIR;
+}
+
+/** Options every sampling command takes. */
+export function addSamplingOptions(c: Command): Command {
+  return c
+    .option('--model <dir>', `pipeline folder (model_index.json, transformer/, vae/, scheduler/, …) (default: the shipped ${DEFAULT_MODEL_NAME})`)
+    .option('--steps <n>', 'denoising steps (default: the scene file\'s, else 50)')
+    .option('--guidance <g>', 'classifier-free guidance scale, 1 = none (default: the scene file\'s, else 6)')
+    .option('--seed <s>', 'seed of all noise (default: the scene file\'s, else 0)')
+    .option('--sampler <name>', `${SAMPLER_NAMES.join(' | ')} (default: the model's scheduler)`);
+}
+
+// ---- text -----------------------------------------------------------------------------------------
+
+/** A scene's text: a prompt to encode, or an embeddings file. */
+export interface SceneText {
+  prompt?: string | undefined;
+  embeddings?: string | undefined;
+}
+
+/** The prompt embedding of an embeddings file: `prompt_embeds` or its only tensor, `[T, D]` or `[1, T, D]` → `[T, D]`. */
+export async function readEmbeddingsFile(file: string, T: number, D: number): Promise<tf.Tensor> {
+  const src = await openSafetensors(file);
+  try {
+    const names = src.names();
+    const name = names.includes('prompt_embeds') ? 'prompt_embeds' : names.length === 1 ? names[0]! : undefined;
+    if (name === undefined) throw new ShapeError(file, `expected a tensor "prompt_embeds" (or a single tensor), found ${names.length}: ${names.slice(0, 5).join(', ')}`);
+    const { shape } = src.info(name);
+    const core = shape.length === 3 && shape[0] === 1 ? shape.slice(1) : shape;
+    if (core.length !== 2 || core[0] !== T || core[1] !== D) throw new ShapeError(`${file} "${name}"`, `expected [${T}, ${D}] (the model's max_text_seq_length × text_embed_dim), got [${shape}]`);
+    const data = await src.read(name);
+    return tf.tensor(data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>), [T, D], 'float32');
+  } finally {
+    await src.close();
+  }
+}
+
+function noTextError(model: LoadedModel, what: string): Mask2DiTError {
+  return new ModelFolderError(model.dir, `${what} needs the model's tokenizer and text encoder. ${model.notes.join(' ')}`.trim());
+}
+
+/** One `[T, D]` embedding per scene, stacked: `[S, T, D]`. */
+export async function sceneEmbeddings(model: LoadedModel, scenes: readonly SceneText[]): Promise<tf.Tensor> {
+  const { max_text_seq_length: T, text_embed_dim: D } = model.transformer.config;
+  const blocks: tf.Tensor[] = [];
+  try {
+    for (const [i, s] of scenes.entries()) {
+      if (s.embeddings !== undefined) blocks.push(await readEmbeddingsFile(s.embeddings, T, D));
+      else {
+        if (model.tokenizer === undefined || model.textEncoder === undefined) throw noTextError(model, `scene ${i + 1}'s prompt`);
+        const e = encodePrompts(model.tokenizer, model.textEncoder, [s.prompt ?? '']); // [1, T, D]
+        blocks.push(tf.reshape(e, [T, D]));
+        e.dispose();
+      }
+    }
+    return tf.stack(blocks); // [S, T, D]
+  } finally {
+    tf.dispose(blocks);
+  }
+}
+
+/** The negative prompt's embedding `[1, T, D]`: encoded when the model has a text encoder, else zeros (said on stderr). */
+export function negativeEmbedding(model: LoadedModel, negativePrompt: string): tf.Tensor {
+  const { max_text_seq_length: T, text_embed_dim: D } = model.transformer.config;
+  if (model.tokenizer === undefined || model.textEncoder === undefined) {
+    log.warn(`${model.dir}: no text encoder, so guidance uses a zero embedding as the negative prompt`);
+    return tf.zeros([1, T, D]);
+  }
+  return encodePrompts(model.tokenizer, model.textEncoder, [negativePrompt]); // [1, T, D]
+}
+
+// ---- progress --------------------------------------------------------------------------------------
+
+export function stepReporter(progress: Progress): (p: StepProgress) => void {
+  return (p) => progress.step(p.step, p.steps);
+}
+
+// ---- outputs ---------------------------------------------------------------------------------------
+
+export interface FilmPaths {
+  mp4: string;
+  sheet: string;
+  latents: string;
+  frames?: string;
+}
+
+export interface OutputFlags {
+  out: string;
+  sheet?: string;
+  frames?: string;
+  latentsOnly?: boolean;
+}
+
+export function filmPaths(flags: OutputFlags): FilmPaths {
+  return { mp4: flags.out, sheet: flags.sheet ?? sheetPathFor(flags.out), latents: latentsPathFor(flags.out), ...(flags.frames !== undefined ? { frames: flags.frames } : {}) };
+}
+
+/** Reserve every output of a film now (an existing one without --force fails before any work). */
+export function reserveFilm(outputs: OutputSet, paths: FilmPaths, latentsOnly: boolean): FilmPaths {
+  if (path.resolve(paths.latents) === path.resolve(paths.mp4)) throw new Mask2DiTError('OPTION', `--out ${paths.mp4}: the latents file would overwrite the film; use an .mp4 name`);
+  const temp: FilmPaths = { mp4: '', sheet: '', latents: '' };
+  if (!latentsOnly) {
+    temp.mp4 = outputs.file(paths.mp4);
+    temp.sheet = outputs.file(paths.sheet);
+  }
+  temp.latents = outputs.file(paths.latents);
+  if (!latentsOnly && paths.frames !== undefined) temp.frames = outputs.dir(paths.frames);
+  return temp;
+}
+
+export interface FilmResult {
+  scenes: number;
+  frames: number;
+  width: number;
+  height: number;
+  fps: number;
+  files: string[];
+}
+
+/**
+ * Decode the clean latents `[1, S·f, C, h, w]` (unless latents-only) and write every output to its
+ * reserved temp path: mp4, contact sheet, PNG frames, latents file. The caller commits the set.
+ */
+export async function writeFilm(args: {
+  model: LoadedModel;
+  latents: tf.Tensor;
+  promptEmbeds: tf.Tensor;
+  negativeEmbeds?: tf.Tensor;
+  meta: FilmMeta;
+  paths: FilmPaths;
+  temp: FilmPaths;
+  latentsOnly: boolean;
+  progress: Progress;
+  signal: AbortSignal;
+}): Promise<FilmResult> {
+  const { meta, paths, temp, progress } = args;
+  const S = meta.scenes.length;
+  const written: string[] = [];
+  let total = 0;
+  if (!args.latentsOnly) {
+    progress.phase('decode', `${S} scene${S > 1 ? 's' : ''} with the VAE`);
+    const video = await decodeScenes(args.model.vae, args.latents, S); // [1, 3, S·frames, H, W] in [0, 1]
+    const signed = tf.tidy(() => tf.sub(tf.mul(video, 2), 1));
+    video.dispose();
+    const { width, height, frames } = await tensorToFrames(signed);
+    signed.dispose();
+    total = frames.length;
+    if (width !== meta.width || height !== meta.height) throw new ShapeError('decoded video', `is ${width}×${height}, expected ${meta.width}×${meta.height}`);
+    progress.phase('write', `${paths.mp4} (${frames.length} frames, ${width}×${height}, ${meta.fps} fps)`);
+    await writeMp4(temp.mp4, frames, { width, height, fps: meta.fps, signal: args.signal });
+    written.push(paths.mp4);
+    let at = 0;
+    const sheetScenes = meta.scenes.map((s) => {
+      const part = frames.slice(at, at + s.frames);
+      at += s.frames;
+      return { frames: part, caption: s.caption };
+    });
+    await writePng(temp.sheet, contactSheet(sheetScenes, { width, height }));
+    written.push(paths.sheet);
+    if (temp.frames !== undefined && paths.frames !== undefined) {
+      await writePngSequence(temp.frames, frames, { width, height });
+      written.push(paths.frames);
+    }
+  } else {
+    progress.phase('write', paths.latents);
+  }
+  await writeLatentsFile(temp.latents, { latents: args.latents, promptEmbeds: args.promptEmbeds, ...(args.negativeEmbeds !== undefined ? { negativeEmbeds: args.negativeEmbeds } : {}), meta });
+  written.push(paths.latents);
+  return { scenes: S, frames: total, width: meta.width, height: meta.height, fps: meta.fps, files: written };
+}
+
+/** The one-line summary on stdout (or the JSON document). */
+export function printResult(result: FilmResult & { seconds: number }, json: boolean, quiet: boolean): void {
+  if (json) process.stdout.write(JSON.stringify(result) + '\n');
+  else if (!quiet) {
+    const what = result.frames > 0 ? `${result.scenes} scenes, ${result.frames} frames ${result.width}×${result.height} at ${result.fps} fps` : `latents of ${result.scenes} scenes`;
+    process.stdout.write(`wrote ${result.files.join(', ')} (${what}) in ${result.seconds.toFixed(1)} s\n`);
+  }
+}
+
+/** Checks that `dir` exists before the (slow) load, so a typo fails fast. */
+export function checkModelDir(dir: string): void {
+  if (!fs.existsSync(dir)) throw new ModelFolderError(dir, `no such model folder${dir === DEFAULT_MODEL_DIR ? ` (the default model ${DEFAULT_MODEL_NAME} is missing from the package; pass --model)` : ''}`);
+}

@@ -1,0 +1,255 @@
+/**
+ * The diffusers-style pipeline folder this project ships and loads:
+ *
+ *   model_index.json                      {"_class_name": "Mask2DiTPipeline", "<component>": [library, class], …}
+ *   transformer/config.json               Mask2DiTTransformer (reference keys)
+ *   transformer/diffusion_pytorch_model.safetensors
+ *   vae/config.json                       AutoencoderKLCogVideoX
+ *   vae/diffusion_pytorch_model.safetensors   (PyTorch kernel layout)
+ *   text_encoder/config.json              T5 encoder (Hugging Face keys)
+ *   text_encoder/model.safetensors
+ *   tokenizer/tokenizer.json              {"type": "word", "vocab": […], "length": 16}
+ *   scheduler/scheduler_config.json       FlowMatchEulerDiscreteScheduler | CogVideoXDDIMScheduler | CogVideoXDPMScheduler
+ *
+ * A real CogVideoX folder (`CogVideoXPipeline`, 5B with RoPE) loads too, except its SentencePiece
+ * tokenizer: without a word tokenizer no prompt can be encoded, so its scenes take precomputed
+ * `embeddings` files (the `notes` of the load say so).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { isFlowMatchConfig, readSchedulerConfig, type SchedulerConfig } from '../config/schedulerConfig.js';
+import { ConfigError, Mask2DiTError } from '../errors.js';
+import { OutputExistsError, registerCleanup, writeFileAtomic } from '../io/atomic.js';
+import { DIFFUSERS_VERSION } from '../io/diffusersComponent.js';
+import type { SamplerName } from '../sampler/sampler.js';
+import { T5Encoder } from '../text/textEncoder.js';
+import { WordTokenizer } from '../text/tokenizer.js';
+import { VERSION } from '../version.js';
+import { Mask2DiTTransformer } from './transformer.js';
+import { CogVideoXVAE } from './vae.js';
+
+/** The default model's folder inside the package (what `--model` defaults to). */
+export const DEFAULT_MODEL_NAME = 'weights/mask2dit-world';
+/** Its absolute path: two levels above this module (src/model/ or dist/model/). */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL(`../../${DEFAULT_MODEL_NAME}`, import.meta.url));
+
+export const PIPELINE_CLASS = 'Mask2DiTPipeline';
+/** `_class_name`s of model_index.json this project can run. */
+export const SUPPORTED_PIPELINES = [PIPELINE_CLASS, 'CogVideoXPipeline'] as const;
+
+/** A pipeline folder that is missing a part or holds one this project does not support. */
+export class ModelFolderError extends Mask2DiTError {
+  constructor(
+    readonly dir: string,
+    detail: string,
+  ) {
+    super('MODEL_FOLDER', `${dir}: ${detail}`);
+  }
+}
+
+export interface ModelParts {
+  transformer: Mask2DiTTransformer;
+  vae: CogVideoXVAE;
+  textEncoder?: T5Encoder;
+  tokenizer?: WordTokenizer;
+  schedulerConfig: SchedulerConfig;
+  /** The sampler that implements `schedulerConfig`. */
+  samplerName: SamplerName;
+}
+
+export interface LoadedModel extends ModelParts {
+  dir: string;
+  /** `_class_name` of model_index.json. */
+  pipelineClass: string;
+  /** Parts that are absent or unusable, each one sentence (e.g. no word tokenizer). */
+  notes: string[];
+  dispose(): void;
+}
+
+/** model_index.json as written here: `[library, class]` per component, `[null, null]` when absent. */
+export type ModelIndex = Record<string, unknown> & { _class_name: string };
+
+/** The sampler that implements a scheduler config. */
+export function samplerForScheduler(c: SchedulerConfig): SamplerName {
+  if (isFlowMatchConfig(c)) return 'flow-euler';
+  return c._class_name === 'CogVideoXDPMScheduler' ? 'dpm' : 'ddim';
+}
+
+function readJson(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, '(file)', `cannot read ${what}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(file, '(file)', `not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Reads and checks `dir/model_index.json`. */
+export function readModelIndex(dir: string): ModelIndex {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new ModelFolderError(dir, 'no such model folder');
+  const file = path.join(dir, 'model_index.json');
+  if (!fs.existsSync(file)) {
+    throw new ModelFolderError(dir, 'not a pipeline folder: model_index.json is missing (expected model_index.json, transformer/, vae/, scheduler/ and optionally text_encoder/, tokenizer/)');
+  }
+  const raw = readJson(file, 'model_index.json');
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '(root)', 'expected a JSON object');
+  const cls = (raw as Record<string, unknown>)['_class_name'];
+  if (typeof cls !== 'string' || !(SUPPORTED_PIPELINES as readonly string[]).includes(cls)) {
+    throw new ConfigError(file, '_class_name', `unsupported pipeline ${JSON.stringify(cls)}; this project runs ${SUPPORTED_PIPELINES.join(' and ')} folders`);
+  }
+  return raw as ModelIndex;
+}
+
+/** The `[library, class]` entry of a component, or undefined when absent / `[null, null]`. */
+function entry(index: ModelIndex, name: string): [string, string] | undefined {
+  const e = index[name];
+  return Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'string' ? [e[0], e[1]] : undefined;
+}
+
+function requireComponent(dir: string, name: string, file: string, what: string): string {
+  const sub = path.join(dir, name);
+  if (!fs.existsSync(path.join(sub, file))) throw new ModelFolderError(dir, `missing ${name}/${file} (${what})`);
+  return sub;
+}
+
+/** The word tokenizer of `dir/tokenizer`, or a note saying why there is none. */
+function loadTokenizer(dir: string, index: ModelIndex): { tokenizer?: WordTokenizer; note?: string } {
+  const file = path.join(dir, 'tokenizer', 'tokenizer.json');
+  const cls = entry(index, 'tokenizer')?.[1];
+  const noPrompts = 'prompts cannot be encoded with this model, so give every scene an "embeddings" file (precomputed prompt embeddings) in the scene file instead of a "prompt"';
+  if (!fs.existsSync(file)) return { note: `${dir}: no word tokenizer (tokenizer/tokenizer.json)${cls !== undefined ? `; its tokenizer is ${cls}, which this project does not implement` : ''}; ${noPrompts}` };
+  const raw = readJson(file, 'the tokenizer');
+  if (raw === null || typeof raw !== 'object' || (raw as { type?: unknown }).type !== 'word') {
+    return { note: `${file}: not a word tokenizer ({"type": "word", …}; a Hugging Face tokenizer.json is not supported); ${noPrompts}` };
+  }
+  return { tokenizer: WordTokenizer.fromJSON(raw, file) };
+}
+
+function checkTextFits(dir: string, transformer: Mask2DiTTransformer, encoder: T5Encoder, tokenizer: WordTokenizer): void {
+  const c = transformer.config;
+  const tcfg = path.join(dir, 'transformer', 'config.json');
+  if (encoder.config.d_model !== c.text_embed_dim) {
+    throw new ConfigError(tcfg, 'text_embed_dim', `the text encoder's d_model is ${encoder.config.d_model} (text_encoder/config.json), the transformer expects ${c.text_embed_dim}`);
+  }
+  if (tokenizer.length !== c.max_text_seq_length) {
+    throw new ConfigError(tcfg, 'max_text_seq_length', `the tokenizer pads to ${tokenizer.length} tokens (tokenizer/tokenizer.json "length"), the transformer expects ${c.max_text_seq_length}`);
+  }
+  if (tokenizer.vocabSize > encoder.config.vocab_size) {
+    throw new ConfigError(path.join(dir, 'text_encoder', 'config.json'), 'vocab_size', `the tokenizer has ${tokenizer.vocabSize} tokens, the encoder's table only ${encoder.config.vocab_size}`);
+  }
+}
+
+export interface LoadOptions {
+  /** Load the tokenizer and text encoder (default true); false for runs that only use embeddings files. */
+  text?: boolean;
+}
+
+/**
+ * Load every part of a pipeline folder. Typed errors name the folder and the missing or unsupported
+ * part; a missing or foreign tokenizer is not an error (see `notes`), since scenes may bring
+ * precomputed embeddings instead of prompts.
+ */
+export async function loadModelFolder(dir: string, options: LoadOptions = {}): Promise<LoadedModel> {
+  const index = readModelIndex(dir);
+  const tDir = requireComponent(dir, 'transformer', 'config.json', 'the denoising transformer');
+  const vDir = requireComponent(dir, 'vae', 'config.json', 'the video autoencoder');
+  const sDir = requireComponent(dir, 'scheduler', 'scheduler_config.json', 'the sampler configuration');
+  const schedulerConfig = readSchedulerConfig(path.join(sDir, 'scheduler_config.json'));
+  const notes: string[] = [];
+  const owned: { dispose(): unknown }[] = [];
+  try {
+    const transformer = await Mask2DiTTransformer.fromPretrained(tDir);
+    owned.push(transformer);
+    const vae = await CogVideoXVAE.fromPretrained(vDir);
+    owned.push(vae);
+    const parts: ModelParts = { transformer, vae, schedulerConfig, samplerName: samplerForScheduler(schedulerConfig) };
+    if (options.text ?? true) {
+      const { tokenizer, note } = loadTokenizer(dir, index);
+      if (note !== undefined) notes.push(note);
+      const hasEncoder = fs.existsSync(path.join(dir, 'text_encoder', 'config.json'));
+      if (tokenizer !== undefined && !hasEncoder) notes.push(`${dir}: no text encoder (text_encoder/config.json); give every scene an "embeddings" file instead of a "prompt"`);
+      if (tokenizer !== undefined && hasEncoder) {
+        const textEncoder = await T5Encoder.fromPretrained(path.join(dir, 'text_encoder'));
+        owned.push(textEncoder);
+        checkTextFits(dir, transformer, textEncoder, tokenizer);
+        parts.textEncoder = textEncoder;
+        parts.tokenizer = tokenizer;
+      }
+    }
+    return { ...parts, dir, pipelineClass: index._class_name, notes, dispose: () => owned.forEach((m) => m.dispose()) };
+  } catch (e) {
+    owned.forEach((m) => m.dispose());
+    throw e;
+  }
+}
+
+/** The model_index.json of `parts`. */
+export function modelIndexFor(parts: ModelParts): ModelIndex {
+  const tcls = parts.transformer.config._class_name;
+  return {
+    _class_name: PIPELINE_CLASS,
+    _diffusers_version: DIFFUSERS_VERSION,
+    _mask2dit_ts_version: VERSION,
+    scheduler: ['diffusers', parts.schedulerConfig._class_name],
+    text_encoder: parts.textEncoder !== undefined ? ['transformers', 'T5EncoderModel'] : [null, null],
+    tokenizer: parts.tokenizer !== undefined ? ['mask2dit', 'WordTokenizer'] : [null, null],
+    transformer: [tcls === 'MultiPromptCogVideoXTransformer3DModel' ? 'videox_fun' : 'diffusers', tcls],
+    vae: ['diffusers', 'AutoencoderKLCogVideoX'],
+  };
+}
+
+export interface SaveOptions {
+  /** Replace an existing folder (default false: OutputExistsError). */
+  force?: boolean;
+  /** Extra text files written at the top of the folder (e.g. `{ 'README.md': … }`). */
+  files?: Record<string, string>;
+}
+
+const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
+
+/**
+ * Write a pipeline folder in the reference layouts. The whole folder is built under a temporary
+ * sibling name and renamed into place, so `dir` is either the old folder or the complete new one;
+ * an interrupt removes the temporary folder.
+ */
+export async function saveModelFolder(dir: string, parts: ModelParts, options: SaveOptions = {}): Promise<void> {
+  const target = path.resolve(dir);
+  const exists = fs.existsSync(target);
+  if (exists && options.force !== true) throw new OutputExistsError(dir);
+  const parent = path.dirname(target);
+  if (!fs.existsSync(parent)) throw new Mask2DiTError('IO', `${dir}: directory ${parent} does not exist`);
+  const tmp = path.join(parent, `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const unregister = registerCleanup(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  try {
+    fs.mkdirSync(tmp);
+    await parts.transformer.save(path.join(tmp, 'transformer'));
+    await parts.vae.save(path.join(tmp, 'vae'));
+    if (parts.textEncoder !== undefined) await parts.textEncoder.save(path.join(tmp, 'text_encoder'));
+    if (parts.tokenizer !== undefined) {
+      fs.mkdirSync(path.join(tmp, 'tokenizer'));
+      await writeFileAtomic(path.join(tmp, 'tokenizer', 'tokenizer.json'), json(parts.tokenizer.toJSON()));
+    }
+    fs.mkdirSync(path.join(tmp, 'scheduler'));
+    await writeFileAtomic(path.join(tmp, 'scheduler', 'scheduler_config.json'), json({ _diffusers_version: DIFFUSERS_VERSION, ...parts.schedulerConfig }));
+    for (const [name, text] of Object.entries(options.files ?? {})) await writeFileAtomic(path.join(tmp, name), text);
+    await writeFileAtomic(path.join(tmp, 'model_index.json'), json(modelIndexFor(parts)));
+    if (exists) {
+      const old = `${tmp}.old`;
+      fs.renameSync(target, old);
+      fs.renameSync(tmp, target);
+      fs.rmSync(old, { recursive: true, force: true });
+    } else {
+      fs.renameSync(tmp, target);
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    unregister();
+  }
+}
