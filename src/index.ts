@@ -86,3 +86,7 @@ export { conv2d, conv2dFilterGrad } from './layers/conv2d.js';
 // Model folders and latents files
 export { loadModelFolder, saveModelFolder, DEFAULT_MODEL_DIR } from './model/modelFolder.js';
 export { readLatentsFile, writeLatentsFile } from './io/latentsFile.js';
+
+// Evaluation
+export { evaluate, formatTable, formatClaim, checkClaim, HELD_OUT_FIRST_SEED } from './eval/evaluate.js';
+export { scoreClip, summarize, expectedFromCaptions } from './eval/metrics.js';

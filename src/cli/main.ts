@@ -19,6 +19,7 @@ import { register as registerAttention } from './commands/attention.js';
 import { register as registerBench } from './commands/bench.js';
 import { INTERRUPTED_EXIT_CODE, InterruptedError } from './interrupt.js';
 import { register as registerTrain } from './commands/train.js';
+import { register as registerEval } from './commands/eval.js';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -39,6 +40,7 @@ function buildProgram(): Command {
   registerVaeForward(registerForward(program));
   registerBench(program);
   registerTrain(program);
+  registerEval(program);
   return program;
 }
 

@@ -49,6 +49,17 @@ describe('mask2dit train', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/transformer config differs|does not match/);
     expect(lines(path.join(run, 'dit', 'loss.jsonl'))).toHaveLength(2);
+    // export the run as a pipeline folder and generate with it
+    fs.writeFileSync(cfg, JSON.stringify(raw));
+    const model = path.join(run, 'model');
+    const ex = runCli(['--backend', 'wasm', 'train', 'export', '--run', run, '--out', model], { timeoutMs: 300_000 });
+    expect(ex.code).toBe(0);
+    expect(fs.readFileSync(path.join(model, 'README.md'), 'utf8')).toMatch(/2 steps jointly with the text encoder/);
+    const film = path.join(run, 'film.mp4');
+    const g = runCli(['--backend', 'wasm', 'generate', '--model', model, '--scenes', 'examples/three-scenes.json', '--out', film, '--steps', '1', '--quiet'], { timeoutMs: 300_000 });
+    expect(g.stderr).toBe('');
+    expect(g.code).toBe(0);
+    expect(fs.existsSync(film)).toBe(true);
     // no latent dataset: a clear message
     const none = runCli(['--backend', 'wasm', 'train', 'dit', '--run', path.join(run, 'nothing'), '--steps', '1']);
     expect(none.code).toBe(2);

@@ -29,6 +29,9 @@ import { writeLossCurve } from '../../train/lossCurve.js';
 import { TRAIN_DEFAULTS, Trainer, type StepRecord, type TrainOptions } from '../../train/trainer.js';
 import { vaeObjective } from '../../train/vaeObjective.js';
 import { backendFromFlags } from '../common.js';
+import { FlowMatchSchedulerConfigSchema } from '../../config/schedulerConfig.js';
+import { saveModelFolder } from '../../model/modelFolder.js';
+import type { M2Layer } from '../../layers/layer.js';
 
 const WORLD = { framesPerScene: 9, width: 64, height: 64, minScenes: 2, maxScenes: 4 };
 /** Training clips use seeds below this; evaluation uses seeds from it on. */
@@ -125,20 +128,37 @@ function vaeConfigFor(widths: number[], latentChannels: number): Record<string, 
   };
 }
 
+/** Copy `ema.<module>.<name>` of a checkpoint into each module. */
+async function loadEma(file: string, modules: Record<string, M2Layer>): Promise<void> {
+  const { tensors } = await loadCheckpoint(file);
+  try {
+    for (const [m, layer] of Object.entries(modules)) {
+      for (const [n, v] of layer.variables()) {
+        const t = tensors.get(`ema.${m}.${n}`);
+        if (t === undefined) throw new Mask2DiTError('CHECKPOINT', `${file}: missing ema.${m}.${n}`);
+        v.assign(t);
+      }
+      layer.invalidateCaches();
+    }
+  } finally {
+    tf.dispose([...tensors.values()]);
+  }
+}
+
 /** The VAE with the EMA weights of a training checkpoint. */
 async function emaVae(run: string): Promise<CogVideoXVAE> {
   const dir = path.join(run, 'vae');
   const { config } = parseVaeConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), path.join(dir, 'config.json'));
   const vae = new CogVideoXVAE(config, WeightSource.zeros());
-  const { tensors } = await loadCheckpoint(path.join(dir, 'checkpoint.safetensors'));
-  for (const [n, v] of vae.variables()) {
-    const t = tensors.get(`ema.vae.${n}`);
-    if (t === undefined) throw new Mask2DiTError('CHECKPOINT', `${dir}/checkpoint.safetensors: missing ema.vae.${n}`);
-    v.assign(t);
-  }
-  tf.dispose([...tensors.values()]);
-  vae.invalidateCaches();
+  await loadEma(path.join(dir, 'checkpoint.safetensors'), { vae });
   return vae;
+}
+
+/** Steps, wall time and final loss of a stage, from its loss log. */
+function stageSummary(dir: string): { steps: number; hours: number; finalLoss: number } {
+  const recs = fs.readFileSync(path.join(dir, 'loss.jsonl'), 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as StepRecord);
+  const last = recs.slice(-50);
+  return { steps: recs.length, hours: recs.reduce((a, r) => a + r.ms, 0) / 3.6e6, finalLoss: last.reduce((a, r) => a + r.loss, 0) / Math.max(1, last.length) };
 }
 
 const common = (c: Command, dflt: { steps: number; batch: number; lr: number; warmup: number }) =>
@@ -154,6 +174,36 @@ const common = (c: Command, dflt: { steps: number; batch: number; lr: number; wa
     .option('--resume', 'continue from the stage checkpoint')
     .option('--force', 'start the stage over')
     .option('--quiet', 'no progress output');
+
+function modelCard(run: string, parts: { transformer: Mask2DiTTransformer; vae: CogVideoXVAE; textEncoder: T5Encoder }, meta: Record<string, string>): string {
+  const v = stageSummary(path.join(run, 'vae'));
+  const d = stageSummary(path.join(run, 'dit'));
+  const t = parts.transformer.config;
+  const n = (x: number) => x.toLocaleString('en-US');
+  return `# mask2dit-world
+
+A Mask²DiT model trained from scratch, in TypeScript on CPU, on the procedural multi-scene world of
+\`src/data/\` (clips of 2–4 scenes × 9 frames at 64×64; one character per clip; captions from a small
+grammar, later scenes say "it"). Weights are the EMA of training. Layout: \`weights/README.md\`.
+
+| part | architecture | parameters | training |
+|---|---|---|---|
+| vae/ | AutoencoderKLCogVideoX, block_out_channels [${parts.vae.config.block_out_channels.join(', ')}], ${parts.vae.config.latent_channels} latent channels, 8× space / 4× time, scaling_factor ${parts.vae.config.scaling_factor} | ${n(parts.vae.countParams())} | ${v.steps} steps, batch ${meta['vaeBatch'] ?? 1}, ${v.hours.toFixed(2)} h; final loss (L1 + 1e-4·KL, mean of last 50) ${v.finalLoss.toFixed(4)} |
+| transformer/ | MultiPromptCogVideoXTransformer3DModel, ${t.num_layers} layers, ${t.num_attention_heads}×${t.attention_head_dim} heads, 3D RoPE, patch 2, ${t.max_text_seq_length} text tokens a scene | ${n(parts.transformer.countParams())} | ${d.steps} steps jointly with the text encoder, ${d.hours.toFixed(2)} h; final flow-matching loss (mean of last 50) ${d.finalLoss.toFixed(4)} |
+| text_encoder/ | T5-style encoder, d_model ${parts.textEncoder.config.d_model}, ${parts.textEncoder.config.num_layers} layers | ${n(parts.textEncoder.countParams())} | trained jointly with the transformer (from T5's initialisation) |
+| tokenizer/ | word tokenizer of the world's grammar, ${t.max_text_seq_length} ids a scene | – | – |
+| scheduler/ | FlowMatchEulerDiscreteScheduler, shift 1 | – | – |
+
+Data: world clips of seeds below ${TRAIN_SEEDS.toLocaleString('en-US')} (evaluation uses seeds from there on);
+the DiT saw ${meta['clips'] ?? '?'} precomputed clips. Objectives: README "Training". Machine: ${meta['machine'] ?? '?'}.
+
+Reproduce (wasm backend, 2 cores):
+
+\`\`\`bash
+${meta['commands'] ?? ''}
+\`\`\`
+`;
+}
 
 export function register(program: Command): void {
   const train = program.command('train').description('train the VAE and the DiT (+ text encoder) on the synthetic multi-scene world');
@@ -248,5 +298,28 @@ export function register(program: Command): void {
       trainer.dispose();
       transformer.dispose();
       textEncoder.dispose();
+    });
+
+  train
+    .command('export')
+    .description('write the EMA weights of a run as a pipeline folder (model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/) with a model card')
+    .requiredOption('--run <dir>', 'run folder with vae/ and dit/ checkpoints')
+    .requiredOption('--out <dir>', 'the pipeline folder to write')
+    .option('--commands <text>', 'the commands that trained it, for the model card', '')
+    .option('--force', 'replace an existing folder')
+    .action(async (o: { run: string; out: string; commands: string; force?: boolean }, cmd: Command) => {
+      const info = await backendFromFlags(cmd);
+      const vae = await emaVae(o.run);
+      const dir = path.join(o.run, 'dit');
+      const tRaw = JSON.parse(fs.readFileSync(path.join(dir, 'transformer.json'), 'utf8'));
+      const eRaw = JSON.parse(fs.readFileSync(path.join(dir, 'text_encoder.json'), 'utf8'));
+      const transformer = new Mask2DiTTransformer(parseTransformerConfig(tRaw, 'dit/transformer.json').config, WeightSource.zeros());
+      const textEncoder = new T5Encoder(parseTextEncoderConfig(eRaw, 'dit/text_encoder.json').config, WeightSource.zeros());
+      await loadEma(path.join(dir, 'checkpoint.safetensors'), { transformer, text_encoder: textEncoder });
+      const { metadata } = await loadLatentGroups(path.join(o.run, 'latents.safetensors'));
+      const card = modelCard(o.run, { transformer, vae, textEncoder }, { clips: metadata['clips'] ?? '?', machine: info.device, commands: o.commands });
+      await saveModelFolder(o.out, { transformer, vae, textEncoder, tokenizer: WordTokenizer.forWorld(tRaw.max_text_seq_length), schedulerConfig: FlowMatchSchedulerConfigSchema.parse({ shift: 1.0 }), samplerName: 'flow-euler' }, { force: o.force === true, files: { 'README.md': card } });
+      process.stderr.write(`export: wrote ${o.out}\n`);
+      for (const m of [vae, transformer, textEncoder]) m.dispose();
     });
 }
