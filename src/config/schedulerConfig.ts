@@ -9,9 +9,9 @@
  * Keys the reference accepts but this port does not implement are accepted at their reference default
  * and rejected otherwise, naming the key.
  */
-import fs from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { readJsonFile, validateConfig } from './configFile.js';
 import { log } from '../log.js';
 
 export const COGVIDEOX_SCHEDULER_CLASSES = ['CogVideoXDDIMScheduler', 'CogVideoXDPMScheduler'] as const;
@@ -90,18 +90,7 @@ export const COGVIDEOX_5B_SCHEDULER: CogVideoXSchedulerConfig = {
 const KNOWN_IGNORED = new Set(['_diffusers_version', '_name_or_path', '_note']);
 
 function validate<S extends z.ZodType<object>>(schema: S, keys: string[], raw: unknown, file: string): z.infer<S> {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '(root)', 'expected a JSON object');
-  const known = new Set(keys);
-  const unknownKeys = Object.keys(raw).filter((k) => !known.has(k) && !KNOWN_IGNORED.has(k));
-  if (unknownKeys.length > 0) log.warn(`${file}: ignoring unknown scheduler config keys: ${unknownKeys.join(', ')}`);
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const field = issue.path.length > 0 ? issue.path.join('.') : '(root)';
-    const all = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new ConfigError(file, field, all);
-  }
-  return parsed.data;
+  return validateConfig(schema, keys, raw, file, 'scheduler', KNOWN_IGNORED).data;
 }
 
 /** Validate a parsed `scheduler_config.json`; the family is chosen by `_class_name` (default: CogVideoX DDIM). */
@@ -122,17 +111,5 @@ export function isFlowMatchConfig(c: SchedulerConfig): c is FlowMatchSchedulerCo
 
 /** Read and validate a `scheduler_config.json` (a pipeline folder's `scheduler/scheduler_config.json`). */
 export function readSchedulerConfig(file: string): SchedulerConfig {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(file, '(file)', `cannot read: ${(e as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(file, '(file)', `not valid JSON: ${(e as Error).message}`);
-  }
-  return parseSchedulerConfig(raw, file);
+  return parseSchedulerConfig(readJsonFile(file), file);
 }

@@ -3,10 +3,8 @@
  * defaults = T5Config's defaults (t5-small), validated once at the boundary. Decoder-side and
  * bookkeeping keys of a real T5 config are accepted and ignored.
  */
-import fs from 'node:fs';
 import { z } from 'zod';
-import { ConfigError } from '../errors.js';
-import { log } from '../log.js';
+import { readJsonFile, validateConfig } from './configFile.js';
 
 const posInt = z.number().int().positive();
 
@@ -61,26 +59,11 @@ const KNOWN_IGNORED = new Set([
 
 /** Validate a parsed config.json object; `file` names it in errors. Unknown keys are logged and returned. */
 export function parseTextEncoderConfig(raw: unknown, file = 'config.json'): { config: TextEncoderConfig; unknownKeys: string[] } {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '(root)', 'expected a JSON object');
-  const known = new Set(Object.keys(TextEncoderConfigSchema.shape));
-  const unknownKeys = Object.keys(raw).filter((k) => !known.has(k) && !KNOWN_IGNORED.has(k));
-  if (unknownKeys.length > 0) log.warn(`${file}: ignoring unknown text encoder config keys: ${unknownKeys.join(', ')}`);
-  const parsed = TextEncoderConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const field = issue.path.length > 0 ? issue.path.join('.') : '(root)';
-    throw new ConfigError(file, field, parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '));
-  }
-  return { config: parsed.data, unknownKeys };
+  const { data, unknownKeys } = validateConfig(TextEncoderConfigSchema, Object.keys(TextEncoderConfigSchema.shape), raw, file, 'text encoder', KNOWN_IGNORED);
+  return { config: data, unknownKeys };
 }
 
 /** Read and validate a text encoder `config.json`. */
 export function readTextEncoderConfig(file: string): { config: TextEncoderConfig; unknownKeys: string[] } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new ConfigError(file, '(file)', `cannot read as JSON: ${(e as Error).message}`);
-  }
-  return parseTextEncoderConfig(raw, file);
+  return parseTextEncoderConfig(readJsonFile(file), file);
 }

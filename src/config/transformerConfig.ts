@@ -3,10 +3,8 @@
  * once at the boundary. Defaults are the reference class defaults (CogVideoX-2B); derived values are
  * computed once in `resolveTransformerConfig`.
  */
-import fs from 'node:fs';
 import { z } from 'zod';
-import { ConfigError } from '../errors.js';
-import { log } from '../log.js';
+import { readJsonFile, validateConfig } from './configFile.js';
 
 export const TRANSFORMER_CLASSES = ['CogVideoXTransformer3DModel', 'MultiPromptCogVideoXTransformer3DModel'] as const;
 
@@ -75,18 +73,7 @@ const KNOWN_IGNORED = new Set(['_diffusers_version', '_name_or_path', '_note']);
 
 /** Validate a parsed config.json object; `file` names it in errors. Unknown keys are logged and returned. */
 export function parseTransformerConfig(raw: unknown, file = 'config.json'): { config: TransformerConfig; unknownKeys: string[] } {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '(root)', 'expected a JSON object');
-  const known = new Set(Object.keys(TransformerConfigSchema.shape));
-  const unknownKeys = Object.keys(raw).filter((k) => !known.has(k) && !KNOWN_IGNORED.has(k));
-  if (unknownKeys.length > 0) log.warn(`${file}: ignoring unknown transformer config keys: ${unknownKeys.join(', ')}`);
-  const parsed = TransformerConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const field = issue.path.length > 0 ? issue.path.join('.') : '(root)';
-    const all = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new ConfigError(file, field, all);
-  }
-  const c = parsed.data;
+  const { data: c, unknownKeys } = validateConfig(TransformerConfigSchema, Object.keys(TransformerConfigSchema.shape), raw, file, 'transformer', KNOWN_IGNORED);
   return {
     config: {
       ...c,
@@ -100,17 +87,5 @@ export function parseTransformerConfig(raw: unknown, file = 'config.json'): { co
 
 /** Read and validate a transformer `config.json`. */
 export function readTransformerConfig(file: string): { config: TransformerConfig; unknownKeys: string[] } {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(file, '(file)', `cannot read: ${(e as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(file, '(file)', `not valid JSON: ${(e as Error).message}`);
-  }
-  return parseTransformerConfig(raw, file);
+  return parseTransformerConfig(readJsonFile(file), file);
 }

@@ -3,10 +3,8 @@
  * validated once at the boundary. Defaults are the reference class defaults (the CogVideoX-2B/5B
  * VAE); derived values are computed once in `parseVaeConfig`.
  */
-import fs from 'node:fs';
 import { z } from 'zod';
-import { ConfigError } from '../errors.js';
-import { log } from '../log.js';
+import { readJsonFile, validateConfig } from './configFile.js';
 
 const posInt = z.number().int().positive();
 
@@ -63,18 +61,7 @@ const KNOWN_IGNORED = new Set(['_diffusers_version', '_name_or_path', '_note', '
 
 /** Validate a parsed config.json object; `file` names it in errors. Unknown keys are logged and returned. */
 export function parseVaeConfig(raw: unknown, file = 'config.json'): { config: VaeConfig; unknownKeys: string[] } {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '(root)', 'expected a JSON object');
-  const known = new Set(Object.keys(VaeConfigSchema.shape));
-  const unknownKeys = Object.keys(raw).filter((k) => !known.has(k) && !KNOWN_IGNORED.has(k));
-  if (unknownKeys.length > 0) log.warn(`${file}: ignoring unknown VAE config keys: ${unknownKeys.join(', ')}`);
-  const parsed = VaeConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const field = issue.path.length > 0 ? issue.path.join('.') : '(root)';
-    const all = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new ConfigError(file, field, all);
-  }
-  const c = parsed.data;
+  const { data: c, unknownKeys } = validateConfig(VaeConfigSchema, Object.keys(VaeConfigSchema.shape), raw, file, 'VAE', KNOWN_IGNORED);
   return {
     config: { ...c, temporalCompressLevel: Math.log2(c.temporal_compression_ratio), spatialCompression: 2 ** (c.block_out_channels.length - 1) },
     unknownKeys,
@@ -83,17 +70,5 @@ export function parseVaeConfig(raw: unknown, file = 'config.json'): { config: Va
 
 /** Read and validate a VAE `config.json`. */
 export function readVaeConfig(file: string): { config: VaeConfig; unknownKeys: string[] } {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(file, '(file)', `cannot read: ${(e as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(file, '(file)', `not valid JSON: ${(e as Error).message}`);
-  }
-  return parseVaeConfig(raw, file);
+  return parseVaeConfig(readJsonFile(file), file);
 }
