@@ -11,15 +11,13 @@
  * `block.<i>.ff.out`, `norm_final.out`, `norm_out.out`, `proj_out.out`; with a target segment, modules
  * that the reference calls twice are named `<module>.call0` (target) and `<module>.call1` (conditioning).
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { ConfigError, ShapeError } from '../errors.js';
+import { ShapeError } from '../errors.js';
 import { checkWebGpu } from '../backend/webgpu.js';
 import { checkMemoryBudget, transformerPeakEstimate } from '../backend/memoryBudget.js';
 import { DEFAULT_CHUNK_SIZE } from '../layers/maskedAttention.js';
-import { openSafetensors, type TensorSource } from '../io/safetensors.js';
+import type { TensorSource } from '../io/safetensors.js';
 import { DIFFUSERS_VERSION, writeDiffusersComponent } from '../io/diffusersComponent.js';
 import { readTransformerConfig, type TransformerConfig } from '../config/transformerConfig.js';
 import { Container, M2Layer } from '../layers/layer.js';
@@ -32,6 +30,7 @@ import { rope3dTables } from '../layers/rope3d.js';
 import { TimestepEmbedding, timestepSinusoid } from '../layers/timestepEmbedding.js';
 import { WeightSource } from '../layers/weightSource.js';
 import type { Probe } from './probe.js';
+import { loadPretrained, readTensors, type PretrainedOptions } from './pretrained.js';
 import type { SceneLayout } from './sceneLayout.js';
 
 export interface TransformerInputs {
@@ -283,25 +282,8 @@ export class Mask2DiTTransformer extends M2Layer {
    * `options.weights` names a weights file or index explicitly (default: the one in the folder);
    * `strict: false` tolerates unexpected keys.
    */
-  static async fromPretrained(dir: string, options: { strict?: boolean; weights?: string } = {}): Promise<Mask2DiTTransformer> {
-    const root = fs.existsSync(path.join(dir, 'transformer', 'config.json')) ? path.join(dir, 'transformer') : dir;
-    const configPath = path.join(root, 'config.json');
-    if (!fs.existsSync(configPath)) throw new ConfigError(configPath, '(file)', 'missing: expected a diffusers transformer folder with config.json');
-    const { config } = readTransformerConfig(configPath);
-    const src = await openSafetensors(options.weights ?? root);
-    try {
-      const ws = WeightSource.fromTensors(src.path, await readAllAsTensors(src));
-      const model = new Mask2DiTTransformer(config, ws);
-      try {
-        ws.finish(options.strict ?? true);
-      } catch (e) {
-        model.dispose();
-        throw e;
-      }
-      return model;
-    } finally {
-      await src.close();
-    }
+  static async fromPretrained(dir: string, options: PretrainedOptions = {}): Promise<Mask2DiTTransformer> {
+    return loadPretrained(dir, 'transformer', 'a diffusers transformer', (f) => readTransformerConfig(f).config, (c, ws) => new Mask2DiTTransformer(c, ws), options);
   }
 }
 tf.serialization.registerClass(Mask2DiTTransformer, 'Mask2DiT');
@@ -317,14 +299,4 @@ function ranges(lengths: number[]): [number, number][] {
 }
 
 /** Every floating tensor of a checkpoint as float32 tf tensors (bf16/f16 decode exactly to f32). */
-export async function readAllAsTensors(src: TensorSource): Promise<Map<string, tf.Tensor>> {
-  const out = new Map<string, tf.Tensor>();
-  for (const name of src.names()) {
-    const info = src.info(name);
-    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16' && info.dtype !== 'F64') continue;
-    const data = await src.read(name);
-    const f32 = data instanceof Float32Array ? data : Float32Array.from(data as Float64Array);
-    out.set(name, tf.tensor(f32, info.shape, 'float32'));
-  }
-  return out;
-}
+export const readAllAsTensors = (src: TensorSource): Promise<Map<string, tf.Tensor>> => readTensors(src);

@@ -8,12 +8,10 @@
  * frames are batched is part of the math (`FrameBatching`); the default reproduces the reference.
  * `decode` does not apply `scaling_factor`: divide latents by it first (the pipeline's job).
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { readVaeConfig, type VaeConfig } from '../config/vaeConfig.js';
-import { ConfigError, ShapeError } from '../errors.js';
-import { openSafetensors, type TensorSource } from '../io/safetensors.js';
+import { ShapeError } from '../errors.js';
 import { DIFFUSERS_VERSION, writeDiffusersComponent } from '../io/diffusersComponent.js';
 import { M2Layer } from '../layers/layer.js';
 import { WeightSource } from '../layers/weightSource.js';
@@ -22,6 +20,7 @@ import { Decoder3D } from '../layers/vae/decoder.js';
 import { Encoder3D } from '../layers/vae/encoder.js';
 import type { TimeUpsampling } from '../layers/vae/upsample3d.js';
 import type { Probe } from './probe.js';
+import { loadPretrained, type PretrainedOptions } from './pretrained.js';
 
 /**
  * How latent frames are split into decoder calls:
@@ -275,25 +274,8 @@ export class CogVideoXVAE extends M2Layer {
    * selects and strips the names of a combined checkpoint. Errors name every missing, unexpected or
    * wrongly shaped tensor.
    */
-  static async fromPretrained(dir: string, options: { strict?: boolean; weights?: string; prefix?: string } = {}): Promise<CogVideoXVAE> {
-    const root = fs.existsSync(path.join(dir, 'vae', 'config.json')) ? path.join(dir, 'vae') : dir;
-    const configPath = path.join(root, 'config.json');
-    if (!fs.existsSync(configPath)) throw new ConfigError(configPath, '(file)', 'missing: expected a diffusers VAE folder (or a pipeline folder with vae/) holding config.json');
-    const { config } = readVaeConfig(configPath);
-    const src = await openSafetensors(options.weights ?? root);
-    try {
-      const ws = WeightSource.fromTensors(src.path, await readTensors(src, options.prefix ?? ''));
-      const model = new CogVideoXVAE(config, ws);
-      try {
-        ws.finish(options.strict ?? true);
-      } catch (e) {
-        model.dispose();
-        throw e;
-      }
-      return model;
-    } finally {
-      await src.close();
-    }
+  static async fromPretrained(dir: string, options: PretrainedOptions = {}): Promise<CogVideoXVAE> {
+    return loadPretrained(dir, 'vae', 'a diffusers VAE', (f) => readVaeConfig(f).config, (c, ws) => new CogVideoXVAE(c, ws), options);
   }
 }
 tf.serialization.registerClass(CogVideoXVAE, 'Mask2DiT');
@@ -305,15 +287,3 @@ export function tfConvToTorch(w: tf.Tensor): tf.Tensor {
   throw new ShapeError('conv kernel', `expected rank 4 or 5, got [${w.shape}]`);
 }
 
-/** The floating tensors whose names start with `prefix`, under their names without it, as float32. */
-async function readTensors(src: TensorSource, prefix: string): Promise<Map<string, tf.Tensor>> {
-  const out = new Map<string, tf.Tensor>();
-  for (const name of src.names()) {
-    const info = src.info(name);
-    if (!name.startsWith(prefix) || !['F32', 'F16', 'BF16', 'F64'].includes(info.dtype)) continue;
-    const data = await src.read(name);
-    const f32 = data instanceof Float32Array ? data : Float32Array.from(data as Float64Array);
-    out.set(name.slice(prefix.length), tf.tensor(f32, info.shape, 'float32'));
-  }
-  return out;
-}

@@ -25,13 +25,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { ConfigError, ShapeError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { openSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { readTextEncoderConfig, type TextEncoderConfig } from '../config/textEncoderConfig.js';
 import { Container, M2Layer } from '../layers/layer.js';
 import { Linear } from '../layers/linear.js';
 import { geluTanh } from '../layers/math.js';
 import { WeightSource } from '../layers/weightSource.js';
-import { readAllAsTensors } from '../model/transformer.js';
+import { loadPretrained, type PretrainedOptions } from '../model/pretrained.js';
 import { PAD_ID, type WordTokenizer } from './tokenizer.js';
 
 /** Added to the scores of padded keys (HF uses the float32 minimum; any large negative is equivalent). */
@@ -413,28 +413,9 @@ export class T5Encoder extends M2Layer {
    * Load `dir/config.json` + safetensors, or a pipeline folder holding `text_encoder/`. A tied
    * `encoder.embed_tokens.weight` (Hugging Face saves it next to `shared.weight`) is ignored.
    */
-  static async fromPretrained(dir: string, options: { strict?: boolean } = {}): Promise<T5Encoder> {
-    const root = fs.existsSync(path.join(dir, 'text_encoder', 'config.json')) ? path.join(dir, 'text_encoder') : dir;
-    const configPath = path.join(root, 'config.json');
-    if (!fs.existsSync(configPath)) throw new ConfigError(configPath, '(file)', 'missing: expected a T5 encoder folder with config.json');
-    const { config } = readTextEncoderConfig(configPath);
-    const src = await openSafetensors(root);
-    try {
-      const tensors = await readAllAsTensors(src);
-      tensors.get('encoder.embed_tokens.weight')?.dispose();
-      tensors.delete('encoder.embed_tokens.weight');
-      const ws = WeightSource.fromTensors(src.path, tensors);
-      const model = new T5Encoder(config, ws);
-      try {
-        ws.finish(options.strict ?? true);
-      } catch (e) {
-        model.dispose();
-        throw e;
-      }
-      return model;
-    } finally {
-      await src.close();
-    }
+  static async fromPretrained(dir: string, options: PretrainedOptions = {}): Promise<T5Encoder> {
+    const ignore = ['encoder.embed_tokens.weight'];
+    return loadPretrained(dir, 'text_encoder', 'a T5 encoder', (f) => readTextEncoderConfig(f).config, (c, ws) => new T5Encoder(c, ws), { ...options, ignore });
   }
 
   /** Write `dir/config.json` and `dir/model.safetensors` (F32), each atomically. */
