@@ -160,10 +160,14 @@ async function main(): Promise<void> {
     const info = await selectBackend(b);
     process.stdout.write(`backend ${info.name}: ${info.device}\n`);
     const big = b !== 'cpu' || cpuBig;
-    if (only.has('tiny')) rows.push(...(await tinyRows(b)));
-    if (only.has('attention')) rows.push(...(await attentionRows(b)));
-    if (only.has('small') && big) rows.push(await smallRow(b));
-    if (only.has('block5b') && big) rows.push(...(await block5bRows(b)));
+    const add = (rs: Row[]) => {
+      for (const r of rs) process.stderr.write(`done: ${JSON.stringify(r)}\n`); // partial results survive an interrupted run
+      rows.push(...rs);
+    };
+    if (only.has('tiny')) add(await tinyRows(b));
+    if (only.has('attention')) add(await attentionRows(b));
+    if (only.has('small') && big) add([await smallRow(b)]);
+    if (only.has('block5b') && big) add(await block5bRows(b));
   }
   shutdownBackends();
   const stamp = { machine: machine(), date: new Date().toISOString().slice(0, 10) };
