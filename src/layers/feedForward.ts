@@ -9,6 +9,9 @@ import { Linear } from './linear.js';
 import { geluTanh } from './math.js';
 import type { WeightSource } from './weightSource.js';
 
+/** Default tokens per MLP pass (see `FeedForward.forward`). */
+export const FF_CHUNK_ROWS = 2048;
+
 export interface FeedForwardConfig {
   dim: number;
   /** Hidden width (diffusers default `4 * dim`). */
@@ -32,9 +35,22 @@ export class FeedForward extends M2Layer {
     this.out = net.add('2', new Linear({ inFeatures: config.innerDim, outFeatures: config.dim, bias: config.bias }, ws.pp('net').pp(2)));
   }
 
-  /** @param x `[B, L, D]` → `[B, L, D]` */
-  forward(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => this.out.forward(geluTanh(this.proj.forward(x))));
+  /**
+   * @param x `[B, L, D]` → `[B, L, D]`
+   * @param chunkRows tokens per MLP pass: the GELU keeps about seven `[rows, inner]` temporaries alive
+   *   inside its tidy, so long sequences run in row chunks (same result, bounded peak memory).
+   */
+  forward(x: tf.Tensor, chunkRows = FF_CHUNK_ROWS): tf.Tensor {
+    const D = this.config.dim;
+    const n = x.size / D;
+    const mlp = (rows: tf.Tensor) => this.out.forward(geluTanh(this.proj.forward(rows)));
+    if (n <= chunkRows) return tf.tidy(() => mlp(x));
+    return tf.tidy(() => {
+      const flat = tf.reshape(x, [n, D]); // [B·L, D]
+      const parts: tf.Tensor[] = [];
+      for (let s = 0; s < n; s += chunkRows) parts.push(tf.tidy(() => mlp(tf.slice(flat, [s, 0], [Math.min(chunkRows, n - s), D])))); // [rows, D]
+      return tf.reshape(tf.concat(parts, 0), x.shape); // [B, L, D]
+    });
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
