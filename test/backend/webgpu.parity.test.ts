@@ -16,6 +16,7 @@ import { parseSchedulerConfig, type FlowMatchSchedulerConfig } from '../../src/c
 import { Mask2DiTTransformer } from '../../src/model/transformer.js';
 import { CogVideoXVAE } from '../../src/model/vae.js';
 import { FlowMatchEulerSampler } from '../../src/sampler/flowMatchEuler.js';
+import { gaussianArray, gaussianNoise } from '../../src/sampler/noise.js';
 import { probeWebGpu } from '../helpers/backends.js';
 import { expectClose } from '../helpers/close.js';
 import { fixtureJson, fixturePath, get, loadFixture, numbers, toTensor, type FixtureTensor } from '../helpers/fixtures.js';
@@ -127,5 +128,13 @@ describeGpu(`webgpu matches cpu within ${TOL} (${adapter ?? 'no adapter'})`, () 
       return out;
     });
     expectClose('cpu prev_sample.9 vs fixture', ref['prev_sample.9']!, get(io, 'prev_sample.9').data as Float32Array, 1e-5, 1e-5);
+  });
+
+  it('seeded noise is bit-identical to the JS generator on webgpu', async () => {
+    await selectBackend('webgpu');
+    const t = gaussianNoise([1, 3, 4, 6, 10], 1234, 5);
+    const u = tf.add(t, 0); // a backend op in between, so the data really lives on the GPU
+    expect(Array.from(new Uint32Array(((await u.data()) as Float32Array).buffer))).toEqual(Array.from(new Uint32Array(gaussianArray(720, 1234, 5).buffer)));
+    tf.dispose([t, u]);
   });
 });
