@@ -13,4 +13,8 @@ export default {
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   setupFiles: ['<rootDir>/test/setup.ts'],
   testTimeout: 120000,
+  // Test files share one process on 2 cores (jest runs in band), and each file's tfjs instance owns its
+  // wasm worker threads; not every file tears its backend down, so exit when the run is complete.
+  // (The CLI's own exit-by-itself behaviour is tested by spawning it: test/cli/commands.cli.test.ts.)
+  forceExit: true,
 };
