@@ -90,3 +90,4 @@ export { readLatentsFile, writeLatentsFile } from './io/latentsFile.js';
 // Evaluation
 export { evaluate, formatTable, formatClaim, checkClaim, HELD_OUT_FIRST_SEED } from './eval/evaluate.js';
 export { scoreClip, summarize, expectedFromCaptions } from './eval/metrics.js';
+export { readTensors, loadPretrained, type PretrainedOptions } from './model/pretrained.js';

@@ -15,7 +15,7 @@ import { writePng, writePngSequence } from '../io/png.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { tensorToFrames, writeMp4 } from '../io/video.js';
 import { DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME, ModelFolderError, type LoadedModel } from '../model/modelFolder.js';
-import { decodeScenes, type StepProgress } from '../model/pipeline.js';
+import { decodeScenes, type GenerateOptions, type StepProgress } from '../model/pipeline.js';
 import { isSamplerName, SAMPLER_NAMES, type SamplerName } from '../sampler/index.js';
 import { encodePrompts } from '../text/textEncoder.js';
 import { latentsPathFor, sheetPathFor, type OutputSet } from './outputs.js';
@@ -148,6 +148,25 @@ export function negativeEmbedding(model: LoadedModel, negativePrompt: string): t
 }
 
 // ---- progress --------------------------------------------------------------------------------------
+
+/** The latent-only generate request of a scene-file run (`generate`, `attention`): what both share. */
+export function generateRequest(
+  a: { prompts: tf.Tensor; negative: tf.Tensor | undefined; scenes: number; frames: number; width: number; height: number; settings: RunSettings },
+): GenerateOptions {
+  return {
+    prompts: a.prompts,
+    ...(a.negative !== undefined ? { negative: a.negative } : {}),
+    scenes: a.scenes,
+    frames: a.frames,
+    width: a.width,
+    height: a.height,
+    steps: a.settings.steps,
+    guidanceScale: a.settings.guidance,
+    seed: a.settings.seed,
+    sampler: a.settings.sampler,
+    output: 'latent',
+  };
+}
 
 export function stepReporter(progress: Progress): (p: StepProgress) => void {
   return (p) => progress.step(p.step, p.steps);

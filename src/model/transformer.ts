@@ -17,7 +17,6 @@ import { ShapeError } from '../errors.js';
 import { checkWebGpu } from '../backend/webgpu.js';
 import { checkMemoryBudget, transformerPeakEstimate } from '../backend/memoryBudget.js';
 import { DEFAULT_CHUNK_SIZE } from '../layers/maskedAttention.js';
-import type { TensorSource } from '../io/safetensors.js';
 import { DIFFUSERS_VERSION, writeDiffusersComponent } from '../io/diffusersComponent.js';
 import { readTransformerConfig, type TransformerConfig } from '../config/transformerConfig.js';
 import { Container, M2Layer } from '../layers/layer.js';
@@ -30,7 +29,7 @@ import { rope3dTables } from '../layers/rope3d.js';
 import { TimestepEmbedding, timestepSinusoid } from '../layers/timestepEmbedding.js';
 import { WeightSource } from '../layers/weightSource.js';
 import type { Probe } from './probe.js';
-import { loadPretrained, readTensors, type PretrainedOptions } from './pretrained.js';
+import { loadPretrained, type PretrainedOptions } from './pretrained.js';
 import type { SceneLayout } from './sceneLayout.js';
 
 export interface TransformerInputs {
@@ -298,5 +297,3 @@ function ranges(lengths: number[]): [number, number][] {
   });
 }
 
-/** Every floating tensor of a checkpoint as float32 tf tensors (bf16/f16 decode exactly to f32). */
-export const readAllAsTensors = (src: TensorSource): Promise<Map<string, tf.Tensor>> => readTensors(src);

@@ -6,7 +6,8 @@ import { parseVaeConfig } from '../../src/config/vaeConfig.js';
 import { CogVideoXVAE } from '../../src/model/vae.js';
 import { openSafetensors } from '../../src/io/safetensors.js';
 import { WeightSource } from '../../src/layers/weightSource.js';
-import { Mask2DiTTransformer, readAllAsTensors, type TransformerInputs } from '../../src/model/transformer.js';
+import { Mask2DiTTransformer, type TransformerInputs } from '../../src/model/transformer.js';
+import { readTensors } from '../../src/model/pretrained.js';
 import { fixtureJson, fixturePath } from '../helpers/fixtures.js';
 
 interface PipelineConfig {
@@ -20,7 +21,7 @@ export async function loadPipelineTransformer(caseName: string): Promise<{ trans
   const cfg = fixtureJson<PipelineConfig>(caseName, 'config.json');
   const { config } = parseTransformerConfig(cfg.transformer, `${caseName}/config.json#transformer`);
   const src = await openSafetensors(fixturePath(caseName, 'weights.safetensors'));
-  const all = await readAllAsTensors(src);
+  const all = await readTensors(src);
   await src.close();
   const mine = new Map<string, tf.Tensor>();
   for (const [k, t] of all) {
@@ -38,7 +39,7 @@ export async function loadPipelineVae(caseName: string): Promise<CogVideoXVAE> {
   const cfg = fixtureJson<PipelineConfig>(caseName, 'config.json');
   const { config } = parseVaeConfig(cfg.vae, `${caseName}/config.json#vae`);
   const src = await openSafetensors(fixturePath(caseName, 'weights.safetensors'));
-  const all = await readAllAsTensors(src);
+  const all = await readTensors(src);
   await src.close();
   const mine = new Map<string, tf.Tensor>();
   for (const [k, t] of all) {

@@ -15,7 +15,7 @@ import { Probe } from '../../model/probe.js';
 import { uniformLayout } from '../../model/sceneLayout.js';
 import { SAMPLER_NAMES } from '../../sampler/index.js';
 import { backendFromFlags } from '../common.js';
-import { addSamplingOptions, checkModelDir, intFlag, modelDir, negativeEmbedding, resolveSettings, sceneEmbeddings, stepReporter, type SamplingFlags } from '../film.js';
+import { addSamplingOptions, checkModelDir, generateRequest, intFlag, modelDir, negativeEmbedding, resolveSettings, sceneEmbeddings, stepReporter, type SamplingFlags } from '../film.js';
 import { checkInterrupted, withInterrupt } from '../interrupt.js';
 import { OutputSet } from '../outputs.js';
 import { Progress, progressMode } from '../progress.js';
@@ -86,17 +86,7 @@ async function runAttention(flags: AttentionFlags, cmd: Command): Promise<void> 
         const pipe = new Mask2DiTPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
         try {
           const run = await pipe.generate({
-            prompts,
-            ...(negative !== undefined ? { negative } : {}),
-            scenes: S,
-            frames,
-            width: sf.width,
-            height: sf.height,
-            steps: settings.steps,
-            guidanceScale: settings.guidance,
-            seed: settings.seed,
-            sampler: settings.sampler,
-            output: 'latent',
+            ...generateRequest({ prompts, negative, scenes: S, frames, width: sf.width, height: sf.height, settings }),
             capture: { step, probe },
             onStep: (p) => {
               report(p);

@@ -14,6 +14,7 @@ import { backendFromFlags } from '../common.js';
 import {
   addSamplingOptions,
   checkModelDir,
+  generateRequest,
   filmPaths,
   modelDir,
   negativeEmbedding,
@@ -81,17 +82,7 @@ async function runGenerate(flags: GenerateFlags, cmd: Command): Promise<void> {
         progress.startSteps();
         const pipe = new Mask2DiTPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
         const run = await pipe.generate({
-          prompts,
-          ...(negative !== undefined ? { negative } : {}),
-          scenes: S,
-          frames,
-          width: sf.width,
-          height: sf.height,
-          steps: settings.steps,
-          guidanceScale: settings.guidance,
-          seed: settings.seed,
-          sampler: settings.sampler,
-          output: 'latent',
+          ...generateRequest({ prompts, negative, scenes: S, frames, width: sf.width, height: sf.height, settings }),
           onStep: stepReporter(progress),
           signal,
         });
