@@ -29,7 +29,15 @@ export type BackendName = (typeof BACKEND_NAMES)[number];
 export interface BackendOptions {
   /** wasm worker threads (default `MASK2DIT_THREADS`, else the number of logical cores). */
   threads?: number;
+  /**
+   * wasm: how long the threaded build may take to start (its pthread pool of 8 workers must all
+   * load) before we fall back to one thread (default 60 s). A start that never finishes was seen
+   * once in CI, in a jest process that had started and stopped dozens of wasm instances.
+   */
+  initTimeoutMs?: number;
 }
+
+export const WASM_INIT_TIMEOUT_MS = 60_000;
 
 /** What was selected, for logs and benchmark rows. */
 export interface BackendInfo {
@@ -66,21 +74,43 @@ export function resolveThreads(requested?: number): number {
 
 let wasmThreads: number | undefined;
 
-async function initWasm(threads: number): Promise<number> {
+/** `tf.setBackend(name)`, or `'timeout'` if it has not settled after `ms`. */
+async function setBackendWithin(name: string, ms: number): Promise<boolean | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    return await Promise.race([tf.setBackend(name), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function initWasm(threads: number, timeoutMs: number): Promise<number> {
   if (wasmThreads !== undefined && tf.engine().registry['wasm'] !== undefined) {
     if (threads !== wasmThreads) log.warn(`wasm already running with ${wasmThreads} threads; ignoring the request for ${threads}`);
     await tf.setBackend('wasm');
     return wasmThreads;
   }
+  let result: boolean | 'timeout';
   let restore: (() => void) | undefined;
   if (threads > 1) restore = prepareWasmThreads(tf.env(), threads);
   try {
     tfwasm.setThreadsCount(threads);
-    const ok = await tf.setBackend('wasm');
-    if (!ok) throw new BackendError('wasm', 'tfjs could not initialise the wasm backend (see the warnings above)');
+    result = threads > 1 ? await setBackendWithin('wasm', timeoutMs) : await tf.setBackend('wasm');
   } finally {
     restore?.();
   }
+  if (result === 'timeout') {
+    // Calling setBackend again makes tfjs start a fresh instance and drop the pending one. The
+    // single-threaded build has no worker pool to wait for.
+    log.warn(`wasm: the threaded build did not start within ${timeoutMs / 1000} s; falling back to 1 thread`);
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    tfwasm.setThreadsCount(1);
+    result = await tf.setBackend('wasm');
+  }
+  if (!result) throw new BackendError('wasm', 'tfjs could not initialise the wasm backend (see the warnings above)');
   wasmThreads = tfwasm.getThreadsCount();
   if (wasmThreads !== threads) log.warn(`wasm: asked for ${threads} threads, running ${wasmThreads}`);
   return wasmThreads;
@@ -94,7 +124,7 @@ export async function selectBackend(requested?: string, options: BackendOptions 
   const name = resolveBackendName(requested);
   switch (name) {
     case 'wasm': {
-      const threads = await initWasm(resolveThreads(options.threads));
+      const threads = await initWasm(resolveThreads(options.threads), options.initTimeoutMs ?? WASM_INIT_TIMEOUT_MS);
       return { name, threads, device: `${os.cpus()[0]?.model ?? 'cpu'} (wasm SIMD, ${threads} thread${threads > 1 ? 's' : ''})` };
     }
     case 'cpu': {
