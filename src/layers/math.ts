@@ -3,6 +3,7 @@
  * Every function is synchronous and meant to run inside the caller's `tf.tidy`.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { concatAxis, splitAxis } from './axis.js';
 
 /** DiT's modulate: `x * (1 + scale) + shift`; scale/shift `[B, D]` broadcast over tokens of `x` `[B, L, D]`. */
 export function modulate(x: tf.Tensor, shift: tf.Tensor, scale: tf.Tensor): tf.Tensor {
@@ -41,7 +42,7 @@ export function applyRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tens
   const shape = x.shape;
   const d = shape[shape.length - 1]!;
   const pairs = tf.reshape(x, [...shape.slice(0, -1), d / 2, 2]); // [..., L, d/2, 2]
-  const [re, im] = tf.split(pairs, 2, -1) as [tf.Tensor, tf.Tensor]; // [..., L, d/2, 1] each
-  const rotated = tf.reshape(tf.concat([tf.neg(im), re], -1), shape); // [..., L, d]: (-x1, x0, -x3, x2, …)
+  const [re, im] = splitAxis(pairs, 2, -1) as [tf.Tensor, tf.Tensor]; // [..., L, d/2, 1] each
+  const rotated = tf.reshape(concatAxis([tf.neg(im), re], -1), shape); // [..., L, d]: (-x1, x0, -x3, x2, …)
   return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
 }

@@ -21,6 +21,7 @@ import { Encoder3D } from '../layers/vae/encoder.js';
 import type { TimeUpsampling } from '../layers/vae/upsample3d.js';
 import type { Probe } from './probe.js';
 import { loadPretrained, type PretrainedOptions } from './pretrained.js';
+import { sliceAxis, splitAxis } from '../layers/axis.js';
 
 /**
  * How latent frames are split into decoder calls:
@@ -95,7 +96,7 @@ export interface LatentDistribution {
 }
 
 function posterior(moments: tf.Tensor): LatentDistribution {
-  const [mean, rawLogvar] = tf.split(moments, 2, 1) as [tf.Tensor, tf.Tensor];
+  const [mean, rawLogvar] = splitAxis(moments, 2, 1) as [tf.Tensor, tf.Tensor];
   const logvar = tf.clipByValue(rawLogvar, -30, 20);
   rawLogvar.dispose();
   const std = tf.tidy(() => tf.exp(tf.mul(logvar, 0.5)));
@@ -121,10 +122,7 @@ const toChannelsFirst = (x: tf.Tensor) => tf.transpose(x, [0, 4, 1, 2, 3]);
 
 /** Frames `[start, end)` of `[B, C, T, H, W]`, channels-last: `[B, end-start, H, W, C]`. */
 function framesChannelsLast(x: tf.Tensor, [start, end]: [number, number]): tf.Tensor {
-  return tf.tidy(() => {
-    const [B, C, , H, W] = x.shape as [number, number, number, number, number];
-    return toChannelsLast(tf.slice(x, [0, 0, start, 0, 0], [B, C, end - start, H, W]));
-  });
+  return tf.tidy(() => toChannelsLast(sliceAxis(x, 2, start, end - start)));
 }
 
 export class CogVideoXVAE extends M2Layer {

@@ -17,6 +17,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { ShapeError } from '../../errors.js';
 import { M2Layer } from '../layer.js';
 import type { WeightSource } from '../weightSource.js';
+import { concatAxis, sliceAxis } from '../axis.js';
 
 /**
  * The causal convolutions' state across the calls of one decode or encode: for each conv (keyed by
@@ -58,7 +59,7 @@ export function conv3dByTimeTaps(x: tf.Tensor, filter: tf.Tensor, bias?: tf.Tens
   let acc: tf.Tensor | undefined;
   for (let d = 0; d < kt; d++) {
     const sum: tf.Tensor = tf.tidy(() => {
-      const frames = tf.reshape(tf.slice(x, [0, d, 0, 0, 0], [B, T, H, W, Cin]), [B * T, H, W, Cin]); // [B·T, H, W, Cin]
+      const frames = tf.reshape(sliceAxis(x, 1, d, T), [B * T, H, W, Cin]); // [B·T, H, W, Cin]
       const tap = tf.reshape(tf.slice(filter, [d, 0, 0, 0, 0], [1, kh, kw, Cin, Cout]), [kh, kw, Cin, Cout]);
       const y = conv2d(frames as tf.Tensor4D, tap as tf.Tensor4D, 1, 'same'); // [B·T, H, W, Cout]
       return acc === undefined ? y : tf.add(acc, y);
@@ -87,9 +88,8 @@ export function pointwise(x: tf.Tensor, w: tf.Tensor, bias?: tf.Tensor): tf.Tens
 /** `kt - 1` copies of the first frame, then `x`: the first call's causal padding. */
 function padWithFirstFrame(x: tf.Tensor, n: number): tf.Tensor {
   return tf.tidy(() => {
-    const [B, , H, W, C] = x.shape as [number, number, number, number, number];
-    const first = tf.slice(x, [0, 0, 0, 0, 0], [B, 1, H, W, C]); // [B, 1, H, W, C]
-    return tf.concat([...Array<tf.Tensor>(n).fill(first), x], 1); // [B, n + T, H, W, C]
+    const first = sliceAxis(x, 1, 0, 1); // [B, 1, H, W, C]
+    return concatAxis([...Array<tf.Tensor>(n).fill(first), x], 1); // [B, n + T, H, W, C]
   });
 }
 
@@ -131,10 +131,9 @@ export class CausalConv3d extends M2Layer {
     if (x.rank !== 5 || x.shape[4] !== this.config.inChannels) throw new ShapeError(this.key, `expected [B, T, H, W, ${this.config.inChannels}], got [${x.shape}]`);
     if (k === 1) return pointwise(x, this.weight, this.bias);
     const prev = cache?.get(this.key);
-    const padded = prev === undefined ? padWithFirstFrame(x, k - 1) : tf.concat([prev, x], 1); // [B, k-1+T, H, W, Cin]
+    const padded = prev === undefined ? padWithFirstFrame(x, k - 1) : concatAxis([prev, x], 1); // [B, k-1+T, H, W, Cin]
     if (cache !== undefined) {
-      const [B, Tp, H, W, C] = padded.shape as [number, number, number, number, number];
-      cache.set(this.key, tf.keep(tf.slice(padded, [0, Tp - (k - 1), 0, 0, 0], [B, k - 1, H, W, C])));
+      cache.set(this.key, tf.keep(sliceAxis(padded, 1, padded.shape[1]! - (k - 1), k - 1))); // [B, k-1, H, W, Cin]
       prev?.dispose();
     }
     const out = conv3dByTimeTaps(padded, this.weight, this.bias);

@@ -10,6 +10,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { M2Layer } from '../layer.js';
 import type { WeightSource } from '../weightSource.js';
 import { ConvParams } from './causalConv3d.js';
+import { concatAxis, sliceAxis } from '../axis.js';
 
 /** Frame-pair average, frame 0 kept when the count is odd: `[B, T, H, W, C]` → `[B, ⌈T/2⌉, H, W, C]`. */
 export function averageFramePairs(x: tf.Tensor): tf.Tensor {
@@ -18,11 +19,11 @@ export function averageFramePairs(x: tf.Tensor): tf.Tensor {
   if (T - odd === 0) return tf.clone(x);
   return tf.tidy(() => {
     const P = (T - odd) / 2;
-    const rest = tf.reshape(tf.slice(x, [0, odd, 0, 0, 0], [B, T - odd, H, W, C]), [B, P, 2, H * W * C]); // [B, P, 2, HWC]
-    const a = tf.slice(rest, [0, 0, 0, 0], [B, P, 1, H * W * C]);
-    const b = tf.slice(rest, [0, 0, 1, 0], [B, P, 1, H * W * C]);
+    const rest = tf.reshape(sliceAxis(x, 1, odd, T - odd), [B, P, 2, H * W * C]); // [B, P, 2, HWC]
+    const a = sliceAxis(rest, 2, 0, 1); // [B, P, 1, HWC]
+    const b = sliceAxis(rest, 2, 1, 1);
     const mean = tf.reshape(tf.mul(tf.add(a, b), 0.5), [B, P, H, W, C]); // [B, P, H, W, C]
-    return odd === 1 ? tf.concat([tf.slice(x, [0, 0, 0, 0, 0], [B, 1, H, W, C]), mean], 1) : mean;
+    return odd === 1 ? concatAxis([sliceAxis(x, 1, 0, 1), mean], 1) : mean;
   });
 }
 
