@@ -140,6 +140,11 @@ export async function selectBackend(requested?: string, options: BackendOptions 
   }
 }
 
+/** Threads of the running wasm backend, or undefined when wasm has not been started. */
+export function runningWasmThreads(): number | undefined {
+  return tf.engine().registry['wasm'] !== undefined ? wasmThreads : undefined;
+}
+
 /**
  * Release every initialised backend (wasm worker threads included) so the process can exit by
  * itself. tfjs tensors made before are invalid afterwards; selectBackend works again.

@@ -88,6 +88,9 @@ export interface WorldOptions {
   height?: number;
 }
 
+/** World seeds below this are training clips; evaluation draws its held-out caption sets from here on. */
+export const HELD_OUT_FIRST_SEED = 1_000_000;
+
 export const DEFAULT_WORLD: Required<WorldOptions> = { minScenes: 2, maxScenes: 4, framesPerScene: 9, width: 64, height: 64 };
 
 /** Largest distance from a shape's centre to its outline, per unit size, over all shapes (render.ts). */

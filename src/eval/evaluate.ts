@@ -19,7 +19,7 @@
  * row: the oracle's ceiling (≈ 1).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { sampleCaptionSet, sampleClip, type WorldOptions } from '../data/world.js';
+import { HELD_OUT_FIRST_SEED, sampleCaptionSet, sampleClip, type WorldOptions } from '../data/world.js';
 import type { FramesInput } from '../data/oracle.js';
 import { Mask2DiTError } from '../errors.js';
 import type { SchedulerConfig } from '../config/schedulerConfig.js';
@@ -33,8 +33,7 @@ import { encodePrompts, type T5Encoder } from '../text/textEncoder.js';
 import type { WordTokenizer } from '../text/tokenizer.js';
 import { scoreClip, summarize, type ClipScore, type Metrics } from './metrics.js';
 
-/** First world seed of the held-out range (= `TRAIN_SEEDS` of the train command: training clips use seeds below). */
-export const HELD_OUT_FIRST_SEED = 1_000_000;
+export { HELD_OUT_FIRST_SEED };
 
 export const EVAL_MODES = ['joint', 'independent', 'autoregressive'] as const;
 export type EvalMode = (typeof EVAL_MODES)[number];

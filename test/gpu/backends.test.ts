@@ -76,10 +76,11 @@ describe('backends agree with cpu on a small graph', () => {
 
 describe('backend selection', () => {
   it('wasm runs the threaded build with the requested thread count', async () => {
-    const info = await selectBackend('wasm');
+    shutdownBackends(); // the suite's single-threaded wasm (test/setup.ts) keeps its count otherwise
+    const info = await selectBackend('wasm', { threads: 2 });
     expect(info.name).toBe('wasm');
-    expect(info.threads).toBe(resolveThreads());
-    expect(tfwasm.getThreadsCount()).toBe(info.threads);
+    expect(info.threads).toBe(2);
+    expect(tfwasm.getThreadsCount()).toBe(2);
   });
 
   it('resolves flag, then MASK2DIT_BACKEND, then wasm', () => {

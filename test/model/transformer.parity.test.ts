@@ -1,10 +1,11 @@
 /**
  * Parity with the reference transformer fixtures: the final output and every captured
- * intermediate, within the fixtures' stated tolerances (test/fixtures/README.md), on cpu and wasm.
+ * intermediate, within the fixtures' stated tolerances (test/fixtures/README.md), on cpu and wasm
+ * (single-threaded, as the suite runs, and the threaded build with 2 threads).
  */
 import { afterAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
-import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
+import { runningWasmThreads, selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { Mask2DiTTransformer } from '../../src/model/transformer.js';
 import { Probe } from '../../src/model/probe.js';
 import { expectClose } from '../helpers/close.js';
@@ -38,8 +39,23 @@ async function run(model: Mask2DiTTransformer, io: Map<string, FixtureTensor>, e
   return { sample: sample as Float32Array, probe };
 }
 
-async function checkCase(caseName: string, backend: 'cpu' | 'wasm', weights = 'weights.safetensors', ioFile = 'io.safetensors') {
-  await selectBackend(backend);
+/** The test suite runs wasm single-threaded (test/setup.ts); `wasm×2` is the threaded build users get. */
+type Backend = 'cpu' | 'wasm' | 'wasm×2';
+const BACKENDS: Backend[] = ['cpu', 'wasm', 'wasm×2'];
+
+async function useBackend(backend: Backend): Promise<void> {
+  if (backend !== 'wasm×2') {
+    if (backend === 'wasm' && runningWasmThreads() !== undefined && runningWasmThreads() !== 1) shutdownBackends();
+    await selectBackend(backend, backend === 'wasm' ? { threads: 1 } : {});
+    return;
+  }
+  if (runningWasmThreads() !== undefined && runningWasmThreads() !== 2) shutdownBackends(); // a running wasm keeps its thread count
+  const info = await selectBackend('wasm', { threads: 2 });
+  expect(info.threads).toBe(2);
+}
+
+async function checkCase(caseName: string, backend: Backend, weights = 'weights.safetensors', ioFile = 'io.safetensors') {
+  await useBackend(backend);
   const inputs = await loadFixture(caseName, 'io.safetensors');
   const expected = ioFile === 'io.safetensors' ? inputs : await loadFixture(caseName, ioFile);
   const model = await Mask2DiTTransformer.fromPretrained(fixturePath(caseName), { weights: fixturePath(caseName, weights) });
@@ -69,7 +85,7 @@ async function checkCase(caseName: string, backend: 'cpu' | 'wasm', weights = 'w
   }
 }
 
-describe.each(['cpu', 'wasm'] as const)('transformer parity on %s', (backend) => {
+describe.each(BACKENDS)('transformer parity on %s', (backend) => {
   it.each(['transformer_2b_single', 'transformer_5b_rope_single', 'mask2dit_multiscene', 'mask2dit_conditional'])('%s: sample and every intermediate', async (caseName) => {
     const n = await checkCase(caseName, backend);
     expect(n).toBeGreaterThan(10);
@@ -80,7 +96,7 @@ describe.each(['cpu', 'wasm'] as const)('transformer parity on %s', (backend) =>
   });
 
   it('RoPE computed from the config equals the fixture tables (5B case, non-base grid)', async () => {
-    await selectBackend(backend);
+    await useBackend(backend);
     const io = await loadFixture('transformer_5b_rope_single');
     const model = await Mask2DiTTransformer.fromPretrained(fixturePath('transformer_5b_rope_single'), { weights: fixturePath('transformer_5b_rope_single', 'weights.safetensors') });
     try {

@@ -14,6 +14,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError } from '../../errors.js';
+import { HELD_OUT_FIRST_SEED } from '../../data/world.js';
 import { parseTransformerConfig } from '../../config/transformerConfig.js';
 import { parseTextEncoderConfig } from '../../config/textEncoderConfig.js';
 import { parseVaeConfig } from '../../config/vaeConfig.js';
@@ -34,8 +35,8 @@ import { saveModelFolder } from '../../model/modelFolder.js';
 import type { M2Layer } from '../../layers/layer.js';
 
 const WORLD = { framesPerScene: 9, width: 64, height: 64, minScenes: 2, maxScenes: 4 };
-/** Training clips use seeds below this; evaluation uses seeds from it on. */
-export const TRAIN_SEEDS = 1_000_000;
+/** Training clips use world seeds below this; evaluation uses seeds from it on. */
+export const TRAIN_SEEDS = HELD_OUT_FIRST_SEED;
 
 interface StageOpts {
   run: string;
