@@ -145,10 +145,6 @@ export class LayerNormZero extends M2Layer {
   override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape | tfl.Shape[] {
     return s;
   }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
 }
 tf.serialization.registerClass(LayerNormZero, 'Mask2DiT');
 
@@ -198,10 +194,6 @@ export class AdaLayerNorm extends M2Layer {
 
   override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape | tfl.Shape[] {
     return s;
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
   }
 }
 tf.serialization.registerClass(AdaLayerNorm, 'Mask2DiT');

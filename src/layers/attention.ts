@@ -162,10 +162,6 @@ export class Attention extends M2Layer {
     const shapes = s as tfl.Shape[];
     return [shapes[0]!, shapes[1]!];
   }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
 }
 tf.serialization.registerClass(Attention, 'Mask2DiT');
 

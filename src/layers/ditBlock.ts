@@ -120,9 +120,5 @@ export class DiTBlock extends M2Layer {
     const shapes = s as tfl.Shape[];
     return [shapes[0]!, shapes[1]!];
   }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
 }
 tf.serialization.registerClass(DiTBlock, 'Mask2DiT');

@@ -3,7 +3,6 @@
  * GELU-tanh, `ff.net.2` (inner → D). Names: `net.0.proj.weight/bias`, `net.2.weight/bias`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { Container, M2Layer } from './layer.js';
 import { Linear } from './linear.js';
 import { geluTanh } from './math.js';
@@ -55,14 +54,6 @@ export class FeedForward extends M2Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return this.forward(Array.isArray(inputs) ? inputs[0]! : inputs);
-  }
-
-  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
-    return (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
   }
 }
 tf.serialization.registerClass(FeedForward, 'Mask2DiT');

@@ -76,6 +76,17 @@ export abstract class M2Layer extends tfl.layers.Layer {
     return n;
   }
 
+  /** Shape-preserving by default (norms, blocks); layers that change the shape override it. */
+  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape | tfl.Shape[] {
+    return (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
+  }
+
+  /** tfjs-layers' config plus the layer's own typed `config` (every component keeps one). */
+  override getConfig(): tf.serialization.ConfigDict {
+    const own = (this as { config?: object }).config;
+    return { ...super.getConfig(), ...((own ?? {}) as tf.serialization.ConfigDict) };
+  }
+
   /** Free caches a subclass holds besides its parameters (cached transposes, position tables). */
   protected releaseCaches(): void {}
 

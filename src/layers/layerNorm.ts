@@ -3,7 +3,6 @@
  * optional elementwise affine `weight`/`bias` `[dim]`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { M2Layer } from './layer.js';
 import { layerNormPlain } from './math.js';
 import type { WeightSource } from './weightSource.js';
@@ -42,14 +41,6 @@ export class LayerNorm extends M2Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return this.forward(Array.isArray(inputs) ? inputs[0]! : inputs);
-  }
-
-  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
-    return (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
   }
 }
 tf.serialization.registerClass(LayerNorm, 'Mask2DiT');

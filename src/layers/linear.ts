@@ -58,10 +58,6 @@ export class Linear extends M2Layer {
     return [...shape.slice(0, -1), this.config.outFeatures];
   }
 
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
-
   protected override releaseCaches(): void {
     this.weightT?.dispose();
     this.weightT = undefined;

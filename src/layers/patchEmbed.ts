@@ -185,10 +185,6 @@ export class PatchConv extends M2Layer {
     return [shape[0] ?? null, this.config.embedDim];
   }
 
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
-
   protected override releaseCaches(): void {
     this.weightT?.dispose();
     this.weightT = undefined;
@@ -466,10 +462,6 @@ export class CogVideoXPatchEmbed extends M2Layer {
     const pt = c.patch_size_t ?? 1;
     const nv = F == null || H == null || W == null ? null : (F / pt) * (H / p) * (W / p);
     return [B ?? null, Lt == null || nv === null ? null : Lt + nv, this.dim];
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
   }
 
   protected override releaseCaches(): void {

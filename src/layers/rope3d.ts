@@ -308,9 +308,5 @@ export class RoPE3D extends M2Layer {
       [tokens, c.attention_head_dim],
     ];
   }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
 }
 tf.serialization.registerClass(RoPE3D, 'Mask2DiT');

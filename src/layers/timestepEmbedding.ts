@@ -111,9 +111,5 @@ export class TimestepEmbedding extends M2Layer {
     const shape = (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
     return [...shape.slice(0, -1), this.config.outDim];
   }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
 }
 tf.serialization.registerClass(TimestepEmbedding, 'Mask2DiT');

@@ -97,12 +97,6 @@ export class T5LayerNorm extends M2Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return this.forward(Array.isArray(inputs) ? inputs[0]! : inputs);
   }
-  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
-    return (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
-  }
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
 }
 tf.serialization.registerClass(T5LayerNorm, 'Mask2DiT');
 
@@ -130,9 +124,6 @@ export class Embedding extends M2Layer {
   }
   override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
     return [...((Array.isArray(s[0]) ? s[0] : s) as tfl.Shape), this.config.dim];
-  }
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
   }
 }
 tf.serialization.registerClass(Embedding, 'Mask2DiT');
@@ -235,9 +226,6 @@ export class T5DenseFF extends M2Layer {
   }
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return this.forward(Array.isArray(inputs) ? inputs[0]! : inputs);
-  }
-  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
-    return (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
   }
 }
 tf.serialization.registerClass(T5DenseFF, 'Mask2DiT');
@@ -404,9 +392,6 @@ export class T5Encoder extends M2Layer {
   }
   override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
     return [...((Array.isArray(s[0]) ? s[0] : s) as tfl.Shape), this.config.d_model];
-  }
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...(this.config as unknown as tf.serialization.ConfigDict) };
   }
 
   /**

@@ -49,10 +49,6 @@ abstract class ResnetStack extends M2Layer {
     for (const r of this.resnets) h = consume(h, (t) => r.forward(t, zq, cache));
     return h;
   }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
 }
 
 export class DownBlock3D extends ResnetStack {

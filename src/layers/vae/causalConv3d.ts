@@ -149,10 +149,6 @@ export class CausalConv3d extends M2Layer {
     const shape = (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
     return [...shape.slice(0, -1), this.config.outChannels];
   }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
 }
 tf.serialization.registerClass(CausalConv3d, 'Mask2DiT');
 

@@ -6,7 +6,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { conv2d } from '../conv2d.js';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { M2Layer } from '../layer.js';
 import type { WeightSource } from '../weightSource.js';
 import { ConvParams } from './causalConv3d.js';
@@ -59,10 +58,6 @@ export class Downsample3D extends M2Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return this.forward(Array.isArray(inputs) ? inputs[0]! : inputs);
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
   }
 }
 tf.serialization.registerClass(Downsample3D, 'Mask2DiT');

@@ -4,7 +4,6 @@
  * variance, eps inside the root), with affine `weight`/`bias` `[C]`. tfjs has no GroupNorm op.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { ShapeError } from '../../errors.js';
 import { M2Layer } from '../layer.js';
 import type { WeightSource } from '../weightSource.js';
@@ -58,14 +57,6 @@ export class GroupNorm extends M2Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return this.forward(Array.isArray(inputs) ? inputs[0]! : inputs);
-  }
-
-  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
-    return (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
   }
 }
 tf.serialization.registerClass(GroupNorm, 'Mask2DiT');

@@ -81,9 +81,5 @@ export class ResnetBlock3D extends M2Layer {
     const shape = (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
     return [...shape.slice(0, -1), this.config.outChannels];
   }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
 }
 tf.serialization.registerClass(ResnetBlock3D, 'Mask2DiT');

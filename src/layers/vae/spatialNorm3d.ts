@@ -8,7 +8,6 @@
  * at latent resolution first and resized after: the same numbers, computed on `H·W/64` the pixels.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { ShapeError } from '../../errors.js';
 import { M2Layer } from '../layer.js';
 import type { WeightSource } from '../weightSource.js';
@@ -75,14 +74,6 @@ export class SpatialNorm3D extends M2Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     const [f, zq] = inputs as tf.Tensor[];
     return this.forward(f!, zq!);
-  }
-
-  override computeOutputShape(s: tfl.Shape | tfl.Shape[]): tfl.Shape {
-    return (Array.isArray(s[0]) ? s[0] : s) as tfl.Shape;
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
   }
 }
 tf.serialization.registerClass(SpatialNorm3D, 'Mask2DiT');

@@ -65,9 +65,5 @@ export class Upsample3D extends M2Layer {
     const up = (d: number | null | undefined) => (d == null ? null : 2 * d);
     return [B ?? null, this.config.compressTime ? null : (T ?? null), up(H), up(W), this.config.outChannels];
   }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...this.config };
-  }
 }
 tf.serialization.registerClass(Upsample3D, 'Mask2DiT');
