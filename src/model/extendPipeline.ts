@@ -16,7 +16,6 @@
  * new scene) as `previous.latents` with one more prompt.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { SchedulerConfig } from '../config/schedulerConfig.js';
 import { ShapeError } from '../errors.js';
 import { usesGuidance, type GuidanceSchedule } from '../sampler/guidance.js';
 import { gaussianNoise, STREAM } from '../sampler/noise.js';
@@ -26,18 +25,15 @@ import {
   checkSeed,
   decodeScenes,
   denoise,
+  PipelineBase,
   PipelineInputError,
   resolveSampler,
   samplerNoise,
   sceneGeometry,
   vaeFactors,
-  type PipelineComponents,
   type PromptEmbeddings,
   type SamplingOptions,
-  type VideoDecoder,
-  type VideoEncoder,
 } from './pipeline.js';
-import type { Mask2DiTTransformer } from './transformer.js';
 
 export type PreviousScenes =
   /** One video per previous scene, reference layout `[1, frames, 3, H, W]`, pixels in [−1, 1]. */
@@ -70,16 +66,7 @@ export interface ExtendResult {
   timesteps: number[];
 }
 
-export class Mask2DiTExtendPipeline {
-  readonly transformer: Mask2DiTTransformer;
-  readonly vae: VideoDecoder | VideoEncoder | undefined;
-  readonly scheduler: SchedulerConfig | undefined;
-
-  constructor(components: PipelineComponents) {
-    this.transformer = components.transformer;
-    this.vae = components.vae;
-    this.scheduler = components.scheduler;
-  }
+export class Mask2DiTExtendPipeline extends PipelineBase {
 
   /** Clean conditioning latents `[1, (S−1)·f, C, h, w]` from the previous scenes, and the scene geometry. */
   private async conditioning(previous: PreviousScenes, scenesBefore: number, seed: number): Promise<tf.Tensor> {

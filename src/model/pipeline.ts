@@ -369,7 +369,8 @@ export async function decodeScenes(vae: VideoDecoder, latents: tf.Tensor, scenes
 
 // ---- Pipeline 1 -----------------------------------------------------------------------------------
 
-export class Mask2DiTPipeline {
+/** What both pipelines hold: the transformer, an optional VAE and the scheduler config. */
+export abstract class PipelineBase {
   readonly transformer: Mask2DiTTransformer;
   readonly vae: VideoDecoder | VideoEncoder | undefined;
   readonly scheduler: SchedulerConfig | undefined;
@@ -379,6 +380,9 @@ export class Mask2DiTPipeline {
     this.vae = components.vae;
     this.scheduler = components.scheduler;
   }
+}
+
+export class Mask2DiTPipeline extends PipelineBase {
 
   /** Generate all scenes jointly. Input tensors are not disposed; the result's tensors belong to the caller. */
   async generate(opts: GenerateOptions): Promise<PipelineResult> {
