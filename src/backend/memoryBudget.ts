@@ -101,9 +101,14 @@ export interface TransformerDims {
   layout: SceneLayout;
 }
 
-/** Live `[B, L, D]` and `[B, L, ffInner]` tensors at a block's peak: tf.profile measures 48 `[B, L, D]` units with ffInner = 4·D (test/backend/memoryBudget.test.ts). */
-export const ACTS_D = 8;
-export const ACTS_FF = 10;
+/**
+ * Live `[B, L, D]` and `[B, L, ffInner]` tensors at a block's peak, as `[B, L, D]` units with
+ * ffInner = 4·D: tf.profile measures 21.0 (test/backend/memoryBudget.test.ts' model) and 21.2 (one
+ * 5B-width block, 1 scene × 4,516 tokens); the estimate uses 6 + 4·4 = 22. (It was 48 before the
+ * block freed its temporaries step by step.)
+ */
+export const ACTS_D = 6;
+export const ACTS_FF = 4;
 
 /**
  * Peak intermediate bytes of one transformer forward: a block's peak is in the MLP, where about

@@ -19,7 +19,7 @@ import { Container, M2Layer } from './layer.js';
 import { LayerNorm } from './layerNorm.js';
 import { Linear } from './linear.js';
 import { maskedAttention } from './maskedAttention.js';
-import { applyRope } from './math.js';
+import { applyRope, consume } from './math.js';
 import type { WeightSource } from './weightSource.js';
 import { layoutTotals, type SceneLayout } from '../model/sceneLayout.js';
 import type { Probe } from '../model/probe.js';
@@ -98,31 +98,36 @@ export class Attention extends M2Layer {
     const { hidden, encoderHidden, layout, rope, probe, name = this.name } = args;
     const { Lt, Lv } = this.checkShapes(hidden, encoderHidden, layout, rope);
     return tf.tidy(() => {
-      // 1. project the joint sequence
+      // 1. project the joint sequence; each projection in its own scope, so only q, k, v stay alive
       const x = tf.concat([encoderHidden, hidden], 1); // [B, L, D], text first
-      let q = this.normQ.forward(this.splitHeads(this.toQ.forward(x))); // [B, H, L, d]
-      let k = this.normK.forward(this.splitHeads(this.toK.forward(x))); // [B, H, L, d]
-      const v = this.splitHeads(this.toV.forward(x)); // [B, H, L, d]
-
-      // 2. RoPE on the video rows
-      if (rope !== undefined) {
-        q = ropeVideoRows(q, Lt, rope);
-        k = ropeVideoRows(k, Lt, rope);
-      }
+      const project = (to: Linear, norm?: LayerNorm) => {
+        let t = tf.tidy(() => this.splitHeads(to.forward(x))); // [B, H, L, d]
+        if (norm !== undefined) t = consume(t, (u) => tf.tidy(() => norm.forward(u)));
+        // 2. RoPE on the video rows of q and k
+        if (norm !== undefined && rope !== undefined) t = consume(t, (u) => tf.tidy(() => ropeVideoRows(u, Lt, rope)));
+        return t;
+      };
+      const q = project(this.toQ, this.normQ);
+      const k = project(this.toK, this.normK);
+      const v = project(this.toV);
+      x.dispose();
       probe?.capture(`${name}.q`, q);
       probe?.capture(`${name}.k`, k);
       probe?.capture(`${name}.v`, v);
 
-      // 3. masked attention, merge heads, output projection
+      // 3. masked attention, merge heads, output projection (each input freed once used)
       const o = maskedAttention(q, k, v, layout, {
         probeName: name,
         ...(probe !== undefined ? { probe } : {}),
         ...(args.chunkSize !== undefined ? { chunkSize: args.chunkSize } : {}),
       }); // [B, H, L, d]
+      tf.dispose([q, k, v]);
       const [B, H, L, d] = o.shape as [number, number, number, number];
       const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B, L, H * d]); // [B, L, H·d]
+      o.dispose();
       probe?.capture(`${name}.out`, merged);
       const y = this.toOut.forward(merged); // [B, L, D]
+      merged.dispose();
 
       // 4. split back into the two streams
       return {

@@ -71,15 +71,15 @@ export class DiTBlock extends M2Layer {
 
   forward(args: DiTBlockInputs): { hidden: tf.Tensor; encoderHidden: tf.Tensor } {
     const { temb, layout, rope, cond, probe, name = this.name } = args;
-    return tf.tidy(() => {
-      let h = args.hidden;
-      let e = args.encoderHidden;
-      const Lt = e.shape[1]!;
-      const condArgs = cond !== undefined ? { cond } : {};
-      const probeArgs = probe !== undefined ? { probe } : {};
+    const h0 = args.hidden;
+    const e0 = args.encoderHidden;
+    const Lt = e0.shape[1]!;
+    const condArgs = cond !== undefined ? { cond } : {};
+    const probeArgs = probe !== undefined ? { probe } : {};
 
-      // 1. attention
-      const n1 = this.norm1.forward({ hidden: h, encoderHidden: e, temb, ...condArgs, ...probeArgs, name: `${name}.norm1` });
+    // 1. attention (its own scope: only the two residual sums leave it)
+    const [h1, e1] = tf.tidy(() => {
+      const n1 = this.norm1.forward({ hidden: h0, encoderHidden: e0, temb, ...condArgs, ...probeArgs, name: `${name}.norm1` });
       const a = this.attn1.forward({
         hidden: n1.hidden,
         encoderHidden: n1.encoderHidden,
@@ -91,21 +91,24 @@ export class DiTBlock extends M2Layer {
       });
       probe?.capture(`${name}.attn1.hidden_states`, a.hidden);
       probe?.capture(`${name}.attn1.encoder_hidden_states`, a.encoderHidden);
-      h = tf.add(h, tf.mul(n1.gate, a.hidden));
-      e = tf.add(e, tf.mul(n1.encGate, a.encoderHidden));
+      return [tf.add(h0, tf.mul(n1.gate, a.hidden)), tf.add(e0, tf.mul(n1.encGate, a.encoderHidden))];
+    }) as [tf.Tensor, tf.Tensor];
 
-      // 2. feed-forward on [text; video]
-      const n2 = this.norm2.forward({ hidden: h, encoderHidden: e, temb, ...condArgs, ...probeArgs, name: `${name}.norm2` });
+    // 2. feed-forward on [text; video]
+    const out = tf.tidy(() => {
+      const n2 = this.norm2.forward({ hidden: h1, encoderHidden: e1, temb, ...condArgs, ...probeArgs, name: `${name}.norm2` });
       const f = this.ff.forward(tf.concat([n2.encoderHidden, n2.hidden], 1)); // [B, Lt + Lv, D]
       probe?.capture(`${name}.ff.out`, f);
       const fText = tf.slice(f, [0, 0, 0], [-1, Lt, -1]); // [B, Lt, D]
       const fVideo = tf.slice(f, [0, Lt, 0], [-1, -1, -1]); // [B, Lv, D]
-      h = tf.add(h, tf.mul(n2.gate, fVideo));
-      e = tf.add(e, tf.mul(n2.encGate, fText));
+      const h = tf.add(h1, tf.mul(n2.gate, fVideo));
+      const e = tf.add(e1, tf.mul(n2.encGate, fText));
       probe?.capture(`${name}.hidden_states`, h);
       probe?.capture(`${name}.encoder_hidden_states`, e);
       return { hidden: h, encoderHidden: e };
     });
+    tf.dispose([h1, e1]);
+    return out;
   }
 
   /** tfjs-layers adapter for single-scene use: `apply([hidden, encoderHidden, temb])` → `[hidden, encoderHidden]`. */

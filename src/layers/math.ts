@@ -5,6 +5,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { concatAxis, splitAxis } from './axis.js';
 
+/** `f(x)`, then `x` disposed: one step of a chain that keeps only the live activation. */
+export function consume(x: tf.Tensor, f: (x: tf.Tensor) => tf.Tensor): tf.Tensor {
+  const y = f(x);
+  x.dispose();
+  return y;
+}
+
 /** DiT's modulate: `x * (1 + scale) + shift`; scale/shift `[B, D]` broadcast over tokens of `x` `[B, L, D]`. */
 export function modulate(x: tf.Tensor, shift: tf.Tensor, scale: tf.Tensor): tf.Tensor {
   const [B, D] = shift.shape as [number, number];
@@ -16,8 +23,14 @@ export function modulate(x: tf.Tensor, shift: tf.Tensor, scale: tf.Tensor): tf.T
  * through the exact identity `0.5(1 + tanh a) = σ(2a)`: tanh is a slow scalar loop on wasm.
  */
 export function geluTanh(x: tf.Tensor): tf.Tensor {
-  const a2 = tf.mul(tf.add(x, tf.mul(0.044715, tf.mul(tf.mul(x, x), x))), 2 * Math.sqrt(2 / Math.PI));
-  return tf.mul(x, tf.sigmoid(a2));
+  // one temporary at a time (7 of x's size were alive at once; the MLP's [rows, 4D] made this its peak)
+  let a = tf.mul(x, x);
+  a = consume(a, (t) => tf.mul(t, x)); // x³
+  a = consume(a, (t) => tf.mul(t, 0.044715));
+  a = consume(a, (t) => tf.add(t, x)); // x + 0.044715x³
+  a = consume(a, (t) => tf.mul(t, 2 * Math.sqrt(2 / Math.PI))); // 2a
+  a = consume(a, (t) => tf.sigmoid(t));
+  return consume(a, (t) => tf.mul(x, t));
 }
 
 /** SiLU: `x·σ(x)`. */
@@ -41,8 +54,11 @@ export function layerNormPlain(x: tf.Tensor, eps: number): tf.Tensor {
 export function applyRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
   const shape = x.shape;
   const d = shape[shape.length - 1]!;
-  const pairs = tf.reshape(x, [...shape.slice(0, -1), d / 2, 2]); // [..., L, d/2, 2]
-  const [re, im] = splitAxis(pairs, 2, -1) as [tf.Tensor, tf.Tensor]; // [..., L, d/2, 1] each
-  const rotated = tf.reshape(concatAxis([tf.neg(im), re], -1), shape); // [..., L, d]: (-x1, x0, -x3, x2, …)
-  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
+  const rotated = tf.tidy(() => {
+    const pairs = tf.reshape(x, [...shape.slice(0, -1), d / 2, 2]); // [..., L, d/2, 2]
+    const [re, im] = splitAxis(pairs, 2, -1) as [tf.Tensor, tf.Tensor]; // [..., L, d/2, 1] each
+    return tf.reshape(concatAxis([tf.neg(im), re], -1), shape); // [..., L, d]: (-x1, x0, -x3, x2, …)
+  });
+  const rotSin = consume(rotated, (r) => tf.mul(r, sin));
+  return consume(rotSin, (r) => tf.tidy(() => tf.add(tf.mul(x, cos), r)));
 }

@@ -8,7 +8,8 @@ import { Container, M2Layer } from '../layer.js';
 import type { WeightSource } from '../weightSource.js';
 import type { ConvCache } from './causalConv3d.js';
 import { Downsample3D } from './downsample3d.js';
-import { ResnetBlock3D, consume } from './resnetBlock3d.js';
+import { ResnetBlock3D } from './resnetBlock3d.js';
+import { consume } from '../math.js';
 import { Upsample3D, type TimeUpsampling } from './upsample3d.js';
 
 export interface ResnetStackConfig {

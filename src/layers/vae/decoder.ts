@@ -6,14 +6,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Container, M2Layer } from '../layer.js';
-import { silu } from '../math.js';
+import { consume, silu } from '../math.js';
 import type { WeightSource } from '../weightSource.js';
 import type { VaeConfig } from '../../config/vaeConfig.js';
 import type { Probe } from '../../model/probe.js';
 import { MidBlock3D, UpBlock3D } from './blocks.js';
 import { CausalConv3d, type ConvCache } from './causalConv3d.js';
 import { captureNCDHW } from './encoder.js';
-import { consume } from './resnetBlock3d.js';
 import { SpatialNorm3D } from './spatialNorm3d.js';
 import type { TimeUpsampling } from './upsample3d.js';
 

@@ -6,14 +6,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Container, M2Layer } from '../layer.js';
-import { silu } from '../math.js';
+import { consume, silu } from '../math.js';
 import type { WeightSource } from '../weightSource.js';
 import type { VaeConfig } from '../../config/vaeConfig.js';
 import type { Probe } from '../../model/probe.js';
 import { DownBlock3D, MidBlock3D } from './blocks.js';
 import { CausalConv3d, type ConvCache } from './causalConv3d.js';
 import { GroupNorm } from './groupNorm.js';
-import { consume } from './resnetBlock3d.js';
 
 /** Capture `x` `[B, T, H, W, C]` under `name` in the reference layout `[B, C, T, H, W]`. */
 export function captureNCDHW(probe: Probe | undefined, name: string, x: tf.Tensor): void {

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { M2Layer } from '../layer.js';
-import { silu } from '../math.js';
+import { consume, silu } from '../math.js';
 import type { WeightSource } from '../weightSource.js';
 import { CausalConv3d, ConvParams, type ConvCache } from './causalConv3d.js';
 import { GroupNorm } from './groupNorm.js';
@@ -22,12 +22,6 @@ export interface ResnetBlock3DConfig {
   spatialNormDim?: number;
 }
 
-/** `f(x)`, then `x` disposed: one step of a chain that keeps only the live activation. */
-export function consume(x: tf.Tensor, f: (x: tf.Tensor) => tf.Tensor): tf.Tensor {
-  const y = f(x);
-  x.dispose();
-  return y;
-}
 
 export class ResnetBlock3D extends M2Layer {
   static readonly className = 'M2ResnetBlock3D';
