@@ -5,7 +5,7 @@
 #
 #   npm run build && bash scripts/train-world.sh RUN_DIR [OUT_DIR]
 #
-# Cost on 2 cores, wasm, one thread (measured): VAE 2.6 s/step → 4,000 steps ≈ 2.9 h; prepare ≈ 0.2 s
+# Cost on 2 cores, wasm, one thread (measured): VAE ~2 s/step → 4,000 steps ≈ 2.2 h; prepare ≈ 0.2 s
 # a clip; DiT 1.7 s/step (batch 4) → 3,000 steps ≈ 1.4 h; eval ≈ 10.5 s a caption set (3 modes).
 # One thread leaves the other core free and is as fast as two for these small models (README, Backends).
 set -euo pipefail
