@@ -9,8 +9,8 @@ import { Mask2DiTError } from '../errors.js';
 export const INTERRUPTED_EXIT_CODE = 130;
 
 export class InterruptedError extends Mask2DiTError {
-  constructor() {
-    super('INTERRUPTED', 'interrupted; no partial output written');
+  constructor(message = 'interrupted; no partial output written') {
+    super('INTERRUPTED', message);
   }
 }
 

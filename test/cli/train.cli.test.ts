@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { runCli } from '../helpers/cli.js';
 
@@ -64,5 +65,31 @@ describe('mask2dit train', () => {
     const none = runCli(['--backend', 'wasm', 'train', 'dit', '--run', path.join(run, 'nothing'), '--steps', '1']);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/latents\.safetensors/);
+  }, 600_000);
+
+  test('SIGTERM (or Ctrl-C) mid-stage: the checkpoint is saved at the last finished step, exit 130, --resume continues', async () => {
+    const dir = fs.mkdtempSync(path.join(run, 'term-'));
+    const args = ['--import', 'tsx', path.resolve('src/cli/main.ts'), '--backend', 'wasm', 'train', 'vae', '--run', dir, '--widths', '4,4,4,4', '--steps', '1000', '--checkpoint-every', '1000'];
+    const child = spawn(process.execPath, args, { env: { ...process.env, MASK2DIT_LOG: 'warn' } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const log = path.join(dir, 'vae', 'loss.jsonl');
+    const t0 = Date.now();
+    while (!(fs.existsSync(log) && lines(log).length >= 2)) {
+      if (Date.now() - t0 > 120_000) throw new Error(`no training step within 120 s: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    child.kill('SIGTERM');
+    expect(await exited).toBe(130);
+    const m = /interrupted: checkpoint saved at step (\d+)/.exec(stderr);
+    expect(m).not.toBeNull();
+    const saved = Number(m![1]);
+    expect(saved).toBeGreaterThanOrEqual(2);
+    expect(saved).toBeLessThan(1000);
+    expect(lines(log)).toHaveLength(saved);
+    const r = runCli(['--backend', 'wasm', 'train', 'vae', '--run', dir, '--widths', '4,4,4,4', '--steps', '1000', '--until', String(saved + 1), '--checkpoint-every', '1000', '--resume', '--quiet'], { timeoutMs: 300_000 });
+    expect(r.code).toBe(0);
+    expect(lines(log).map((l) => l.step)).toEqual(Array.from({ length: saved + 1 }, (_, k) => k));
   }, 600_000);
 });

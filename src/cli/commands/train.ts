@@ -7,7 +7,7 @@
  *   DIR/dit/{transformer.json, text_encoder.json, checkpoint.safetensors, loss.jsonl, loss.png}   train dit
  *
  * A stage with a checkpoint continues only with `--resume` (exactly: same losses as an uninterrupted
- * run), or starts over with `--force`. Ctrl-C saves a checkpoint, then exits 130.
+ * run), or starts over with `--force`. Ctrl-C (or SIGTERM) saves a checkpoint, then exits 130.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,6 +30,7 @@ import { writeLossCurve } from '../../train/lossCurve.js';
 import { TRAIN_DEFAULTS, Trainer, type StepRecord, type TrainOptions } from '../../train/trainer.js';
 import { vaeObjective } from '../../train/vaeObjective.js';
 import { backendFromFlags } from '../common.js';
+import { InterruptedError } from '../interrupt.js';
 import { FlowMatchSchedulerConfigSchema } from '../../config/schedulerConfig.js';
 import { saveModelFolder } from '../../model/modelFolder.js';
 import type { M2Layer } from '../../layers/layer.js';
@@ -88,6 +89,7 @@ async function runStage(name: string, dir: string, trainer: Trainer, o: StageOpt
   const abort = new AbortController();
   const onSigint = () => abort.abort();
   process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigint); // e.g. `kill`: a stage started in the background by a script ignores SIGINT
   const tty = process.stderr.isTTY && o.quiet !== true;
   const t0 = performance.now();
   const startStep = trainer.step;
@@ -113,12 +115,12 @@ async function runStage(name: string, dir: string, trainer: Trainer, o: StageOpt
     }
   } finally {
     process.removeListener('SIGINT', onSigint);
+    process.removeListener('SIGTERM', onSigint);
     if (tty) process.stderr.write('\n');
   }
-  if (abort.signal.aborted) {
-    process.stderr.write(`interrupted: checkpoint saved at step ${trainer.step} (${ckpt}); continue with --resume\n`);
-    process.exitCode = 130;
-  } else if (o.quiet !== true) process.stderr.write(`${name}: ${trainer.step} of ${trainer.options.totalSteps} steps done; checkpoint ${ckpt}\n`);
+  // main() prints the message and exits 130
+  if (abort.signal.aborted) throw new InterruptedError(`interrupted: checkpoint saved at step ${trainer.step} (${ckpt}); continue with --resume`);
+  else if (o.quiet !== true) process.stderr.write(`${name}: ${trainer.step} of ${trainer.options.totalSteps} steps done; checkpoint ${ckpt}\n`);
 }
 
 function vaeConfigFor(widths: number[], latentChannels: number): Record<string, unknown> {
