@@ -103,12 +103,12 @@ export class Attention extends M2Layer {
       const project = (to: Linear, norm?: LayerNorm) => {
         let t = tf.tidy(() => this.splitHeads(to.forward(x))); // [B, H, L, d]
         if (norm !== undefined) t = consume(t, (u) => tf.tidy(() => norm.forward(u)));
-        // 2. RoPE on the video rows of q and k
-        if (norm !== undefined && rope !== undefined) t = consume(t, (u) => tf.tidy(() => ropeVideoRows(u, Lt, rope)));
         return t;
       };
-      const q = project(this.toQ, this.normQ);
-      const k = project(this.toK, this.normK);
+      // 2. RoPE on the video rows of q and k
+      const rotate = (t: tf.Tensor) => (rope === undefined ? t : consume(t, (u) => tf.tidy(() => ropeVideoRows(u, Lt, rope))));
+      const q = rotate(project(this.toQ, this.normQ));
+      const k = rotate(project(this.toK, this.normK));
       const v = project(this.toV);
       x.dispose();
       probe?.capture(`${name}.q`, q);

@@ -37,7 +37,8 @@ export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [
     for (let i = 0; i < kh; i++) {
       for (let j = 0; j < kw; j++) {
         const end = [N, i + (ph.out - 1) * stride + 1, j + (pw.out - 1) * stride + 1, C];
-        const patch = stride === 1 ? tf.slice(xp, [0, i, j, 0], [N, ph.out, pw.out, C]) : tf.stridedSlice(xp, [0, i, j, 0], end, [1, stride, stride, 1]); // [N, Ho, Wo, C]
+        // [N, Ho, Wo, C]; stride 1 takes wasm's native 4-D slice (its stridedSlice is a generic loop)
+        const patch = stride === 1 ? tf.slice(xp, [0, i, j, 0], [N, ph.out, pw.out, C]) : tf.stridedSlice(xp, [0, i, j, 0], end, [1, stride, stride, 1]);
         taps.push(tf.matMul(tf.reshape(patch, [M, C]), dy2, true, false)); // [C, Co] = patchᵀ·dy
       }
     }

@@ -79,9 +79,11 @@ export class Trainer {
   async run(untilStep: number, hooks: { onStep?: (r: StepRecord) => void | Promise<void>; signal?: AbortSignal; log?: string } = {}): Promise<StepRecord[]> {
     const records: StepRecord[] = [];
     const byVarName = new Map([...this.params].map(([ref, v]) => [v.name, ref]));
-    // a macrotask turn before each step: the awaits of a step resolve as microtasks, so without it a
-    // SIGINT/SIGTERM handler (and with it the abort signal) would only run at the next file write
-    while ((await new Promise<void>((r) => setImmediate(r)), this.step < untilStep && hooks.signal?.aborted !== true)) {
+    while (this.step < untilStep) {
+      // a macrotask turn before each step: the awaits of a step resolve as microtasks, so without it a
+      // SIGINT/SIGTERM handler (and with it the abort signal) would only run at the next file write
+      await new Promise<void>((r) => setImmediate(r));
+      if (hooks.signal?.aborted === true) break;
       const t0 = performance.now();
       const rng = new StepRng(this.options.seed, this.step);
       const s = this.objective(this.step, rng);

@@ -120,7 +120,7 @@ async function runStage(name: string, dir: string, trainer: Trainer, o: StageOpt
   }
   // main() prints the message and exits 130
   if (abort.signal.aborted) throw new InterruptedError(`interrupted: checkpoint saved at step ${trainer.step} (${ckpt}); continue with --resume`);
-  else if (o.quiet !== true) process.stderr.write(`${name}: ${trainer.step} of ${trainer.options.totalSteps} steps done; checkpoint ${ckpt}\n`);
+  if (o.quiet !== true) process.stderr.write(`${name}: ${trainer.step} of ${trainer.options.totalSteps} steps done; checkpoint ${ckpt}\n`);
 }
 
 function vaeConfigFor(widths: number[], latentChannels: number): Record<string, unknown> {
