@@ -214,7 +214,8 @@ export function register(program: Command): void {
   common(train.command('vae').description('train the causal VAE on world scenes: L1 reconstruction + 1e-4·KL'), { steps: 600, batch: 1, lr: 1e-3, warmup: 20 })
     .option('--widths <list>', 'block_out_channels', '8,16,16,16')
     .option('--latent-channels <n>', 'latent channels', '16')
-    .action(async (o: StageOpts & { widths: string; latentChannels: string }, cmd: Command) => {
+    .option('--fg-weight <w>', 'loss weight of character pixels relative to background ones (1: plain L1)', '1')
+    .action(async (o: StageOpts & { widths: string; latentChannels: string; fgWeight: string }, cmd: Command) => {
       await backendFromFlags(cmd);
       const dir = path.join(o.run, 'vae');
       checkStage(dir, o);
@@ -224,7 +225,7 @@ export function register(program: Command): void {
       if (o.resume !== true) fs.writeFileSync(cfgFile, JSON.stringify(raw, null, 2) + '\n');
       const opts = trainOptions(o);
       const vae = new CogVideoXVAE(config, WeightSource.random(opts.seed + 1));
-      const trainer = new Trainer('vae', { vae }, vaeObjective(vae, { batchSize: num(o.batch, '--batch'), klWeight: 1e-4, world: WORLD, clipSeeds: TRAIN_SEEDS }), opts, { vae: JSON.stringify(raw) });
+      const trainer = new Trainer('vae', { vae }, vaeObjective(vae, { batchSize: num(o.batch, '--batch'), klWeight: 1e-4, world: WORLD, clipSeeds: TRAIN_SEEDS, foregroundWeight: num(o.fgWeight, '--fg-weight', false) }), opts, { vae: JSON.stringify(raw) });
       await runStage('vae', dir, trainer, o);
       trainer.dispose();
       vae.dispose();
