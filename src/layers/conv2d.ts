@@ -3,9 +3,12 @@
  *
  * tfjs-backend-wasm has no `Conv2DBackpropFilter` kernel, so `tf.conv2d` cannot be trained there.
  * This wrapper keeps `tf.conv2d` for the forward pass and computes
- *  - the filter gradient as a sum over kernel taps of matMuls: dW[i, j] = patch(x, i, j)ᵀ · dy, where
- *    patch(x, i, j) `[N·Ho·Wo, Cin]` is the (padded, strided) input seen by tap (i, j) (one matMul of
- *    all taps side by side was slower: the concat and wasm's slow transpose cost more than it saves);
+ *  - the filter gradient, for stride 1, as one forward convolution: dW[i, j, c, o] = Σ_{n,y,x}
+ *    xp[n, y+i, x+j, c]·dy[n, y, x, o] is a 'valid' correlation of xp with batch and channels swapped
+ *    (`[Cin, H', W', N]`) by dy as the filter (`[Ho, Wo, N, Cout]`), giving `[Cin, kh, kw, Cout]`
+ *    (2–7× faster on wasm than per-tap slices + matMuls, which wasm's rank-4 slice dominated);
+ *    other strides as a sum over kernel taps of matMuls: dW[i, j] = patch(x, i, j)ᵀ · dy, where
+ *    patch(x, i, j) `[N·Ho·Wo, Cin]` is the (padded, strided) input seen by tap (i, j);
  *  - the input gradient, for stride 1 and an odd kernel ('same' padding is then symmetric), as a
  *    forward convolution of dy with the flipped, in/out-swapped filter: wasm's
  *    `Conv2DBackpropInput` took 12× as long as the forward conv (755 vs 60 ms in a VAE training
@@ -31,15 +34,19 @@ export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [
     const ph = axisPlan(H, kh, stride, pad);
     const pw = axisPlan(W, kw, stride, pad);
     const xp = tf.pad(x, [[0, 0], [ph.before, ph.after], [pw.before, pw.after], [0, 0]]); // [N, H', W', C]
+    if (stride === 1) {
+      const xs = tf.transpose(xp, [3, 1, 2, 0]) as tf.Tensor4D; // [C, H', W', N]
+      const dys = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [Ho, Wo, N, Co]
+      return tf.transpose(tf.conv2d(xs, dys, 1, 'valid'), [1, 2, 0, 3]) as tf.Tensor4D; // [C, kh, kw, Co] → [kh, kw, C, Co]
+    }
     const M = N * ph.out * pw.out;
     const dy2 = tf.reshape(dy, [M, Co]); // [M, Co]
     const taps: tf.Tensor[] = [];
     for (let i = 0; i < kh; i++) {
       for (let j = 0; j < kw; j++) {
         const end = [N, i + (ph.out - 1) * stride + 1, j + (pw.out - 1) * stride + 1, C];
-        // [N, Ho, Wo, C]; stride 1 takes wasm's native 4-D slice (its stridedSlice is a generic loop)
-        const patch = stride === 1 ? tf.slice(xp, [0, i, j, 0], [N, ph.out, pw.out, C]) : tf.stridedSlice(xp, [0, i, j, 0], end, [1, stride, stride, 1]);
-        taps.push(tf.matMul(tf.reshape(patch, [M, C]), dy2, true, false)); // [C, Co] = patchᵀ·dy
+        const patch = tf.stridedSlice(xp, [0, i, j, 0], end, [1, stride, stride, 1]); // [N, Ho, Wo, C]
+        taps.push(tf.matMul(tf.transpose(tf.reshape(patch, [M, C])), dy2)); // [C, Co] = patchᵀ·dy (explicit transpose: wasm's transposed matMul is a slow loop)
       }
     }
     return tf.reshape(tf.stack(taps), [kh, kw, C, Co]) as tf.Tensor4D;

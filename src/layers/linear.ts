@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { M2Layer } from './layer.js';
+import { matMul2d } from './math.js';
 import type { WeightSource } from './weightSource.js';
 
 export interface LinearConfig {
@@ -43,7 +44,7 @@ export class Linear extends M2Layer {
     return tf.tidy(() => {
       const shape = x.shape;
       const flat = tf.reshape(x, [-1, this.config.inFeatures]); // [N, in]
-      let y = tf.matMul(flat, this.transposed()); // [N, out]
+      let y: tf.Tensor = matMul2d(flat, this.transposed()); // [N, out]
       if (this.bias !== undefined) y = tf.add(y, this.bias);
       return tf.reshape(y, [...shape.slice(0, -1), this.config.outFeatures]);
     });

@@ -16,6 +16,7 @@ import { Mask2DiTError, ShapeError } from '../errors.js';
 import { denseMask, maskBlocks, type MaskBlock } from '../model/masks.js';
 import { layoutTotals, numScenes, rangeLength, type SceneLayout, type TokenRange } from '../model/sceneLayout.js';
 import type { Probe } from '../model/probe.js';
+import { matMul2d } from './math.js';
 
 /** Default number of query rows per score block. */
 export const DEFAULT_CHUNK_SIZE = 1024;
@@ -84,8 +85,8 @@ function attendBlock(qs: tf.Tensor, kT: tf.Tensor, v: tf.Tensor, block: MaskBloc
     const n = Math.min(chunk, block.query.end - s);
     const r = tf.tidy(() => {
       const qc = tf.slice(qs, [s, 0], [n, -1]); // [n, d]
-      const p = tf.softmax(tf.matMul(qc, kTb)); // [n, Lk]: the only score block alive
-      const o = tf.matMul(p, vb); // [n, d]
+      const p = tf.softmax(matMul2d(qc, kTb)); // [n, Lk]: the only score block alive
+      const o = matMul2d(p, vb); // [n, d]
       return denseProbs ? [o, scatterCols(p, block.keys, L)] : [o];
     });
     outs.push(r[0]!);

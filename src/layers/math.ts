@@ -5,6 +5,27 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { concatAxis, splitAxis } from './axis.js';
 
+/**
+ * `a · b` for `a` `[m, k]` and `b` `[k, n]`, whose gradients are 2-D non-transposed matMuls as well:
+ *
+ *   ∂a = dy · bᵀ,   ∂b = aᵀ · dy     (explicit transposes, then the plain kernel)
+ *
+ * tfjs' own gradient calls `matMul(dy, b, false, true)` and `matMul(a, dy, true, false)`, which on
+ * wasm take a generic loop 4–20× slower than an explicit transpose plus the fast kernel (a DiT
+ * training step spent 74 % of its time there; BACKENDS.md §1). Forward: exactly `tf.matMul(a, b)`.
+ */
+export const matMul2d = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([a, b]);
+  return {
+    value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+      const [as, bs] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const g = dy as tf.Tensor2D;
+      return [tf.matMul(g, tf.transpose(bs)), tf.matMul(tf.transpose(as), g)];
+    },
+  };
+}) as unknown as Parameters<typeof tf.customGrad>[0]) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor2D;
+
 /** `f(x)`, then `x` disposed: one step of a chain that keeps only the live activation. */
 export function consume(x: tf.Tensor, f: (x: tf.Tensor) => tf.Tensor): tf.Tensor {
   const y = f(x);

@@ -27,6 +27,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { ConfigError, ShapeError } from '../errors.js';
 import { M2Layer } from './layer.js';
+import { matMul2d } from './math.js';
 import { Linear } from './linear.js';
 import type { WeightSource } from './weightSource.js';
 
@@ -171,7 +172,7 @@ export class PatchConv extends M2Layer {
   /** @param patches `[N, C·p·p]` (channel, row, col order) → `[N, D]` */
   forward(patches: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const y = tf.matMul(patches, this.transposed());
+      const y = matMul2d(patches, this.transposed()); // [N, D]
       return this.bias !== undefined ? tf.add(y, this.bias) : y;
     });
   }
