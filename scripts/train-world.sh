@@ -19,7 +19,7 @@ cli=(node dist/cli/main.js)
 resume() { if [ -f "$1/checkpoint.safetensors" ]; then echo --resume; fi; }
 
 # shellcheck disable=SC2046
-"${cli[@]}" train vae --run "$run" --steps 4000 --batch 1 --lr 1.5e-3 --warmup 30 $(resume "$run/vae")
+"${cli[@]}" train vae --run "$run" --steps 3000 --batch 1 --lr 1.5e-3 --warmup 30 --temporal-compression 2 --fg-weight 10 $(resume "$run/vae")
 [ -f "$run/latents.safetensors" ] || "${cli[@]}" train prepare --run "$run" --clips 2000
 # shellcheck disable=SC2046
 "${cli[@]}" train dit --run "$run" --steps 3000 $(resume "$run/dit")

@@ -123,12 +123,18 @@ async function runStage(name: string, dir: string, trainer: Trainer, o: StageOpt
   if (o.quiet !== true) process.stderr.write(`${name}: ${trainer.step} of ${trainer.options.totalSteps} steps done; checkpoint ${ckpt}\n`);
 }
 
-function vaeConfigFor(widths: number[], latentChannels: number): Record<string, unknown> {
+function vaeConfigFor(widths: number[], latentChannels: number, temporalCompression: number): Record<string, unknown> {
   return {
     _class_name: 'AutoencoderKLCogVideoX', in_channels: 3, out_channels: 3, latent_channels: latentChannels, layers_per_block: 1, norm_num_groups: 4, norm_eps: 1e-6,
     block_out_channels: widths, down_block_types: widths.map(() => 'CogVideoXDownBlock3D'), up_block_types: widths.map(() => 'CogVideoXUpBlock3D'),
-    temporal_compression_ratio: 4, sample_height: WORLD.height, sample_width: WORLD.width, scaling_factor: 1.0, shift_factor: null,
+    temporal_compression_ratio: temporalCompression, sample_height: WORLD.height, sample_width: WORLD.width, scaling_factor: 1.0, shift_factor: null,
   };
+}
+
+/** The run's VAE `temporal_compression_ratio` (the transformer's must match it). */
+function vaeTemporalCompression(run: string): number {
+  const file = path.join(run, 'vae', 'config.json');
+  return parseVaeConfig(JSON.parse(fs.readFileSync(file, 'utf8')), file).config.temporal_compression_ratio;
 }
 
 /** Copy `ema.<module>.<name>` of a checkpoint into each module. */
@@ -214,13 +220,14 @@ export function register(program: Command): void {
   common(train.command('vae').description('train the causal VAE on world scenes: L1 reconstruction + 1e-4·KL'), { steps: 600, batch: 1, lr: 1e-3, warmup: 20 })
     .option('--widths <list>', 'block_out_channels', '8,16,16,16')
     .option('--latent-channels <n>', 'latent channels', '16')
+    .option('--temporal-compression <n>', 'frames per latent frame (1, 2, 4, …; at most 2^(blocks − 1))', '4')
     .option('--fg-weight <w>', 'loss weight of character pixels relative to background ones (1: plain L1)', '1')
-    .action(async (o: StageOpts & { widths: string; latentChannels: string; fgWeight: string }, cmd: Command) => {
+    .action(async (o: StageOpts & { widths: string; latentChannels: string; temporalCompression: string; fgWeight: string }, cmd: Command) => {
       await backendFromFlags(cmd);
       const dir = path.join(o.run, 'vae');
       checkStage(dir, o);
       const cfgFile = path.join(dir, 'config.json');
-      const raw = o.resume === true ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : vaeConfigFor(o.widths.split(',').map((s) => num(s, '--widths')), num(o.latentChannels, '--latent-channels'));
+      const raw = o.resume === true ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : vaeConfigFor(o.widths.split(',').map((s) => num(s, '--widths')), num(o.latentChannels, '--latent-channels'), num(o.temporalCompression, '--temporal-compression'));
       const { config } = parseVaeConfig(raw, cfgFile);
       if (o.resume !== true) fs.writeFileSync(cfgFile, JSON.stringify(raw, null, 2) + '\n');
       const opts = trainOptions(o);
@@ -279,7 +286,7 @@ export function register(program: Command): void {
       const tRaw = o.resume === true ? JSON.parse(fs.readFileSync(tFile, 'utf8')) : {
         _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: num(o.heads, '--heads'), attention_head_dim: num(o.headDim, '--head-dim'),
         num_layers: num(o.layers, '--layers'), in_channels: C, out_channels: C, text_embed_dim: D, max_text_seq_length: tokenizer.length, time_embed_dim: D,
-        sample_height: h, sample_width: w, sample_frames: 9, patch_size: 2, temporal_compression_ratio: 4, use_rotary_positional_embeddings: true, attn_msk_version: 2,
+        sample_height: h, sample_width: w, sample_frames: WORLD.framesPerScene, patch_size: 2, temporal_compression_ratio: vaeTemporalCompression(o.run), use_rotary_positional_embeddings: true, attn_msk_version: 2,
       };
       const eRaw = o.resume === true ? JSON.parse(fs.readFileSync(eFile, 'utf8')) : {
         vocab_size: tokenizer.vocabSize, d_model: D, d_kv: num(o.headDim, '--head-dim'), num_heads: num(o.heads, '--heads'), d_ff: 2 * D, num_layers: num(o.textLayers, '--text-layers'),
