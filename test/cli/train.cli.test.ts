@@ -12,7 +12,8 @@ const lines = (f: string) => fs.readFileSync(f, 'utf8').split('\n').filter((l) =
 
 describe('mask2dit train', () => {
   test('vae: trains, checkpoints, refuses to clobber, resumes exactly', () => {
-    const base = ['--backend', 'wasm', 'train', 'vae', '--run', run, '--widths', '4,4,4,4', '--checkpoint-every', '2', '--quiet', '--seed', '3'];
+    // the shipped recipe's VAE options: 2× time compression, character pixels weighted
+    const base = ['--backend', 'wasm', 'train', 'vae', '--run', run, '--widths', '4,4,4,4', '--temporal-compression', '2', '--fg-weight', '10', '--checkpoint-every', '2', '--quiet', '--seed', '3'];
     const a = runCli([...base, '--steps', '4'], { timeoutMs: 300_000 });
     expect(a.stderr).toBe('');
     expect(a.code).toBe(0);
@@ -20,6 +21,7 @@ describe('mask2dit train', () => {
     expect(fs.readdirSync(dir).sort()).toEqual(['checkpoint.safetensors', 'config.json', 'loss.jsonl', 'loss.png']);
     const full = lines(path.join(dir, 'loss.jsonl'));
     expect(full.map((r) => r.step)).toEqual([0, 1, 2, 3]);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'))).toMatchObject({ temporal_compression_ratio: 2, block_out_channels: [4, 4, 4, 4] });
 
     const again = runCli([...base, '--steps', '4']);
     expect(again.code).toBe(2);
@@ -42,6 +44,8 @@ describe('mask2dit train', () => {
     expect(d.stderr).toBe('');
     expect(d.code).toBe(0);
     expect(lines(path.join(run, 'dit', 'loss.jsonl'))).toHaveLength(2);
+    const cfgT = JSON.parse(fs.readFileSync(path.join(run, 'dit', 'transformer.json'), 'utf8')) as Record<string, unknown>;
+    expect(cfgT).toMatchObject({ temporal_compression_ratio: 2, sample_frames: 9 }); // the run's VAE decides
     // resume with a different architecture: refused before any step runs
     const cfg = path.join(run, 'dit', 'transformer.json');
     const raw = JSON.parse(fs.readFileSync(cfg, 'utf8')) as Record<string, unknown>;
