@@ -260,6 +260,13 @@ function shippedModelDir(weightsDir: string): string | undefined {
   return fs.existsSync(path.join(weightsDir, 'transformer', 'config.json')) ? weightsDir : undefined;
 }
 
+/** The README demo's latent geometry per scene under a model folder's VAE: frames, height, width. */
+function demoLatents(dir: string, demo: DemoSpec): [number, number, number] {
+  const file = path.join(dir, 'vae', 'config.json');
+  const { config } = parseVaeConfig(JSON.parse(fs.readFileSync(file, 'utf8')), file);
+  return [(demo.frames - 1) / config.temporal_compression_ratio + 1, demo.height / config.spatialCompression, demo.width / config.spatialCompression];
+}
+
 interface DemoSpec {
   scenes: number;
   frames: number;
@@ -292,9 +299,8 @@ async function stepRows(quick: boolean, reps: number, weightsDir: string): Promi
   const model = await Mask2DiTTransformer.fromPretrained(dir);
   try {
     const demo = readDemo();
-    const vaeDown = 8;
     const B = demo.guidance > 1 ? 2 : 1; // classifier-free guidance runs both branches as one batch
-    rows.push(await forwardRow('shipped (weights/mask2dit-world)', model, demo.scenes, (demo.frames - 1) / 4 + 1, demo.height / vaeDown, demo.width / vaeDown, B, reps));
+    rows.push(await forwardRow('shipped (weights/mask2dit-world)', model, demo.scenes, ...demoLatents(dir, demo), B, reps));
   } finally {
     model.dispose();
   }
@@ -334,11 +340,11 @@ async function demoRows(reps: number, weightsDir: string): Promise<Measured[]> {
   const model = await Mask2DiTTransformer.fromPretrained(dir);
   let step: Measured;
   try {
-    step = await forwardRow('demo step', model, demo.scenes, (demo.frames - 1) / 4 + 1, demo.height / 8, demo.width / 8, demo.guidance > 1 ? 2 : 1, reps);
+    step = await forwardRow('demo step', model, demo.scenes, ...demoLatents(dir, demo), demo.guidance > 1 ? 2 : 1, reps);
   } finally {
     model.dispose();
   }
-  const dec = await vaeRow('demo scene', {}, (demo.frames - 1) / 4 + 1, demo.height, demo.width, reps, dir);
+  const dec = await vaeRow('demo scene', {}, demoLatents(dir, demo)[0], demo.height, demo.width, reps, dir);
   const ms = demo.steps * step.ms! + demo.scenes * dec.ms!;
   const flops = demo.steps * step.flops! + demo.scenes * dec.flops!;
   return [{ config: cfg, ms, tokens: null, flops, formula: `steps·step + scenes·decode = ${demo.steps}·${G(step.flops!)} + ${demo.scenes}·${G(dec.flops!)} (text encoder excluded)`, peakBytes: Math.max(step.peakBytes!, dec.peakBytes!), reps: step.reps }];

@@ -65,6 +65,15 @@ describe('mask2dit train', () => {
     expect(g.stderr).toBe('');
     expect(g.code).toBe(0);
     expect(fs.existsSync(film)).toBe(true);
+    // the benchmark's shipped-model rows take the model's own VAE factors (2× time compression here)
+    const b = runCli(['--backend', 'wasm', 'bench', '--quick', '--only', 'step,demo', '--reps', '1', '--model', model, '--json'], { timeoutMs: 300_000 });
+    expect(b.code).toBe(0);
+    const rows = JSON.parse(b.stdout) as { component: string; config: string; msPerCall: number | null; skipped: string | null }[];
+    const shipped = rows.filter((r) => r.component === 'demo' || r.config.startsWith('shipped'));
+    expect(shipped).toHaveLength(2);
+    for (const r of shipped) expect(r.skipped === null && r.msPerCall! > 0).toBe(true);
+    // 9 frames at 2× → 5 latent frames of 4×4 patches: 80 video tokens a scene (4× would give 48)
+    expect(shipped.find((r) => r.component === 'step')!.config).toMatch(/3 scene × \(16 \+ 80\)/);
     // no latent dataset: a clear message
     const none = runCli(['--backend', 'wasm', 'train', 'dit', '--run', path.join(run, 'nothing'), '--steps', '1']);
     expect(none.code).toBe(2);
