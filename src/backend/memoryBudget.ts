@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError } from '../errors.js';
+import { FF_CHUNK_ROWS } from '../layers/feedForward.js';
 import { peakScoreBytes } from '../layers/maskedAttention.js';
 import type { SceneLayout } from '../model/sceneLayout.js';
 import { webGpuLimits } from './webgpu.js';
@@ -102,28 +103,35 @@ export interface TransformerDims {
 }
 
 /**
- * Live `[B, L, D]` and `[B, L, ffInner]` tensors at a block's peak, as `[B, L, D]` units with
- * ffInner = 4·D: tf.profile measures 21.0 (test/backend/memoryBudget.test.ts' model) and 21.2 (one
- * 5B-width block, 1 scene × 4,516 tokens); the estimate uses 6 + 4·4 = 22. (It was 48 before the
- * block freed its temporaries step by step.)
+ * A block's peak, in `[B, L, D]` float32 units ("act"), is the larger of its two halves (each runs
+ * in its own tidy), measured with tf.profile on single blocks (D 512, 1024, 3072; 1–3 scenes of
+ * 226 + 4,290 tokens; the cached weight transposes excluded) and the test model:
+ *
+ *   attention half   ATTN_ACTS·act + 3·score      q, k, v, their per-head copies, the output, the
+ *                                                residual stream and norm outputs; the largest
+ *                                                `[chunk, keys]` scores, softmax's temporaries, the
+ *                                                probabilities
+ *   MLP half         FF_ACTS·act + FF_CHUNKS·ff   input, outputs, the row-chunked `[rows, ffInner]`
+ *                                                temporaries (rows = min(B·L, FF_CHUNK_ROWS))
+ *
+ * Measured per block (units of act): D 512 → 11.7 / 13.7 (1 / 3 scenes), D 1024 → 12.0 / 9.7,
+ * D 3072 → 11.7 / 7.7, the test models (D 64: unchunked MLP 21.0; 4,112 tokens, scores dominate
+ * 49); the estimate is 0.95–1.45× of each.
+ * (The previous estimate, 22 acts regardless of L, was 2× high at 3 scenes.)
  */
-export const ACTS_D = 6;
-export const ACTS_FF = 4;
+export const ATTN_ACTS = 10;
+export const FF_ACTS = 5;
+export const FF_CHUNKS = 3.75;
 
-/**
- * Peak intermediate bytes of one transformer forward: a block's peak is in the MLP, where about
- * `ACTS_D` tensors of `[B, L, D]` (residual streams, norms, the joint input) and `ACTS_FF` of
- * `[B, L, ffInner]` (the hidden layer and GELU temporaries) are alive; the attention's largest score
- * block `[chunk, keys]` adds one head's worth. Float32 throughout.
- */
+/** Peak intermediate bytes of one transformer forward (float32): see ATTN_ACTS. */
 export function transformerPeakEstimate(d: TransformerDims): PeakEstimate {
-  const L = d.Lt + d.Lv;
-  const act = 4 * d.B * L * d.dim;
-  const ff = 4 * d.B * L * d.ffInner;
+  const n = d.B * (d.Lt + d.Lv);
+  const act = 4 * n * d.dim;
+  const ff = 4 * Math.min(n, FF_CHUNK_ROWS) * d.ffInner;
   const score = peakScoreBytes(d.layout, d.chunkSize);
   return {
-    totalBytes: ACTS_D * act + ACTS_FF * ff + 2 * score,
-    largestTensorBytes: Math.max(ff, score, 4 * d.B * d.heads * L * (d.dim / d.heads)),
+    totalBytes: Math.max(ATTN_ACTS * act + 3 * score, FF_ACTS * act + FF_CHUNKS * ff),
+    largestTensorBytes: Math.max(ff, score, act),
     hint: 'use fewer frames or scenes, a smaller size, or a backend with more memory (webgpu on a GPU)',
   };
 }
