@@ -4,16 +4,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/**
- * `a · b` for `a` `[m, k]` and `b` `[k, n]`, whose gradients are 2-D non-transposed matMuls as well:
- *
- *   ∂a = dy · bᵀ,   ∂b = aᵀ · dy     (explicit transposes, then the plain kernel)
- *
- * tfjs' own gradient calls `matMul(dy, b, false, true)` and `matMul(a, dy, true, false)`, which on
- * wasm take a generic loop 4–20× slower than an explicit transpose plus the fast kernel (a DiT
- * training step spent 74 % of its time there; BACKENDS.md §1). Forward: exactly `tf.matMul(a, b)`.
- */
-export const matMul2d = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+/** `tf.matMul(a, b)` with explicit-transpose gradients (see `matMul2d`). */
+const matMul2dWithGrad = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
   save([a, b]);
   return {
     value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
@@ -24,6 +16,20 @@ export const matMul2d = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.Gra
     },
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor2D;
+
+/**
+ * `a · b` for `a` `[m, k]` and `b` `[k, n]`, whose gradients are 2-D non-transposed matMuls as well:
+ *
+ *   ∂a = dy · bᵀ,   ∂b = aᵀ · dy     (explicit transposes, then the plain kernel)
+ *
+ * tfjs' own gradient calls `matMul(dy, b, false, true)` and `matMul(a, dy, true, false)`, which on
+ * wasm take a generic loop 4–20× slower than an explicit transpose plus the fast kernel (a DiT
+ * training step spent 74 % of its time there; BACKENDS.md §1). Forward: exactly `tf.matMul(a, b)`.
+ */
+export function matMul2d(a: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
+  // the custom-gradient wrapper costs ~25 µs a call; skip it when no gradient is being recorded
+  return tf.engine().isTapeOn() ? matMul2dWithGrad(a, b) : tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D);
+}
 
 /** `f(x)`, then `x` disposed: one step of a chain that keeps only the live activation. */
 export function consume(x: tf.Tensor, f: (x: tf.Tensor) => tf.Tensor): tf.Tensor {
