@@ -92,6 +92,8 @@ export interface EvaluateOptions {
   modes?: readonly EvalMode[];
   /** Also score the ground-truth renders (default true). */
   groundTruth?: boolean;
+  /** Also score the ground-truth renders after a VAE round trip, encode (posterior mean) → decode: the ceiling the decoder allows (default true). */
+  vaeRoundTrip?: boolean;
   onProgress?: (p: EvalProgress) => void;
   signal?: AbortSignal;
 }
@@ -132,6 +134,8 @@ export interface EvalResult {
   modes: Partial<Record<EvalMode, ModeResult>>;
   /** The ground-truth renders through the same metrics (the oracle's ceiling). */
   groundTruth?: { metrics: Metrics; misses: number[] };
+  /** The ground truth through the VAE (encode → decode), scored the same way. */
+  vaeRoundTrip?: { metrics: Metrics; misses: number[]; seconds: number };
   /** Present when all three modes ran. */
   claim?: ClaimCheck;
   seconds: number;
@@ -179,6 +183,15 @@ export async function videoToScenes(video: tf.Tensor, scenes: number): Promise<F
       for (let i = 0; i < T * plane; i++) out[c * T * plane + i] = 2 * data[from + i]! - 1;
     }
     return { data: out, T, H, W };
+  });
+}
+
+/** One scene `[3, T, H, W]` in [−1, 1] encoded (posterior mean) and decoded again, clipped to [−1, 1]. */
+export function roundTripScene(vae: { encode(x: tf.Tensor): { mean: tf.Tensor }; decode(z: tf.Tensor): tf.Tensor }, frames: Float32Array, T: number, H: number, W: number): Float32Array {
+  return tf.tidy(() => {
+    const x = tf.tensor(frames, [1, 3, T, H, W]); // [1, 3, T, H, W]
+    const post = vae.encode(x);
+    return tf.clipByValue(vae.decode(post.mean), -1, 1).dataSync() as Float32Array;
   });
 }
 
@@ -356,11 +369,23 @@ export async function evaluate(model: EvalModel, opts: EvaluateOptions = {}): Pr
   for (const r of results.values()) r.secondsPerClip = r.clips.length === 0 ? 0 : r.seconds / r.clips.length;
   const modeResults = Object.fromEntries(results) as Partial<Record<EvalMode, ModeResult>>;
 
+  const missed = (scores: ClipScore[]) => scores.filter((c) => !c.visual || c.scenes.some((s) => !s.semantic || !s.sequence)).map((c) => c.seed);
+  const { framesPerScene: T, height: H, width: W } = clip0;
   let groundTruth: EvalResult['groundTruth'];
   if (opts.groundTruth ?? true) {
-    const scores = sets.map((set) => scoreClip(set, sampleClip(set.seed, world).scenes.map((s) => ({ data: s.frames, T: clip0.framesPerScene, H: clip0.height, W: clip0.width }))));
-    const misses = scores.filter((c) => !c.visual || c.scenes.some((s) => !s.semantic || !s.sequence)).map((c) => c.seed);
-    groundTruth = { metrics: summarize(scores), misses };
+    const scores = sets.map((set) => scoreClip(set, sampleClip(set.seed, world).scenes.map((s) => ({ data: s.frames, T, H, W }))));
+    groundTruth = { metrics: summarize(scores), misses: missed(scores) };
+  }
+  let vaeRoundTrip: EvalResult['vaeRoundTrip'];
+  if (opts.vaeRoundTrip ?? true) {
+    const t = performance.now();
+    const scores: ClipScore[] = [];
+    for (const set of sets) {
+      if (opts.signal?.aborted === true) throw new Mask2DiTError('ABORTED', 'evaluation cancelled during the VAE round trip');
+      const frames = sampleClip(set.seed, world).scenes.map((s) => ({ data: roundTripScene(model.vae, s.frames, T, H, W), T, H, W }));
+      scores.push(scoreClip(set, frames));
+    }
+    vaeRoundTrip = { metrics: summarize(scores), misses: missed(scores), seconds: (performance.now() - t) / 1000 };
   }
   const claim = checkClaim(modeResults);
   return {
@@ -379,6 +404,7 @@ export async function evaluate(model: EvalModel, opts: EvaluateOptions = {}): Pr
     },
     modes: modeResults,
     ...(groundTruth !== undefined ? { groundTruth } : {}),
+    ...(vaeRoundTrip !== undefined ? { vaeRoundTrip } : {}),
     ...(claim !== undefined ? { claim } : {}),
     seconds: (performance.now() - t0) / 1000,
   };
@@ -394,6 +420,10 @@ export function formatTable(result: EvalResult): string {
   for (const mode of EVAL_MODES) {
     const r = result.modes[mode];
     if (r !== undefined) rows.push([MODE_LABELS[mode], pct(r.metrics.semantic), pct(r.metrics.visual), pct(r.metrics.sequence), r.seconds.toFixed(1), r.secondsPerClip.toFixed(2)]);
+  }
+  if (result.vaeRoundTrip !== undefined) {
+    const m = result.vaeRoundTrip.metrics;
+    rows.push(['ground truth through the VAE', pct(m.semantic), pct(m.visual), pct(m.sequence), result.vaeRoundTrip.seconds.toFixed(1), (result.vaeRoundTrip.seconds / Math.max(1, m.clips)).toFixed(2)]);
   }
   if (result.groundTruth !== undefined) {
     const m = result.groundTruth.metrics;

@@ -17,7 +17,7 @@ import { captionFor } from '../../src/data/captions.js';
 import { renderScene } from '../../src/data/render.js';
 import { COLOURS, SHAPES, sampleClip, type Clip } from '../../src/data/world.js';
 import { Mask2DiTError } from '../../src/errors.js';
-import { checkClaim, EVAL_MODES, evaluate, formatClaim, formatTable, HELD_OUT_FIRST_SEED, sceneNoise, selectCaptionSets, videoToScenes, type EvalResult } from '../../src/eval/evaluate.js';
+import { checkClaim, EVAL_MODES, evaluate, formatClaim, formatTable, HELD_OUT_FIRST_SEED, roundTripScene, sceneNoise, selectCaptionSets, videoToScenes, type EvalResult } from '../../src/eval/evaluate.js';
 import { scoreClip, summarize, type Metrics } from '../../src/eval/metrics.js';
 import { OutputExistsError } from '../../src/io/atomic.js';
 import { DEFAULT_MODEL_DIR, loadModelFolder, type LoadedModel } from '../../src/model/modelFolder.js';
@@ -101,6 +101,8 @@ describe('metrics', () => {
   });
 });
 
+const sets0 = selectCaptionSets(1, HELD_OUT_FIRST_SEED, 3);
+
 describe('per-scene noise', () => {
   beforeAll(async () => {
     await selectBackend('cpu');
@@ -116,6 +118,18 @@ describe('per-scene noise', () => {
     const cat = tf.concat(parts, 1);
     expect(Array.from(await cat.data())).toEqual(Array.from(await joint.data()));
     tf.dispose([joint, cat, ...parts]);
+  });
+
+  test('VAE round trip: an identity VAE gives back the frames (clipped to [-1, 1]), so the row would equal the ground truth', () => {
+    const clip = sampleClip(sets0[0]!.seed);
+    const identity = { encode: (x: tf.Tensor) => ({ mean: tf.mul(x, 1.5) }), decode: (z: tf.Tensor) => tf.div(z, 1.5) };
+    const before = tf.memory().numTensors;
+    const frames = clip.scenes.map((s) => ({ data: roundTripScene(identity, s.frames, clip.framesPerScene, clip.height, clip.width), T: clip.framesPerScene, H: clip.height, W: clip.width }));
+    expect(tf.memory().numTensors).toBe(before);
+    frames.forEach((f, i) => expect(Math.max(...Array.from(f.data, (v, j) => Math.abs(v - clip.scenes[i]!.frames[j]!)))).toBeLessThan(1e-6));
+    expect(summarize([scoreClip(sets0[0]!, frames)])).toMatchObject({ semantic: 1, visual: 1, sequence: 1 });
+    const outOfRange = roundTripScene({ encode: (x) => ({ mean: x }), decode: (z) => tf.mul(z, 3) }, clip.scenes[0]!.frames, clip.framesPerScene, clip.height, clip.width);
+    expect(Math.max(...outOfRange) <= 1 && Math.min(...outOfRange) >= -1).toBe(true);
   });
 
   test('decoded video [1, 3, S·T, H, W] in [0, 1] splits into per-scene [3, T, H, W] in [-1, 1]', async () => {
@@ -188,6 +202,14 @@ describe('evaluate on the shipped model (3 caption sets, 2 steps)', () => {
     b.clips.forEach((clip, k) => expect(c.clips[k]!.scenes[0]!.read).toEqual(clip.scenes[0]!.read));
   });
 
+  test('the ground truth through the VAE is scored on every clip, metrics in range', () => {
+    const r = result.vaeRoundTrip!;
+    expect(r.metrics).toMatchObject({ clips: 3, scenes: 9 });
+    for (const k of ['semantic', 'visual', 'sequence'] as const) expect(r.metrics[k] >= 0 && r.metrics[k] <= 1).toBe(true);
+    expect(r.seconds).toBeGreaterThan(0);
+    expect(r.misses.every((s) => result.settings.seeds.includes(s))).toBe(true);
+  });
+
   test('(a) is at least (b) on visual consistency on the fixed seed set; the ground truth scores 1', () => {
     expect(result.modes.joint!.metrics.visual).toBeGreaterThanOrEqual(result.modes.independent!.metrics.visual);
     expect(result.groundTruth).toEqual({ metrics: expect.objectContaining({ semantic: 1, visual: 1, sequence: 1 }), misses: [] });
@@ -196,7 +218,7 @@ describe('evaluate on the shipped model (3 caption sets, 2 steps)', () => {
 
   test('the table has a row per mode and the ground truth; the claim line says yes or no', () => {
     const table = formatTable(result);
-    for (const label of ['(a) joint', '(b) independent', '(c) autoregressive', 'ground truth']) expect(table).toContain(label);
+    for (const label of ['(a) joint', '(b) independent', '(c) autoregressive', 'ground truth through the VAE', 'ground truth (oracle ceiling)']) expect(table).toContain(label);
     expect(table).toMatch(/semantic\s+visual\s+sequence\s+seconds/);
     expect(formatClaim(result)).toMatch(/^\(a\) and \(c\) beat \(b\) on visual consistency without losing semantic consistency: (yes|no) /);
   });
