@@ -59,7 +59,9 @@ describe('mask2dit train', () => {
     const model = path.join(run, 'model');
     const ex = runCli(['--backend', 'wasm', 'train', 'export', '--run', run, '--out', model], { timeoutMs: 300_000 });
     expect(ex.code).toBe(0);
-    expect(fs.readFileSync(path.join(model, 'README.md'), 'utf8')).toMatch(/2 steps jointly with the text encoder/);
+    const card = fs.readFileSync(path.join(model, 'README.md'), 'utf8');
+    expect(card).toMatch(/2 steps jointly with the text encoder/);
+    expect(card).toMatch(/8× space \/ 2× time/); // the run's VAE, not CogVideoX's defaults
     const film = path.join(run, 'film.mp4');
     const g = runCli(['--backend', 'wasm', 'generate', '--model', model, '--scenes', 'examples/three-scenes.json', '--out', film, '--steps', '1', '--quiet'], { timeoutMs: 300_000 });
     expect(g.stderr).toBe('');
