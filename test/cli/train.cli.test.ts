@@ -39,13 +39,13 @@ describe('mask2dit train', () => {
     expect(p.code).toBe(0);
     expect(p.stderr).toMatch(/scaling_factor [\d.]+/);
     expect(fs.existsSync(path.join(run, 'latents.safetensors'))).toBe(true);
-    const dit = ['--backend', 'wasm', 'train', 'dit', '--run', run, '--layers', '1', '--heads', '2', '--head-dim', '16', '--text-layers', '1', '--batch', '1', '--quiet', '--checkpoint-every', '2'];
+    const dit = ['--backend', 'wasm', 'train', 'dit', '--run', run, '--layers', '1', '--heads', '2', '--head-dim', '16', '--text-layers', '1', '--patch-size', '4', '--batch', '1', '--quiet', '--checkpoint-every', '2'];
     const d = runCli([...dit, '--steps', '2'], { timeoutMs: 300_000 });
     expect(d.stderr).toBe('');
     expect(d.code).toBe(0);
     expect(lines(path.join(run, 'dit', 'loss.jsonl'))).toHaveLength(2);
     const cfgT = JSON.parse(fs.readFileSync(path.join(run, 'dit', 'transformer.json'), 'utf8')) as Record<string, unknown>;
-    expect(cfgT).toMatchObject({ temporal_compression_ratio: 2, sample_frames: 9 }); // the run's VAE decides
+    expect(cfgT).toMatchObject({ temporal_compression_ratio: 2, sample_frames: 9, patch_size: 4 }); // the run's VAE decides the ratio
     // resume with a different architecture: refused before any step runs
     const cfg = path.join(run, 'dit', 'transformer.json');
     const raw = JSON.parse(fs.readFileSync(cfg, 'utf8')) as Record<string, unknown>;
@@ -62,6 +62,7 @@ describe('mask2dit train', () => {
     const card = fs.readFileSync(path.join(model, 'README.md'), 'utf8');
     expect(card).toMatch(/2 steps jointly with the text encoder/);
     expect(card).toMatch(/8× space \/ 2× time/); // the run's VAE, not CogVideoX's defaults
+    expect(card).toMatch(/3D RoPE, patch 4,/);
     const film = path.join(run, 'film.mp4');
     const g = runCli(['--backend', 'wasm', 'generate', '--model', model, '--scenes', 'examples/three-scenes.json', '--out', film, '--steps', '1', '--quiet'], { timeoutMs: 300_000 });
     expect(g.stderr).toBe('');
@@ -74,8 +75,8 @@ describe('mask2dit train', () => {
     const shipped = rows.filter((r) => r.component === 'demo' || r.config.startsWith('shipped'));
     expect(shipped).toHaveLength(2);
     for (const r of shipped) expect(r.skipped === null && r.msPerCall! > 0).toBe(true);
-    // 9 frames at 2× → 5 latent frames of 4×4 patches: 80 video tokens a scene (4× would give 48)
-    expect(shipped.find((r) => r.component === 'step')!.config).toMatch(/3 scene × \(16 \+ 80\)/);
+    // 9 frames at 2× → 5 latent frames of 8×8 latents in 4×4 patches: 20 video tokens a scene (4× time would give 12)
+    expect(shipped.find((r) => r.component === 'step')!.config).toMatch(/3 scene × \(16 \+ 20\)/);
     // no latent dataset: a clear message
     const none = runCli(['--backend', 'wasm', 'train', 'dit', '--run', path.join(run, 'nothing'), '--steps', '1']);
     expect(none.code).toBe(2);
