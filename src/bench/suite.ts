@@ -337,14 +337,15 @@ async function demoRows(reps: number, weightsDir: string): Promise<Measured[]> {
   const cfg = `README demo: ${demo.scenes} scenes × ${demo.frames} frames ${demo.width}×${demo.height}, ${demo.steps} steps, guidance ${demo.guidance}`;
   if (dir === undefined || !fs.existsSync(path.join(dir, 'vae', 'config.json'))) return [{ config: cfg, ms: null, tokens: null, flops: null, formula: '-', peakBytes: null, reps: 0, skipped: NO_MODEL }];
   // steps × one guided step + one VAE decode per scene (the text encoder is not timed)
+  const latents = demoLatents(dir, demo);
   const model = await Mask2DiTTransformer.fromPretrained(dir);
   let step: Measured;
   try {
-    step = await forwardRow('demo step', model, demo.scenes, ...demoLatents(dir, demo), demo.guidance > 1 ? 2 : 1, reps);
+    step = await forwardRow('demo step', model, demo.scenes, ...latents, demo.guidance > 1 ? 2 : 1, reps);
   } finally {
     model.dispose();
   }
-  const dec = await vaeRow('demo scene', {}, demoLatents(dir, demo)[0], demo.height, demo.width, reps, dir);
+  const dec = await vaeRow('demo scene', {}, latents[0], demo.height, demo.width, reps, dir);
   const ms = demo.steps * step.ms! + demo.scenes * dec.ms!;
   const flops = demo.steps * step.flops! + demo.scenes * dec.flops!;
   return [{ config: cfg, ms, tokens: null, flops, formula: `steps·step + scenes·decode = ${demo.steps}·${G(step.flops!)} + ${demo.scenes}·${G(dec.flops!)} (text encoder excluded)`, peakBytes: Math.max(step.peakBytes!, dec.peakBytes!), reps: step.reps }];

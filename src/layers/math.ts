@@ -85,16 +85,23 @@ export function applyRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tens
   return consume(rotSin, (r) => tf.tidy(() => tf.add(tf.mul(x, cos), r)));
 }
 
+/** The values of `pairRotation(d)` by d (plain arrays: a cached tensor would belong to one backend). */
+const pairRotations = new Map<number, Float32Array>();
+
 /**
  * `R` `[d, d]` with `x·R = (−x1, x0, −x3, x2, …)`: R[2k+1, 2k] = −1, R[2k, 2k+1] = 1. One 2-D matMul
  * (exact: each output is ±one input plus zeros) instead of splitting the pairs, which on wasm is a
  * stride-2 slice of every element (5 ms per call at 196k elements, 10× the matMul).
  */
 function pairRotation(d: number): tf.Tensor2D {
-  const r = new Float32Array(d * d);
-  for (let k = 0; k < d / 2; k++) {
-    r[(2 * k + 1) * d + 2 * k] = -1;
-    r[2 * k * d + 2 * k + 1] = 1;
+  let r = pairRotations.get(d);
+  if (r === undefined) {
+    r = new Float32Array(d * d);
+    for (let k = 0; k < d / 2; k++) {
+      r[(2 * k + 1) * d + 2 * k] = -1;
+      r[2 * k * d + 2 * k + 1] = 1;
+    }
+    pairRotations.set(d, r);
   }
   return tf.tensor2d(r, [d, d]);
 }
