@@ -39,6 +39,11 @@ describe('mask2dit train', () => {
     expect(p.code).toBe(0);
     expect(p.stderr).toMatch(/scaling_factor [\d.]+/);
     expect(fs.existsSync(path.join(run, 'latents.safetensors'))).toBe(true);
+    // a chain rerun resumes its finished VAE stage after prepare calibrated scaling_factor: nothing to do, no refusal
+    const vaeAgain = runCli(['--backend', 'wasm', 'train', 'vae', '--run', run, '--widths', '4,4,4,4', '--temporal-compression', '2', '--fg-weight', '10', '--quiet', '--seed', '3', '--steps', '4', '--resume'], { timeoutMs: 300_000 });
+    expect(vaeAgain.stderr).toBe('');
+    expect(vaeAgain.code).toBe(0);
+    expect(lines(path.join(run, 'vae', 'loss.jsonl'))).toHaveLength(4);
     const dit = ['--backend', 'wasm', 'train', 'dit', '--run', run, '--layers', '1', '--heads', '2', '--head-dim', '16', '--text-layers', '1', '--patch-size', '4', '--batch', '1', '--quiet', '--checkpoint-every', '2'];
     const d = runCli([...dit, '--steps', '2'], { timeoutMs: 300_000 });
     expect(d.stderr).toBe('');

@@ -131,6 +131,11 @@ function vaeConfigFor(widths: number[], latentChannels: number, temporalCompress
   };
 }
 
+/** The VAE config a checkpoint is tied to: `train prepare` calibrates `scaling_factor` after training, so it is left out. */
+function trainedVaeConfig(raw: Record<string, unknown>): Record<string, unknown> {
+  return { ...raw, scaling_factor: 1.0 }; // same key order as vaeConfigFor, so older checkpoints still match
+}
+
 /** The run's VAE `temporal_compression_ratio` (the transformer's must match it). */
 function vaeTemporalCompression(run: string): number {
   const file = path.join(run, 'vae', 'config.json');
@@ -232,7 +237,7 @@ export function register(program: Command): void {
       if (o.resume !== true) fs.writeFileSync(cfgFile, JSON.stringify(raw, null, 2) + '\n');
       const opts = trainOptions(o);
       const vae = new CogVideoXVAE(config, WeightSource.random(opts.seed + 1));
-      const trainer = new Trainer('vae', { vae }, vaeObjective(vae, { batchSize: num(o.batch, '--batch'), klWeight: 1e-4, world: WORLD, clipSeeds: TRAIN_SEEDS, foregroundWeight: num(o.fgWeight, '--fg-weight', false) }), opts, { vae: JSON.stringify(raw) });
+      const trainer = new Trainer('vae', { vae }, vaeObjective(vae, { batchSize: num(o.batch, '--batch'), klWeight: 1e-4, world: WORLD, clipSeeds: TRAIN_SEEDS, foregroundWeight: num(o.fgWeight, '--fg-weight', false) }), opts, { vae: JSON.stringify(trainedVaeConfig(raw)) });
       await runStage('vae', dir, trainer, o);
       trainer.dispose();
       vae.dispose();
