@@ -5,8 +5,8 @@
 #
 #   npm run build && bash scripts/train-world.sh RUN_DIR [OUT_DIR]
 #
-# Cost on 2 cores, wasm, one thread (measured): VAE ~2 s/step → 4,000 steps ≈ 2.2 h; prepare ≈ 0.2 s
-# a clip; DiT 1.7 s/step (batch 4) → 3,000 steps ≈ 1.4 h; eval ≈ 10.5 s a caption set (3 modes).
+# Cost on 2 cores, wasm, one thread (measured 2026-11-27): VAE ~1.1 s/step → 3,000 steps ≈ 1 h; prepare
+# ≈ 5 min; DiT ~0.8 s/step (batch 4) → 3,000 steps ≈ 40 min; eval ≈ 9 s a caption set (3 modes) ≈ 15 min.
 # One thread leaves the other core free and is as fast as two for these small models (README, Backends).
 set -euo pipefail
 run=${1:?usage: bash scripts/train-world.sh RUN_DIR [OUT_DIR]}
