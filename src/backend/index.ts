@@ -30,14 +30,17 @@ export interface BackendOptions {
   /** wasm worker threads (default `MASK2DIT_THREADS`, else the number of logical cores). */
   threads?: number;
   /**
-   * wasm: how long the threaded build may take to start (its pthread pool of 8 workers must all
-   * load) before we fall back to one thread (default 60 s). A start that never finishes was seen
-   * once in CI, in a jest process that had started and stopped dozens of wasm instances.
+   * wasm: how long one try of the threaded start may take (its pthread pool of 8 workers must all
+   * load; normally ~0.1 s) before it is given up on (default 20 s). Starts that never finished were
+   * seen twice in CI, and a threaded start can also fail at once (a pool worker dies before loading).
    */
   initTimeoutMs?: number;
+  /** wasm: tries of the threaded start before falling back to one thread (default 3). */
+  initAttempts?: number;
 }
 
-export const WASM_INIT_TIMEOUT_MS = 60_000;
+export const WASM_INIT_TIMEOUT_MS = 20_000;
+export const WASM_INIT_ATTEMPTS = 3;
 
 /** What was selected, for logs and benchmark rows. */
 export interface BackendInfo {
@@ -74,38 +77,55 @@ export function resolveThreads(requested?: number): number {
 
 let wasmThreads: number | undefined;
 
-/** `tf.setBackend(name)`, or `'timeout'` if it has not settled after `ms`. */
-async function setBackendWithin(name: string, ms: number): Promise<boolean | 'timeout'> {
+/** `tf.setBackend(name)`, or why it was given up on: `after` ms passed, or `died` settled first. */
+async function setBackendUnless(name: string, after: number, died: Promise<string>): Promise<boolean | { failed: string }> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), ms);
+  const timeout = new Promise<{ failed: string }>((resolve) => {
+    timer = setTimeout(() => resolve({ failed: `did not start within ${after / 1000} s` }), after);
   });
   try {
-    return await Promise.race([tf.setBackend(name), timeout]);
+    return await Promise.race([tf.setBackend(name), timeout, died.then((reason) => ({ failed: reason }))]);
   } finally {
     clearTimeout(timer);
   }
 }
 
-async function initWasm(threads: number, timeoutMs: number): Promise<number> {
+/**
+ * One try of the threaded build: true/false from tfjs, or why it was given up on (its pool's workers
+ * are then terminated; calling setBackend again makes tfjs drop the pending start).
+ */
+async function tryThreadedWasm(threads: number, timeoutMs: number): Promise<boolean | { failed: string }> {
+  const start = prepareWasmThreads(tf.env(), threads);
+  let result: boolean | { failed: string };
+  try {
+    tfwasm.setThreadsCount(threads);
+    result = await setBackendUnless('wasm', timeoutMs, start.pool.died);
+  } finally {
+    start.restore();
+  }
+  if (typeof result === 'boolean') return result;
+  const failed = `${result.failed}; its pool: ${start.pool.describe()}`;
+  start.pool.terminate();
+  return { failed };
+}
+
+async function initWasm(threads: number, timeoutMs: number, attempts: number): Promise<number> {
   if (wasmThreads !== undefined && tf.engine().registry['wasm'] !== undefined) {
     if (threads !== wasmThreads) log.warn(`wasm already running with ${wasmThreads} threads; ignoring the request for ${threads}`);
     await tf.setBackend('wasm');
     return wasmThreads;
   }
-  let result: boolean | 'timeout';
-  let restore: (() => void) | undefined;
-  if (threads > 1) restore = prepareWasmThreads(tf.env(), threads);
-  try {
-    tfwasm.setThreadsCount(threads);
-    result = threads > 1 ? await setBackendWithin('wasm', timeoutMs) : await tf.setBackend('wasm');
-  } finally {
-    restore?.();
+  let result: boolean | { failed: string } = { failed: 'not tried' };
+  if (threads > 1) {
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      result = await tryThreadedWasm(threads, timeoutMs);
+      if (typeof result === 'boolean') break;
+      log.warn(`wasm: threaded start ${attempt}/${attempts} ${result.failed}`);
+    }
   }
-  if (result === 'timeout') {
-    // Calling setBackend again makes tfjs start a fresh instance and drop the pending one. The
-    // single-threaded build has no worker pool to wait for.
-    log.warn(`wasm: the threaded build did not start within ${timeoutMs / 1000} s; falling back to 1 thread`);
+  if (typeof result !== 'boolean') {
+    // The single-threaded build has no worker pool to wait for.
+    if (threads > 1) log.warn(`wasm: the threaded build did not start in ${attempts} tries; falling back to 1 thread`);
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
     tfwasm.setThreadsCount(1);
     result = await tf.setBackend('wasm');
@@ -124,7 +144,16 @@ export async function selectBackend(requested?: string, options: BackendOptions 
   const name = resolveBackendName(requested);
   switch (name) {
     case 'wasm': {
-      const threads = await initWasm(resolveThreads(options.threads), options.initTimeoutMs ?? WASM_INIT_TIMEOUT_MS);
+      for (const [key, value] of [['initTimeoutMs', options.initTimeoutMs], ['initAttempts', options.initAttempts]] as const) {
+        if (value !== undefined && !(Number.isInteger(value) && value >= 1)) {
+          throw new BackendError('wasm', `${key} must be a positive integer, got ${String(value)}`);
+        }
+      }
+      const threads = await initWasm(
+        resolveThreads(options.threads),
+        options.initTimeoutMs ?? WASM_INIT_TIMEOUT_MS,
+        options.initAttempts ?? WASM_INIT_ATTEMPTS,
+      );
       return { name, threads, device: `${os.cpus()[0]?.model ?? 'cpu'} (wasm SIMD, ${threads} thread${threads > 1 ? 's' : ''})` };
     }
     case 'cpu': {

@@ -14,10 +14,16 @@
  * names), makes `URL.createObjectURL` return those paths, and reports 2×threads logical cores while
  * the backend initialises. It is tied to the text of the pinned 4.22.0 bundle and throws if the
  * worker patch no longer applies.
+ *
+ * The start waits until all 8 pool workers have posted `loaded`; a worker that dies first leaves it
+ * waiting forever (and keeps the process alive: workers are only unref'd once loaded). Each start is
+ * therefore watched: the pool's workers are counted (created / online / loaded / exited / errored),
+ * a death before `loaded` is reported at once, and a start given up on can terminate its workers.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import workerThreads from 'node:worker_threads';
 
 const MAIN_SCRIPT_MARK = 'var WasmBackendModuleThreadedSimd';
 const WORKER_IMPORT = /var objectUrl=URL\.createObjectURL\(e\.data\.urlOrBlob\);importScripts\(objectUrl\);URL\.revokeObjectURL\(objectUrl\)/;
@@ -67,11 +73,106 @@ function installBlobHooks(): void {
   };
 }
 
+/** One threaded start's pthread pool, as seen from the main thread. */
+export interface PoolWatch {
+  /** Workers created, came online, posted `loaded`, exited, and failed with an error. */
+  counts(): { created: number; online: number; loaded: number; exited: number; errored: number };
+  /** Settles with a reason as soon as a worker exits or errors before it posted `loaded`. */
+  readonly died: Promise<string>;
+  /** One line for logs: `8 workers: 8 online, 7 loaded, 1 exited (code 1)`. */
+  describe(): string;
+  /** Terminate every worker of this start (for a start that is given up on). */
+  terminate(): void;
+}
+
+interface WatchedWorker {
+  worker: workerThreads.Worker;
+  online: boolean;
+  loaded: boolean;
+  exitCode?: number;
+  error?: string;
+}
+
+/** The watch that workers created right now are added to (only while a start is in progress). */
+let activeWatch: ((w: workerThreads.Worker) => void) | undefined;
+
+function watchPool(): { watch: PoolWatch; add: (w: workerThreads.Worker) => void } {
+  const workers: WatchedWorker[] = [];
+  let reportDeath: (reason: string) => void = () => {};
+  const died = new Promise<string>((resolve) => {
+    reportDeath = resolve;
+  });
+  const add = (worker: workerThreads.Worker): void => {
+    const w: WatchedWorker = { worker, online: false, loaded: false };
+    workers.push(w);
+    const index = workers.length;
+    worker.on('online', () => (w.online = true));
+    worker.on('message', (data: unknown) => {
+      if ((data as { cmd?: unknown } | null)?.cmd === 'loaded') w.loaded = true;
+    });
+    worker.on('error', (e: Error) => {
+      w.error = e.message;
+      if (!w.loaded) reportDeath(`pthread worker ${index} failed before it loaded: ${e.message}`);
+    });
+    worker.on('exit', (code: number) => {
+      w.exitCode = code;
+      if (!w.loaded) reportDeath(`pthread worker ${index} exited (code ${code}) before it loaded`);
+    });
+  };
+  const counts = () => ({
+    created: workers.length,
+    online: workers.filter((w) => w.online).length,
+    loaded: workers.filter((w) => w.loaded).length,
+    exited: workers.filter((w) => w.exitCode !== undefined).length,
+    errored: workers.filter((w) => w.error !== undefined).length,
+  });
+  const describe = (): string => {
+    const c = counts();
+    const codes = [...new Set(workers.flatMap((w) => (w.exitCode === undefined ? [] : [w.exitCode])))];
+    const errors = [...new Set(workers.flatMap((w) => (w.error === undefined ? [] : [w.error])))];
+    return (
+      `${c.created} workers: ${c.online} online, ${c.loaded} loaded, ${c.exited} exited` +
+      (codes.length > 0 ? ` (code ${codes.join(', ')})` : '') +
+      (errors.length > 0 ? `, ${c.errored} errored (${errors.join('; ')})` : '')
+    );
+  };
+  const terminate = (): void => {
+    for (const w of workers) if (w.exitCode === undefined) void w.worker.terminate();
+  };
+  return { watch: { counts, died, describe, terminate }, add };
+}
+
 /**
- * Prepare the threaded build: call before `tf.setBackend('wasm')`. Returns a function that undoes
- * the logical-core report; call it once the backend is ready.
+ * The worker class the Emscripten main script picks up (`require('worker_threads').Worker`, read
+ * when the factory runs): a subclass that hands each new worker to the active watch, if any.
  */
-export function prepareWasmThreads(env: { set(flag: string, value: boolean): void }, threads: number): () => void {
+function installWorkerWatch(): () => void {
+  const Base = workerThreads.Worker;
+  class WatchedWorkerClass extends Base {
+    constructor(...args: ConstructorParameters<typeof Base>) {
+      super(...args);
+      activeWatch?.(this);
+    }
+  }
+  workerThreads.Worker = WatchedWorkerClass;
+  return () => {
+    workerThreads.Worker = Base;
+  };
+}
+
+/** A threaded start in progress: see `prepareWasmThreads`. */
+export interface ThreadedStart {
+  /** The pool of this start. */
+  pool: PoolWatch;
+  /** Undo the logical-core report and the worker watch; call once the start settled or was dropped. */
+  restore(): void;
+}
+
+/**
+ * Prepare the threaded build: call before `tf.setBackend('wasm')`, and `restore()` once the
+ * backend is ready or the start is given up on.
+ */
+export function prepareWasmThreads(env: { set(flag: string, value: boolean): void }, threads: number): ThreadedStart {
   installBlobHooks();
   env.set('WASM_HAS_MULTITHREAD_SUPPORT', true);
   const realCpus = os.cpus;
@@ -79,7 +180,15 @@ export function prepareWasmThreads(env: { set(flag: string, value: boolean): voi
     const c = realCpus.call(os);
     return Array.from({ length: 2 * threads }, (_, i) => c[i % c.length]!);
   };
-  return () => {
-    os.cpus = realCpus;
+  const { watch, add } = watchPool();
+  activeWatch = add;
+  const uninstallWorkerWatch = installWorkerWatch();
+  return {
+    pool: watch,
+    restore: () => {
+      os.cpus = realCpus;
+      uninstallWorkerWatch();
+      if (activeWatch === add) activeWatch = undefined;
+    },
   };
 }
