@@ -21,6 +21,8 @@ export interface LatentDataset {
   tokens?(i: number): Int32Array;
   /** … or prompt embeddings `[S·T, textDim]`. */
   embeddings?(i: number): Float32Array;
+  /** `[F, h, w]`, 1 where a latent pixel covers the character (for `foregroundWeight`). */
+  foreground?(i: number): Uint8Array;
 }
 
 /** Anything that maps token ids `[B, L]` to embeddings `[B, L, D]` with trainable variables. */
@@ -36,6 +38,8 @@ export interface DitObjectiveOptions {
   pDropText?: number;
   /** Token ids of the empty prompt, one scene's worth (needed with `pDropText`). */
   emptyTokens?: Int32Array;
+  /** Loss weight of the character's latent pixels relative to the background's (default 1: plain mean). */
+  foregroundWeight?: number;
 }
 
 function checkDataset(model: Mask2DiTTransformer, data: LatentDataset, text: TextConditioner | undefined): void {
@@ -65,6 +69,11 @@ export function ditObjective(model: Mask2DiTTransformer, data: LatentDataset | L
   const sets = Array.isArray(data) ? data : [data];
   if (sets.length === 0) throw new Mask2DiTError('DATA', 'training data is empty');
   for (const d of sets) checkDataset(model, d, text);
+  const fgWeight = opts.foregroundWeight ?? 1;
+  if (!(fgWeight >= 1)) throw new Mask2DiTError('DATA', `foregroundWeight must be ≥ 1, got ${fgWeight}`);
+  if (fgWeight !== 1 && sets.some((d) => d.foreground === undefined)) {
+    throw new Mask2DiTError('DATA', 'a foreground weight was asked for but the latent dataset has no foreground masks (re-run `train prepare`)');
+  }
   const L = model.config.max_text_seq_length;
   if ((opts.pDropText ?? 0) > 0 && opts.emptyTokens?.length !== L) throw new Mask2DiTError('DATA', `pDropText needs emptyTokens of length max_text_seq_length ${L}`);
   return (_step, rng) => {
@@ -86,10 +95,15 @@ export function ditObjective(model: Mask2DiTTransformer, data: LatentDataset | L
     }
     const draw = drawFlow(rng, B, d.scenes, opts.pConditional);
     const noise = tf.tensor(rng.gaussians(latents.size), latents.shape, 'float32');
+    let weights: tf.Tensor | undefined;
+    if (fgWeight !== 1) {
+      const fg = concat(idx.map((i) => Float32Array.from(d.foreground!(i), (m) => 1 + (fgWeight - 1) * m)));
+      weights = tf.tensor(fg, [B, F, 1, h, w], 'float32'); // [B, F, 1, h, w]
+    }
     return {
-      loss: () => tf.tidy(() => flowMatchingLoss(model, { latents, text: embeds ?? text!.encode(ids!), scenes: d.scenes }, draw, noise)),
+      loss: () => tf.tidy(() => flowMatchingLoss(model, { latents, text: embeds ?? text!.encode(ids!), scenes: d.scenes, ...(weights !== undefined && { weights }) }, draw, noise)),
       info: { scenes: d.scenes, objective: draw.target === undefined ? 'joint' : `conditional:${draw.target}`, sigma: Number(draw.sigma[0]!.toFixed(4)) },
-      dispose: () => tf.dispose([latents, noise, ...(ids !== undefined ? [ids] : []), ...(embeds !== undefined ? [embeds] : [])]),
+      dispose: () => tf.dispose([latents, noise, ...(weights !== undefined ? [weights] : []), ...(ids !== undefined ? [ids] : []), ...(embeds !== undefined ? [embeds] : [])]),
     };
   };
 }

@@ -2,10 +2,12 @@
  * The rectified-flow (flow-matching) training objective for the Mask²DiT transformer, with both masks.
  *
  *   σ ~ U(0, 1) per clip,  ε ~ N(0, I),  x_σ = (1 − σ)·x₀ + σ·ε,  target velocity v* = ε − x₀
- *   loss = mean ‖f(x_σ, text, t = 1000σ) − v*‖²
+ *   loss = mean ‖f(x_σ, text, t = 1000σ) − v*‖²      (or Σ w·(f − v*)² / Σ w with per-latent-pixel weights w)
  *
  * which is what the flow-matching Euler sampler integrates (x ← x + (σ_next − σ)·f, t = 1000σ).
  * - Joint objective (mask 1): all scenes share σ and are denoised together under the symmetric mask.
+ * - Weights (optional, `[B, F, 1, h, w]`, broadcast over channels) let the character's few latent pixels
+ *   count more than the background that otherwise dominates the mean.
  * - Segment-level conditional objective (mask 2), with probability `pConditional` per batch: a target
  *   scene c ∈ [1, S) is noised, the earlier and later scenes stay clean (x₀) and are modulated with the
  *   conditioning timestep 0 (`clipIdx = c`, `timestepCond = 0`), and the loss covers scene c's frames only.
@@ -20,6 +22,15 @@ export interface FlowBatch {
   /** Prompt embeddings `[B, S·T, textDim]`. */
   text: tf.Tensor;
   scenes: number;
+  /** Optional loss weights per latent pixel `[B, F, 1, h, w]`. */
+  weights?: tf.Tensor;
+}
+
+/** mean((a − b)²), or Σ w·(a − b)² / (Σ w · C) with weights `w` `[B, F, 1, h, w]` over `[B, F, C, h, w]`. */
+export function meanSquaredError(a: tf.Tensor, b: tf.Tensor, w: tf.Tensor | undefined): tf.Scalar {
+  const se = tf.square(tf.sub(a, b));
+  if (w === undefined) return tf.mean(se) as tf.Scalar;
+  return tf.div(tf.sum(tf.mul(se, w)), tf.mul(tf.sum(w), a.shape[2]!)) as tf.Scalar;
 }
 
 export interface FlowDraw {
@@ -46,13 +57,14 @@ export function flowMatchingLoss(model: Mask2DiTTransformer, b: FlowBatch, draw:
     const timestep = draw.sigma.map((s) => 1000 * s);
     if (draw.target === undefined) {
       const pred = model.forward({ hiddenStates: noisy, encoderHiddenStates: b.text, timestep });
-      return tf.mean(tf.square(tf.sub(pred, velocity))) as tf.Scalar;
+      return meanSquaredError(pred, velocity, b.weights);
     }
     // conditional: only the target's frames are noised and scored
     const [s0, s1] = [draw.target * perScene, (draw.target + 1) * perScene];
     const frames = (x: tf.Tensor, a: number, n: number) => tf.slice(x, [0, a, 0, 0, 0], [-1, n, -1, -1, -1]);
     noisy = tf.concat([frames(b.latents, 0, s0), frames(noisy, s0, perScene), frames(b.latents, s1, F - s1)].filter((t) => t.shape[1]! > 0), 1);
     const pred = model.forward({ hiddenStates: noisy, encoderHiddenStates: b.text, timestep, clipIdx: draw.target, timestepCond: 0 });
-    return tf.mean(tf.square(tf.sub(frames(pred, s0, perScene), frames(velocity, s0, perScene)))) as tf.Scalar;
+    const w = b.weights !== undefined ? frames(b.weights, s0, perScene) : undefined;
+    return meanSquaredError(frames(pred, s0, perScene), frames(velocity, s0, perScene), w);
   });
 }

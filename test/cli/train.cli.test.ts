@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, test } from '@jest/globals';
+import { loadLatentGroups } from '../../src/train/latentData.js';
 import { runCli } from '../helpers/cli.js';
 
 const run = fs.mkdtempSync(path.join(os.tmpdir(), 'm2d-train-cli-'));
@@ -34,17 +35,26 @@ describe('mask2dit train', () => {
     expect(lines(path.join(dir, 'loss.jsonl')).map((r) => r.loss)).toEqual(full.map((r) => r.loss));
   }, 600_000);
 
-  test('prepare → dit: a latent dataset, then joint DiT + text-encoder training; mismatches refused', () => {
+  test('prepare → dit: a latent dataset, then joint DiT + text-encoder training; mismatches refused', async () => {
     const p = runCli(['--backend', 'wasm', 'train', 'prepare', '--run', run, '--clips', '3'], { timeoutMs: 300_000 });
     expect(p.code).toBe(0);
     expect(p.stderr).toMatch(/scaling_factor [\d.]+/);
-    expect(fs.existsSync(path.join(run, 'latents.safetensors'))).toBe(true);
+    const latents = path.join(run, 'latents.safetensors');
+    const groups = (await loadLatentGroups(latents)).groups;
+    expect(groups.length).toBeGreaterThan(0);
+    for (const g of groups) expect(g.foreground?.length).toBe(g.count * g.latentShape[0] * g.latentShape[2] * g.latentShape[3]); // where the character is
+    // prepare again: the calibration undoes the scaling_factor the first run wrote (it was recalibrated to ~1 before)
+    const vaeCfg = path.join(run, 'vae', 'config.json');
+    const scaling = () => (JSON.parse(fs.readFileSync(vaeCfg, 'utf8')) as { scaling_factor: number }).scaling_factor;
+    const first = scaling();
+    expect(runCli(['--backend', 'wasm', 'train', 'prepare', '--run', run, '--clips', '3'], { timeoutMs: 300_000 }).code).toBe(0);
+    expect(scaling()).toBeCloseTo(first, 4);
     // a chain rerun resumes its finished VAE stage after prepare calibrated scaling_factor: nothing to do, no refusal
     const vaeAgain = runCli(['--backend', 'wasm', 'train', 'vae', '--run', run, '--widths', '4,4,4,4', '--temporal-compression', '2', '--fg-weight', '10', '--quiet', '--seed', '3', '--steps', '4', '--resume'], { timeoutMs: 300_000 });
     expect(vaeAgain.stderr).toBe('');
     expect(vaeAgain.code).toBe(0);
     expect(lines(path.join(run, 'vae', 'loss.jsonl'))).toHaveLength(4);
-    const dit = ['--backend', 'wasm', 'train', 'dit', '--run', run, '--layers', '1', '--heads', '2', '--head-dim', '16', '--text-layers', '1', '--patch-size', '4', '--batch', '1', '--quiet', '--checkpoint-every', '2'];
+    const dit = ['--backend', 'wasm', 'train', 'dit', '--run', run, '--layers', '1', '--heads', '2', '--head-dim', '16', '--text-layers', '1', '--patch-size', '4', '--batch', '1', '--fg-weight', '10', '--quiet', '--checkpoint-every', '2'];
     const d = runCli([...dit, '--steps', '2'], { timeoutMs: 300_000 });
     expect(d.stderr).toBe('');
     expect(d.code).toBe(0);

@@ -256,7 +256,8 @@ export function register(program: Command): void {
       const probe = encodeWorldClips(vae, tokenizer, { clips: 16, firstSeed: 0, world: WORLD });
       const all = probe.flatMap((g) => Array.from(g.latents));
       const mean = all.reduce((a, b) => a + b, 0) / all.length;
-      const std = Math.sqrt(all.reduce((a, b) => a + (b - mean) ** 2, 0) / all.length);
+      // the probe is scaled by the config's scaling_factor (already calibrated when prepare runs again): undo it
+      const std = Math.sqrt(all.reduce((a, b) => a + (b - mean) ** 2, 0) / all.length) / vae.scalingFactor;
       const cfgFile = path.join(o.run, 'vae', 'config.json');
       const raw = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
       raw['scaling_factor'] = Number((1 / std).toPrecision(6));
@@ -279,7 +280,8 @@ export function register(program: Command): void {
     .option('--patch-size <n>', 'latent pixels per token side (2 as CogVideoX; 4 keeps the token count of a 2× finer VAE)', '2')
     .option('--p-conditional <p>', 'probability of the segment-level conditional objective', '0.3')
     .option('--p-drop-text <p>', 'probability of dropping a scene prompt (for guidance)', '0.1')
-    .action(async (o: StageOpts & { layers: string; heads: string; headDim: string; textLayers: string; patchSize: string; pConditional: string; pDropText: string }, cmd: Command) => {
+    .option('--fg-weight <w>', "flow loss weight of the character's latent pixels relative to the background's (1: plain mean)", '1')
+    .action(async (o: StageOpts & { layers: string; heads: string; headDim: string; textLayers: string; patchSize: string; pConditional: string; pDropText: string; fgWeight: string }, cmd: Command) => {
       await backendFromFlags(cmd);
       const dir = path.join(o.run, 'dit');
       checkStage(dir, o);
@@ -309,8 +311,10 @@ export function register(program: Command): void {
       const textEncoder = T5Encoder.init(eCfg, opts.seed + 3);
       const objective = ditObjective(transformer, groups.map(asDataset), {
         batchSize: num(o.batch, '--batch'), pConditional: num(o.pConditional, '--p-conditional', false), pDropText: num(o.pDropText, '--p-drop-text', false), emptyTokens: tokenizer.encode(''),
+        foregroundWeight: num(o.fgWeight, '--fg-weight', false),
       }, perSceneText(textEncoder, tokenizer.length));
-      const trainer = new Trainer('dit', { transformer, text_encoder: textEncoder }, objective, opts, { transformer: JSON.stringify(tRaw), text_encoder: JSON.stringify(eRaw) });
+      const objectiveConfig = JSON.stringify({ foregroundWeight: num(o.fgWeight, '--fg-weight', false) });
+      const trainer = new Trainer('dit', { transformer, text_encoder: textEncoder }, objective, opts, { transformer: JSON.stringify(tRaw), text_encoder: JSON.stringify(eRaw), objective: objectiveConfig });
       await runStage('dit', dir, trainer, o);
       trainer.dispose();
       transformer.dispose();
