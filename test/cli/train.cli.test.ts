@@ -92,6 +92,15 @@ describe('mask2dit train', () => {
     for (const r of shipped) expect(r.skipped === null && r.msPerCall! > 0).toBe(true);
     // 9 frames at 2× → 5 latent frames of 8×8 latents in 4×4 patches: 20 video tokens a scene (4× time would give 12)
     expect(shipped.find((r) => r.component === 'step')!.config).toMatch(/3 scene × \(16 \+ 20\)/);
+    // 2B-style positions (a sin-cos table instead of RoPE); an unknown kind is refused
+    const sc = path.join(run, 'sincos');
+    fs.mkdirSync(sc);
+    fs.cpSync(path.join(run, 'vae'), path.join(sc, 'vae'), { recursive: true });
+    fs.copyFileSync(latents, path.join(sc, 'latents.safetensors'));
+    const scArgs = [...dit.map((a) => (a === run ? sc : a)), '--steps', '1'];
+    expect(runCli([...scArgs, '--positions', 'alibi']).stderr).toMatch(/--positions: expected rope or sincos, got "alibi"/);
+    expect(runCli([...scArgs, '--positions', 'sincos'], { timeoutMs: 300_000 }).code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(sc, 'dit', 'transformer.json'), 'utf8'))).toMatchObject({ use_rotary_positional_embeddings: false });
     // no latent dataset: a clear message
     const none = runCli(['--backend', 'wasm', 'train', 'dit', '--run', path.join(run, 'nothing'), '--steps', '1']);
     expect(none.code).toBe(2);

@@ -203,7 +203,7 @@ grammar, later scenes say "it"). Weights are the EMA of training. Layout: \`weig
 | part | architecture | parameters | training |
 |---|---|---|---|
 | vae/ | AutoencoderKLCogVideoX, block_out_channels [${parts.vae.config.block_out_channels.join(', ')}], ${parts.vae.config.latent_channels} latent channels, ${parts.vae.spatialCompression}× space / ${parts.vae.temporalCompression}× time, scaling_factor ${parts.vae.config.scaling_factor} | ${n(parts.vae.countParams())} | ${v.steps} steps, batch ${meta['vaeBatch'] ?? 1}, ${v.hours.toFixed(2)} h; final loss (L1, character pixels weighted as in the commands below, + 1e-4·KL; mean of last 50) ${v.finalLoss.toFixed(4)} |
-| transformer/ | MultiPromptCogVideoXTransformer3DModel, ${t.num_layers} layers, ${t.num_attention_heads}×${t.attention_head_dim} heads, 3D RoPE, patch ${t.patch_size}, ${t.max_text_seq_length} text tokens a scene | ${n(parts.transformer.countParams())} | ${d.steps} steps jointly with the text encoder, ${d.hours.toFixed(2)} h; final flow-matching loss (character latent pixels weighted as in the commands below; mean of last 50) ${d.finalLoss.toFixed(4)} |
+| transformer/ | MultiPromptCogVideoXTransformer3DModel, ${t.num_layers} layers, ${t.num_attention_heads}×${t.attention_head_dim} heads, ${t.use_rotary_positional_embeddings === true ? "3D RoPE" : "3D sin-cos positions"}, patch ${t.patch_size}, ${t.max_text_seq_length} text tokens a scene | ${n(parts.transformer.countParams())} | ${d.steps} steps jointly with the text encoder, ${d.hours.toFixed(2)} h; final flow-matching loss (character latent pixels weighted as in the commands below; mean of last 50) ${d.finalLoss.toFixed(4)} |
 | text_encoder/ | T5-style encoder, d_model ${parts.textEncoder.config.d_model}, ${parts.textEncoder.config.num_layers} layers | ${n(parts.textEncoder.countParams())} | trained jointly with the transformer (from T5's initialisation) |
 | tokenizer/ | word tokenizer of the world's grammar, ${t.max_text_seq_length} ids a scene | – | – |
 | scheduler/ | FlowMatchEulerDiscreteScheduler, shift 1 | – | – |
@@ -280,9 +280,11 @@ export function register(program: Command): void {
     .option('--patch-size <n>', 'latent pixels per token side (2 as CogVideoX; 4 keeps the token count of a 2× finer VAE)', '2')
     .option('--p-conditional <p>', 'probability of the segment-level conditional objective', '0.3')
     .option('--p-drop-text <p>', 'probability of dropping a scene prompt (for guidance)', '0.1')
+    .option('--positions <kind>', 'video token positions: rope (3D RoPE in attention, as CogVideoX-5B) or sincos (a 3D sin-cos table added to the tokens, as CogVideoX-2B)', 'rope')
     .option('--fg-weight <w>', "flow loss weight of the character's latent pixels relative to the background's (1: plain mean)", '1')
-    .action(async (o: StageOpts & { layers: string; heads: string; headDim: string; textLayers: string; patchSize: string; pConditional: string; pDropText: string; fgWeight: string }, cmd: Command) => {
+    .action(async (o: StageOpts & { layers: string; heads: string; headDim: string; textLayers: string; patchSize: string; pConditional: string; pDropText: string; fgWeight: string; positions: string }, cmd: Command) => {
       await backendFromFlags(cmd);
+      if (o.positions !== 'rope' && o.positions !== 'sincos') throw new Mask2DiTError('OPTION', `--positions: expected rope or sincos, got "${o.positions}"`);
       const dir = path.join(o.run, 'dit');
       checkStage(dir, o);
       const { groups } = await loadLatentGroups(path.join(o.run, 'latents.safetensors'));
@@ -294,7 +296,7 @@ export function register(program: Command): void {
       const tRaw = o.resume === true ? JSON.parse(fs.readFileSync(tFile, 'utf8')) : {
         _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: num(o.heads, '--heads'), attention_head_dim: num(o.headDim, '--head-dim'),
         num_layers: num(o.layers, '--layers'), in_channels: C, out_channels: C, text_embed_dim: D, max_text_seq_length: tokenizer.length, time_embed_dim: D,
-        sample_height: h, sample_width: w, sample_frames: WORLD.framesPerScene, patch_size: num(o.patchSize, '--patch-size'), temporal_compression_ratio: vaeTemporalCompression(o.run), use_rotary_positional_embeddings: true, attn_msk_version: 2,
+        sample_height: h, sample_width: w, sample_frames: WORLD.framesPerScene, patch_size: num(o.patchSize, '--patch-size'), temporal_compression_ratio: vaeTemporalCompression(o.run), use_rotary_positional_embeddings: o.positions === 'rope', attn_msk_version: 2,
       };
       const eRaw = o.resume === true ? JSON.parse(fs.readFileSync(eFile, 'utf8')) : {
         vocab_size: tokenizer.vocabSize, d_model: D, d_kv: num(o.headDim, '--head-dim'), num_heads: num(o.heads, '--heads'), d_ff: 2 * D, num_layers: num(o.textLayers, '--text-layers'),
