@@ -62,6 +62,10 @@ export const FlowMatchSchedulerConfigSchema = z
     use_beta_sigmas: z.literal(false).default(false),
     time_shift_type: z.literal('exponential').default('exponential'),
     stochastic_sampling: z.literal(false).default(false),
+    // mask2dit extension: what the model predicts — the velocity ε − x₀ (every reference flow model) or
+    // the clean sample x₀ (then v = (x_σ − x̂₀)/σ; easier for small models, which must otherwise copy the
+    // input's noise through the network exactly)
+    prediction_type: z.enum(['flow_prediction', 'sample']).default('flow_prediction'),
   });
 
 export type FlowMatchSchedulerConfig = z.infer<typeof FlowMatchSchedulerConfigSchema>;

@@ -237,7 +237,10 @@ export async function saveModelFolder(dir: string, parts: ModelParts, options: S
       await writeFileAtomic(path.join(tmp, 'tokenizer', 'tokenizer.json'), json(parts.tokenizer.toJSON()));
     }
     fs.mkdirSync(path.join(tmp, 'scheduler'));
-    await writeFileAtomic(path.join(tmp, 'scheduler', 'scheduler_config.json'), json({ _diffusers_version: DIFFUSERS_VERSION, ...parts.schedulerConfig }));
+    // a velocity-predicting flow model's config stays exactly diffusers' (`prediction_type` is our extension)
+    const { prediction_type: prediction, ...standard } = parts.schedulerConfig as SchedulerConfig & { prediction_type?: string };
+    const scheduler = isFlowMatchConfig(parts.schedulerConfig) && prediction === 'flow_prediction' ? standard : parts.schedulerConfig;
+    await writeFileAtomic(path.join(tmp, 'scheduler', 'scheduler_config.json'), json({ _diffusers_version: DIFFUSERS_VERSION, ...scheduler }));
     for (const [name, text] of Object.entries(options.files ?? {})) await writeFileAtomic(path.join(tmp, name), text);
     await writeFileAtomic(path.join(tmp, 'model_index.json'), json(modelIndexFor(parts)));
     if (exists) {

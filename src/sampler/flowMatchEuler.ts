@@ -7,6 +7,8 @@
  *   schedule:  σ_i = shift(linspace(σ_max·T, σ_min·T, n)/T) (float64 → float32), then σ_n = 0
  *   timestep given to the model: t_i = σ_i·T (float32)
  *   step:      x ← x + (σ_{i+1} − σ_i)·v   (float32)
+ *   prediction_type 'sample' (a mask2dit extension): the model predicts x̂₀, v = (x − x̂₀)/σ, so the
+ *              step is x ← x̂₀ + (σ_{i+1}/σ_i)·(x − x̂₀)
  *
  * Reference quirk (`schedule: 'reference'`, default): σ_min is already shifted at construction and
  * `set_timesteps` shifts again, so for shift ≠ 1 the smallest non-zero σ is shifted twice (and the
@@ -86,6 +88,13 @@ export class FlowMatchEulerSampler implements Sampler {
     if (!Number.isInteger(stepIndex) || stepIndex < 0 || stepIndex >= n) throw new Mask2DiTError('STEPS', `flow-euler: step index must be in [0, ${n}), got ${stepIndex}`);
     const sigma = this.sigmas[stepIndex]!;
     const dt = f32(this.sigmas[stepIndex + 1]! - sigma);
+    if (this.config.prediction_type === 'sample') {
+      // the model predicts x̂₀: v = (x − x̂₀)/σ, so x + (σ_next − σ)·v = x̂₀ + (σ_next/σ)·(x − x̂₀)
+      return tf.tidy(() => ({
+        prevSample: tf.add(modelOutput, tf.mul(tf.sub(sample, modelOutput), f32(this.sigmas[stepIndex + 1]! / sigma))),
+        predOriginalSample: tf.clone(modelOutput),
+      }));
+    }
     return tf.tidy(() => ({
       prevSample: tf.add(sample, tf.mul(modelOutput, dt)), // x + (σ_next − σ)·v
       predOriginalSample: tf.sub(sample, tf.mul(modelOutput, sigma)), // x̂₀ = x − σ·v

@@ -40,6 +40,8 @@ export interface DitObjectiveOptions {
   emptyTokens?: Int32Array;
   /** Loss weight of the character's latent pixels relative to the background's (default 1: plain mean). */
   foregroundWeight?: number;
+  /** What the model learns to predict (default the velocity). */
+  prediction?: 'flow_prediction' | 'sample';
 }
 
 function checkDataset(model: Mask2DiTTransformer, data: LatentDataset, text: TextConditioner | undefined): void {
@@ -101,7 +103,7 @@ export function ditObjective(model: Mask2DiTTransformer, data: LatentDataset | L
       weights = tf.tensor(fg, [B, F, 1, h, w], 'float32'); // [B, F, 1, h, w]
     }
     return {
-      loss: () => tf.tidy(() => flowMatchingLoss(model, { latents, text: embeds ?? text!.encode(ids!), scenes: d.scenes, ...(weights !== undefined && { weights }) }, draw, noise)),
+      loss: () => tf.tidy(() => flowMatchingLoss(model, { latents, text: embeds ?? text!.encode(ids!), scenes: d.scenes, prediction: opts.prediction ?? 'flow_prediction', ...(weights !== undefined && { weights }) }, draw, noise)),
       info: { scenes: d.scenes, objective: draw.target === undefined ? 'joint' : `conditional:${draw.target}`, sigma: Number(draw.sigma[0]!.toFixed(4)) },
       dispose: () => tf.dispose([latents, noise, ...(weights !== undefined ? [weights] : []), ...(ids !== undefined ? [ids] : []), ...(embeds !== undefined ? [embeds] : [])]),
     };

@@ -4,6 +4,8 @@
  *   σ ~ U(0, 1) per clip,  ε ~ N(0, I),  x_σ = (1 − σ)·x₀ + σ·ε,  target velocity v* = ε − x₀
  *   loss = mean ‖f(x_σ, text, t = 1000σ) − v*‖²      (or Σ w·(f − v*)² / Σ w with per-latent-pixel weights w)
  *
+ * or, with prediction `sample`, the target x₀ instead of v* (the sampler then takes v = (x_σ − f)/σ).
+ *
  * which is what the flow-matching Euler sampler integrates (x ← x + (σ_next − σ)·f, t = 1000σ).
  * - Joint objective (mask 1): all scenes share σ and are denoised together under the symmetric mask.
  * - Weights (optional, `[B, F, 1, h, w]`, broadcast over channels) let the character's few latent pixels
@@ -24,6 +26,8 @@ export interface FlowBatch {
   scenes: number;
   /** Optional loss weights per latent pixel `[B, F, 1, h, w]`. */
   weights?: tf.Tensor;
+  /** What the model predicts: the velocity ε − x₀ (default) or the clean latents x₀ (`sample`). */
+  prediction?: 'flow_prediction' | 'sample';
 }
 
 /** mean((a − b)²), or Σ w·(a − b)² / (Σ w · C) with weights `w` `[B, F, 1, h, w]` over `[B, F, C, h, w]`. */
@@ -53,7 +57,7 @@ export function flowMatchingLoss(model: Mask2DiTTransformer, b: FlowBatch, draw:
     const perScene = F / b.scenes;
     const sigma = tf.reshape(tf.tensor1d(draw.sigma), [B, 1, 1, 1, 1]); // [B, 1, 1, 1, 1]
     let noisy = tf.add(tf.mul(tf.sub(1, sigma), b.latents), tf.mul(sigma, noise)); // [B, F, C, H, W]
-    const velocity = tf.sub(noise, b.latents); // [B, F, C, H, W]
+    const velocity = b.prediction === 'sample' ? b.latents : tf.sub(noise, b.latents); // the target: [B, F, C, H, W]
     const timestep = draw.sigma.map((s) => 1000 * s);
     if (draw.target === undefined) {
       const pred = model.forward({ hiddenStates: noisy, encoderHiddenStates: b.text, timestep });

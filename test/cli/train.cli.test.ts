@@ -78,6 +78,7 @@ describe('mask2dit train', () => {
     expect(card).toMatch(/2 steps jointly with the text encoder/);
     expect(card).toMatch(/8× space \/ 2× time/); // the run's VAE, not CogVideoX's defaults
     expect(card).toMatch(/3D RoPE, patch 4,/);
+    expect(JSON.parse(fs.readFileSync(path.join(model, 'scheduler', 'scheduler_config.json'), 'utf8'))).not.toHaveProperty('prediction_type'); // the default: diffusers' own keys only
     const film = path.join(run, 'film.mp4');
     const g = runCli(['--backend', 'wasm', 'generate', '--model', model, '--scenes', 'examples/three-scenes.json', '--out', film, '--steps', '1', '--quiet'], { timeoutMs: 300_000 });
     expect(g.stderr).toBe('');
@@ -92,15 +93,25 @@ describe('mask2dit train', () => {
     for (const r of shipped) expect(r.skipped === null && r.msPerCall! > 0).toBe(true);
     // 9 frames at 2× → 5 latent frames of 8×8 latents in 4×4 patches: 20 video tokens a scene (4× time would give 12)
     expect(shipped.find((r) => r.component === 'step')!.config).toMatch(/3 scene × \(16 \+ 20\)/);
-    // 2B-style positions (a sin-cos table instead of RoPE); an unknown kind is refused
+    // 2B-style positions (a sin-cos table instead of RoPE); unknown kinds are refused
     const sc = path.join(run, 'sincos');
     fs.mkdirSync(sc);
     fs.cpSync(path.join(run, 'vae'), path.join(sc, 'vae'), { recursive: true });
     fs.copyFileSync(latents, path.join(sc, 'latents.safetensors'));
     const scArgs = [...dit.map((a) => (a === run ? sc : a)), '--steps', '1'];
     expect(runCli([...scArgs, '--positions', 'alibi']).stderr).toMatch(/--positions: expected rope or sincos, got "alibi"/);
-    expect(runCli([...scArgs, '--positions', 'sincos'], { timeoutMs: 300_000 }).code).toBe(0);
+    expect(runCli([...scArgs, '--prediction', 'eps']).stderr).toMatch(/--prediction: expected flow or sample, got "eps"/);
+    // … trained to predict x₀: the scheduler config the export will write says so
+    expect(runCli([...scArgs, '--positions', 'sincos', '--prediction', 'sample'], { timeoutMs: 300_000 }).code).toBe(0);
     expect(JSON.parse(fs.readFileSync(path.join(sc, 'dit', 'transformer.json'), 'utf8'))).toMatchObject({ use_rotary_positional_embeddings: false });
+    expect(JSON.parse(fs.readFileSync(path.join(sc, 'dit', 'scheduler.json'), 'utf8'))).toMatchObject({ _class_name: 'FlowMatchEulerDiscreteScheduler', prediction_type: 'sample' });
+    const scModel = path.join(sc, 'model');
+    expect(runCli(['--backend', 'wasm', 'train', 'export', '--run', sc, '--out', scModel], { timeoutMs: 300_000 }).code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(scModel, 'scheduler', 'scheduler_config.json'), 'utf8'))).toMatchObject({ prediction_type: 'sample' });
+    expect(fs.readFileSync(path.join(scModel, 'README.md'), 'utf8')).toMatch(/3D sin-cos positions, patch 4,/);
+    const scFilm = runCli(['--backend', 'wasm', 'generate', '--model', scModel, '--scenes', 'examples/three-scenes.json', '--out', path.join(sc, 'film.mp4'), '--steps', '2', '--quiet'], { timeoutMs: 300_000 });
+    expect(scFilm.stderr).toBe('');
+    expect(scFilm.code).toBe(0);
     // no latent dataset: a clear message
     const none = runCli(['--backend', 'wasm', 'train', 'dit', '--run', path.join(run, 'nothing'), '--steps', '1']);
     expect(none.code).toBe(2);

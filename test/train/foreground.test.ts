@@ -1,5 +1,5 @@
 /**
- * Character-weighted flow loss: where the character is on the latent grid (`latentForeground`), the
+ * Character-weighted flow loss and x₀ prediction: where the character is on the latent grid (`latentForeground`), the
  * masks in the latent dataset file, and the weights reaching the DiT's flow-matching loss.
  */
 import fs from 'node:fs';
@@ -14,7 +14,10 @@ import { WeightSource } from '../../src/layers/weightSource.js';
 import { Mask2DiTTransformer } from '../../src/model/transformer.js';
 import { gaussianArray } from '../../src/sampler/noise.js';
 import { ditObjective, type LatentDataset } from '../../src/train/ditObjective.js';
-import { meanSquaredError } from '../../src/train/flowMatchingObjective.js';
+import { flowMatchingLoss, meanSquaredError } from '../../src/train/flowMatchingObjective.js';
+import { FlowMatchSchedulerConfigSchema } from '../../src/config/schedulerConfig.js';
+import { FlowMatchEulerSampler } from '../../src/sampler/flowMatchEuler.js';
+import { expectClose } from '../helpers/close.js';
 import { latentForeground, loadLatentGroups, saveLatentGroups, type LatentGroup } from '../../src/train/latentData.js';
 import { StepRng } from '../../src/train/rng.js';
 
@@ -137,5 +140,38 @@ describe('the weighted flow loss', () => {
     expect(() => ditObjective(m, data(), { batchSize: 1, pConditional: 0, foregroundWeight: 10 })).toThrow(/no foreground masks \(re-run `train prepare`\)/);
     expect(() => ditObjective(m, data(() => new Uint8Array(S * 16)), { batchSize: 1, pConditional: 0, foregroundWeight: 0.5 })).toThrow(/foregroundWeight must be ≥ 1, got 0.5/);
     m.dispose();
+  });
+});
+
+describe('x₀ prediction (`prediction_type: sample`)', () => {
+  test('the loss targets x₀ instead of ε − x₀', () => {
+    const x0 = tf.tensor(gaussianArray(2 * 2 * 4 * 4 * 4, 3), [2, 2, 4, 4, 4]);
+    const text = tf.zeros([2, 8, 8]);
+    const noise = tf.tensor(gaussianArray(x0.size, 4), x0.shape);
+    const zero = { forward: ({ hiddenStates }: { hiddenStates: tf.Tensor }) => tf.zerosLike(hiddenStates) } as unknown as Mask2DiTTransformer;
+    const draw = { sigma: [0.3, 0.8] };
+    const sample = flowMatchingLoss(zero, { latents: x0, text, scenes: 2, prediction: 'sample' }, draw, noise);
+    const flow = flowMatchingLoss(zero, { latents: x0, text, scenes: 2 }, draw, noise);
+    expect(sample.dataSync()[0]).toBeCloseTo(tf.mean(tf.square(x0)).dataSync()[0]!, 5);
+    expect(flow.dataSync()[0]).toBeCloseTo(tf.mean(tf.square(tf.sub(noise, x0))).dataSync()[0]!, 5);
+    tf.dispose([x0, text, noise, sample, flow]);
+  });
+
+  test('the Euler step from x̂₀ is the step from v = (x − x̂₀)/σ, and x̂₀ is passed through', () => {
+    const v = new FlowMatchEulerSampler(FlowMatchSchedulerConfigSchema.parse({}));
+    const s = new FlowMatchEulerSampler(FlowMatchSchedulerConfigSchema.parse({ prediction_type: 'sample' }));
+    v.setTimesteps(7);
+    s.setTimesteps(7);
+    const x = tf.tensor(gaussianArray(64, 5), [1, 4, 4, 4]);
+    const x0hat = tf.tensor(gaussianArray(64, 6), [1, 4, 4, 4]);
+    for (const i of [0, 3, 6]) {
+      const vel = tf.div(tf.sub(x, x0hat), v.sigmas[i]!);
+      const a = v.step(vel, i, x);
+      const b = s.step(x0hat, i, x);
+      expectClose(`step ${i}`, b.prevSample.dataSync(), a.prevSample.dataSync(), 1e-5, 1e-5);
+      expectClose(`x̂₀ ${i}`, b.predOriginalSample!.dataSync(), x0hat.dataSync(), 0, 0);
+      tf.dispose([vel, a.prevSample, a.predOriginalSample!, b.prevSample, b.predOriginalSample!]);
+    }
+    tf.dispose([x, x0hat]);
   });
 });

@@ -280,10 +280,13 @@ export function register(program: Command): void {
     .option('--patch-size <n>', 'latent pixels per token side (2 as CogVideoX; 4 keeps the token count of a 2× finer VAE)', '2')
     .option('--p-conditional <p>', 'probability of the segment-level conditional objective', '0.3')
     .option('--p-drop-text <p>', 'probability of dropping a scene prompt (for guidance)', '0.1')
+    .option('--prediction <kind>', 'what the transformer predicts: flow (the velocity ε − x₀, as every reference flow model) or sample (the clean latents x₀; written to the exported scheduler config)', 'flow')
     .option('--positions <kind>', 'video token positions: rope (3D RoPE in attention, as CogVideoX-5B) or sincos (a 3D sin-cos table added to the tokens, as CogVideoX-2B)', 'rope')
     .option('--fg-weight <w>', "flow loss weight of the character's latent pixels relative to the background's (1: plain mean)", '1')
-    .action(async (o: StageOpts & { layers: string; heads: string; headDim: string; textLayers: string; patchSize: string; pConditional: string; pDropText: string; fgWeight: string; positions: string }, cmd: Command) => {
+    .action(async (o: StageOpts & { layers: string; heads: string; headDim: string; textLayers: string; patchSize: string; pConditional: string; pDropText: string; fgWeight: string; positions: string; prediction: string }, cmd: Command) => {
       await backendFromFlags(cmd);
+      if (o.prediction !== 'flow' && o.prediction !== 'sample') throw new Mask2DiTError('OPTION', `--prediction: expected flow or sample, got "${o.prediction}"`);
+      const prediction = o.prediction === 'sample' ? 'sample' : 'flow_prediction';
       if (o.positions !== 'rope' && o.positions !== 'sincos') throw new Mask2DiTError('OPTION', `--positions: expected rope or sincos, got "${o.positions}"`);
       const dir = path.join(o.run, 'dit');
       checkStage(dir, o);
@@ -314,8 +317,12 @@ export function register(program: Command): void {
       const objective = ditObjective(transformer, groups.map(asDataset), {
         batchSize: num(o.batch, '--batch'), pConditional: num(o.pConditional, '--p-conditional', false), pDropText: num(o.pDropText, '--p-drop-text', false), emptyTokens: tokenizer.encode(''),
         foregroundWeight: num(o.fgWeight, '--fg-weight', false),
+        prediction,
       }, perSceneText(textEncoder, tokenizer.length));
-      const objectiveConfig = JSON.stringify({ foregroundWeight: num(o.fgWeight, '--fg-weight', false) });
+      // the default objective keeps the key set of checkpoints written before --prediction existed
+      const objectiveConfig = JSON.stringify({ foregroundWeight: num(o.fgWeight, '--fg-weight', false), ...(prediction === 'sample' && { prediction }) });
+      const schedulerFile = path.join(dir, 'scheduler.json');
+      if (o.resume !== true) fs.writeFileSync(schedulerFile, JSON.stringify(FlowMatchSchedulerConfigSchema.parse({ shift: 1.0, prediction_type: prediction }), null, 2) + '\n');
       const trainer = new Trainer('dit', { transformer, text_encoder: textEncoder }, objective, opts, { transformer: JSON.stringify(tRaw), text_encoder: JSON.stringify(eRaw), objective: objectiveConfig });
       await runStage('dit', dir, trainer, o);
       trainer.dispose();
@@ -341,7 +348,7 @@ export function register(program: Command): void {
       await loadEma(path.join(dir, 'checkpoint.safetensors'), { transformer, text_encoder: textEncoder });
       const { metadata } = await loadLatentGroups(path.join(o.run, 'latents.safetensors'));
       const card = modelCard(o.run, { transformer, vae, textEncoder }, { clips: metadata['clips'] ?? '?', machine: info.device, commands: o.commands });
-      await saveModelFolder(o.out, { transformer, vae, textEncoder, tokenizer: WordTokenizer.forWorld(tRaw.max_text_seq_length), schedulerConfig: FlowMatchSchedulerConfigSchema.parse({ shift: 1.0 }), samplerName: 'flow-euler' }, { force: o.force === true, files: { 'README.md': card } });
+      await saveModelFolder(o.out, { transformer, vae, textEncoder, tokenizer: WordTokenizer.forWorld(tRaw.max_text_seq_length), schedulerConfig: FlowMatchSchedulerConfigSchema.parse(fs.existsSync(path.join(dir, 'scheduler.json')) ? JSON.parse(fs.readFileSync(path.join(dir, 'scheduler.json'), 'utf8')) : { shift: 1.0 }), samplerName: 'flow-euler' }, { force: o.force === true, files: { 'README.md': card } });
       process.stderr.write(`export: wrote ${o.out}\n`);
       for (const m of [vae, transformer, textEncoder]) m.dispose();
     });
