@@ -57,11 +57,11 @@ export function flowMatchingLoss(model: Mask2DiTTransformer, b: FlowBatch, draw:
     const perScene = F / b.scenes;
     const sigma = tf.reshape(tf.tensor1d(draw.sigma), [B, 1, 1, 1, 1]); // [B, 1, 1, 1, 1]
     let noisy = tf.add(tf.mul(tf.sub(1, sigma), b.latents), tf.mul(sigma, noise)); // [B, F, C, H, W]
-    const velocity = b.prediction === 'sample' ? b.latents : tf.sub(noise, b.latents); // the target: [B, F, C, H, W]
+    const target = b.prediction === 'sample' ? b.latents : tf.sub(noise, b.latents); // x₀ or v* = ε − x₀: [B, F, C, H, W]
     const timestep = draw.sigma.map((s) => 1000 * s);
     if (draw.target === undefined) {
       const pred = model.forward({ hiddenStates: noisy, encoderHiddenStates: b.text, timestep });
-      return meanSquaredError(pred, velocity, b.weights);
+      return meanSquaredError(pred, target, b.weights);
     }
     // conditional: only the target's frames are noised and scored
     const [s0, s1] = [draw.target * perScene, (draw.target + 1) * perScene];
@@ -69,6 +69,6 @@ export function flowMatchingLoss(model: Mask2DiTTransformer, b: FlowBatch, draw:
     noisy = tf.concat([frames(b.latents, 0, s0), frames(noisy, s0, perScene), frames(b.latents, s1, F - s1)].filter((t) => t.shape[1]! > 0), 1);
     const pred = model.forward({ hiddenStates: noisy, encoderHiddenStates: b.text, timestep, clipIdx: draw.target, timestepCond: 0 });
     const w = b.weights !== undefined ? frames(b.weights, s0, perScene) : undefined;
-    return meanSquaredError(frames(pred, s0, perScene), frames(velocity, s0, perScene), w);
+    return meanSquaredError(frames(pred, s0, perScene), frames(target, s0, perScene), w);
   });
 }
