@@ -61,7 +61,8 @@ export const FlowMatchSchedulerConfigSchema = z
     use_exponential_sigmas: z.literal(false).default(false),
     use_beta_sigmas: z.literal(false).default(false),
     time_shift_type: z.literal('exponential').default('exponential'),
-    stochastic_sampling: z.literal(false).default(false),
+    // re-noise each step with fresh ε around x̂₀ (src/sampler/flowMatchEuler.ts)
+    stochastic_sampling: z.boolean().default(false),
     // mask2dit extension: what the model predicts — the velocity ε − x₀ (every reference flow model) or
     // the clean sample x₀ (then v = (x_σ − x̂₀)/σ; easier for small models, which must otherwise copy the
     // input's noise through the network exactly)

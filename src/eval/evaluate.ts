@@ -115,6 +115,8 @@ export interface ClaimCheck {
   visual: { jointMinusIndependent: number; autoregressiveMinusIndependent: number };
   semantic: { jointMinusIndependent: number; autoregressiveMinusIndependent: number };
   holds: boolean;
+  /** The same comparison with visual consistency on colour alone (diagnostic; `holds` ignores it). */
+  visualColour: { jointMinusIndependent: number; autoregressiveMinusIndependent: number; holds: boolean };
 }
 
 export interface EvalResult {
@@ -276,8 +278,11 @@ export function checkClaim(modes: Partial<Record<EvalMode, { metrics: Metrics }>
   const visual = { jointMinusIndependent: a.visual - b.visual, autoregressiveMinusIndependent: c.visual - b.visual };
   const semantic = { jointMinusIndependent: a.semantic - b.semantic, autoregressiveMinusIndependent: c.semantic - b.semantic };
   const eps = 1e-12;
-  const holds = visual.jointMinusIndependent > eps && visual.autoregressiveMinusIndependent > eps && semantic.jointMinusIndependent >= -semanticTolerance - eps && semantic.autoregressiveMinusIndependent >= -semanticTolerance - eps;
-  return { claim: CLAIM, semanticTolerance, visual, semantic, holds };
+  const semanticKept = semantic.jointMinusIndependent >= -semanticTolerance - eps && semantic.autoregressiveMinusIndependent >= -semanticTolerance - eps;
+  const holds = visual.jointMinusIndependent > eps && visual.autoregressiveMinusIndependent > eps && semanticKept;
+  const colour = { jointMinusIndependent: a.visualColour - b.visualColour, autoregressiveMinusIndependent: c.visualColour - b.visualColour };
+  const visualColour = { ...colour, holds: colour.jointMinusIndependent > eps && colour.autoregressiveMinusIndependent > eps && semanticKept };
+  return { claim: CLAIM, semanticTolerance, visual, semantic, holds, visualColour };
 }
 
 // ---- the evaluation -----------------------------------------------------------------------------------
@@ -423,17 +428,17 @@ export function formatTable(result: EvalResult): string {
   const rows: string[][] = [];
   for (const mode of EVAL_MODES) {
     const r = result.modes[mode];
-    if (r !== undefined) rows.push([MODE_LABELS[mode], pct(r.metrics.semantic), pct(r.metrics.visual), pct(r.metrics.sequence), r.seconds.toFixed(1), r.secondsPerClip.toFixed(2)]);
+    if (r !== undefined) rows.push([MODE_LABELS[mode], pct(r.metrics.semantic), pct(r.metrics.visual), pct(r.metrics.sequence), pct(r.metrics.visualColour), r.seconds.toFixed(1), r.secondsPerClip.toFixed(2)]);
   }
   if (result.vaeRoundTrip !== undefined) {
     const m = result.vaeRoundTrip.metrics;
-    rows.push(['ground truth through the VAE', pct(m.semantic), pct(m.visual), pct(m.sequence), result.vaeRoundTrip.seconds.toFixed(1), (result.vaeRoundTrip.seconds / Math.max(1, m.clips)).toFixed(2)]);
+    rows.push(['ground truth through the VAE', pct(m.semantic), pct(m.visual), pct(m.sequence), pct(m.visualColour), result.vaeRoundTrip.seconds.toFixed(1), (result.vaeRoundTrip.seconds / Math.max(1, m.clips)).toFixed(2)]);
   }
   if (result.groundTruth !== undefined) {
     const m = result.groundTruth.metrics;
-    rows.push(['ground truth (oracle ceiling)', pct(m.semantic), pct(m.visual), pct(m.sequence), '-', '-']);
+    rows.push(['ground truth (oracle ceiling)', pct(m.semantic), pct(m.visual), pct(m.sequence), pct(m.visualColour), '-', '-']);
   }
-  const head = ['mode', 'semantic', 'visual', 'sequence', 'seconds', 's/clip'];
+  const head = ['mode', 'semantic', 'visual', 'sequence', 'visual (colour only)', 'seconds', 's/clip'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const s = result.settings;
@@ -450,5 +455,9 @@ export function formatClaim(result: EvalResult): string {
   const c = result.claim;
   if (c === undefined) return `${CLAIM}: not checked (needs all three modes)`;
   const d = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}`;
-  return `${CLAIM}: ${c.holds ? 'yes' : 'no'} (visual a−b ${d(c.visual.jointMinusIndependent)}, c−b ${d(c.visual.autoregressiveMinusIndependent)} points; semantic a−b ${d(c.semantic.jointMinusIndependent)}, c−b ${d(c.semantic.autoregressiveMinusIndependent)} points, tolerance ${(100 * c.semanticTolerance).toFixed(0)})`;
+  const v = c.visualColour;
+  return [
+    `${CLAIM}: ${c.holds ? 'yes' : 'no'} (visual a−b ${d(c.visual.jointMinusIndependent)}, c−b ${d(c.visual.autoregressiveMinusIndependent)} points; semantic a−b ${d(c.semantic.jointMinusIndependent)}, c−b ${d(c.semantic.autoregressiveMinusIndependent)} points, tolerance ${(100 * c.semanticTolerance).toFixed(0)})`,
+    `the same on colour only (diagnostic): ${v.holds ? 'yes' : 'no'} (visual colour a−b ${d(v.jointMinusIndependent)}, c−b ${d(v.autoregressiveMinusIndependent)} points)`,
+  ].join('\n');
 }

@@ -8,6 +8,13 @@
  *   sequence   share of scenes whose character is found in every frame and moves continuously
  *              (the oracle's `continuous`: no centroid jump, no area jump between frames)
  *
+ * and one diagnostic beside them:
+ *
+ *   visualColour  share of clips whose character has the first caption's colour in every scene,
+ *              shape ignored. A VAE that blurs the small characters into blobs makes the shape
+ *              unreadable (the evaluation's "ground truth through the VAE" row shows how often);
+ *              colour survives, so this still measures whether identity carries across the cuts.
+ *
  * Whatever the oracle cannot read ('unknown') is a miss. Pure JavaScript: the same code scores
  * generated videos and ground-truth renders (which must score 1, up to the oracle's accuracy).
  */
@@ -36,6 +43,8 @@ export interface ClipScore {
   read: { colour: Maybe<Colour>; shape: Maybe<Shape>; sameCharacter: boolean };
   /** Same character in every scene, and it is the captioned one. */
   visual: boolean;
+  /** Every scene's character has the captioned colour (shape not looked at). */
+  visualColour: boolean;
   scenes: SceneScore[];
 }
 
@@ -43,10 +52,12 @@ export interface Metrics {
   semantic: number;
   visual: number;
   sequence: number;
+  /** Diagnostic: visual consistency on colour alone. */
+  visualColour: number;
   clips: number;
   scenes: number;
-  /** Hits behind each share: semantic and sequence count scenes, visual counts clips. */
-  hits: { semantic: number; visual: number; sequence: number };
+  /** Hits behind each share: semantic and sequence count scenes, visual and visualColour count clips. */
+  hits: { semantic: number; visual: number; sequence: number; visualColour: number };
 }
 
 /** A caption set as the world gives it (`sampleCaptionSet`): only the captions are used. */
@@ -85,7 +96,8 @@ export function scoreClip(set: CaptionSetLike, frames: readonly FramesInput[]): 
   });
   const { colour, shape } = reading.character;
   const visual = reading.sameCharacter && colour === expected.character.colour && shape === expected.character.shape;
-  return { seed: set.seed, expected: expected.character, read: { colour, shape, sameCharacter: reading.sameCharacter }, visual, scenes };
+  const visualColour = scenes.every((sc) => sc.read.colour === expected.character.colour);
+  return { seed: set.seed, expected: expected.character, read: { colour, shape, sameCharacter: reading.sameCharacter }, visual, visualColour, scenes };
 }
 
 /** The three shares over a list of scored clips (0 for an empty list). */
@@ -95,12 +107,14 @@ export function summarize(clips: readonly ClipScore[]): Metrics {
     semantic: scenes.filter((s) => s.semantic).length,
     visual: clips.filter((c) => c.visual).length,
     sequence: scenes.filter((s) => s.sequence).length,
+    visualColour: clips.filter((c) => c.visualColour).length,
   };
   const share = (k: number, n: number) => (n === 0 ? 0 : k / n);
   return {
     semantic: share(hits.semantic, scenes.length),
     visual: share(hits.visual, clips.length),
     sequence: share(hits.sequence, scenes.length),
+    visualColour: share(hits.visualColour, clips.length),
     clips: clips.length,
     scenes: scenes.length,
     hits,

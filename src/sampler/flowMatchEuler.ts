@@ -9,6 +9,8 @@
  *   step:      x ← x + (σ_{i+1} − σ_i)·v   (float32)
  *   prediction_type 'sample' (a mask2dit extension): the model predicts x̂₀, v = (x − x̂₀)/σ, so the
  *              step is x ← x̂₀ + (σ_{i+1}/σ_i)·(x − x̂₀)
+ *   stochastic_sampling (diffusers ≥ 0.33): x̂₀ as above, then fresh noise instead of the implied one:
+ *              x ← (1 − σ_{i+1})·x̂₀ + σ_{i+1}·ε_i   (ε_i from `options.noise`, draw 0 of step i)
  *
  * Reference quirk (`schedule: 'reference'`, default): σ_min is already shifted at construction and
  * `set_timesteps` shifts again, so for shift ≠ 1 the smallest non-zero σ is shifted twice (and the
@@ -18,7 +20,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { FlowMatchSchedulerConfig } from '../config/schedulerConfig.js';
 import { Mask2DiTError } from '../errors.js';
-import { rowShape, type Sampler, type StepOutput } from './sampler.js';
+import { rowShape, type Sampler, type StepOptions, type StepOutput } from './sampler.js';
 
 const f32 = Math.fround;
 
@@ -82,12 +84,14 @@ export class FlowMatchEulerSampler implements Sampler {
     return tf.clone(sample);
   }
 
-  step(modelOutput: tf.Tensor, stepIndex: number, sample: tf.Tensor): StepOutput {
+  step(modelOutput: tf.Tensor, stepIndex: number, sample: tf.Tensor, options: StepOptions = {}): StepOutput {
     const n = this.ts.length;
     if (n === 0) throw new Mask2DiTError('STEPS', 'flow-euler: call setTimesteps before step');
     if (!Number.isInteger(stepIndex) || stepIndex < 0 || stepIndex >= n) throw new Mask2DiTError('STEPS', `flow-euler: step index must be in [0, ${n}), got ${stepIndex}`);
     const sigma = this.sigmas[stepIndex]!;
-    const dt = f32(this.sigmas[stepIndex + 1]! - sigma);
+    const next = this.sigmas[stepIndex + 1]!;
+    const dt = f32(next - sigma);
+    if (this.config.stochastic_sampling) return this.stochasticStep(modelOutput, sigma, next, stepIndex, sample, options);
     if (this.config.prediction_type === 'sample') {
       // the model predicts x̂₀: v = (x − x̂₀)/σ, so x + (σ_next − σ)·v = x̂₀ + (σ_next/σ)·(x − x̂₀)
       return tf.tidy(() => ({
@@ -99,6 +103,19 @@ export class FlowMatchEulerSampler implements Sampler {
       prevSample: tf.add(sample, tf.mul(modelOutput, dt)), // x + (σ_next − σ)·v
       predOriginalSample: tf.sub(sample, tf.mul(modelOutput, sigma)), // x̂₀ = x − σ·v
     }));
+  }
+
+  /** x ← (1 − σ_next)·x̂₀ + σ_next·ε with fresh ε (none drawn at the last step, where σ_next = 0). */
+  private stochasticStep(modelOutput: tf.Tensor, sigma: number, next: number, stepIndex: number, sample: tf.Tensor, options: StepOptions): StepOutput {
+    if (next > 0 && options.noise === undefined) throw new Mask2DiTError('STEPS', 'flow-euler: stochastic_sampling draws noise at every step; pass options.noise');
+    const noise = next > 0 ? options.noise!(sample.shape, stepIndex, 0) : null;
+    const out = tf.tidy(() => {
+      const x0 = this.config.prediction_type === 'sample' ? tf.clone(modelOutput) : tf.sub(sample, tf.mul(modelOutput, sigma)); // x̂₀
+      const prev = noise === null ? tf.clone(x0) : tf.add(tf.mul(x0, f32(1 - next)), tf.mul(noise, next));
+      return { prevSample: prev, predOriginalSample: x0 };
+    });
+    noise?.dispose();
+    return out;
   }
 
   /**

@@ -26,11 +26,11 @@ import { gaussianNoise, STREAM } from '../../src/sampler/noise.js';
 const framesOf = (clip: Clip) => clip.scenes.map((s) => ({ data: s.frames, T: clip.framesPerScene, H: clip.height, W: clip.width }));
 
 /** Clip `seed` with scene `scene` re-rendered with another character (colour and shape both changed, still visible). */
-function withCharacterChanged(seed: number, scene: number): Clip {
+function withCharacterChanged(seed: number, scene: number, keepColour = false): Clip {
   const clip = sampleClip(seed);
   const { character } = clip;
   const s = clip.scenes[scene]!;
-  const colour = COLOURS.find((c) => c !== character.colour && c !== s.attributes.background)!;
+  const colour = keepColour ? character.colour : COLOURS.find((c) => c !== character.colour && c !== s.attributes.background)!;
   const shape = SHAPES.find((x) => x !== character.shape && x !== 'circle')!; // circles cannot be seen spinning
   const other = { ...clip, character: { ...character, colour, shape } };
   const scenes = clip.scenes.map((sc, i) => (i === scene ? { ...sc, frames: renderScene(other, sc) } : sc));
@@ -52,7 +52,7 @@ describe('metrics', () => {
   test('ground-truth renders score 1 on all three metrics', () => {
     const scores = sets.map((set) => scoreClip(set, framesOf(sampleClip(set.seed))));
     const m = summarize(scores);
-    expect(m).toMatchObject({ semantic: 1, visual: 1, sequence: 1, clips: 8, scenes: 24, hits: { semantic: 24, visual: 8, sequence: 24 } });
+    expect(m).toMatchObject({ semantic: 1, visual: 1, sequence: 1, visualColour: 1, clips: 8, scenes: 24, hits: { semantic: 24, visual: 8, sequence: 24, visualColour: 8 } });
     for (const c of scores) expect(c.read).toEqual({ ...c.expected, sameCharacter: true });
   });
 
@@ -61,8 +61,16 @@ describe('metrics', () => {
     const score = scoreClip(sets[0]!, framesOf(withCharacterChanged(seed, 1)));
     expect(score.visual).toBe(false);
     expect(score.read.sameCharacter).toBe(false);
-    expect(summarize([score])).toMatchObject({ visual: 0, sequence: 1 });
+    expect(summarize([score])).toMatchObject({ visual: 0, sequence: 1, visualColour: 0 });
     expect(score.scenes[0]!.semantic && score.scenes[2]!.semantic).toBe(true);
+  });
+
+  test('colour-only visual consistency ignores a change of shape, not a change of colour', () => {
+    const seed = sets[3]!.seed;
+    const shapeOnly = scoreClip(sets[3]!, framesOf(withCharacterChanged(seed, 2, true)));
+    expect(shapeOnly.scenes[2]!.read.shape).not.toBe(shapeOnly.expected.shape);
+    expect([shapeOnly.visual, shapeOnly.visualColour]).toEqual([false, true]);
+    expect(summarize([shapeOnly])).toMatchObject({ visual: 0, visualColour: 1, hits: { visual: 0, visualColour: 1 } });
   });
 
   test('the same character in every scene that is not the captioned one is a visual miss', () => {
@@ -73,6 +81,7 @@ describe('metrics', () => {
     const score = scoreClip(lying, framesOf(clip));
     expect(score.read.sameCharacter).toBe(true);
     expect(score.visual).toBe(false);
+    expect(score.visualColour).toBe(false);
   });
 
   test("what the oracle cannot read ('unknown') is a miss on every metric", () => {
@@ -81,7 +90,7 @@ describe('metrics', () => {
     const blank = clip.scenes.map((s) => ({ data: new Float32Array(s.frames.length).fill(-1), T: clip.framesPerScene, H: clip.height, W: clip.width })); // black frames: no character, no palette colour
     const score = scoreClip(set, blank);
     expect(score.read.colour).toBe('unknown');
-    expect(summarize([score])).toMatchObject({ semantic: 0, visual: 0, sequence: 0 });
+    expect(summarize([score])).toMatchObject({ semantic: 0, visual: 0, sequence: 0, visualColour: 0 });
   });
 
   test('captions outside the grammar and frame counts that do not match are typed errors', () => {
@@ -93,8 +102,15 @@ describe('metrics', () => {
   });
 
   test('the claim check compares (a) and (c) with (b)', () => {
-    const m = (semantic: number, visual: number): { metrics: Metrics } => ({ metrics: { semantic, visual, sequence: 1, clips: 1, scenes: 3, hits: { semantic: 0, visual: 0, sequence: 0 } } });
+    const m = (semantic: number, visual: number, visualColour = visual): { metrics: Metrics } => ({ metrics: { semantic, visual, sequence: 1, visualColour, clips: 1, scenes: 3, hits: { semantic: 0, visual: 0, sequence: 0, visualColour: 0 } } });
     expect(checkClaim({ joint: m(0.9, 0.8), independent: m(0.9, 0.2), autoregressive: m(0.89, 0.6) })?.holds).toBe(true);
+    // colour only: a diagnostic beside the claim, never part of `holds`
+    const colour = checkClaim({ joint: m(0.9, 0, 0.5), independent: m(0.9, 0, 0.1), autoregressive: m(0.9, 0, 0.4) })!;
+    expect(colour.holds).toBe(false);
+    expect(colour.visualColour.holds).toBe(true);
+    expect(colour.visualColour.jointMinusIndependent).toBeCloseTo(0.4, 12);
+    expect(colour.visualColour.autoregressiveMinusIndependent).toBeCloseTo(0.3, 12);
+    expect(checkClaim({ joint: m(0.5, 0, 0.5), independent: m(0.9, 0, 0.1), autoregressive: m(0.9, 0, 0.4) })!.visualColour.holds).toBe(false); // semantic lost
     expect(checkClaim({ joint: m(0.9, 0.8), independent: m(0.9, 0.2), autoregressive: m(0.8, 0.6) })?.holds).toBe(false); // semantic lost
     expect(checkClaim({ joint: m(0.9, 0.2), independent: m(0.9, 0.2), autoregressive: m(0.9, 0.6) })?.holds).toBe(false); // visual not beaten
     expect(checkClaim({ joint: m(0.9, 0.8), independent: m(0.9, 0.2) })).toBeUndefined();
@@ -172,12 +188,13 @@ describe('evaluate on the shipped model (3 caption sets, 2 steps)', () => {
       expect(r.clips).toHaveLength(3);
       const m = r.metrics;
       expect(m).toMatchObject({ clips: 3, scenes: 9 });
-      for (const k of ['semantic', 'visual', 'sequence'] as const) {
+      for (const k of ['semantic', 'visual', 'sequence', 'visualColour'] as const) {
         expect(m[k]).toBeGreaterThanOrEqual(0);
         expect(m[k]).toBeLessThanOrEqual(1);
       }
       const scenes = r.clips.flatMap((c) => c.scenes);
-      expect(m.hits).toEqual({ semantic: scenes.filter((s) => s.semantic).length, visual: r.clips.filter((c) => c.visual).length, sequence: scenes.filter((s) => s.sequence).length });
+      expect(m.hits).toEqual({ semantic: scenes.filter((s) => s.semantic).length, visual: r.clips.filter((c) => c.visual).length, sequence: scenes.filter((s) => s.sequence).length, visualColour: r.clips.filter((c) => c.visualColour).length });
+      for (const c of r.clips) expect(c.visualColour).toBe(c.scenes.every((sc) => sc.read.colour === c.expected.colour));
       expect(m.semantic).toBeCloseTo(m.hits.semantic / 9, 12);
       expect(m.visual).toBeCloseTo(m.hits.visual / 3, 12);
       r.clips.forEach((c, k) => {
@@ -219,8 +236,8 @@ describe('evaluate on the shipped model (3 caption sets, 2 steps)', () => {
   test('the table has a row per mode and the ground truth; the claim line says yes or no', () => {
     const table = formatTable(result);
     for (const label of ['(a) joint', '(b) independent', '(c) autoregressive', 'ground truth through the VAE', 'ground truth (oracle ceiling)']) expect(table).toContain(label);
-    expect(table).toMatch(/semantic\s+visual\s+sequence\s+seconds/);
-    expect(formatClaim(result)).toMatch(/^\(a\) and \(c\) beat \(b\) on visual consistency without losing semantic consistency: (yes|no) /);
+    expect(table).toMatch(/semantic\s+visual\s+sequence\s+visual \(colour only\)\s+seconds/);
+    expect(formatClaim(result)).toMatch(/^\(a\) and \(c\) beat \(b\) on visual consistency without losing semantic consistency: (yes|no) .*\nthe same on colour only \(diagnostic\): (yes|no) /);
   });
 
   test('no tensor is left behind: a second evaluation ends with as many tensors as the first (the model caches some on first use)', async () => {
