@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError } from '../errors.js';
 import type { Mask2DiTTransformer } from '../model/transformer.js';
-import { drawFlow, flowMatchingLoss } from './flowMatchingObjective.js';
+import { drawFlow, flowMatchingLoss, type SigmaSampling } from './flowMatchingObjective.js';
 import type { Objective } from './trainer.js';
 
 /** Clips of S scenes: latents `[F, C, h, w]` each (scenes' frames concatenated) and their prompts. */
@@ -42,6 +42,8 @@ export interface DitObjectiveOptions {
   foregroundWeight?: number;
   /** What the model learns to predict (default the velocity). */
   prediction?: 'flow_prediction' | 'sample';
+  /** How σ is drawn per clip (default uniform). */
+  sigmaSampling?: SigmaSampling;
 }
 
 function checkDataset(model: Mask2DiTTransformer, data: LatentDataset, text: TextConditioner | undefined): void {
@@ -95,7 +97,7 @@ export function ditObjective(model: Mask2DiTTransformer, data: LatentDataset | L
       const e = idx.map((i) => d.embeddings!(i));
       embeds = tf.tensor(concat(e), [B, d.scenes * L, e[0]!.length / (d.scenes * L)], 'float32');
     }
-    const draw = drawFlow(rng, B, d.scenes, opts.pConditional);
+    const draw = drawFlow(rng, B, d.scenes, opts.pConditional, opts.sigmaSampling);
     const noise = tf.tensor(rng.gaussians(latents.size), latents.shape, 'float32');
     let weights: tf.Tensor | undefined;
     if (fgWeight !== 1) {

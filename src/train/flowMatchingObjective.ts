@@ -1,7 +1,9 @@
 /**
  * The rectified-flow (flow-matching) training objective for the Mask²DiT transformer, with both masks.
  *
- *   σ ~ U(0, 1) per clip,  ε ~ N(0, I),  x_σ = (1 − σ)·x₀ + σ·ε,  target velocity v* = ε − x₀
+ *   σ ~ U(0, 1) per clip (or logit-normal: σ = sigmoid(n), n ~ N(0, 1), as SD3; it spends the steps on
+ *   mid σ, where samplers go wrong, instead of σ → 0, where x_σ ≈ x₀ is easy),
+ *   ε ~ N(0, I),  x_σ = (1 − σ)·x₀ + σ·ε,  target velocity v* = ε − x₀
  *   loss = mean ‖f(x_σ, text, t = 1000σ) − v*‖²      (or Σ w·(f − v*)² / Σ w with per-latent-pixel weights w)
  *
  * or, with prediction `sample`, the target x₀ instead of v* (the sampler then takes v = (x_σ − f)/σ).
@@ -43,9 +45,21 @@ export interface FlowDraw {
   target?: number;
 }
 
+export type SigmaSampling = 'uniform' | 'logit-normal';
+
+/** σ per clip: uniform, or sigmoid of a standard normal (Box–Muller on two uniforms a clip). */
+function drawSigmas(rng: StepRng, batch: number, sampling: SigmaSampling): number[] {
+  if (sampling === 'uniform') return Array.from(rng.uniforms(batch));
+  const u = rng.uniforms(2 * batch);
+  return Array.from({ length: batch }, (_, i) => {
+    const n = Math.sqrt(-2 * Math.log(Math.max(u[2 * i]!, 1e-300))) * Math.cos(2 * Math.PI * u[2 * i + 1]!);
+    return 1 / (1 + Math.exp(-n));
+  });
+}
+
 /** Draw σ per clip, the objective and ε for one step (deterministic from the step's rng). */
-export function drawFlow(rng: StepRng, batch: number, scenes: number, pConditional: number): FlowDraw {
-  const sigma = Array.from(rng.uniforms(batch), (u) => Math.min(0.999, Math.max(0.001, u)));
+export function drawFlow(rng: StepRng, batch: number, scenes: number, pConditional: number, sampling: SigmaSampling = 'uniform'): FlowDraw {
+  const sigma = drawSigmas(rng, batch, sampling).map((u) => Math.min(0.999, Math.max(0.001, u)));
   const cond = scenes > 1 && rng.uniforms(1)[0]! < pConditional;
   return cond ? { sigma, target: rng.int(1, scenes) } : { sigma };
 }

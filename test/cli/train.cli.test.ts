@@ -7,6 +7,13 @@ import { afterAll, describe, expect, test } from '@jest/globals';
 import { loadLatentGroups } from '../../src/train/latentData.js';
 import { runCli } from '../helpers/cli.js';
 
+/** The `__metadata__` of a safetensors file (header only). */
+function checkpointMetadata(file: string): Record<string, string> {
+  const buf = fs.readFileSync(file);
+  const n = Number(buf.readBigUInt64LE(0));
+  return (JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as { __metadata__: Record<string, string> }).__metadata__;
+}
+
 const run = fs.mkdtempSync(path.join(os.tmpdir(), 'm2d-train-cli-'));
 afterAll(() => fs.rmSync(run, { recursive: true, force: true }));
 const lines = (f: string) => fs.readFileSync(f, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { step: number; loss: number });
@@ -101,8 +108,10 @@ describe('mask2dit train', () => {
     const scArgs = [...dit.map((a) => (a === run ? sc : a)), '--steps', '1'];
     expect(runCli([...scArgs, '--positions', 'alibi']).stderr).toMatch(/--positions: expected rope or sincos, got "alibi"/);
     expect(runCli([...scArgs, '--prediction', 'eps']).stderr).toMatch(/--prediction: expected flow or sample, got "eps"/);
-    // … trained to predict x₀: the scheduler config the export will write says so
-    expect(runCli([...scArgs, '--positions', 'sincos', '--prediction', 'sample'], { timeoutMs: 300_000 }).code).toBe(0);
+    expect(runCli([...scArgs, '--sigma-sampling', 'beta']).stderr).toMatch(/--sigma-sampling: expected uniform or logit-normal, got "beta"/);
+    // … trained to predict x₀ (σ logit-normal): the scheduler config the export will write says so
+    expect(runCli([...scArgs, '--positions', 'sincos', '--prediction', 'sample', '--sigma-sampling', 'logit-normal'], { timeoutMs: 300_000 }).code).toBe(0);
+    expect(JSON.parse(checkpointMetadata(path.join(sc, 'dit', 'checkpoint.safetensors'))['config.objective']!)).toEqual({ foregroundWeight: 1, prediction: 'sample', sigmaSampling: 'logit-normal' });
     expect(JSON.parse(fs.readFileSync(path.join(sc, 'dit', 'transformer.json'), 'utf8'))).toMatchObject({ use_rotary_positional_embeddings: false });
     expect(JSON.parse(fs.readFileSync(path.join(sc, 'dit', 'scheduler.json'), 'utf8'))).toMatchObject({ _class_name: 'FlowMatchEulerDiscreteScheduler', prediction_type: 'sample' });
     const scModel = path.join(sc, 'model');

@@ -25,6 +25,7 @@ import { T5Encoder } from '../../text/textEncoder.js';
 import { WordTokenizer } from '../../text/tokenizer.js';
 import { loadCheckpoint } from '../../train/checkpoint.js';
 import { ditObjective, perSceneText } from '../../train/ditObjective.js';
+import type { SigmaSampling } from '../../train/flowMatchingObjective.js';
 import { asDataset, encodeWorldClips, loadLatentGroups, saveLatentGroups } from '../../train/latentData.js';
 import { writeLossCurve } from '../../train/lossCurve.js';
 import { TRAIN_DEFAULTS, Trainer, type StepRecord, type TrainOptions } from '../../train/trainer.js';
@@ -283,10 +284,13 @@ export function register(program: Command): void {
     .option('--prediction <kind>', 'what the transformer predicts: flow (the velocity ε − x₀, as every reference flow model) or sample (the clean latents x₀; written to the exported scheduler config)', 'flow')
     .option('--positions <kind>', 'video token positions: rope (3D RoPE in attention, as CogVideoX-5B) or sincos (a 3D sin-cos table added to the tokens, as CogVideoX-2B)', 'rope')
     .option('--fg-weight <w>', "flow loss weight of the character's latent pixels relative to the background's (1: plain mean)", '1')
-    .action(async (o: StageOpts & { layers: string; heads: string; headDim: string; textLayers: string; patchSize: string; pConditional: string; pDropText: string; fgWeight: string; positions: string; prediction: string }, cmd: Command) => {
+    .option('--sigma-sampling <kind>', 'how the noise level σ is drawn per clip: uniform, or logit-normal (sigmoid of N(0, 1), as SD3: more mid σ, fewer σ near 0)', 'uniform')
+    .action(async (o: StageOpts & { layers: string; heads: string; headDim: string; textLayers: string; patchSize: string; pConditional: string; pDropText: string; fgWeight: string; positions: string; prediction: string; sigmaSampling: string }, cmd: Command) => {
       await backendFromFlags(cmd);
       if (o.prediction !== 'flow' && o.prediction !== 'sample') throw new Mask2DiTError('OPTION', `--prediction: expected flow or sample, got "${o.prediction}"`);
       const prediction = o.prediction === 'sample' ? 'sample' : 'flow_prediction';
+      if (o.sigmaSampling !== 'uniform' && o.sigmaSampling !== 'logit-normal') throw new Mask2DiTError('OPTION', `--sigma-sampling: expected uniform or logit-normal, got "${o.sigmaSampling}"`);
+      const sigmaSampling: SigmaSampling = o.sigmaSampling;
       if (o.positions !== 'rope' && o.positions !== 'sincos') throw new Mask2DiTError('OPTION', `--positions: expected rope or sincos, got "${o.positions}"`);
       const dir = path.join(o.run, 'dit');
       checkStage(dir, o);
@@ -318,9 +322,10 @@ export function register(program: Command): void {
         batchSize: num(o.batch, '--batch'), pConditional: num(o.pConditional, '--p-conditional', false), pDropText: num(o.pDropText, '--p-drop-text', false), emptyTokens: tokenizer.encode(''),
         foregroundWeight: num(o.fgWeight, '--fg-weight', false),
         prediction,
+        sigmaSampling,
       }, perSceneText(textEncoder, tokenizer.length));
-      // the default objective keeps the key set of checkpoints written before --prediction existed
-      const objectiveConfig = JSON.stringify({ foregroundWeight: num(o.fgWeight, '--fg-weight', false), ...(prediction === 'sample' && { prediction }) });
+      // the default objective keeps the key set of checkpoints written before --prediction and --sigma-sampling existed
+      const objectiveConfig = JSON.stringify({ foregroundWeight: num(o.fgWeight, '--fg-weight', false), ...(prediction === 'sample' && { prediction }), ...(sigmaSampling !== 'uniform' && { sigmaSampling }) });
       const schedulerFile = path.join(dir, 'scheduler.json');
       if (o.resume !== true) fs.writeFileSync(schedulerFile, JSON.stringify(FlowMatchSchedulerConfigSchema.parse({ shift: 1.0, prediction_type: prediction }), null, 2) + '\n');
       const trainer = new Trainer('dit', { transformer, text_encoder: textEncoder }, objective, opts, { transformer: JSON.stringify(tRaw), text_encoder: JSON.stringify(eRaw), objective: objectiveConfig });

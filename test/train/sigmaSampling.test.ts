@@ -1,0 +1,69 @@
+/**
+ * How the flow objective draws σ per clip: uniform (the default, unchanged), or logit-normal
+ * (σ = sigmoid(n), n ~ N(0, 1)), reproducible from (seed, step) like every training draw.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
+import { parseTransformerConfig } from '../../src/config/transformerConfig.js';
+import { WeightSource } from '../../src/layers/weightSource.js';
+import { Mask2DiTTransformer } from '../../src/model/transformer.js';
+import { gaussianArray } from '../../src/sampler/noise.js';
+import { ditObjective } from '../../src/train/ditObjective.js';
+import { drawFlow } from '../../src/train/flowMatchingObjective.js';
+import { StepRng } from '../../src/train/rng.js';
+
+beforeAll(async () => {
+  await selectBackend('cpu');
+});
+afterAll(() => shutdownBackends());
+
+const draws = (sampling: 'uniform' | 'logit-normal', steps: number, batch = 8) =>
+  Array.from({ length: steps }, (_, k) => drawFlow(new StepRng(7, k), batch, 3, 0.3, sampling).sigma).flat();
+
+describe('σ sampling of the flow objective', () => {
+  test('uniform is the step rng\'s uniforms, clipped to [0.001, 0.999] (what every earlier run drew)', () => {
+    const want = Array.from(new StepRng(7, 3).uniforms(8), (u) => Math.min(0.999, Math.max(0.001, u)));
+    expect(drawFlow(new StepRng(7, 3), 8, 3, 0.3).sigma).toEqual(want);
+    expect(drawFlow(new StepRng(7, 3), 8, 3, 0.3, 'uniform').sigma).toEqual(want);
+  });
+
+  test('logit-normal: logit(σ) has mean 0 and standard deviation 1; few σ near 0 or 1', () => {
+    const s = draws('logit-normal', 500); // 4,000 draws
+    const logits = s.map((x) => Math.log(x / (1 - x)));
+    const mean = logits.reduce((a, b) => a + b, 0) / logits.length;
+    const sd = Math.sqrt(logits.reduce((a, b) => a + (b - mean) ** 2, 0) / logits.length);
+    expect(Math.abs(mean)).toBeLessThan(0.06); // 4 standard errors
+    expect(Math.abs(sd - 1)).toBeLessThan(0.05);
+    // P(σ < 0.1) = Φ(logit 0.1 = −2.197) ≈ 0.014, against 0.1 for uniform
+    const low = s.filter((x) => x < 0.1).length / s.length;
+    expect(low).toBeGreaterThan(0.005);
+    expect(low).toBeLessThan(0.03);
+    expect(draws('uniform', 500).filter((x) => x < 0.1).length / 4000).toBeGreaterThan(0.08);
+    expect(Math.min(...s) >= 0.001 && Math.max(...s) <= 0.999).toBe(true);
+  });
+
+  test('the same (seed, step) draws the same σ, objective and target', () => {
+    for (const k of [0, 5, 99]) expect(drawFlow(new StepRng(11, k), 4, 3, 0.5, 'logit-normal')).toEqual(drawFlow(new StepRng(11, k), 4, 3, 0.5, 'logit-normal'));
+    expect(drawFlow(new StepRng(11, 1), 4, 3, 0.5, 'logit-normal').sigma).not.toEqual(drawFlow(new StepRng(11, 2), 4, 3, 0.5, 'logit-normal').sigma);
+  });
+
+  test('the DiT objective draws its σ the way it is told', () => {
+    const m = new Mask2DiTTransformer(parseTransformerConfig({
+      _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: 2, attention_head_dim: 16, num_layers: 1, in_channels: 4, out_channels: 4,
+      text_embed_dim: 8, max_text_seq_length: 4, time_embed_dim: 16, sample_height: 4, sample_width: 4, use_rotary_positional_embeddings: true,
+    }).config, WeightSource.random(5));
+    const data = { size: 2, scenes: 2, latentShape: [2, 4, 4, 4] as [number, number, number, number], latents: (i: number) => gaussianArray(2 * 64, i), embeddings: (i: number) => gaussianArray(2 * 32, 50 + i) };
+    const lowShare = (sigmaSampling: 'uniform' | 'logit-normal') => {
+      const objective = ditObjective(m, data, { batchSize: 1, pConditional: 0.3, sigmaSampling });
+      const sigmas = Array.from({ length: 300 }, (_, k) => {
+        const step = objective(k, new StepRng(3, k));
+        step.dispose?.();
+        return step.info!['sigma'] as number;
+      });
+      return sigmas.filter((x) => x < 0.1).length / sigmas.length;
+    };
+    expect(lowShare('uniform')).toBeGreaterThan(0.06); // expected 0.1
+    expect(lowShare('logit-normal')).toBeLessThan(0.04); // expected 0.014
+    m.dispose();
+  });
+});
