@@ -85,6 +85,8 @@ describe('mask2dit train', () => {
     expect(card).toMatch(/2 steps jointly with the text encoder/);
     expect(card).toMatch(/8× space \/ 2× time/); // the run's VAE, not CogVideoX's defaults
     expect(card).toMatch(/3D RoPE, patch 4,/);
+    expect(card).toMatch(/final loss \(flow-matching \(velocity\) loss, σ uniform, character latent pixels weighted 10×; mean of last 50\) [\d.]+ \|/);
+    expect(card).toMatch(/\| scheduler\/ \| FlowMatchEulerDiscreteScheduler, shift 1 \|/);
     expect(JSON.parse(fs.readFileSync(path.join(model, 'scheduler', 'scheduler_config.json'), 'utf8'))).not.toHaveProperty('prediction_type'); // the default: diffusers' own keys only
     const film = path.join(run, 'film.mp4');
     const g = runCli(['--backend', 'wasm', 'generate', '--model', model, '--scenes', 'examples/three-scenes.json', '--out', film, '--steps', '1', '--quiet'], { timeoutMs: 300_000 });
@@ -111,13 +113,16 @@ describe('mask2dit train', () => {
     expect(runCli([...scArgs, '--sigma-sampling', 'beta']).stderr).toMatch(/--sigma-sampling: expected uniform or logit-normal, got "beta"/);
     // … trained to predict x₀ (σ logit-normal): the scheduler config the export will write says so
     expect(runCli([...scArgs, '--positions', 'sincos', '--prediction', 'sample', '--sigma-sampling', 'logit-normal'], { timeoutMs: 300_000 }).code).toBe(0);
-    expect(JSON.parse(checkpointMetadata(path.join(sc, 'dit', 'checkpoint.safetensors'))['config.objective']!)).toEqual({ foregroundWeight: 1, prediction: 'sample', sigmaSampling: 'logit-normal' });
+    expect(JSON.parse(checkpointMetadata(path.join(sc, 'dit', 'checkpoint.safetensors'))['config.objective']!)).toEqual({ foregroundWeight: 10, prediction: 'sample', sigmaSampling: 'logit-normal' });
     expect(JSON.parse(fs.readFileSync(path.join(sc, 'dit', 'transformer.json'), 'utf8'))).toMatchObject({ use_rotary_positional_embeddings: false });
     expect(JSON.parse(fs.readFileSync(path.join(sc, 'dit', 'scheduler.json'), 'utf8'))).toMatchObject({ _class_name: 'FlowMatchEulerDiscreteScheduler', prediction_type: 'sample' });
     const scModel = path.join(sc, 'model');
-    expect(runCli(['--backend', 'wasm', 'train', 'export', '--run', sc, '--out', scModel], { timeoutMs: 300_000 }).code).toBe(0);
-    expect(JSON.parse(fs.readFileSync(path.join(scModel, 'scheduler', 'scheduler_config.json'), 'utf8'))).toMatchObject({ prediction_type: 'sample' });
-    expect(fs.readFileSync(path.join(scModel, 'README.md'), 'utf8')).toMatch(/3D sin-cos positions, patch 4,/);
+    expect(runCli(['--backend', 'wasm', 'train', 'export', '--run', sc, '--out', scModel, '--stochastic-sampling'], { timeoutMs: 300_000 }).code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(scModel, 'scheduler', 'scheduler_config.json'), 'utf8'))).toMatchObject({ prediction_type: 'sample', stochastic_sampling: true });
+    const scCard = fs.readFileSync(path.join(scModel, 'README.md'), 'utf8');
+    expect(scCard).toMatch(/3D sin-cos positions, patch 4,/);
+    expect(scCard).toMatch(/final loss \(x₀-prediction loss, σ logit-normal, character latent pixels weighted 10×; mean of last 50\)/);
+    expect(scCard).toMatch(/prediction_type sample \(the model predicts x₀\), stochastic sampling \(fresh noise each step\) \|/);
     const scFilm = runCli(['--backend', 'wasm', 'generate', '--model', scModel, '--scenes', 'examples/three-scenes.json', '--out', path.join(sc, 'film.mp4'), '--steps', '2', '--quiet'], { timeoutMs: 300_000 });
     expect(scFilm.stderr).toBe('');
     expect(scFilm.code).toBe(0);

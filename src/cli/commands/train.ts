@@ -32,7 +32,7 @@ import { TRAIN_DEFAULTS, Trainer, type StepRecord, type TrainOptions } from '../
 import { vaeObjective } from '../../train/vaeObjective.js';
 import { backendFromFlags } from '../common.js';
 import { InterruptedError } from '../interrupt.js';
-import { FlowMatchSchedulerConfigSchema } from '../../config/schedulerConfig.js';
+import { FlowMatchSchedulerConfigSchema, type FlowMatchSchedulerConfig } from '../../config/schedulerConfig.js';
 import { saveModelFolder } from '../../model/modelFolder.js';
 import type { M2Layer } from '../../layers/layer.js';
 
@@ -144,8 +144,9 @@ function vaeTemporalCompression(run: string): number {
 }
 
 /** Copy `ema.<module>.<name>` of a checkpoint into each module. */
-async function loadEma(file: string, modules: Record<string, M2Layer>): Promise<void> {
-  const { tensors } = await loadCheckpoint(file);
+/** Load the EMA weights of a checkpoint into `modules`; returns the checkpoint's configs. */
+async function loadEma(file: string, modules: Record<string, M2Layer>): Promise<Record<string, string>> {
+  const { tensors, meta } = await loadCheckpoint(file);
   try {
     for (const [m, layer] of Object.entries(modules)) {
       for (const [n, v] of layer.variables()) {
@@ -155,6 +156,7 @@ async function loadEma(file: string, modules: Record<string, M2Layer>): Promise<
       }
       layer.invalidateCaches();
     }
+    return meta.configs;
   } finally {
     tf.dispose([...tensors.values()]);
   }
@@ -190,11 +192,27 @@ const common = (c: Command, dflt: { steps: number; batch: number; lr: number; wa
     .option('--force', 'start the stage over')
     .option('--quiet', 'no progress output');
 
-function modelCard(run: string, parts: { transformer: Mask2DiTTransformer; vae: CogVideoXVAE; textEncoder: T5Encoder }, meta: Record<string, string>): string {
+interface CardFacts {
+  clips: string;
+  machine: string;
+  commands: string;
+  scheduler: FlowMatchSchedulerConfig;
+  /** The DiT checkpoint's `objective` config (foreground weight, prediction, σ sampling). */
+  objective: { foregroundWeight?: number; sigmaSampling?: string };
+}
+
+function modelCard(run: string, parts: { transformer: Mask2DiTTransformer; vae: CogVideoXVAE; textEncoder: T5Encoder }, meta: CardFacts): string {
   const v = stageSummary(path.join(run, 'vae'));
   const d = stageSummary(path.join(run, 'dit'));
   const t = parts.transformer.config;
   const n = (x: number) => x.toLocaleString('en-US');
+  const x0 = meta.scheduler.prediction_type === 'sample';
+  const objective = [
+    `${x0 ? 'x₀-prediction' : 'flow-matching (velocity)'} loss`,
+    `σ ${meta.objective.sigmaSampling ?? 'uniform'}`,
+    ...((meta.objective.foregroundWeight ?? 1) !== 1 ? [`character latent pixels weighted ${meta.objective.foregroundWeight}×`] : []),
+  ].join(', ');
+  const sampler = `FlowMatchEulerDiscreteScheduler, shift ${meta.scheduler.shift}${x0 ? ', prediction_type sample (the model predicts x₀)' : ''}${meta.scheduler.stochastic_sampling ? ', stochastic sampling (fresh noise each step)' : ''}`;
   return `# mask2dit-world
 
 A Mask²DiT model trained from scratch, in TypeScript on CPU, on the procedural multi-scene world of
@@ -203,19 +221,19 @@ grammar, later scenes say "it"). Weights are the EMA of training. Layout: \`weig
 
 | part | architecture | parameters | training |
 |---|---|---|---|
-| vae/ | AutoencoderKLCogVideoX, block_out_channels [${parts.vae.config.block_out_channels.join(', ')}], ${parts.vae.config.latent_channels} latent channels, ${parts.vae.spatialCompression}× space / ${parts.vae.temporalCompression}× time, scaling_factor ${parts.vae.config.scaling_factor} | ${n(parts.vae.countParams())} | ${v.steps} steps, batch ${meta['vaeBatch'] ?? 1}, ${v.hours.toFixed(2)} h; final loss (L1, character pixels weighted as in the commands below, + 1e-4·KL; mean of last 50) ${v.finalLoss.toFixed(4)} |
-| transformer/ | MultiPromptCogVideoXTransformer3DModel, ${t.num_layers} layers, ${t.num_attention_heads}×${t.attention_head_dim} heads, ${t.use_rotary_positional_embeddings === true ? "3D RoPE" : "3D sin-cos positions"}, patch ${t.patch_size}, ${t.max_text_seq_length} text tokens a scene | ${n(parts.transformer.countParams())} | ${d.steps} steps jointly with the text encoder, ${d.hours.toFixed(2)} h; final flow-matching loss (character latent pixels weighted as in the commands below; mean of last 50) ${d.finalLoss.toFixed(4)} |
+| vae/ | AutoencoderKLCogVideoX, block_out_channels [${parts.vae.config.block_out_channels.join(', ')}], ${parts.vae.config.latent_channels} latent channels, ${parts.vae.spatialCompression}× space / ${parts.vae.temporalCompression}× time, scaling_factor ${parts.vae.config.scaling_factor} | ${n(parts.vae.countParams())} | ${v.steps} steps, ${v.hours.toFixed(2)} h; final loss (L1, character pixels weighted as in the commands below, + 1e-4·KL; mean of last 50) ${v.finalLoss.toFixed(4)} |
+| transformer/ | MultiPromptCogVideoXTransformer3DModel, ${t.num_layers} layers, ${t.num_attention_heads}×${t.attention_head_dim} heads, ${t.use_rotary_positional_embeddings === true ? "3D RoPE" : "3D sin-cos positions"}, patch ${t.patch_size}, ${t.max_text_seq_length} text tokens a scene | ${n(parts.transformer.countParams())} | ${d.steps} steps jointly with the text encoder, ${d.hours.toFixed(2)} h; final loss (${objective}; mean of last 50) ${d.finalLoss.toFixed(4)} |
 | text_encoder/ | T5-style encoder, d_model ${parts.textEncoder.config.d_model}, ${parts.textEncoder.config.num_layers} layers | ${n(parts.textEncoder.countParams())} | trained jointly with the transformer (from T5's initialisation) |
 | tokenizer/ | word tokenizer of the world's grammar, ${t.max_text_seq_length} ids a scene | – | – |
-| scheduler/ | FlowMatchEulerDiscreteScheduler, shift 1 | – | – |
+| scheduler/ | ${sampler} | – | – |
 
 Data: world clips of seeds below ${TRAIN_SEEDS.toLocaleString('en-US')} (evaluation uses seeds from there on);
-the DiT saw ${meta['clips'] ?? '?'} precomputed clips. Objectives: README "Training". Machine: ${meta['machine'] ?? '?'}.
+the DiT saw ${meta.clips} precomputed clips. Objectives: README "Training". Machine: ${meta.machine}.
 
 Reproduce (wasm backend, 2 cores):
 
 \`\`\`bash
-${meta['commands'] ?? ''}
+${meta.commands}
 \`\`\`
 `;
 }
@@ -341,8 +359,9 @@ export function register(program: Command): void {
     .requiredOption('--run <dir>', 'run folder with vae/ and dit/ checkpoints')
     .requiredOption('--out <dir>', 'the pipeline folder to write')
     .option('--commands <text>', 'the commands that trained it, for the model card', '')
+    .option('--stochastic-sampling', 'write stochastic_sampling: true into the scheduler config (each Euler step re-noises x̂₀ with fresh noise)')
     .option('--force', 'replace an existing folder')
-    .action(async (o: { run: string; out: string; commands: string; force?: boolean }, cmd: Command) => {
+    .action(async (o: { run: string; out: string; commands: string; stochasticSampling?: boolean; force?: boolean }, cmd: Command) => {
       const info = await backendFromFlags(cmd);
       const vae = await emaVae(o.run);
       const dir = path.join(o.run, 'dit');
@@ -350,10 +369,13 @@ export function register(program: Command): void {
       const eRaw = JSON.parse(fs.readFileSync(path.join(dir, 'text_encoder.json'), 'utf8'));
       const transformer = new Mask2DiTTransformer(parseTransformerConfig(tRaw, 'dit/transformer.json').config, WeightSource.zeros());
       const textEncoder = new T5Encoder(parseTextEncoderConfig(eRaw, 'dit/text_encoder.json').config, WeightSource.zeros());
-      await loadEma(path.join(dir, 'checkpoint.safetensors'), { transformer, text_encoder: textEncoder });
+      const configs = await loadEma(path.join(dir, 'checkpoint.safetensors'), { transformer, text_encoder: textEncoder });
       const { metadata } = await loadLatentGroups(path.join(o.run, 'latents.safetensors'));
-      const card = modelCard(o.run, { transformer, vae, textEncoder }, { clips: metadata['clips'] ?? '?', machine: info.device, commands: o.commands });
-      await saveModelFolder(o.out, { transformer, vae, textEncoder, tokenizer: WordTokenizer.forWorld(tRaw.max_text_seq_length), schedulerConfig: FlowMatchSchedulerConfigSchema.parse(fs.existsSync(path.join(dir, 'scheduler.json')) ? JSON.parse(fs.readFileSync(path.join(dir, 'scheduler.json'), 'utf8')) : { shift: 1.0 }), samplerName: 'flow-euler' }, { force: o.force === true, files: { 'README.md': card } });
+      const trained = fs.existsSync(path.join(dir, 'scheduler.json')) ? JSON.parse(fs.readFileSync(path.join(dir, 'scheduler.json'), 'utf8')) : { shift: 1.0 };
+      const scheduler = FlowMatchSchedulerConfigSchema.parse({ ...trained, ...(o.stochasticSampling === true && { stochastic_sampling: true }) });
+      const objective = configs['objective'] !== undefined ? JSON.parse(configs['objective']) : {};
+      const card = modelCard(o.run, { transformer, vae, textEncoder }, { clips: metadata['clips'] ?? '?', machine: info.device, commands: o.commands, scheduler, objective });
+      await saveModelFolder(o.out, { transformer, vae, textEncoder, tokenizer: WordTokenizer.forWorld(tRaw.max_text_seq_length), schedulerConfig: scheduler, samplerName: 'flow-euler' }, { force: o.force === true, files: { 'README.md': card } });
       process.stderr.write(`export: wrote ${o.out}\n`);
       for (const m of [vae, transformer, textEncoder]) m.dispose();
     });
