@@ -30,23 +30,37 @@ export async function saveCheckpoint(file: string, tensors: Map<string, tf.Tenso
   });
 }
 
+/** The `__metadata__` of a training checkpoint, validated. */
+function parseMeta(md: Record<string, string>, file: string): CheckpointMeta {
+  if (md['format'] !== 'mask2dit-train') throw new Mask2DiTError('CHECKPOINT', `${file}: not a mask2dit training checkpoint (__metadata__.format = ${md['format'] ?? 'absent'}, expected mask2dit-train)`);
+  const num = (k: string) => {
+    const v = Number(md[k]);
+    if (!Number.isInteger(v) || v < 0) throw new Mask2DiTError('CHECKPOINT', `${file}: __metadata__.${k} must be a non-negative integer, got ${md[k]}`);
+    return v;
+  };
+  return {
+    kind: md['kind'] ?? '',
+    step: num('step'),
+    optimizerT: num('optimizer_t'),
+    seed: num('seed'),
+    configs: Object.fromEntries(Object.entries(md).filter(([k]) => k.startsWith('config.')).map(([k, v]) => [k.slice(7), v])),
+  };
+}
+
+/** A checkpoint's metadata only (reads the header, no tensors). */
+export async function readCheckpointMeta(file: string): Promise<CheckpointMeta> {
+  const src = await openSafetensors(file);
+  try {
+    return parseMeta(src.metadata, file);
+  } finally {
+    await src.close();
+  }
+}
+
 export async function loadCheckpoint(file: string): Promise<{ tensors: Map<string, tf.Tensor>; meta: CheckpointMeta }> {
   const src = await openSafetensors(file);
   try {
-    const md = src.metadata;
-    if (md['format'] !== 'mask2dit-train') throw new Mask2DiTError('CHECKPOINT', `${file}: not a mask2dit training checkpoint (__metadata__.format = ${md['format'] ?? 'absent'}, expected mask2dit-train)`);
-    const num = (k: string) => {
-      const v = Number(md[k]);
-      if (!Number.isInteger(v) || v < 0) throw new Mask2DiTError('CHECKPOINT', `${file}: __metadata__.${k} must be a non-negative integer, got ${md[k]}`);
-      return v;
-    };
-    const meta: CheckpointMeta = {
-      kind: md['kind'] ?? '',
-      step: num('step'),
-      optimizerT: num('optimizer_t'),
-      seed: num('seed'),
-      configs: Object.fromEntries(Object.entries(md).filter(([k]) => k.startsWith('config.')).map(([k, v]) => [k.slice(7), v])),
-    };
+    const meta = parseMeta(src.metadata, file);
     const tensors = new Map<string, tf.Tensor>();
     for (const name of src.names()) tensors.set(name, tf.tensor((await src.read(name)) as Float32Array, src.info(name).shape, 'float32'));
     return { tensors, meta };

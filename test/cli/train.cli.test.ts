@@ -126,6 +126,20 @@ describe('mask2dit train', () => {
     const scFilm = runCli(['--backend', 'wasm', 'generate', '--model', scModel, '--scenes', 'examples/three-scenes.json', '--out', path.join(sc, 'film.mp4'), '--steps', '2', '--quiet'], { timeoutMs: 300_000 });
     expect(scFilm.stderr).toBe('');
     expect(scFilm.code).toBe(0);
+    // the VAE retrained after prepare: its latents are stale, dit and export refuse until prepare runs again
+    const stale = path.join(run, 'stale');
+    fs.mkdirSync(stale);
+    fs.cpSync(path.join(run, 'vae'), path.join(stale, 'vae'), { recursive: true });
+    fs.copyFileSync(latents, path.join(stale, 'latents.safetensors'));
+    const staleVae = runCli(['--backend', 'wasm', 'train', 'vae', '--run', stale, '--widths', '4,4,4,4', '--temporal-compression', '2', '--quiet', '--steps', '4', '--until', '2', '--force'], { timeoutMs: 300_000 });
+    expect(staleVae.code).toBe(0);
+    const staleDit = [...dit.map((a) => (a === run ? stale : a)), '--steps', '1'];
+    const refused = runCli(staleDit);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/latents\.safetensors was encoded by the VAE at step 4, but .*checkpoint\.safetensors is now at step 2: run `train prepare` again/);
+    expect(fs.existsSync(path.join(stale, 'dit', 'checkpoint.safetensors'))).toBe(false);
+    expect(runCli(['--backend', 'wasm', 'train', 'prepare', '--run', stale, '--clips', '3'], { timeoutMs: 300_000 }).code).toBe(0);
+    expect(runCli(staleDit, { timeoutMs: 300_000 }).code).toBe(0);
     // no latent dataset: a clear message
     const none = runCli(['--backend', 'wasm', 'train', 'dit', '--run', path.join(run, 'nothing'), '--steps', '1']);
     expect(none.code).toBe(2);

@@ -23,7 +23,7 @@ import { Mask2DiTTransformer } from '../../model/transformer.js';
 import { CogVideoXVAE } from '../../model/vae.js';
 import { T5Encoder } from '../../text/textEncoder.js';
 import { WordTokenizer } from '../../text/tokenizer.js';
-import { loadCheckpoint } from '../../train/checkpoint.js';
+import { loadCheckpoint, readCheckpointMeta } from '../../train/checkpoint.js';
 import { ditObjective, perSceneText } from '../../train/ditObjective.js';
 import type { SigmaSampling } from '../../train/flowMatchingObjective.js';
 import { asDataset, encodeWorldClips, loadLatentGroups, saveLatentGroups } from '../../train/latentData.js';
@@ -171,6 +171,21 @@ async function emaVae(run: string): Promise<CogVideoXVAE> {
   return vae;
 }
 
+/**
+ * The latents (and the scaling_factor prepare wrote) belong to the VAE checkpoint they were encoded
+ * with: after the VAE trained on or was retrained they are stale. Datasets written before prepare
+ * recorded the step (no `vae_step`) are taken as they are.
+ */
+async function checkLatentsFresh(run: string, metadata: Record<string, string>): Promise<void> {
+  const encodedAt = metadata['vae_step'];
+  if (encodedAt === undefined) return;
+  const file = path.join(run, 'vae', 'checkpoint.safetensors');
+  const now = (await readCheckpointMeta(file)).step;
+  if (String(now) !== encodedAt) {
+    throw new Mask2DiTError('DATA', `${path.join(run, 'latents.safetensors')} was encoded by the VAE at step ${encodedAt}, but ${file} is now at step ${now}: run \`train prepare\` again (the latents and the scaling_factor are stale)`);
+  }
+}
+
 /** Steps, wall time and final loss of a stage, from its loss log. */
 function stageSummary(dir: string): { steps: number; hours: number; finalLoss: number } {
   const recs = fs.readFileSync(path.join(dir, 'loss.jsonl'), 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as StepRecord);
@@ -286,7 +301,8 @@ export function register(program: Command): void {
       vae.dispose();
       const clips = num(o.clips, '--clips');
       const groups = encodeWorldClips(scaled, tokenizer, { clips, firstSeed: 0, world: WORLD, onClip: (i) => (i + 1) % 50 === 0 && process.stderr.write(`prepare: ${i + 1}/${clips} clips\n`) });
-      await saveLatentGroups(path.join(o.run, 'latents.safetensors'), groups, { scaling_factor: String(raw['scaling_factor']), clips: String(clips) });
+      const vaeStep = (await readCheckpointMeta(path.join(o.run, 'vae', 'checkpoint.safetensors'))).step;
+      await saveLatentGroups(path.join(o.run, 'latents.safetensors'), groups, { scaling_factor: String(raw['scaling_factor']), clips: String(clips), vae_step: String(vaeStep) });
       scaled.dispose();
       process.stderr.write(`prepare: scaling_factor ${raw['scaling_factor']} (latent std ${std.toFixed(4)}); ${groups.map((g) => `${g.count} clips of ${g.scenes} scenes`).join(', ')}\n`);
     });
@@ -312,7 +328,8 @@ export function register(program: Command): void {
       if (o.positions !== 'rope' && o.positions !== 'sincos') throw new Mask2DiTError('OPTION', `--positions: expected rope or sincos, got "${o.positions}"`);
       const dir = path.join(o.run, 'dit');
       checkStage(dir, o);
-      const { groups } = await loadLatentGroups(path.join(o.run, 'latents.safetensors'));
+      const { groups, metadata } = await loadLatentGroups(path.join(o.run, 'latents.safetensors'));
+      await checkLatentsFresh(o.run, metadata);
       const [, C, h, w] = groups[0]!.latentShape;
       const tokenizer = WordTokenizer.forWorld(16);
       const D = num(o.heads, '--heads') * num(o.headDim, '--head-dim');
@@ -371,6 +388,7 @@ export function register(program: Command): void {
       const textEncoder = new T5Encoder(parseTextEncoderConfig(eRaw, 'dit/text_encoder.json').config, WeightSource.zeros());
       const configs = await loadEma(path.join(dir, 'checkpoint.safetensors'), { transformer, text_encoder: textEncoder });
       const { metadata } = await loadLatentGroups(path.join(o.run, 'latents.safetensors'));
+      await checkLatentsFresh(o.run, metadata);
       const trained = fs.existsSync(path.join(dir, 'scheduler.json')) ? JSON.parse(fs.readFileSync(path.join(dir, 'scheduler.json'), 'utf8')) : { shift: 1.0 };
       const scheduler = FlowMatchSchedulerConfigSchema.parse({ ...trained, ...(o.stochasticSampling === true && { stochastic_sampling: true }) });
       const objective = configs['objective'] !== undefined ? JSON.parse(configs['objective']) : {};
