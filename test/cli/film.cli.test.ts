@@ -57,8 +57,8 @@ describe('generate and extend', () => {
     expect(sheet.width).toBeGreaterThan(64 * 2);
     expect(sheet.height).toBeGreaterThan(3 * 64); // one row per scene
     const gen = await readLatentsFile(path.join(out, 'film.latents.safetensors'));
-    expect(gen.latents.shape).toEqual([1, 3 * 3, 4, 8, 8]); // [1, S·f, C, h, w]
-    expect(gen.promptEmbeds.shape).toEqual([3, 16, 32]);
+    expect(gen.latents.shape).toEqual([1, 3 * 5, 16, 8, 8]); // [1, S·f, C, h, w]: 9 frames → 5 latent frames (2× in time)
+    expect(gen.promptEmbeds.shape).toEqual([3, 16, 128]);
     expect(gen.meta.scenes.map((s) => s.frames)).toEqual([9, 9, 9]);
     expect(gen.meta).toMatchObject({ steps: 2, guidance: 6, seed: 42, sampler: 'flow-euler', width: 64, height: 64 });
 
@@ -71,10 +71,10 @@ describe('generate and extend', () => {
     expect((await probeVideo(film2)).frames).toBe(4 * 9);
     expect(fs.existsSync(path.join(out, 'film2.sheet.png'))).toBe(true);
     const ext = await readLatentsFile(path.join(out, 'film2.latents.safetensors'));
-    expect(ext.latents.shape).toEqual([1, 4 * 3, 4, 8, 8]);
+    expect(ext.latents.shape).toEqual([1, 4 * 5, 16, 8, 8]);
     expect(ext.meta.scenes.map((s) => s.prompt)).toEqual([...gen.meta.scenes.map((s) => s.prompt), 'it grows on a red background']);
     // the previous scenes are carried over exactly
-    const prevPart = tf.slice(ext.latents, [0, 0], [-1, 9]);
+    const prevPart = tf.slice(ext.latents, [0, 0], [-1, 3 * 5]); // the 3 scenes' 5 latent frames each
     expect(Array.from(await prevPart.data())).toEqual(Array.from(await gen.latents.data()));
     expect(Array.from(await tf.slice(ext.promptEmbeds, [0], [3]).data())).toEqual(Array.from(await gen.promptEmbeds.data()));
     tf.dispose([prevPart, gen.latents, gen.promptEmbeds, ext.latents, ext.promptEmbeds, gen.negativeEmbeds ?? [], ext.negativeEmbeds ?? []].flat());
@@ -174,8 +174,8 @@ describe('attention', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as { queries: number; keys: number; width: number; height: number; max: number };
-    // per scene 16 text + 2 latent frames × 4×4 patches = 48 tokens; 2 scenes
-    expect(report).toMatchObject({ queries: 48, keys: 96 });
+    // per scene 16 text + 3 latent frames (5 frames at 2× in time) × 4×4 patches = 64 tokens; 2 scenes
+    expect(report).toMatchObject({ queries: 64, keys: 128 });
     expect(report.max).toBeGreaterThan(0);
     const img = await readPng(png);
     expect([img.width, img.height]).toEqual([report.width, report.height]);
@@ -183,9 +183,9 @@ describe('attention', () => {
   });
 
   test('a block outside the model is a one-line error naming the range', () => {
-    const r = runCli(['attention', '--scenes', small, '--block', '3', '--head', '0', '--step', '0', '--out', path.join(dir, 'never.png')]);
+    const r = runCli(['attention', '--scenes', small, '--block', '4', '--head', '0', '--step', '0', '--out', path.join(dir, 'never.png')]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--block: 3 is out of range; the transformer has blocks 2 \(0 … 1\)/);
+    expect(r.stderr).toMatch(/--block: 4 is out of range; the transformer has blocks 4 \(0 … 3\)/);
     expect(fs.existsSync(path.join(dir, 'never.png'))).toBe(false);
   });
 });
