@@ -279,9 +279,10 @@ export function checkClaim(modes: Partial<Record<EvalMode, { metrics: Metrics }>
   const semantic = { jointMinusIndependent: a.semantic - b.semantic, autoregressiveMinusIndependent: c.semantic - b.semantic };
   const eps = 1e-12;
   const semanticKept = semantic.jointMinusIndependent >= -semanticTolerance - eps && semantic.autoregressiveMinusIndependent >= -semanticTolerance - eps;
-  const holds = visual.jointMinusIndependent > eps && visual.autoregressiveMinusIndependent > eps && semanticKept;
+  const beaten = (d: { jointMinusIndependent: number; autoregressiveMinusIndependent: number }) => d.jointMinusIndependent > eps && d.autoregressiveMinusIndependent > eps && semanticKept;
+  const holds = beaten(visual);
   const colour = { jointMinusIndependent: a.visualColour - b.visualColour, autoregressiveMinusIndependent: c.visualColour - b.visualColour };
-  const visualColour = { ...colour, holds: colour.jointMinusIndependent > eps && colour.autoregressiveMinusIndependent > eps && semanticKept };
+  const visualColour = { ...colour, holds: beaten(colour) };
   return { claim: CLAIM, semanticTolerance, visual, semantic, holds, visualColour };
 }
 

@@ -95,7 +95,7 @@ export class FlowMatchEulerSampler implements Sampler {
     if (this.config.prediction_type === 'sample') {
       // the model predicts x̂₀: v = (x − x̂₀)/σ, so x + (σ_next − σ)·v = x̂₀ + (σ_next/σ)·(x − x̂₀)
       return tf.tidy(() => ({
-        prevSample: tf.add(modelOutput, tf.mul(tf.sub(sample, modelOutput), f32(this.sigmas[stepIndex + 1]! / sigma))),
+        prevSample: tf.add(modelOutput, tf.mul(tf.sub(sample, modelOutput), f32(next / sigma))),
         predOriginalSample: tf.clone(modelOutput),
       }));
     }

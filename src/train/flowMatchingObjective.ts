@@ -47,14 +47,10 @@ export interface FlowDraw {
 
 export type SigmaSampling = 'uniform' | 'logit-normal';
 
-/** σ per clip: uniform, or sigmoid of a standard normal (Box–Muller on two uniforms a clip). */
+/** σ per clip: uniform, or the sigmoid of a standard normal from the step's Gaussian stream. */
 function drawSigmas(rng: StepRng, batch: number, sampling: SigmaSampling): number[] {
   if (sampling === 'uniform') return Array.from(rng.uniforms(batch));
-  const u = rng.uniforms(2 * batch);
-  return Array.from({ length: batch }, (_, i) => {
-    const n = Math.sqrt(-2 * Math.log(Math.max(u[2 * i]!, 1e-300))) * Math.cos(2 * Math.PI * u[2 * i + 1]!);
-    return 1 / (1 + Math.exp(-n));
-  });
+  return Array.from(rng.gaussians(batch), (n) => 1 / (1 + Math.exp(-n)));
 }
 
 /** Draw σ per clip, the objective and ε for one step (deterministic from the step's rng). */

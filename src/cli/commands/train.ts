@@ -23,7 +23,7 @@ import { Mask2DiTTransformer } from '../../model/transformer.js';
 import { CogVideoXVAE } from '../../model/vae.js';
 import { T5Encoder } from '../../text/textEncoder.js';
 import { WordTokenizer } from '../../text/tokenizer.js';
-import { loadCheckpoint, readCheckpointMeta } from '../../train/checkpoint.js';
+import { loadCheckpoint, readCheckpointMeta, type CheckpointMeta } from '../../train/checkpoint.js';
 import { ditObjective, perSceneText } from '../../train/ditObjective.js';
 import type { SigmaSampling } from '../../train/flowMatchingObjective.js';
 import { asDataset, encodeWorldClips, loadLatentGroups, saveLatentGroups } from '../../train/latentData.js';
@@ -144,8 +144,8 @@ function vaeTemporalCompression(run: string): number {
 }
 
 /** Copy `ema.<module>.<name>` of a checkpoint into each module. */
-/** Load the EMA weights of a checkpoint into `modules`; returns the checkpoint's configs. */
-async function loadEma(file: string, modules: Record<string, M2Layer>): Promise<Record<string, string>> {
+/** Load the EMA weights of a checkpoint into `modules`; returns the checkpoint's metadata. */
+async function loadEma(file: string, modules: Record<string, M2Layer>): Promise<CheckpointMeta> {
   const { tensors, meta } = await loadCheckpoint(file);
   try {
     for (const [m, layer] of Object.entries(modules)) {
@@ -156,19 +156,20 @@ async function loadEma(file: string, modules: Record<string, M2Layer>): Promise<
       }
       layer.invalidateCaches();
     }
-    return meta.configs;
+    return meta;
   } finally {
     tf.dispose([...tensors.values()]);
   }
 }
 
 /** The VAE with the EMA weights of a training checkpoint. */
-async function emaVae(run: string): Promise<CogVideoXVAE> {
+/** The run's VAE with its EMA weights, and the checkpoint step they come from. */
+async function emaVae(run: string): Promise<{ vae: CogVideoXVAE; step: number }> {
   const dir = path.join(run, 'vae');
   const { config } = parseVaeConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), path.join(dir, 'config.json'));
   const vae = new CogVideoXVAE(config, WeightSource.zeros());
-  await loadEma(path.join(dir, 'checkpoint.safetensors'), { vae });
-  return vae;
+  const { step } = await loadEma(path.join(dir, 'checkpoint.safetensors'), { vae });
+  return { vae, step };
 }
 
 /**
@@ -176,11 +177,11 @@ async function emaVae(run: string): Promise<CogVideoXVAE> {
  * with: after the VAE trained on or was retrained they are stale. Datasets written before prepare
  * recorded the step (no `vae_step`) are taken as they are.
  */
-async function checkLatentsFresh(run: string, metadata: Record<string, string>): Promise<void> {
+async function checkLatentsFresh(run: string, metadata: Record<string, string>, vaeStep?: number): Promise<void> {
   const encodedAt = metadata['vae_step'];
   if (encodedAt === undefined) return;
   const file = path.join(run, 'vae', 'checkpoint.safetensors');
-  const now = (await readCheckpointMeta(file)).step;
+  const now = vaeStep ?? (await readCheckpointMeta(file)).step;
   if (String(now) !== encodedAt) {
     throw new Mask2DiTError('DATA', `${path.join(run, 'latents.safetensors')} was encoded by the VAE at step ${encodedAt}, but ${file} is now at step ${now}: run \`train prepare\` again (the latents and the scaling_factor are stale)`);
   }
@@ -284,7 +285,7 @@ export function register(program: Command): void {
     .option('--clips <n>', 'number of training clips', '400')
     .action(async (o: { run: string; clips: string }, cmd: Command) => {
       await backendFromFlags(cmd);
-      const vae = await emaVae(o.run);
+      const { vae, step: vaeStep } = await emaVae(o.run);
       const tokenizer = WordTokenizer.forWorld(16);
       // scaling_factor: 1/std of the posterior means over 16 clips (as CogVideoX calibrates its VAE)
       const probe = encodeWorldClips(vae, tokenizer, { clips: 16, firstSeed: 0, world: WORLD });
@@ -301,7 +302,6 @@ export function register(program: Command): void {
       vae.dispose();
       const clips = num(o.clips, '--clips');
       const groups = encodeWorldClips(scaled, tokenizer, { clips, firstSeed: 0, world: WORLD, onClip: (i) => (i + 1) % 50 === 0 && process.stderr.write(`prepare: ${i + 1}/${clips} clips\n`) });
-      const vaeStep = (await readCheckpointMeta(path.join(o.run, 'vae', 'checkpoint.safetensors'))).step;
       await saveLatentGroups(path.join(o.run, 'latents.safetensors'), groups, { scaling_factor: String(raw['scaling_factor']), clips: String(clips), vae_step: String(vaeStep) });
       scaled.dispose();
       process.stderr.write(`prepare: scaling_factor ${raw['scaling_factor']} (latent std ${std.toFixed(4)}); ${groups.map((g) => `${g.count} clips of ${g.scenes} scenes`).join(', ')}\n`);
@@ -380,15 +380,15 @@ export function register(program: Command): void {
     .option('--force', 'replace an existing folder')
     .action(async (o: { run: string; out: string; commands: string; stochasticSampling?: boolean; force?: boolean }, cmd: Command) => {
       const info = await backendFromFlags(cmd);
-      const vae = await emaVae(o.run);
+      const { vae, step: vaeStep } = await emaVae(o.run);
       const dir = path.join(o.run, 'dit');
       const tRaw = JSON.parse(fs.readFileSync(path.join(dir, 'transformer.json'), 'utf8'));
       const eRaw = JSON.parse(fs.readFileSync(path.join(dir, 'text_encoder.json'), 'utf8'));
       const transformer = new Mask2DiTTransformer(parseTransformerConfig(tRaw, 'dit/transformer.json').config, WeightSource.zeros());
       const textEncoder = new T5Encoder(parseTextEncoderConfig(eRaw, 'dit/text_encoder.json').config, WeightSource.zeros());
-      const configs = await loadEma(path.join(dir, 'checkpoint.safetensors'), { transformer, text_encoder: textEncoder });
+      const { configs } = await loadEma(path.join(dir, 'checkpoint.safetensors'), { transformer, text_encoder: textEncoder });
       const { metadata } = await loadLatentGroups(path.join(o.run, 'latents.safetensors'));
-      await checkLatentsFresh(o.run, metadata);
+      await checkLatentsFresh(o.run, metadata, vaeStep);
       const trained = fs.existsSync(path.join(dir, 'scheduler.json')) ? JSON.parse(fs.readFileSync(path.join(dir, 'scheduler.json'), 'utf8')) : { shift: 1.0 };
       const scheduler = FlowMatchSchedulerConfigSchema.parse({ ...trained, ...(o.stochasticSampling === true && { stochastic_sampling: true }) });
       const objective = configs['objective'] !== undefined ? JSON.parse(configs['objective']) : {};
