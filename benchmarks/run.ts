@@ -3,6 +3,10 @@
  * src/bench/suite.ts (also behind `mask2dit bench`).
  *
  *   npm run bench -- [--backends wasm,cpu,webgpu] [--only matmul,attention,block,step,vae,demo] [--quick] [--reps 3]
+ *                    [--reference [--python /usr/bin/python3] [--reference-device cpu|cuda]]
+ *
+ * `--reference` also times benchmarks/reference/pytorch_step.py (the `step small` row in PyTorch, dense
+ * and block-wise mask) in the same run and prints the ratios.
  *
  * For webgpu on a GPU: MASK2DIT_WEBGPU_BACKEND=vulkan npm run bench -- --backends webgpu
  */
@@ -24,6 +28,7 @@ const rows = await runBenchmarks({
   ...(only !== undefined ? { only: only as Component[] } : {}),
   quick: flag('--quick'),
   ...(arg('--reps') !== undefined ? { reps: Number(arg('--reps')) } : {}),
+  ...(flag('--reference') ? { reference: { ...(arg('--python') !== undefined ? { python: arg('--python')! } : {}), ...(arg('--reference-device') !== undefined ? { device: arg('--reference-device')! } : {}) } } : {}),
   onRow: (r) => process.stderr.write(`  ${r.component} ${r.backend}: ${r.msPerCall ?? r.skipped} ms — ${r.config}\n`),
 });
 process.stdout.write(formatReport(rows));

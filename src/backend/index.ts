@@ -20,6 +20,7 @@ import * as tfwasm from '@tensorflow/tfjs-backend-wasm';
 import { BackendError } from '../errors.js';
 import { log } from '../log.js';
 import { prepareWasmThreads } from './wasmThreads.js';
+import { installWasmSlice } from './wasmSlice.js';
 import { initWebGpu } from './webgpu.js';
 import { initTensorflow } from './tensorflow.js';
 
@@ -110,6 +111,7 @@ async function tryThreadedWasm(threads: number, timeoutMs: number): Promise<bool
 }
 
 async function initWasm(threads: number, timeoutMs: number, attempts: number): Promise<number> {
+  installWasmSlice();
   if (wasmThreads !== undefined && tf.engine().registry['wasm'] !== undefined) {
     if (threads !== wasmThreads) log.warn(`wasm already running with ${wasmThreads} threads; ignoring the request for ${threads}`);
     await tf.setBackend('wasm');

@@ -20,6 +20,7 @@
  */
 import { DEFAULT_MODEL_DIR } from '../model/modelFolder.js';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, type BackendInfo } from '../backend/index.js';
@@ -35,6 +36,7 @@ import { Mask2DiTTransformer } from '../model/transformer.js';
 import { CogVideoXVAE } from '../model/vae.js';
 import { memoryLimits } from '../backend/memoryBudget.js';
 import { machine, profiledFlops, profiledRun, timeIt } from './measure.js';
+import { referenceStepRows, sideBySide } from './reference.js';
 
 export const COMPONENTS = ['matmul', 'attention', 'block', 'step', 'vae', 'demo'] as const;
 export type Component = (typeof COMPONENTS)[number];
@@ -50,6 +52,11 @@ export interface BenchOptions {
   reps?: number;
   /** The shipped model's folder (default `weights/mask2dit-world`). */
   weightsDir?: string;
+  /**
+   * Also time the PyTorch reference of the `step small` row (benchmarks/reference/pytorch_step.py) with
+   * the wasm row's thread count, and print the ratios; needs a Python with torch (else skipped rows).
+   */
+  reference?: { python?: string; device?: string };
   /** Called with each row as soon as it is measured. */
   onRow?: (row: BenchRow) => void;
 }
@@ -57,6 +64,7 @@ export interface BenchOptions {
 export interface BenchRow {
   component: Component;
   config: string;
+  /** `wasm`, `webgpu`, …; reference rows: `torch <version> <device> (<schedule> mask)`. */
   backend: string;
   device: string;
   /** Median wall time of one call (ms), or null when skipped. */
@@ -362,8 +370,10 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<BenchRow[]
   const weightsDir = opts.weightsDir ?? DEFAULT_MODEL_DIR;
   const date = new Date().toISOString().slice(0, 10);
   const rows: BenchRow[] = [];
+  let threads = os.cpus().length; // torch's threads: the wasm row's, when wasm ran
   for (const b of backends) {
     const info: BackendInfo = await selectBackend(b);
+    if (info.threads !== undefined) threads = info.threads;
     const emit = (component: Component, m: Measured) => {
       const row: BenchRow = {
         component,
@@ -387,6 +397,14 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<BenchRow[]
     for (const c of only) {
       const measured = await runComponent(c, quick, reps, weightsDir);
       for (const m of measured) emit(c, m);
+    }
+  }
+  if (opts.reference !== undefined && only.includes('step')) {
+    const small = rows.find((r) => r.component === 'step' && r.config.startsWith('small'));
+    const ref = await referenceStepRows({ ...opts.reference, threads, quick, reps: quick ? reps : 1, flops: small?.flops ?? null, flopFormula: small?.flopFormula ?? '-' });
+    for (const r of ref) {
+      rows.push(r);
+      opts.onRow?.(r);
     }
   }
   return rows;
@@ -429,6 +447,8 @@ export function formatReport(rows: BenchRow[]): string {
   const widths = cols.map(([h], i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (vals: string[]) => vals.map((v, i) => (i === vals.length - 1 ? v : v.padEnd(widths[i]!))).join('  ');
   const out = [line(cols.map(([h]) => h)), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)];
+  const ratios = sideBySide(rows);
+  if (ratios.length > 0) out.push('', 'Side by side (one run, same machine):', ...ratios);
   out.push('', 'FLOPs per call:');
   rows.forEach((r, i) => out.push(`  [${i + 1}] ${r.component} ${r.backend}: ${r.flopFormula}`));
   out.push('');

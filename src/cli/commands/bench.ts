@@ -1,5 +1,5 @@
 /**
- * `mask2dit bench [--backends wasm,cpu] [--only matmul,step] [--quick]`: the benchmark suite
+ * `mask2dit bench [--backends wasm,cpu] [--only matmul,step] [--quick] [--reference [--python exe]]`: the benchmark suite
  * (src/bench/suite.ts): one row per component × config × backend, then the FLOP formulas and one
  * JSON line per row. `--json` prints the rows as one JSON array instead.
  */
@@ -15,6 +15,9 @@ interface BenchFlags {
   reps?: string;
   model?: string;
   json?: boolean;
+  reference?: boolean;
+  python?: string;
+  referenceDevice?: string;
 }
 
 const list = (s: string | undefined) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter((x) => x !== ''));
@@ -33,6 +36,7 @@ async function runBench(flags: BenchFlags, cmd: Command): Promise<void> {
     quick: flags.quick === true,
     ...(reps !== undefined ? { reps } : {}),
     weightsDir: flags.model ?? DEFAULT_MODEL_DIR,
+    ...(flags.reference === true ? { reference: { ...(flags.python !== undefined ? { python: flags.python } : {}), ...(flags.referenceDevice !== undefined ? { device: flags.referenceDevice } : {}) } } : {}),
     onRow: (r) => process.stderr.write(`  ${r.component} ${r.backend}: ${r.msPerCall ?? '-'} ms/call ${r.skipped !== null ? `(${r.skipped})` : ''}\n`),
   });
   process.stdout.write(flags.json === true ? JSON.stringify(rows) + '\n' : formatReport(rows));
@@ -48,5 +52,8 @@ export function register(program: Command): void {
     .option('--reps <n>', 'timed repetitions per row')
     .option('--model <dir>', `the model of the step and demo rows (default: the shipped ${DEFAULT_MODEL_NAME})`)
     .option('--json', 'print the rows as one JSON array')
+    .option('--reference', 'also time the step row in PyTorch (benchmarks/reference/pytorch_step.py) and print the ratios')
+    .option('--python <exe>', 'the Python with torch for --reference (default: MASK2DIT_PYTHON, else python3)')
+    .option('--reference-device <device>', 'torch device for --reference: cpu (default) or cuda')
     .action(runBench);
 }

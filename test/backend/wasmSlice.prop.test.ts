@@ -1,0 +1,80 @@
+/**
+ * The heap-view Slice kernel (src/backend/wasmSlice.ts) returns what tfjs-cpu's slice returns, on random
+ * shapes (rank 1–6), cuts and dtypes, and is the kernel wasm actually runs.
+ */
+import { afterAll, describe, expect, it } from '@jest/globals';
+import fc from 'fast-check';
+import * as tf from '@tensorflow/tfjs-core';
+import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
+import { copySlice } from '../../src/backend/wasmSlice.js';
+
+afterAll(() => shutdownBackends());
+
+interface Case {
+  shape: number[];
+  begin: number[];
+  size: number[];
+  dtype: 'float32' | 'int32' | 'bool';
+}
+
+/** A shape (some axes 1), then per axis a begin and a size that fit (sometimes whole, sometimes -1, sometimes 0). */
+const caseArb: fc.Arbitrary<Case> = fc
+  .record({
+    shape: fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 6 }),
+    cuts: fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 0, max: 4 })), { minLength: 6, maxLength: 6 }),
+    dtype: fc.constantFrom('float32' as const, 'int32' as const, 'bool' as const),
+  })
+  .map(({ shape, cuts, dtype }) => {
+    const begin: number[] = [];
+    const size: number[] = [];
+    shape.forEach((n, a) => {
+      const [u, w, kind] = cuts[a]!;
+      if (kind === 0) { begin.push(0); size.push(n); } // whole axis
+      else if (kind === 1) { const b = Math.floor(u * n); begin.push(b); size.push(-1); } // to the end
+      else { const b = Math.floor(u * n); begin.push(b); size.push(Math.min(n - b, Math.floor(w * (n - b + 1)))); } // any fit, 0 allowed
+    });
+    return { shape, begin, size, dtype };
+  });
+
+function values(c: Case): tf.Tensor {
+  const n = c.shape.reduce((a, b) => a * b, 1);
+  if (c.dtype === 'bool') return tf.tensor(Array.from({ length: n }, (_, i) => i % 3 === 0), c.shape, 'bool');
+  return tf.tensor(Array.from({ length: n }, (_, i) => (c.dtype === 'int32' ? i * 7 - 11 : i * 0.5 - 3)), c.shape, c.dtype);
+}
+
+const run = (c: Case) => tf.tidy(() => Array.from(tf.slice(values(c), c.begin, c.size).dataSync()));
+
+describe('wasm Slice kernel', () => {
+  it('equals tfjs-cpu slice on random shapes, cuts and dtypes', async () => {
+    const cases = fc.sample(caseArb, { numRuns: 300, seed: 11 });
+    await selectBackend('cpu');
+    const want = cases.map(run);
+    const shapes = cases.map((c) => tf.tidy(() => tf.slice(values(c), c.begin, c.size).shape));
+    await selectBackend('wasm');
+    cases.forEach((c, i) => {
+      const before = tf.memory().numTensors;
+      const got = tf.tidy(() => tf.slice(values(c), c.begin, c.size));
+      expect([JSON.stringify(c), got.shape]).toEqual([JSON.stringify(c), shapes[i]]);
+      expect([JSON.stringify(c), Array.from(got.dataSync())]).toEqual([JSON.stringify(c), want[i]]);
+      got.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+    });
+  });
+
+  it('is the kernel registered for wasm (the stock one reads the whole input back first)', async () => {
+    await selectBackend('wasm');
+    expect(tf.getKernel('Slice', 'wasm')!.kernelFunc.name).not.toBe('slice');
+    // string tensors still slice (handed to the stock kernel)
+    expect(tf.slice(tf.tensor(['a', 'b', 'c']), [1], [2]).dataSync()).toEqual(['b', 'c']);
+  });
+
+  it('copySlice merges whole trailing axes into one run per outer index', () => {
+    const x = Float32Array.from({ length: 2 * 3 * 4 }, (_, i) => i);
+    const out = new Float32Array(2 * 2 * 4);
+    const calls: number[] = [];
+    const spy = new Proxy(out, { get: (t, p) => (p === 'set' ? (v: Float32Array, at: number) => { calls.push(v.length); t.set(v, at); } : Reflect.get(t, p)) });
+    copySlice(x, [2, 3, 4], [0, 1, 0], [2, 2, 4], spy as Float32Array);
+    expect(calls).toEqual([8, 8]); // two runs of 2·4, not four rows of 4
+    expect(Array.from(out)).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23]);
+  });
+});
