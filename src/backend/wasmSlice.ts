@@ -9,8 +9,10 @@
  *
  * This kernel reads the input through a heap view instead and copies runs of contiguous elements:
  * the axes after the last one that is cut are whole, so each run is `size[k]·Π shape[k+1..]` values.
- * Same results as the stock kernel for every dtype (string tensors go to the stock kernel);
- * test/backend/wasmSlice.prop.test.ts compares it against tfjs-cpu on random slices.
+ * SplitV (`tf.split`) and Unpack (`tf.unstack`) call the stock slice once per part, so each part copied
+ * the whole input too: they get the same treatment. Same results as the stock kernels for every dtype
+ * (string tensors go to the stock kernels); test/backend/wasmSlice.prop.test.ts compares them against
+ * tfjs-cpu on random inputs.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -61,14 +63,65 @@ function makeSlice(stock: tf.KernelFunc): tf.KernelFunc {
   };
 }
 
+/** `[begin, size]` of each part of a split along `axis` (sizes already resolved). */
+function splitParts(shape: number[], axis: number, sizes: number[]): [number[], number[]][] {
+  let at = 0;
+  return sizes.map((n) => {
+    const begin = shape.map((_, a) => (a === axis ? at : 0));
+    const size = shape.map((d, a) => (a === axis ? n : d));
+    at += n;
+    return [begin, size];
+  });
+}
+
+/** Copy each part of `x` into a new output of `shape(part)`: the parts of SplitV and Unpack. */
+function copyParts(backend: WasmBackendLike, x: tf.TensorInfo, parts: [number[], number[]][], outShape: (size: number[]) => number[]): tf.TensorInfo[] {
+  const outs = parts.map(([, size]) => backend.makeOutput(outShape(size), x.dtype));
+  parts.forEach(([begin, size], i) => {
+    if (tf.util.sizeFromShape(size) > 0) copySlice(backend.typedArrayFromHeap(x), x.shape, begin, size, backend.typedArrayFromHeap(outs[i]!));
+  });
+  return outs;
+}
+
+/** SplitV and Unpack call the stock Slice directly (not through the registry): same fix for them. */
+function makeSplitV(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { inputs, attrs, backend } = args as unknown as { inputs: { x: tf.TensorInfo }; attrs: { numOrSizeSplits: number | number[]; axis: number | number[] }; backend: WasmBackendLike };
+    const x = inputs.x;
+    if (x.dtype === 'string') return stock(args);
+    const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0]!;
+    const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs.numOrSizeSplits, axis);
+    return copyParts(backend, x, splitParts(x.shape, axis, sizes), (size) => size);
+  };
+}
+
+function makeUnpack(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { inputs, attrs, backend } = args as unknown as { inputs: { value: tf.TensorInfo }; attrs: { axis: number }; backend: WasmBackendLike };
+    const x = inputs.value;
+    if (x.dtype === 'string') return stock(args);
+    const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0]!;
+    const parts = splitParts(x.shape, axis, new Array<number>(x.shape[axis]!).fill(1));
+    return copyParts(backend, x, parts, (size) => size.filter((_, a) => a !== axis));
+  };
+}
+
+const REPLACEMENTS: [string, (stock: tf.KernelFunc) => tf.KernelFunc][] = [
+  ['Slice', makeSlice],
+  ['SplitV', makeSplitV],
+  ['Unpack', makeUnpack],
+];
+
 let installed = false;
 
-/** Replace tfjs-wasm's Slice kernel by the heap-view one (once; call after tfjs-backend-wasm is imported). */
+/** Replace tfjs-wasm's Slice, SplitV and Unpack kernels by the heap-view ones (once; after tfjs-backend-wasm is imported). */
 export function installWasmSlice(): void {
   if (installed) return;
-  const stock = tf.getKernel('Slice', 'wasm');
-  if (stock === undefined) return; // tfjs-backend-wasm not loaded: nothing to replace
-  tf.unregisterKernel('Slice', 'wasm');
-  tf.registerKernel({ kernelName: 'Slice', backendName: 'wasm', kernelFunc: makeSlice(stock.kernelFunc) });
+  for (const [name, make] of REPLACEMENTS) {
+    const stock = tf.getKernel(name, 'wasm');
+    if (stock === undefined) continue; // tfjs-backend-wasm not loaded: nothing to replace
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: make(stock.kernelFunc) });
+  }
   installed = true;
 }

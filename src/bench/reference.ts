@@ -101,7 +101,7 @@ export async function referenceStepRows(o: ReferenceOptions): Promise<BenchRow[]
         device: `${device}, ${j.threads} thread${j.threads > 1 ? 's' : ''}`,
         msPerCall: j.msPerCall,
         tokensPerS: j.tokensPerS,
-        gflops: o.flops != null ? Number((o.flops / j.msPerCall / 1e6).toPrecision(3)) : null,
+        gflops: o.flops !== undefined && o.flops !== null ? Number((o.flops / j.msPerCall / 1e6).toPrecision(3)) : null,
         peakMiB: null,
         skipped: null,
       });

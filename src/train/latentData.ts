@@ -93,10 +93,26 @@ export async function saveLatentGroups(file: string, groups: LatentGroup[], meta
   await writeSafetensors(file, t, { format: 'mask2dit-latents', ...metadata });
 }
 
+/** Refuse a safetensors file that `train prepare` did not write. */
+function checkLatentsFormat(file: string, metadata: Record<string, string>): void {
+  if (metadata['format'] !== 'mask2dit-latents') throw new Mask2DiTError('DATA', `${file}: not a latent dataset (__metadata__.format = ${metadata['format'] ?? 'absent'}, expected mask2dit-latents)`);
+}
+
+/** A latent dataset's `__metadata__` only (clips, vae_step, …): reads the header, not the tensors. */
+export async function readLatentsMetadata(file: string): Promise<Record<string, string>> {
+  const src = await openSafetensors(file);
+  try {
+    checkLatentsFormat(file, src.metadata);
+    return src.metadata;
+  } finally {
+    await src.close();
+  }
+}
+
 export async function loadLatentGroups(file: string): Promise<{ groups: LatentGroup[]; metadata: Record<string, string> }> {
   const src = await openSafetensors(file);
   try {
-    if (src.metadata['format'] !== 'mask2dit-latents') throw new Mask2DiTError('DATA', `${file}: not a latent dataset (__metadata__.format = ${src.metadata['format'] ?? 'absent'}, expected mask2dit-latents)`);
+    checkLatentsFormat(file, src.metadata);
     const groups: LatentGroup[] = [];
     for (const name of src.names().filter((n) => n.startsWith('latents.S'))) {
       const S = Number(name.slice(9));

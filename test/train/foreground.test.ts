@@ -18,7 +18,7 @@ import { flowMatchingLoss, meanSquaredError } from '../../src/train/flowMatching
 import { FlowMatchSchedulerConfigSchema } from '../../src/config/schedulerConfig.js';
 import { FlowMatchEulerSampler } from '../../src/sampler/flowMatchEuler.js';
 import { expectClose } from '../helpers/close.js';
-import { latentForeground, loadLatentGroups, saveLatentGroups, type LatentGroup } from '../../src/train/latentData.js';
+import { latentForeground, loadLatentGroups, readLatentsMetadata, saveLatentGroups, type LatentGroup } from '../../src/train/latentData.js';
 import { StepRng } from '../../src/train/rng.js';
 
 let tmp: string;
@@ -76,6 +76,15 @@ describe('the latent dataset file', () => {
     expect(Array.from(groups[0]!.foreground!)).toEqual(Array.from(fg));
     await saveLatentGroups(path.join(tmp, 'without.safetensors'), [group()], { clips: '2' });
     expect((await loadLatentGroups(path.join(tmp, 'without.safetensors'))).groups[0]!.foreground).toBeUndefined();
+  });
+
+  test('readLatentsMetadata returns the metadata without the tensors, and refuses other files', async () => {
+    const file = path.join(tmp, 'meta.safetensors');
+    await saveLatentGroups(file, [group()], { clips: '2', vae_step: '7' });
+    expect(await readLatentsMetadata(file)).toMatchObject({ format: 'mask2dit-latents', clips: '2', vae_step: '7' });
+    const other = path.join(tmp, 'other.safetensors');
+    await writeSafetensors(other, { x: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }, { format: 'pt' });
+    await expect(readLatentsMetadata(other)).rejects.toThrow(/other\.safetensors: not a latent dataset \(__metadata__\.format = pt, expected mask2dit-latents\)/);
   });
 
   test('refuses a foreground tensor of the wrong shape or dtype, naming it', async () => {

@@ -26,7 +26,7 @@ import { WordTokenizer } from '../../text/tokenizer.js';
 import { loadCheckpoint, readCheckpointMeta, type CheckpointMeta } from '../../train/checkpoint.js';
 import { ditObjective, perSceneText } from '../../train/ditObjective.js';
 import type { SigmaSampling } from '../../train/flowMatchingObjective.js';
-import { asDataset, encodeWorldClips, loadLatentGroups, saveLatentGroups } from '../../train/latentData.js';
+import { asDataset, encodeWorldClips, loadLatentGroups, readLatentsMetadata, saveLatentGroups } from '../../train/latentData.js';
 import { writeLossCurve } from '../../train/lossCurve.js';
 import { TRAIN_DEFAULTS, Trainer, type StepRecord, type TrainOptions } from '../../train/trainer.js';
 import { vaeObjective } from '../../train/vaeObjective.js';
@@ -387,7 +387,7 @@ export function register(program: Command): void {
       const transformer = new Mask2DiTTransformer(parseTransformerConfig(tRaw, 'dit/transformer.json').config, WeightSource.zeros());
       const textEncoder = new T5Encoder(parseTextEncoderConfig(eRaw, 'dit/text_encoder.json').config, WeightSource.zeros());
       const { configs } = await loadEma(path.join(dir, 'checkpoint.safetensors'), { transformer, text_encoder: textEncoder });
-      const { metadata } = await loadLatentGroups(path.join(o.run, 'latents.safetensors'));
+      const metadata = await readLatentsMetadata(path.join(o.run, 'latents.safetensors')); // header only
       await checkLatentsFresh(o.run, metadata, vaeStep);
       const trained = fs.existsSync(path.join(dir, 'scheduler.json')) ? JSON.parse(fs.readFileSync(path.join(dir, 'scheduler.json'), 'utf8')) : { shift: 1.0 };
       const scheduler = FlowMatchSchedulerConfigSchema.parse({ ...trained, ...(o.stochasticSampling === true && { stochastic_sampling: true }) });
