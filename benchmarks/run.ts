@@ -13,6 +13,7 @@
 import { shutdownBackends } from '../src/backend/index.js';
 import { COMPONENTS, formatReport, runBenchmarks, type Component } from '../src/bench/suite.js';
 import { machine } from '../src/bench/measure.js';
+import { referenceFromFlags } from '../src/bench/reference.js';
 import { arg, flag } from './lib.js';
 
 const list = (name: string): string[] | undefined => arg(name)?.split(',').filter((s) => s !== '');
@@ -28,7 +29,7 @@ const rows = await runBenchmarks({
   ...(only !== undefined ? { only: only as Component[] } : {}),
   quick: flag('--quick'),
   ...(arg('--reps') !== undefined ? { reps: Number(arg('--reps')) } : {}),
-  ...(flag('--reference') ? { reference: { ...(arg('--python') !== undefined ? { python: arg('--python')! } : {}), ...(arg('--reference-device') !== undefined ? { device: arg('--reference-device')! } : {}) } } : {}),
+  ...referenceFromFlags({ reference: flag('--reference'), python: arg('--python'), referenceDevice: arg('--reference-device') }),
   onRow: (r) => process.stderr.write(`  ${r.component} ${r.backend}: ${r.msPerCall ?? r.skipped} ms — ${r.config}\n`),
 });
 process.stdout.write(formatReport(rows));

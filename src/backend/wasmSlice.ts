@@ -4,15 +4,17 @@
  * tfjs-backend-wasm 4.22's Slice reads its input with `backend.readSync`, which copies the *whole*
  * input tensor out of the wasm heap into a fresh JS array (from a SharedArrayBuffer when threaded)
  * before copying the slice back in. Taking one head `[1, L, d]` out of `[H, L, d]` therefore costs a
- * copy of all H heads: 6–7 ms for L 6,336, d 64, H 8, against 0.3 ms for an elementwise op of the
- * same size — 14 % of a denoising step of the small benchmark config (benchmarks/RESULTS.md).
+ * copy of all H heads: 6–7 ms for L 6,336, d 64, H 8, against 0.5 ms for an elementwise op over
+ * all 8 heads — 14 % of a denoising step of the small benchmark config (benchmarks/RESULTS.md).
  *
  * This kernel reads the input through a heap view instead and copies runs of contiguous elements:
  * the axes after the last one that is cut are whole, so each run is `size[k]·Π shape[k+1..]` values.
  * SplitV (`tf.split`) and Unpack (`tf.unstack`) call the stock slice once per part, so each part copied
  * the whole input too: they get the same treatment. Same results as the stock kernels for every dtype
- * (string tensors go to the stock kernels); test/backend/wasmSlice.prop.test.ts compares them against
- * tfjs-cpu on random inputs.
+ * (string and complex64 tensors go to the stock kernels); test/backend/wasmSlice.prop.test.ts compares them against
+ * tfjs-cpu on random inputs. StridedSlice (its stride-1 path), BatchToSpaceND and SparseFillEmptyRows
+ * still call the stock slice directly; nothing on this project's hot paths uses them (conv2d's
+ * strided slices have stride > 1, which tfjs runs in C++).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -21,6 +23,9 @@ interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(t: tf.TensorInfo): tf.TypedArray;
 }
+
+/** Dtypes whose heap view `typedArrayFromHeap` gives; others (string, complex64) go to the stock kernels. */
+const VIEWABLE = new Set<tf.DataType>(['float32', 'int32', 'bool']);
 
 interface SliceArgs {
   inputs: { x: tf.TensorInfo };
@@ -31,6 +36,7 @@ interface SliceArgs {
 /** Copy `x[begin : begin + size]` (rank ≥ 1: tfjs refuses to slice a scalar) (flat views of the input and output) in contiguous runs. */
 export function copySlice(xVals: tf.TypedArray, shape: number[], begin: number[], size: number[], out: tf.TypedArray): void {
   const rank = shape.length;
+  if (size.some((n) => n === 0)) return;
   // k: the last axis that is cut; the axes after it are whole, so one run = size[k]·Π shape[k+1..]
   let k = rank - 1;
   while (k > 0 && begin[k] === 0 && size[k] === shape[k]) k--;
@@ -54,7 +60,7 @@ function makeSlice(stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { inputs, attrs, backend } = args as unknown as SliceArgs;
     const x = inputs.x;
-    if (x.dtype === 'string') return stock(args);
+    if (!VIEWABLE.has(x.dtype)) return stock(args);
     const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs.begin, attrs.size) as [number[], number[]];
     const out = backend.makeOutput(size, x.dtype); // may grow the heap: take the views after it
     if (tf.util.sizeFromShape(size) === 0) return out;
@@ -78,7 +84,7 @@ function splitParts(shape: number[], axis: number, sizes: number[]): [number[], 
 function copyParts(backend: WasmBackendLike, x: tf.TensorInfo, parts: [number[], number[]][], outShape: (size: number[]) => number[]): tf.TensorInfo[] {
   const outs = parts.map(([, size]) => backend.makeOutput(outShape(size), x.dtype));
   parts.forEach(([begin, size], i) => {
-    if (tf.util.sizeFromShape(size) > 0) copySlice(backend.typedArrayFromHeap(x), x.shape, begin, size, backend.typedArrayFromHeap(outs[i]!));
+    copySlice(backend.typedArrayFromHeap(x), x.shape, begin, size, backend.typedArrayFromHeap(outs[i]!));
   });
   return outs;
 }
@@ -88,7 +94,7 @@ function makeSplitV(stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { inputs, attrs, backend } = args as unknown as { inputs: { x: tf.TensorInfo }; attrs: { numOrSizeSplits: number | number[]; axis: number | number[] }; backend: WasmBackendLike };
     const x = inputs.x;
-    if (x.dtype === 'string') return stock(args);
+    if (!VIEWABLE.has(x.dtype)) return stock(args);
     const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0]!;
     const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs.numOrSizeSplits, axis);
     return copyParts(backend, x, splitParts(x.shape, axis, sizes), (size) => size);
@@ -99,7 +105,7 @@ function makeUnpack(stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { inputs, attrs, backend } = args as unknown as { inputs: { value: tf.TensorInfo }; attrs: { axis: number }; backend: WasmBackendLike };
     const x = inputs.value;
-    if (x.dtype === 'string') return stock(args);
+    if (!VIEWABLE.has(x.dtype)) return stock(args);
     const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0]!;
     const parts = splitParts(x.shape, axis, new Array<number>(x.shape[axis]!).fill(1));
     return copyParts(backend, x, parts, (size) => size.filter((_, a) => a !== axis));
@@ -122,6 +128,6 @@ export function installWasmSlice(): void {
     if (stock === undefined) continue; // tfjs-backend-wasm not loaded: nothing to replace
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: make(stock.kernelFunc) });
+    installed = true;
   }
-  installed = true;
 }

@@ -1,21 +1,33 @@
 /**
- * The PyTorch side of the side-by-side step row: runs benchmarks/reference/pytorch_step.py (same
- * layers, widths, tokens, RoPE and dual mask as the `step small` row, random weights) once per
+ * The PyTorch side of the side-by-side step row: runs benchmarks/reference/pytorch_step.py (the model
+ * of the `step small` row: same layers, widths, tokens, RoPE and dual mask; random weights) once per
  * attention schedule and turns its JSON line into a BenchRow.
  *
- *   dense      the reference's way: a dense [L, L] boolean mask (SDPA on torch ≥ 2, masked softmax on 1.13)
- *   blockwise  our schedule (src/layers/maskedAttention.ts) written in torch: the fair comparison of kernels
+ *   blockwise  the Mask²DiT reference processor's schedule (per scene, attention over gathered keys),
+ *              which is also ours (src/layers/maskedAttention.ts): the fair comparison
+ *   dense      a naive dense [L, L] boolean mask: what materialising the mask costs (not the reference)
  *
- * Optional by design: the project never depends on Python. A missing interpreter or torch gives a
- * skipped row saying so, not an error.
+ * Optional by design: the project never depends on Python. A missing interpreter, torch or script gives
+ * a skipped row saying so, not an error.
  */
 import { spawn } from 'node:child_process';
-import path from 'node:path';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { machine } from './measure.js';
 import type { BenchRow } from './suite.js';
 
-export const REFERENCE_SCRIPT = path.join('benchmarks', 'reference', 'pytorch_step.py');
-export const REFERENCE_ATTENTION = ['dense', 'blockwise'] as const;
+/** The script, two levels above this module (src/bench/ or dist/bench/); shipped in the package. */
+export const REFERENCE_SCRIPT = fileURLToPath(new URL('../../benchmarks/reference/pytorch_step.py', import.meta.url));
+export const REFERENCE_ATTENTION = ['blockwise', 'dense'] as const;
+const LABEL: Record<(typeof REFERENCE_ATTENTION)[number], string> = { blockwise: 'block-wise, as the reference', dense: 'naive dense mask' };
+/** Bytes of a child's stdout / stderr kept (the result line is short). */
+const OUTPUT_CAP = 64 * 1024;
+
+/** `--reference`, `--python`, `--reference-device` flags as the suite's option (undefined without --reference). */
+export function referenceFromFlags(f: { reference?: boolean; python?: string | undefined; referenceDevice?: string | undefined }): { reference?: { python?: string; device?: string } } {
+  if (f.reference !== true) return {};
+  return { reference: { ...(f.python !== undefined && { python: f.python }), ...(f.referenceDevice !== undefined && { device: f.referenceDevice }) } };
+}
 
 export interface ReferenceOptions {
   /** Python interpreter with torch (default `MASK2DIT_PYTHON`, else `python3`). */
@@ -28,8 +40,10 @@ export interface ReferenceOptions {
   device?: string;
   /** The script to run (tests pass a fake). */
   script?: string;
-  /** Per run (default 30 min: the dense full-size step takes ~25 s a call on 2 cores). */
+  /** Per run (default 5 min quick, 30 min full: the dense full-size step takes 20–30 s a call on 2 cores). */
   timeoutMs?: number;
+  /** The `step small` row's config: a script result for another geometry is refused (so ratios never pair different work). */
+  expectConfig?: string;
   /** The `step small` row's FLOPs, so GFLOP/s count the same useful work on both sides. */
   flops?: number | null;
   flopFormula?: string;
@@ -44,16 +58,25 @@ interface ScriptLine {
   tokensPerS: number;
 }
 
-/** Run a command; resolves with stdout, or rejects with the reason (exit code + stderr tail, spawn error, timeout). */
+/**
+ * Run a command in its own process group; resolves with stdout, or rejects with the reason (exit code +
+ * stderr tail, spawn error, timeout). On timeout the whole group is killed (a wrapper's children too).
+ */
 function runScript(cmd: string, args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     let err = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-2000)));
+    child.stdout.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-OUTPUT_CAP)));
+    child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-OUTPUT_CAP)));
     const timer = setTimeout(() => {
-      child.kill('SIGKILL');
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+      child.stdout.destroy();
+      child.stderr.destroy();
       reject(new Error(`timed out after ${timeoutMs / 1000} s`));
     }, timeoutMs);
     child.on('error', (e) => {
@@ -83,21 +106,24 @@ export function parseScriptLine(stdout: string): ScriptLine {
   throw new Error(`no result line in its output (${JSON.stringify(stdout.slice(-200))})`);
 }
 
-/** One row per attention schedule; skipped rows (with the reason) when Python or torch is missing. */
+/** One row per attention schedule; skipped rows (with the reason) when Python, torch or the script is missing. */
 export async function referenceStepRows(o: ReferenceOptions): Promise<BenchRow[]> {
   const python = o.python ?? process.env['MASK2DIT_PYTHON'] ?? 'python3';
+  const script = o.script ?? REFERENCE_SCRIPT;
   const device = o.device ?? 'cpu';
   const date = new Date().toISOString().slice(0, 10);
   const rows: BenchRow[] = [];
   for (const attention of REFERENCE_ATTENTION) {
-    const args = [o.script ?? REFERENCE_SCRIPT, '--threads', String(o.threads), '--device', device, '--reps', String(o.reps), '--attention', attention, ...(o.quick ? ['--quick'] : [])];
+    const args = [script, '--threads', String(o.threads), '--device', device, '--reps', String(o.reps), '--attention', attention, ...(o.quick ? ['--quick'] : [])];
     const base = { component: 'step' as const, flops: o.flops ?? null, flopFormula: `${o.flopFormula ?? '-'} (the wasm row's count: same model, same useful work)`, reps: o.reps, machine: machine(), date };
     try {
-      const j = parseScriptLine(await runScript(python, args, o.timeoutMs ?? 30 * 60_000));
+      if (!fs.existsSync(script)) throw new Error(`${script} not found`);
+      const j = parseScriptLine(await runScript(python, args, o.timeoutMs ?? (o.quick ? 5 : 30) * 60_000));
+      if (o.expectConfig !== undefined && j.config !== o.expectConfig) throw new Error(`the script measured "${j.config}", not the TypeScript row's "${o.expectConfig}"`);
       rows.push({
         ...base,
         config: j.config,
-        backend: `${j.backend} (${attention} mask)`,
+        backend: `${j.backend} (${LABEL[attention]})`,
         device: `${device}, ${j.threads} thread${j.threads > 1 ? 's' : ''}`,
         msPerCall: j.msPerCall,
         tokensPerS: j.tokensPerS,
@@ -106,17 +132,21 @@ export async function referenceStepRows(o: ReferenceOptions): Promise<BenchRow[]
         skipped: null,
       });
     } catch (e) {
-      rows.push({ ...base, config: `PyTorch reference (${attention} mask)`, backend: `torch (${attention} mask)`, device, msPerCall: null, tokensPerS: null, gflops: null, peakMiB: null, reps: 0, skipped: `skipped: ${(e as Error).message}` });
+      rows.push({ ...base, config: `PyTorch reference (${LABEL[attention]})`, backend: `torch (${LABEL[attention]})`, device, msPerCall: null, tokensPerS: null, gflops: null, peakMiB: null, reps: 0, skipped: `skipped: ${(e as Error).message}` });
     }
   }
   return rows;
 }
 
-/** `wasm ms / torch ms` for each TypeScript step row and reference row of the same config. */
+/** `ours ms / torch ms` for each TypeScript step row and reference row of the same config, with both devices. */
 export function sideBySide(rows: BenchRow[]): string[] {
   const torch = rows.filter((r) => r.backend.startsWith('torch') && r.msPerCall !== null);
   const ours = rows.filter((r) => r.component === 'step' && !r.backend.startsWith('torch') && r.msPerCall !== null);
   const out: string[] = [];
-  for (const a of ours) for (const t of torch) if (t.config === a.config) out.push(`  ${a.backend} / ${t.backend}: ${(a.msPerCall! / t.msPerCall!).toFixed(2)}× the time (${a.msPerCall} vs ${t.msPerCall} ms, ${a.config})`);
+  for (const a of ours) {
+    for (const t of torch) {
+      if (t.config === a.config) out.push(`  ${a.backend} / ${t.backend}: ${(a.msPerCall! / t.msPerCall!).toFixed(2)}× the time (${a.msPerCall} vs ${t.msPerCall} ms; ${a.device} vs torch ${t.device}; ${a.config})`);
+    }
+  }
   return out;
 }

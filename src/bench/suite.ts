@@ -401,7 +401,7 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<BenchRow[]
   }
   if (opts.reference !== undefined && only.includes('step')) {
     const small = rows.find((r) => r.component === 'step' && r.config.startsWith('small'));
-    const ref = await referenceStepRows({ ...opts.reference, threads, quick, reps: quick ? reps : 1, flops: small?.flops ?? null, flopFormula: small?.flopFormula ?? '-' });
+    const ref = await referenceStepRows({ ...opts.reference, threads, quick, reps: quick ? reps : 1, flops: small?.flops ?? null, flopFormula: small?.flopFormula ?? '-', ...(small !== undefined && { expectConfig: small.config }) });
     for (const r of ref) {
       rows.push(r);
       opts.onRow?.(r);

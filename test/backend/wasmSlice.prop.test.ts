@@ -52,12 +52,12 @@ describe('wasm Slice kernel', () => {
     const shapes = cases.map((c) => tf.tidy(() => tf.slice(values(c), c.begin, c.size).shape));
     await selectBackend('wasm');
     cases.forEach((c, i) => {
-      const before = tf.memory().numTensors;
+      const before = [tf.memory().numTensors, tf.engine().backend.numDataIds()];
       const got = tf.tidy(() => tf.slice(values(c), c.begin, c.size));
       expect([JSON.stringify(c), got.shape]).toEqual([JSON.stringify(c), shapes[i]]);
       expect([JSON.stringify(c), Array.from(got.dataSync())]).toEqual([JSON.stringify(c), want[i]]);
       got.dispose();
-      expect(tf.memory().numTensors).toBe(before);
+      expect([tf.memory().numTensors, tf.engine().backend.numDataIds()]).toEqual(before); // no tensor and no backend buffer left behind
     });
   });
 
@@ -88,9 +88,9 @@ describe('wasm Slice kernel', () => {
     const want = cases.map(run);
     await selectBackend('wasm');
     cases.forEach((k, i) => {
-      const before = tf.memory().numTensors;
+      const before = [tf.memory().numTensors, tf.engine().backend.numDataIds()];
       expect([JSON.stringify(k), run(k)]).toEqual([JSON.stringify(k), want[i]]);
-      expect(tf.memory().numTensors).toBe(before);
+      expect([tf.memory().numTensors, tf.engine().backend.numDataIds()]).toEqual(before);
     });
   });
 
@@ -103,6 +103,19 @@ describe('wasm Slice kernel', () => {
     const s = tf.tensor(['a', 'b', 'c']);
     expect(tf.slice(s, [1], [2]).dataSync()).toEqual(['b', 'c']);
     expect(tf.unstack(s).map((t) => t.dataSync()[0])).toEqual(['a', 'b', 'c']);
+  });
+
+  it('stays right when the output allocation grows the wasm heap (views are taken after it)', async () => {
+    await selectBackend('wasm');
+    const heap = () => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength;
+    const n = 32 * 2 ** 20; // 128 MiB of float32 out of a 256 MiB input: more than the heap keeps spare (growth steps ≤ 96 MiB)
+    const x = tf.tidy(() => tf.reshape(tf.range(0, 2 * n, 1, 'int32'), [2, n]));
+    const grownBefore = heap();
+    const y = tf.slice(x, [1, 0], [1, n]);
+    const grew = heap() > grownBefore;
+    const v = y.dataSync();
+    expect([grew, v[0], v[n - 1], v[n >> 1]]).toEqual([true, n, 2 * n - 1, n + (n >> 1)]);
+    tf.dispose([x, y]);
   });
 
   it('copySlice merges whole trailing axes into one run per outer index', () => {

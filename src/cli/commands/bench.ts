@@ -4,6 +4,7 @@
  * JSON line per row. `--json` prints the rows as one JSON array instead.
  */
 import type { Command } from 'commander';
+import { referenceFromFlags } from '../../bench/reference.js';
 import { COMPONENTS, formatReport, runBenchmarks, type Component } from '../../bench/suite.js';
 import { Mask2DiTError } from '../../errors.js';
 import { DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME } from '../../model/modelFolder.js';
@@ -36,7 +37,7 @@ async function runBench(flags: BenchFlags, cmd: Command): Promise<void> {
     quick: flags.quick === true,
     ...(reps !== undefined ? { reps } : {}),
     weightsDir: flags.model ?? DEFAULT_MODEL_DIR,
-    ...(flags.reference === true ? { reference: { ...(flags.python !== undefined ? { python: flags.python } : {}), ...(flags.referenceDevice !== undefined ? { device: flags.referenceDevice } : {}) } } : {}),
+    ...referenceFromFlags(flags),
     onRow: (r) => process.stderr.write(`  ${r.component} ${r.backend}: ${r.msPerCall ?? '-'} ms/call ${r.skipped !== null ? `(${r.skipped})` : ''}\n`),
   });
   process.stdout.write(flags.json === true ? JSON.stringify(rows) + '\n' : formatReport(rows));
