@@ -24,6 +24,9 @@ import { installWasmSlice } from './wasmSlice.js';
 import { initWebGpu } from './webgpu.js';
 import { initTensorflow } from './tensorflow.js';
 
+// tfjs-wasm's Slice, SplitV and Unpack copy their whole input first: replace them (src/backend/wasmSlice.ts)
+installWasmSlice();
+
 export const BACKEND_NAMES = ['wasm', 'cpu', 'webgpu', 'tensorflow'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
@@ -111,7 +114,6 @@ async function tryThreadedWasm(threads: number, timeoutMs: number): Promise<bool
 }
 
 async function initWasm(threads: number, timeoutMs: number, attempts: number): Promise<number> {
-  installWasmSlice();
   if (wasmThreads !== undefined && tf.engine().registry['wasm'] !== undefined) {
     if (threads !== wasmThreads) log.warn(`wasm already running with ${wasmThreads} threads; ignoring the request for ${threads}`);
     await tf.setBackend('wasm');
