@@ -36,6 +36,21 @@ let scriptDir = '';
 
 /** Text of blobs created while the shim is installed (a WeakMap, so blobs are not kept alive). */
 const blobText = new WeakMap<Blob, string>();
+/** What each script file holds, so an unchanged script is not written again. */
+const written = new Map<string, string>();
+
+/**
+ * Write a script that pool workers may be reading at this moment: whole or not at all (temp file +
+ * rename), and not at all when unchanged. A plain rewrite truncates the file first, and a worker that
+ * read it then ran an empty script and exited (code 0) before loading — the rare failed start of a pool.
+ */
+export function writeScript(file: string, text: string): void {
+  if (written.get(file) === text) return;
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, file);
+  written.set(file, text);
+}
 
 function installBlobHooks(): void {
   if (installed) return;
@@ -51,7 +66,7 @@ function installBlobHooks(): void {
       super(parts, options);
       const text = parts.map((p) => (typeof p === 'string' ? p : '')).join('');
       blobText.set(this, text);
-      if (text.startsWith(MAIN_SCRIPT_MARK)) fs.writeFileSync(mainScriptPath, PRELUDE + text);
+      if (text.startsWith(MAIN_SCRIPT_MARK)) writeScript(mainScriptPath, PRELUDE + text);
     }
   }
   globalThis.Blob = RecordingBlob as typeof Blob;
@@ -64,11 +79,11 @@ function installBlobHooks(): void {
       // The pthread worker: make it load the main script from disk instead of a blob URL.
       const patched = text.replace(WORKER_IMPORT, `importScripts(${JSON.stringify(mainScriptPath)})`);
       if (patched === text) throw new Error('wasm threads shim: the worker patch did not apply (tfjs-backend-wasm version changed?)');
-      fs.writeFileSync(workerPath, patched);
+      writeScript(workerPath, patched);
       return workerPath;
     }
     const p = path.join(scriptDir, `blob-${Math.random().toString(36).slice(2)}.js`);
-    fs.writeFileSync(p, text);
+    writeScript(p, text);
     return p;
   };
 }
