@@ -5,8 +5,8 @@
  *   npm run bench -- [--backends wasm,cpu,webgpu] [--only matmul,attention,block,step,vae,demo] [--quick] [--reps 3]
  *                    [--reference [--python /usr/bin/python3] [--reference-device cpu|cuda]]
  *
- * `--reference` also times benchmarks/reference/pytorch_step.py (the `step small` row in PyTorch, dense
- * and block-wise mask) in the same run and prints the ratios.
+ * `--reference` also times benchmarks/reference/pytorch_step.py (the `step small` row in PyTorch, block-wise
+ * as the reference and with a naive dense mask) in the same run and prints the ratios.
  *
  * For webgpu on a GPU: MASK2DIT_WEBGPU_BACKEND=vulkan npm run bench -- --backends webgpu
  */

@@ -33,7 +33,7 @@ interface SliceArgs {
   backend: WasmBackendLike;
 }
 
-/** Copy `x[begin : begin + size]` (rank ≥ 1: tfjs refuses to slice a scalar) (flat views of the input and output) in contiguous runs. */
+/** Copy `x[begin : begin + size]` between flat views of the input and output, in contiguous runs (rank ≥ 1: tfjs refuses to slice a scalar). */
 export function copySlice(xVals: tf.TypedArray, shape: number[], begin: number[], size: number[], out: tf.TypedArray): void {
   const rank = shape.length;
   if (size.some((n) => n === 0)) return;
@@ -62,10 +62,7 @@ function makeSlice(stock: tf.KernelFunc): tf.KernelFunc {
     const x = inputs.x;
     if (!VIEWABLE.has(x.dtype)) return stock(args);
     const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs.begin, attrs.size) as [number[], number[]];
-    const out = backend.makeOutput(size, x.dtype); // may grow the heap: take the views after it
-    if (tf.util.sizeFromShape(size) === 0) return out;
-    copySlice(backend.typedArrayFromHeap(x), x.shape, begin, size, backend.typedArrayFromHeap(out));
-    return out;
+    return copyParts(backend, x, [[begin, size]], (s) => s)[0]!;
   };
 }
 
@@ -80,12 +77,11 @@ function splitParts(shape: number[], axis: number, sizes: number[]): [number[], 
   });
 }
 
-/** Copy each part of `x` into a new output of `shape(part)`: the parts of SplitV and Unpack. */
+/** Copy each `[begin, size]` part of `x` into a new output of `outShape(size)` (Slice: one part; SplitV, Unpack: many). */
 function copyParts(backend: WasmBackendLike, x: tf.TensorInfo, parts: [number[], number[]][], outShape: (size: number[]) => number[]): tf.TensorInfo[] {
   const outs = parts.map(([, size]) => backend.makeOutput(outShape(size), x.dtype));
-  parts.forEach(([begin, size], i) => {
-    copySlice(backend.typedArrayFromHeap(x), x.shape, begin, size, backend.typedArrayFromHeap(outs[i]!));
-  });
+  const xVals = backend.typedArrayFromHeap(x); // after every makeOutput: an allocation may grow the heap
+  parts.forEach(([begin, size], i) => copySlice(xVals, x.shape, begin, size, backend.typedArrayFromHeap(outs[i]!)));
   return outs;
 }
 

@@ -64,7 +64,7 @@ export interface BenchOptions {
 export interface BenchRow {
   component: Component;
   config: string;
-  /** `wasm`, `webgpu`, …; reference rows: `torch <version> <device> (<schedule> mask)`. */
+  /** `wasm`, `webgpu`, …; PyTorch rows: `torch <version> <device> (<schedule>)` (src/bench/reference.ts). */
   backend: string;
   device: string;
   /** Median wall time of one call (ms), or null when skipped. */

@@ -143,8 +143,7 @@ function vaeTemporalCompression(run: string): number {
   return parseVaeConfig(JSON.parse(fs.readFileSync(file, 'utf8')), file).config.temporal_compression_ratio;
 }
 
-/** Copy `ema.<module>.<name>` of a checkpoint into each module. */
-/** Load the EMA weights of a checkpoint into `modules`; returns the checkpoint's metadata. */
+/** Copy `ema.<module>.<name>` of a checkpoint into each module; returns the checkpoint's metadata. */
 async function loadEma(file: string, modules: Record<string, M2Layer>): Promise<CheckpointMeta> {
   const { tensors, meta } = await loadCheckpoint(file);
   try {
@@ -162,7 +161,6 @@ async function loadEma(file: string, modules: Record<string, M2Layer>): Promise<
   }
 }
 
-/** The VAE with the EMA weights of a training checkpoint. */
 /** The run's VAE with its EMA weights, and the checkpoint step they come from. */
 async function emaVae(run: string): Promise<{ vae: CogVideoXVAE; step: number }> {
   const dir = path.join(run, 'vae');
