@@ -25,6 +25,8 @@ export interface TokenizerJson {
 
 export class WordTokenizer {
   private readonly ids: Map<string, number>;
+  /** The world model's T5 was trained with padding masked out of attention. */
+  readonly attentionMask = 'padding' as const;
 
   /** @param vocab every token, the three specials first (`<pad>`, `</s>`, `<unk>`) */
   constructor(

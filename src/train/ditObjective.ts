@@ -113,12 +113,12 @@ export function ditObjective(model: Mask2DiTTransformer, data: LatentDataset | L
 }
 
 /** A T5-style encoder as the DiT's text conditioner: ids `[B, S·L]` → each scene encoded alone → `[B, S·L, D]`. */
-export function perSceneText(encoder: { forward(inputs: { ids: tf.Tensor }): tf.Tensor }, sceneLength: number): TextConditioner {
+export function perSceneText(encoder: { forward(inputs: { ids: tf.Tensor; attentionMask?: 'padding' }): tf.Tensor }, sceneLength: number): TextConditioner {
   return {
     encode: (ids) =>
       tf.tidy(() => {
         const [B, SL] = ids.shape as [number, number];
-        const h = encoder.forward({ ids: tf.reshape(ids, [(B * SL) / sceneLength, sceneLength]) }); // [B·S, L, D]
+        const h = encoder.forward({ ids: tf.reshape(ids, [(B * SL) / sceneLength, sceneLength]), attentionMask: 'padding' }); // [B·S, L, D]
         return tf.reshape(h, [B, SL, h.shape[2]!]); // [B, S·L, D]
       }),
   };

@@ -85,7 +85,7 @@ describe('T5Encoder', () => {
     b.fill(tok.vocab.indexOf('red'), 8); // overwrite padding with words
     const mask = tf.tensor2d(WordTokenizer.mask(a), [1, 16], 'int32');
     const [ta, tb] = [tf.tensor2d(a, [1, 16], 'int32'), tf.tensor2d(b, [1, 16], 'int32')];
-    const ya = model.forward({ ids: ta }); // default mask: ids ≠ pad
+    const ya = model.forward({ ids: ta, attentionMask: 'padding' }); // keys with ids = pad masked
     const yb = model.forward({ ids: tb, attentionMask: mask });
     const real = 7; // "it bounces on a green background </s>"
     const sa = tf.slice(ya, [0, 0, 0], [1, real, -1]);
@@ -220,7 +220,7 @@ describe('encodePrompts', () => {
     const model = T5Encoder.init(tiny(), 8);
     const all = encodePrompts(tok, model, CAPTIONS);
     expect(all.shape).toEqual([1, 48, 32]);
-    const second = model.encodeIds(tok.encode(CAPTIONS[1]!), 1);
+    const second = model.encodeIds(tok.encode(CAPTIONS[1]!), 1, 'padding'); // the world model's convention
     const block = tf.slice(all, [0, 16, 0], [1, 16, -1]);
     expect(tf.max(tf.abs(tf.sub(block, second))).dataSync()[0]).toBeLessThan(1e-5);
     tf.dispose([all, second, block]);
