@@ -12,6 +12,7 @@ import { register as registerBackend } from './commands/backend.js';
 import { register as registerInspect } from './commands/inspect.js';
 import { register as registerForward } from './commands/forward.js';
 import { registerVaeForward } from './commands/forwardVae.js';
+import { registerTextEncoderForward } from './commands/forwardTextEncoder.js';
 import { register as registerGenerate } from './commands/generate.js';
 import { register as registerExtend } from './commands/extend.js';
 import { register as registerMask } from './commands/mask.js';
@@ -20,6 +21,7 @@ import { register as registerBench } from './commands/bench.js';
 import { INTERRUPTED_EXIT_CODE, InterruptedError } from './interrupt.js';
 import { register as registerTrain } from './commands/train.js';
 import { register as registerEval } from './commands/eval.js';
+import { register as registerTokenize } from './commands/tokenize.js';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -37,10 +39,13 @@ function buildProgram(): Command {
   registerAttention(program);
   registerInspect(program);
   registerBackend(program);
-  registerVaeForward(registerForward(program));
+  const forward = registerForward(program);
+  registerVaeForward(forward);
+  registerTextEncoderForward(forward);
   registerBench(program);
   registerTrain(program);
   registerEval(program);
+  registerTokenize(program);
   return program;
 }
 

@@ -88,9 +88,10 @@ describe('diffusers CogVideoXPipeline.encode_prompt', () => {
     const masked = new PromptEncoder({ ...tok, length: L, vocabSize: tok.vocabSize, encodeBatch: (t) => tok.encodeBatch(t), attentionMask: 'padding' }, encoder);
     const { prompt } = masked.encodePrompt(call.prompt!, { guidance: false });
     const want = get(io, 'diffusers_a.prompt_embeds').data as Float32Array;
-    const got = await prompt.data();
+    const got = (await prompt.data()) as Float32Array;
     prompt.dispose();
-    const worst = got.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i]!)), 0);
+    let worst = 0;
+    got.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - want[i]!))));
     expect(worst).toBeGreaterThan(1e-2);
   });
 });
