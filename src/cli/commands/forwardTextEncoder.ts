@@ -19,6 +19,7 @@ import { backendFromFlags, compareWith, writeTensorFile } from '../common.js';
 
 interface Opts {
   model: string;
+  weights?: string;
   inputs?: string;
   prompt?: string[];
   out: string;
@@ -50,7 +51,7 @@ async function run(opts: Opts, cmd: Command): Promise<void> {
   if (mask !== undefined && !(MASKS as readonly string[]).includes(mask)) throw new Mask2DiTError('OPTION', `--mask: expected one of ${MASKS.join(', ')}, got ${JSON.stringify(mask)}`);
   if (mask === 'inputs' && opts.inputs === undefined) throw new Mask2DiTError('OPTION', '--mask inputs reads attention_mask from --inputs');
   const backend = await backendFromFlags(cmd);
-  const encoder = await T5Encoder.fromPretrained(opts.model);
+  const encoder = await T5Encoder.fromPretrained(opts.model, opts.weights !== undefined ? { weights: opts.weights } : {});
   const produced = new Map<string, tf.Tensor>();
   let attention: T5AttentionMask = 'none';
   try {
@@ -94,6 +95,7 @@ export function registerTextEncoderForward(forward: Command): void {
     .command('text-encoder')
     .description('the T5 text encoder: input_ids [B, L] (or --prompt texts) → last_hidden_state [B, L, d_model]')
     .requiredOption('--model <dir>', 'a T5 encoder folder (config.json + safetensors) or a pipeline folder with text_encoder/ (and tokenizer/ for --prompt)')
+    .option('--weights <file>', 'the weights file or index.json, when the folder holds more than one')
     .option('--inputs <file>', 'safetensors file holding input_ids [B, L] (and attention_mask for --mask inputs)')
     .option('--prompt <text>', 'a prompt to tokenize and encode (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--max-length <n>', 'with --prompt: ids per prompt (default: the tokenizer\'s, 226 for CogVideoX)')
