@@ -27,7 +27,7 @@ export * from './model/sceneLayout.js';
 export * from './model/masks.js';
 export { maskedAttention, denseMaskedAttention, peakScoreBytes, denseScoreBytes, DEFAULT_CHUNK_SIZE, type MaskedAttentionOptions } from './layers/maskedAttention.js';
 export { M2Layer, Container } from './layers/layer.js';
-export { WeightSource, WeightLoadError } from './layers/weightSource.js';
+export { WeightSource, WeightLoadError, type TensorReader } from './layers/weightSource.js';
 export { Linear } from './layers/linear.js';
 export { LayerNorm } from './layers/layerNorm.js';
 export { LayerNormZero, AdaLayerNorm, type SegmentCondition } from './layers/adaLayerNorm.js';
@@ -84,10 +84,11 @@ export { Mask2DiTExtendPipeline, type ExtendOptions, type ExtendResult, type Pre
 export { conv2d, conv2dFilterGrad } from './layers/conv2d.js';
 
 // Model folders and latents files
-export { loadModelFolder, saveModelFolder, DEFAULT_MODEL_DIR } from './model/modelFolder.js';
+export { loadModelFolder, saveModelFolder, DEFAULT_MODEL_DIR, type LoadOptions as ModelFolderLoadOptions } from './model/modelFolder.js';
 export { readLatentsFile, writeLatentsFile } from './io/latentsFile.js';
 
 // Evaluation
 export { evaluate, formatTable, formatClaim, checkClaim, HELD_OUT_FIRST_SEED } from './eval/evaluate.js';
 export { scoreClip, summarize, expectedFromCaptions } from './eval/metrics.js';
-export { readTensors, loadPretrained, type PretrainedOptions } from './model/pretrained.js';
+export { readTensors, loadPretrained, type PretrainedOptions, type OffloadOptions } from './model/pretrained.js';
+export { chooseOffload, footprint, memoryAvailable, parseOffloadMode, widenToF32, OffloadError, OffloadedBlocks, StoredEmbedding, StoredWeights, OFFLOAD_MODES, AUTO_ACTIVATION_SHARE, type BlockLayout, type MemoryAvailable, type OffloadDecision, type OffloadMode, type WeightFootprint } from './model/offload.js';

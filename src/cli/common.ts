@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, type BackendInfo } from '../backend/index.js';
 import { Mask2DiTError } from '../errors.js';
 import { openSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { parseOffloadMode, type OffloadMode } from '../model/offload.js';
 
 /** Initialise the backend named by `--backend`/`--threads` (or the environment). */
 export async function backendFromFlags(cmd: Command): Promise<BackendInfo> {
@@ -11,6 +12,19 @@ export async function backendFromFlags(cmd: Command): Promise<BackendInfo> {
   const threads = g.threads !== undefined ? Number(g.threads) : undefined;
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new Mask2DiTError('OPTION', `--threads: expected a positive integer, got ${g.threads}`);
   return selectBackend(g.backend, threads !== undefined ? { threads } : {});
+}
+
+/** `--offload auto|none|blocks` (generate, extend, forward). */
+export function addOffloadOption(c: Command): Command {
+  return c.option(
+    '--offload <mode>',
+    "where the transformer's and text encoder's block weights live: auto (default: resident when they fit the backend's memory, else read from the checkpoint one block at a time), none (all resident), blocks",
+  );
+}
+
+/** The `--offload` value, checked (default 'auto'). */
+export function offloadFromFlags(value: string | undefined): OffloadMode {
+  return value === undefined ? 'auto' : parseOffloadMode(value, '--offload');
 }
 
 /** Every tensor of a safetensors file: floats as float32 tf tensors, integers as number arrays. */
@@ -34,10 +48,10 @@ export async function readTensorFile(file: string): Promise<{ floats: Map<string
   return { floats, ints };
 }
 
-/** Write float32 tensors to a safetensors file (atomically). */
+/** Write tensors to a safetensors file (atomically): int32 as I32, everything else as F32. */
 export async function writeTensorFile(file: string, tensors: Map<string, tf.Tensor>, metadata: Record<string, string> = {}): Promise<void> {
   const out: Record<string, TensorToWrite> = {};
-  for (const [name, t] of tensors) out[name] = { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array };
+  for (const [name, t] of tensors) out[name] = t.dtype === 'int32' ? { dtype: 'I32', shape: t.shape, data: (await t.data()) as Int32Array } : { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array };
   await writeSafetensors(file, out, { format: 'pt', producer: 'mask2dit-ts', ...metadata });
 }
 

@@ -17,7 +17,8 @@ import { tensorToFrames, writeMp4 } from '../io/video.js';
 import { DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME, ModelFolderError, type LoadedModel } from '../model/modelFolder.js';
 import { decodeScenes, type GenerateOptions, type StepProgress } from '../model/pipeline.js';
 import { isSamplerName, SAMPLER_NAMES, type SamplerName } from '../sampler/index.js';
-import { encodePrompts } from '../text/textEncoder.js';
+import { PromptEncoder } from '../text/promptEncoder.js';
+import { addOffloadOption } from './common.js';
 import { latentsPathFor, sheetPathFor, type OutputSet } from './outputs.js';
 import type { Progress } from './progress.js';
 import type { SceneDefaults } from './sceneFile.js';
@@ -32,6 +33,7 @@ export interface SamplingFlags {
   seed?: string;
   sampler?: string;
   fps?: string;
+  offload?: string;
 }
 
 export interface RunSettings {
@@ -80,7 +82,7 @@ export function modelDir(flags: SamplingFlags): string {
 
 /** Options every sampling command takes. */
 export function addSamplingOptions(c: Command): Command {
-  return c
+  return addOffloadOption(c)
     .option('--model <dir>', `pipeline folder (model_index.json, transformer/, vae/, scheduler/, …) (default: the shipped ${DEFAULT_MODEL_NAME})`)
     .option('--steps <n>', 'denoising steps (default: the scene file\'s, else 50)')
     .option('--guidance <g>', 'classifier-free guidance scale, 1 = none (default: the scene file\'s, else 6)')
@@ -117,34 +119,51 @@ function noTextError(model: LoadedModel, what: string): Mask2DiTError {
   return new ModelFolderError(model.dir, `${what} needs the model's tokenizer and text encoder. ${model.notes.join(' ')}`.trim());
 }
 
-/** One `[T, D]` embedding per scene, stacked: `[S, T, D]`. */
+/** The model's prompt encoder (tokenizer + T5), or a ModelFolderError saying why there is none. */
+function promptEncoder(model: LoadedModel, what: string): PromptEncoder {
+  if (model.tokenizer === undefined || model.textEncoder === undefined) throw noTextError(model, what);
+  return new PromptEncoder(model.tokenizer, model.textEncoder);
+}
+
+/** Say on stderr what a prompt loses to the tokenizer: words it does not know (`<unk>`) and words cut by truncation. */
+export function warnPromptLoss(model: LoadedModel, label: string, text: string): void {
+  const r = model.tokenizer?.report(text);
+  if (r === undefined) return;
+  if (r.unknown.length > 0) log.warn(`${label}: ${r.unknown.length} part(s) unknown to the tokenizer of ${model.dir} become <unk>: ${r.unknown.map((u) => JSON.stringify(u)).join(', ')}`);
+  if (r.truncated) log.warn(`${label}: ${r.tokens} tokens, the model reads ${model.tokenizer!.length}; the end is cut (${r.dropped} token(s)): ${JSON.stringify(r.droppedText)}`);
+}
+
+/** One `[T, D]` embedding per scene, stacked: `[S, T, D]`. Prompts are encoded in one batch, as the reference pipelines. */
 export async function sceneEmbeddings(model: LoadedModel, scenes: readonly SceneText[]): Promise<tf.Tensor> {
   const { max_text_seq_length: T, text_embed_dim: D } = model.transformer.config;
   const blocks: tf.Tensor[] = [];
+  const prompted = scenes.map((s, i) => ({ s, i })).filter(({ s }) => s.embeddings === undefined);
+  let encoded: tf.Tensor[] = [];
   try {
-    for (const [i, s] of scenes.entries()) {
-      if (s.embeddings !== undefined) blocks.push(await readEmbeddingsFile(s.embeddings, T, D));
-      else {
-        if (model.tokenizer === undefined || model.textEncoder === undefined) throw noTextError(model, `scene ${i + 1}'s prompt`);
-        const e = encodePrompts(model.tokenizer, model.textEncoder, [s.prompt ?? '']); // [1, T, D]
-        blocks.push(tf.reshape(e, [T, D]));
-        e.dispose();
-      }
+    if (prompted.length > 0) {
+      const pe = promptEncoder(model, `scene ${prompted[0]!.i + 1}'s prompt`);
+      prompted.forEach(({ s, i }) => warnPromptLoss(model, `scene ${i + 1}'s prompt`, s.prompt ?? ''));
+      const all = pe.encode(prompted.map(({ s }) => s.prompt ?? '')); // [P, T, D]
+      encoded = tf.unstack(all, 0); // P × [T, D]
+      all.dispose();
     }
+    let next = 0;
+    for (const s of scenes) blocks.push(s.embeddings !== undefined ? await readEmbeddingsFile(s.embeddings, T, D) : tf.clone(encoded[next++]!));
     return tf.stack(blocks); // [S, T, D]
   } finally {
-    tf.dispose(blocks);
+    tf.dispose([...blocks, ...encoded]);
   }
 }
 
-/** The negative prompt's embedding `[1, T, D]`: encoded when the model has a text encoder, else zeros (said on stderr). */
+/** The negative prompt's embedding `[1, T, D]` (used for every scene, as the reference): encoded when the model has a text encoder, else zeros (said on stderr). */
 export function negativeEmbedding(model: LoadedModel, negativePrompt: string): tf.Tensor {
   const { max_text_seq_length: T, text_embed_dim: D } = model.transformer.config;
   if (model.tokenizer === undefined || model.textEncoder === undefined) {
     log.warn(`${model.dir}: no text encoder, so guidance uses a zero embedding as the negative prompt`);
     return tf.zeros([1, T, D]);
   }
-  return encodePrompts(model.tokenizer, model.textEncoder, [negativePrompt]); // [1, T, D]
+  warnPromptLoss(model, 'the negative prompt', negativePrompt);
+  return promptEncoder(model, 'the negative prompt').encode([negativePrompt]); // [1, T, D]
 }
 
 // ---- progress --------------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ import type { Mask2DiTTransformer } from '../model/transformer.js';
 import type { CogVideoXVAE } from '../model/vae.js';
 import { gaussianArray, STREAM } from '../sampler/noise.js';
 import type { SamplerName } from '../sampler/sampler.js';
-import { encodePrompts, type T5Encoder } from '../text/textEncoder.js';
-import type { WordTokenizer } from '../text/tokenizer.js';
+import type { T5Encoder } from '../text/textEncoder.js';
+import { PromptEncoder, type PromptTokenizer } from '../text/promptEncoder.js';
 import { scoreClip, summarize, type ClipScore, type Metrics } from './metrics.js';
 
 export { HELD_OUT_FIRST_SEED };
@@ -50,7 +50,7 @@ export interface EvalModel {
   transformer: Mask2DiTTransformer;
   vae: CogVideoXVAE;
   textEncoder?: T5Encoder | undefined;
-  tokenizer?: WordTokenizer | undefined;
+  tokenizer?: PromptTokenizer | undefined;
   schedulerConfig: SchedulerConfig;
   samplerName: SamplerName;
 }
@@ -328,7 +328,7 @@ export async function evaluate(model: EvalModel, opts: EvaluateOptions = {}): Pr
     steps,
     guidance,
     sampler,
-    ...(guidance > 1 ? { negative: encodePrompts(tokenizer, textEncoder, [negativePrompt]) } : {}),
+    ...(guidance > 1 ? { negative: new PromptEncoder(tokenizer, textEncoder).encode([negativePrompt]) } : {}),
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
   };
 
@@ -338,7 +338,7 @@ export async function evaluate(model: EvalModel, opts: EvaluateOptions = {}): Pr
     for (const [k, set] of sets.entries()) {
       const genSeed = seed + k;
       const L = tokenizer.length;
-      const prompts = tf.tidy(() => tf.reshape(encodePrompts(tokenizer, textEncoder, set.scenes.map((s) => s.caption)), [S, L, textEncoder.config.d_model])); // [S, L, D]
+      const prompts = tf.tidy(() => new PromptEncoder(tokenizer, textEncoder).encode(set.scenes.map((s) => s.caption))); // [S, L, D]
       const noise = Array.from({ length: S }, (_, s) => sceneNoise(genSeed, s, noiseShape));
       try {
         for (const mode of modes) {

@@ -8,6 +8,11 @@
  * (`transformer_blocks.3.attn1.to_q.weight`) that checkpoints use; `weights`, `countParams()` and
  * `dispose()` are answered from it. Layers are built with their weights in hand (a WeightSource),
  * so `built` is true from construction and `call()` is a thin adapter over a typed `forward()`.
+ *
+ * A parameter may be held in another layout than the reference one (Linear keeps `[in, out]` for its
+ * forward). Whatever meets the outside by name — `namedWeights()`, `weightByName()`, `variables()` —
+ * is in the reference layout: such a layer switches its one copy back first (`referenceLayout()`).
+ * `countParams()`, `weights` and `dispose()` read the registry as held, switching nothing.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -26,6 +31,22 @@ export abstract class M2Layer extends tfl.layers.Layer {
   /** Register a parameter under its reference leaf name; takes ownership of `value`. */
   protected param(ref: string, value: tf.Tensor): tf.Variable {
     if (this.paramsByName.has(ref)) throw new Error(`${this.name}: parameter ${ref} registered twice`);
+    return this.hold(ref, value);
+  }
+
+  /**
+   * Replace parameter `ref` by `value` (e.g. the same weight in another layout); the old variable is
+   * disposed, so anyone still holding it holds a disposed tensor. Takes ownership of `value`.
+   */
+  protected replaceParam(ref: string, value: tf.Tensor): tf.Variable {
+    const old = this.paramsByName.get(ref);
+    if (old === undefined) throw new Error(`${this.name}: no parameter ${ref} to replace`);
+    const v = this.hold(ref, value);
+    old.dispose();
+    return v;
+  }
+
+  private hold(ref: string, value: tf.Tensor): tf.Variable {
     const v = new tfl.LayerVariable(value, 'float32', ref, true);
     value.dispose(); // the variable holds its own reference to the data
     this.paramsByName.set(ref, v);
@@ -39,8 +60,22 @@ export abstract class M2Layer extends tfl.layers.Layer {
     return layer;
   }
 
-  /** Every parameter with its dotted reference name, own parameters first, then children in order. */
+  /** Make every own parameter hold the reference layout (a layer keeping another layout overrides this). */
+  protected referenceLayout(): void {}
+
+  /** Every parameter as held (layouts untouched), with its dotted name and owning layer. */
+  private *heldWeights(prefix = ''): Generator<[string, tfl.LayerVariable, M2Layer]> {
+    for (const [k, v] of this.paramsByName) yield [prefix + k, v, this];
+    for (const [k, c] of this.children) yield* c.heldWeights(`${prefix}${k}.`);
+  }
+
+  /**
+   * Every parameter with its dotted reference name and in the reference layout, own parameters first,
+   * then children in order. A layer holding another layout switches to the reference one as it is
+   * reached (one transpose; its next inference forward switches back).
+   */
   *namedWeights(prefix = ''): Generator<[string, tfl.LayerVariable]> {
+    this.referenceLayout();
     for (const [k, v] of this.paramsByName) yield [prefix + k, v];
     for (const [k, c] of this.children) yield* c.namedWeights(`${prefix}${k}.`);
   }
@@ -52,27 +87,31 @@ export abstract class M2Layer extends tfl.layers.Layer {
     return cur;
   }
 
-  /** The variable behind a dotted reference name, or undefined. */
+  /** The variable behind a dotted reference name (in the reference layout), or undefined. */
   weightByName(name: string): tf.Variable | undefined {
-    for (const [n, v] of this.namedWeights()) if (n === name) return v.read() as tf.Variable;
+    for (const [n, , owner] of this.heldWeights()) {
+      if (n !== name) continue;
+      owner.referenceLayout(); // switches only the owner
+      return owner.paramsByName.get(name.slice(name.lastIndexOf('.') + 1))!.read() as tf.Variable;
+    }
     return undefined;
   }
 
   override get trainableWeights(): tfl.LayerVariable[] {
-    return this.trainable ? [...this.namedWeights()].map(([, v]) => v).filter((v) => v.trainable) : [];
+    return this.trainable ? [...this.heldWeights()].map(([, v]) => v).filter((v) => v.trainable) : [];
   }
 
   override get nonTrainableWeights(): tfl.LayerVariable[] {
-    return [...this.namedWeights()].map(([, v]) => v).filter((v) => !this.trainable || !v.trainable);
+    return [...this.heldWeights()].map(([, v]) => v).filter((v) => !this.trainable || !v.trainable);
   }
 
   override get weights(): tfl.LayerVariable[] {
-    return [...this.namedWeights()].map(([, v]) => v);
+    return [...this.heldWeights()].map(([, v]) => v);
   }
 
   override countParams(): number {
     let n = 0;
-    for (const [, v] of this.namedWeights()) n += v.read().size;
+    for (const [, v] of this.heldWeights()) n += v.read().size;
     return n;
   }
 
@@ -106,7 +145,23 @@ export abstract class M2Layer extends tfl.layers.Layer {
     for (const [, c] of this.children) c.setTrainable(trainable);
   }
 
-  /** The tf.Variables of the whole tree by dotted reference name (for optimizers and checkpoints). */
+  override get trainable(): boolean {
+    return super.trainable;
+  }
+  /** Also reached by `layer.trainable = on` (T5Encoder sets its parts that way). */
+  override set trainable(on: boolean) {
+    super.trainable = on;
+    this.trainableChanged(on);
+  }
+
+  /** Called whenever `trainable` is set (a layer holding another layout switches to the reference one for training). */
+  protected trainableChanged(_on: boolean): void {}
+
+  /**
+   * The tf.Variables of the whole tree by dotted reference name, in the reference layout (for
+   * optimizers and checkpoints). Valid until an inference forward switches a layout back: fetch them
+   * after `setTrainable(true)` for training, or use them before the next forward.
+   */
   variables(): Map<string, tf.Variable> {
     return new Map([...this.namedWeights()].map(([n, v]) => [n, v.read() as tf.Variable]));
   }

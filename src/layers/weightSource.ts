@@ -6,6 +6,11 @@
  * `transformer_blocks.3.attn1.to_q.weight` and checks its shape. Problems (missing, wrongly shaped)
  * are collected, not thrown one at a time: `finish()` reports them all, with unused keys, in one
  * `WeightLoadError`.
+ *
+ * Sources: `fromTensors` (a map), `fromReader` (a checkpoint read tensor by tensor as the layers ask:
+ * nothing is held twice), `random`, `zeros`. `getTransposed` hands a Linear its `[in, out]` kernel of a
+ * reference `[out, in]` weight (a reader transposes in JS while widening); `checkOnly()` checks names
+ * and shapes without reading (offloaded blocks are validated this way at load).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError } from '../errors.js';
@@ -26,11 +31,29 @@ export class WeightLoadError extends Mask2DiTError {
   }
 }
 
+/**
+ * Tensors readable synchronously by reference name (a checkpoint on disk, read tensor by tensor as
+ * the layers ask for them): shapes without reading, values widened to float32.
+ */
+export interface TensorReader {
+  readonly label: string;
+  names(): string[];
+  /** The stored (reference-layout) shape, or undefined when absent. */
+  shape(name: string): readonly number[] | undefined;
+  /**
+   * The values as float32, transposed (`[in, out]` of a 2-D `[out, in]`) when asked; `transient`:
+   * the result may be a view the next such read overwrites (the caller copies it at once).
+   */
+  readF32(name: string, transpose: boolean, transient?: boolean): Float32Array;
+}
+
 /** Shared state of one load: the tensors, what was taken, what went wrong. */
 interface LoadState {
   readonly label: string;
-  /** Returns a fresh tensor (caller owns) or undefined when absent. */
-  fetch(name: string, shape: readonly number[]): tf.Tensor | undefined;
+  /** The stored shape of `name` (reference layout), or undefined when absent. */
+  shapeOf(name: string, requested: readonly number[]): readonly number[] | undefined;
+  /** `name`, its shape already checked, as a fresh tensor the caller owns; `[in, out]` when `transpose`. */
+  fetch(name: string, shape: readonly number[], transpose: boolean): tf.Tensor;
   /** Every name the source can provide (for the unexpected-key report); empty for generated sources. */
   available(): string[];
   readonly used: Set<string>;
@@ -42,15 +65,30 @@ interface LoadState {
 
 const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
 
+/** `[out, in]` → `[in, out]`. */
+const swapped = (shape: readonly number[]): number[] => [shape[1]!, shape[0]!];
+
+const newState = (label: string, parts: Pick<LoadState, 'shapeOf' | 'fetch' | 'available' | 'release'>): LoadState => ({ label, ...parts, used: new Set(), missing: [], wrongShape: [] });
+
 export class WeightSource {
   private constructor(
     private readonly state: LoadState,
     readonly prefix: string,
+    /** Check names and shapes only: every `get` returns an empty placeholder (validating offloaded blocks). */
+    private readonly checkOnlyMode = false,
   ) {}
 
   /** Push a path component: `ws.pp('transformer_blocks').pp(3)`. */
   pp(part: string | number): WeightSource {
-    return new WeightSource(this.state, this.full(String(part)));
+    return new WeightSource(this.state, this.full(String(part)), this.checkOnlyMode);
+  }
+
+  /**
+   * The same load, but `get` only records and checks names and shapes and returns an empty `[0]`
+   * placeholder: building a block from it validates the block's parameters without reading them.
+   */
+  checkOnly(): WeightSource {
+    return new WeightSource(this.state, this.prefix, true);
   }
 
   /** The dotted reference name of `name` under this prefix. */
@@ -68,19 +106,28 @@ export class WeightSource {
    * every problem at once.
    */
   get(name: string, shape: readonly number[]): tf.Tensor {
+    return this.take(name, shape, false);
+  }
+
+  /**
+   * The 2-D tensor `prefix.name` of reference shape `[out, in]`, returned transposed as `[in, out]`
+   * (a Linear's kernel). Sources on disk transpose in JS while widening; nothing is held twice.
+   */
+  getTransposed(name: string, shape: readonly [number, number]): tf.Tensor {
+    return this.take(name, shape, true);
+  }
+
+  private take(name: string, shape: readonly number[], transpose: boolean): tf.Tensor {
     const key = this.full(name);
-    this.state.used.add(key);
-    const t = this.state.fetch(key, shape);
-    if (t === undefined) {
-      this.state.missing.push(key);
-      return tf.zeros(shape as number[]);
-    }
-    if (!sameShape(t.shape, shape)) {
-      this.state.wrongShape.push({ name: key, expected: [...shape], got: [...t.shape] });
-      t.dispose();
-      return tf.zeros(shape as number[]);
-    }
-    return t;
+    const s = this.state;
+    s.used.add(key);
+    const stored = s.shapeOf(key, shape);
+    const problem = stored === undefined || !sameShape(stored, shape);
+    if (stored === undefined) s.missing.push(key);
+    else if (problem) s.wrongShape.push({ name: key, expected: [...shape], got: [...stored] });
+    if (this.checkOnlyMode) return tf.zeros([0]);
+    if (problem) return tf.zeros(transpose ? swapped(shape) : [...shape]);
+    return s.fetch(key, shape, transpose);
   }
 
   /** Throw a WeightLoadError if anything was missing, wrongly shaped or (strict) left unused. */
@@ -97,22 +144,37 @@ export class WeightSource {
   static fromTensors(label: string, tensors: Map<string, tf.Tensor>): WeightSource {
     const all = [...tensors.keys()];
     return new WeightSource(
-      {
-        label,
-        fetch: (name) => {
-          const t = tensors.get(name);
-          if (t !== undefined) tensors.delete(name);
-          return t;
+      newState(label, {
+        shapeOf: (name) => tensors.get(name)?.shape,
+        fetch: (name, _shape, transpose) => {
+          const t = tensors.get(name)!;
+          tensors.delete(name);
+          if (!transpose) return t;
+          const k = tf.transpose(t); // [in, out]
+          t.dispose();
+          return k;
         },
         available: () => all,
         release: () => {
           for (const t of tensors.values()) t.dispose();
           tensors.clear();
         },
-        used: new Set(),
-        missing: [],
-        wrongShape: [],
-      },
+      }),
+      '',
+    );
+  }
+
+  /** Weights read one by one from a reader as the layers ask for them (a checkpoint on disk). */
+  static fromReader(reader: TensorReader): WeightSource {
+    return new WeightSource(
+      newState(reader.label, {
+        shapeOf: (name) => reader.shape(name),
+        // wasm copies the values into its heap at once, so a reused buffer is safe there (cpu and
+        // webgpu keep the array: those get a fresh one)
+        fetch: (name, shape, transpose) => tf.tensor(reader.readF32(name, transpose, tf.getBackend() === 'wasm'), transpose ? swapped(shape) : [...shape], 'float32'),
+        available: () => reader.names(),
+        release: () => {},
+      }),
       '',
     );
   }
@@ -120,23 +182,22 @@ export class WeightSource {
   /** Deterministic random weights (tests, shape checks): N(0, 1/fan_in) matrices, 1 + N(0, 0.04) for 1-D "weight", N(0, 0.01) biases. */
   static random(seed: number, label = `random(seed=${seed})`): WeightSource {
     let counter = 0;
+    const draw = (name: string, shape: readonly number[]): tf.Tensor => {
+      const s = seed * 1000003 + counter++;
+      if (shape.length === 1) {
+        return name.endsWith('bias') ? tf.randomNormal(shape as number[], 0, 0.1, 'float32', s) : tf.randomNormal(shape as number[], 1, 0.2, 'float32', s);
+      }
+      const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
+      return tf.randomNormal(shape as number[], 0, 1 / Math.sqrt(fanIn), 'float32', s);
+    };
     return new WeightSource(
-      {
-        label,
-        fetch: (name, shape) => {
-          const s = seed * 1000003 + counter++;
-          if (shape.length === 1) {
-            return name.endsWith('bias') ? tf.randomNormal(shape as number[], 0, 0.1, 'float32', s) : tf.randomNormal(shape as number[], 1, 0.2, 'float32', s);
-          }
-          const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
-          return tf.randomNormal(shape as number[], 0, 1 / Math.sqrt(fanIn), 'float32', s);
-        },
+      newState(label, {
+        shapeOf: (_name, requested) => requested,
+        // the reference-layout draw, transposed: the same values whichever layout a layer holds
+        fetch: (name, shape, transpose) => (transpose ? tf.tidy(() => tf.transpose(draw(name, shape))) : draw(name, shape)),
         available: () => [],
         release: () => {},
-        used: new Set(),
-        missing: [],
-        wrongShape: [],
-      },
+      }),
       '',
     );
   }
@@ -144,7 +205,12 @@ export class WeightSource {
   /** All-zero weights of the requested shapes (tests of shapes and plumbing). */
   static zeros(label = 'zeros'): WeightSource {
     return new WeightSource(
-      { label, fetch: (_n, shape) => tf.zeros(shape as number[]), available: () => [], release: () => {}, used: new Set(), missing: [], wrongShape: [] },
+      newState(label, {
+        shapeOf: (_n, requested) => requested,
+        fetch: (_n, shape, transpose) => tf.zeros(transpose ? swapped(shape) : [...shape]),
+        available: () => [],
+        release: () => {},
+      }),
       '',
     );
   }

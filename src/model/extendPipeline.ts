@@ -88,7 +88,7 @@ export class Mask2DiTExtendPipeline extends PipelineBase {
         const x = tf.transpose(video, [0, 2, 1, 3, 4]); // [1, 3, frames, H, W]
         let post;
         try {
-          post = await vae.encode(x);
+          post = await vae.encode(x, { tiling: 'auto' });
         } finally {
           x.dispose();
         }

@@ -25,8 +25,11 @@ import { OutputExistsError, registerCleanup, writeFileAtomic } from '../io/atomi
 import { DIFFUSERS_VERSION } from '../io/diffusersComponent.js';
 import type { SamplerName } from '../sampler/sampler.js';
 import { T5Encoder } from '../text/textEncoder.js';
+import { loadPromptTokenizer, type AnyTokenizer } from '../text/loadTokenizer.js';
+import { TokenizerFileError } from '../text/sentencepiece.js';
 import { WordTokenizer } from '../text/tokenizer.js';
 import { VERSION } from '../version.js';
+import type { OffloadDecision, OffloadMode } from './offload.js';
 import { Mask2DiTTransformer } from './transformer.js';
 import { CogVideoXVAE } from './vae.js';
 
@@ -37,7 +40,7 @@ export const DEFAULT_MODEL_DIR = fileURLToPath(new URL(`../../${DEFAULT_MODEL_NA
 
 export const PIPELINE_CLASS = 'Mask2DiTPipeline';
 /** `_class_name`s of model_index.json this project can run. */
-export const SUPPORTED_PIPELINES = [PIPELINE_CLASS, 'CogVideoXPipeline'] as const;
+export const SUPPORTED_PIPELINES = [PIPELINE_CLASS, 'CogVideoXPipeline', 'MultiPromptCogVideoXFunPipeline', 'CondtionalMultiPromptCogVideoXFunPipeline'] as const;
 
 /** A pipeline folder that is missing a part or holds one this project does not support. */
 export class ModelFolderError extends Mask2DiTError {
@@ -53,7 +56,8 @@ export interface ModelParts {
   transformer: Mask2DiTTransformer;
   vae: CogVideoXVAE;
   textEncoder?: T5Encoder;
-  tokenizer?: WordTokenizer;
+  /** The world's word tokenizer or a SentencePiece T5Tokenizer (real CogVideoX / Mask²DiT folders). */
+  tokenizer?: AnyTokenizer;
   schedulerConfig: SchedulerConfig;
   /** The sampler that implements `schedulerConfig`. */
   samplerName: SamplerName;
@@ -63,8 +67,10 @@ export interface LoadedModel extends ModelParts {
   dir: string;
   /** `_class_name` of model_index.json. */
   pipelineClass: string;
-  /** Parts that are absent or unusable, each one sentence (e.g. no word tokenizer). */
+  /** Parts that are absent or unusable, and offloaded components, each one sentence (e.g. no word tokenizer). */
   notes: string[];
+  /** Where the transformer's and the text encoder's block weights live (`offload` of the load), and a sentence per offloaded one. */
+  offload: { transformer: 'none' | 'blocks'; textEncoder?: 'none' | 'blocks'; notes: string[] };
   dispose(): void;
 }
 
@@ -119,27 +125,32 @@ function requireComponent(dir: string, name: string, file: string, what: string)
   return sub;
 }
 
-/** The word tokenizer of `dir/tokenizer`, or a note saying why there is none. */
-function loadTokenizer(dir: string, index: ModelIndex): { tokenizer?: WordTokenizer; note?: string } {
-  const file = path.join(dir, 'tokenizer', 'tokenizer.json');
-  const cls = entry(index, 'tokenizer')?.[1];
+/**
+ * The prompt tokenizer of `dir/tokenizer` — the world's word tokenizer (`tokenizer.json`, `{"type": "word"}`)
+ * or SentencePiece T5 (`spiece.model` + `tokenizer_config.json`, padded to `maxLength`) — or a note saying why
+ * there is none (scenes may bring embeddings files instead). A `spiece.model` that cannot be read is an error.
+ */
+function loadTokenizer(dir: string, maxLength: number): { tokenizer?: AnyTokenizer; note?: string } {
+  const tdir = path.join(dir, 'tokenizer');
   const noPrompts = 'prompts cannot be encoded with this model, so give every scene an "embeddings" file (precomputed prompt embeddings) in the scene file instead of a "prompt"';
-  if (!fs.existsSync(file)) return { note: `${dir}: no word tokenizer (tokenizer/tokenizer.json)${cls !== undefined ? `; its tokenizer is ${cls}, which this project does not implement` : ''}; ${noPrompts}` };
-  const raw = readJson(file, 'the tokenizer');
-  if (raw === null || typeof raw !== 'object' || (raw as { type?: unknown }).type !== 'word') {
-    return { note: `${file}: not a word tokenizer ({"type": "word", …}; a Hugging Face tokenizer.json is not supported); ${noPrompts}` };
+  if (!fs.existsSync(tdir)) return { note: `${dir}: no tokenizer (expected tokenizer/spiece.model, or tokenizer/tokenizer.json of this project's word tokenizer); ${noPrompts}` };
+  if (fs.existsSync(path.join(tdir, 'spiece.model'))) return { tokenizer: loadPromptTokenizer(dir, { maxLength }) };
+  try {
+    return { tokenizer: loadPromptTokenizer(dir, { maxLength }) };
+  } catch (e) {
+    if (e instanceof TokenizerFileError) return { note: `${e.message}; ${noPrompts}` };
+    throw e;
   }
-  return { tokenizer: WordTokenizer.fromJSON(raw, file) };
 }
 
-function checkTextFits(dir: string, transformer: Mask2DiTTransformer, encoder: T5Encoder, tokenizer: WordTokenizer): void {
+function checkTextFits(dir: string, transformer: Mask2DiTTransformer, encoder: T5Encoder, tokenizer: AnyTokenizer): void {
   const c = transformer.config;
   const tcfg = path.join(dir, 'transformer', 'config.json');
   if (encoder.config.d_model !== c.text_embed_dim) {
     throw new ConfigError(tcfg, 'text_embed_dim', `the text encoder's d_model is ${encoder.config.d_model} (text_encoder/config.json), the transformer expects ${c.text_embed_dim}`);
   }
   if (tokenizer.length !== c.max_text_seq_length) {
-    throw new ConfigError(tcfg, 'max_text_seq_length', `the tokenizer pads to ${tokenizer.length} tokens (tokenizer/tokenizer.json "length"), the transformer expects ${c.max_text_seq_length}`);
+    throw new ConfigError(tcfg, 'max_text_seq_length', `the tokenizer pads to ${tokenizer.length} tokens (tokenizer/), the transformer expects ${c.max_text_seq_length}`);
   }
   if (tokenizer.vocabSize > encoder.config.vocab_size) {
     throw new ConfigError(path.join(dir, 'text_encoder', 'config.json'), 'vocab_size', `the tokenizer has ${tokenizer.vocabSize} tokens, the encoder's table only ${encoder.config.vocab_size}`);
@@ -149,6 +160,12 @@ function checkTextFits(dir: string, transformer: Mask2DiTTransformer, encoder: T
 export interface LoadOptions {
   /** Load the tokenizer and text encoder (default true); false for runs that only use embeddings files. */
   text?: boolean;
+  /**
+   * The transformer's and the text encoder's block weights: 'auto' (default) resident when they fit
+   * the backend's budget, else read from the checkpoint one block at a time; 'none'; 'blocks'.
+   * An offloaded component adds a sentence to `notes`.
+   */
+  offload?: OffloadMode;
 }
 
 /**
@@ -163,27 +180,31 @@ export async function loadModelFolder(dir: string, options: LoadOptions = {}): P
   const sDir = requireComponent(dir, 'scheduler', 'scheduler_config.json', 'the sampler configuration');
   const schedulerConfig = readSchedulerConfig(path.join(sDir, 'scheduler_config.json'));
   const notes: string[] = [];
+  const offloadNotes: string[] = [];
   const owned: { dispose(): unknown }[] = [];
+  const offload = { offload: options.offload ?? 'auto', onDecision: (d: OffloadDecision) => d.mode === 'blocks' && offloadNotes.push(d.note) };
   try {
-    const transformer = await Mask2DiTTransformer.fromPretrained(tDir);
+    const transformer = await Mask2DiTTransformer.fromPretrained(tDir, offload);
     owned.push(transformer);
     const vae = await CogVideoXVAE.fromPretrained(vDir);
     owned.push(vae);
     const parts: ModelParts = { transformer, vae, schedulerConfig, samplerName: samplerForScheduler(schedulerConfig) };
     if (options.text ?? true) {
-      const { tokenizer, note } = loadTokenizer(dir, index);
+      const { tokenizer, note } = loadTokenizer(dir, transformer.config.max_text_seq_length);
       if (note !== undefined) notes.push(note);
       const hasEncoder = fs.existsSync(path.join(dir, 'text_encoder', 'config.json'));
       if (tokenizer !== undefined && !hasEncoder) notes.push(`${dir}: no text encoder (text_encoder/config.json); give every scene an "embeddings" file instead of a "prompt"`);
       if (tokenizer !== undefined && hasEncoder) {
-        const textEncoder = await T5Encoder.fromPretrained(path.join(dir, 'text_encoder'));
+        const textEncoder = await T5Encoder.fromPretrained(path.join(dir, 'text_encoder'), offload);
         owned.push(textEncoder);
         checkTextFits(dir, transformer, textEncoder, tokenizer);
         parts.textEncoder = textEncoder;
         parts.tokenizer = tokenizer;
       }
     }
-    return { ...parts, dir, pipelineClass: index._class_name, notes, dispose: () => owned.forEach((m) => m.dispose()) };
+    notes.push(...offloadNotes);
+    const where = { transformer: transformer.offload, ...(parts.textEncoder !== undefined ? { textEncoder: parts.textEncoder.offload } : {}), notes: offloadNotes };
+    return { ...parts, dir, pipelineClass: index._class_name, notes, offload: where, dispose: () => owned.forEach((m) => m.dispose()) };
   } catch (e) {
     owned.forEach((m) => m.dispose());
     throw e;
@@ -199,7 +220,7 @@ export function modelIndexFor(parts: ModelParts): ModelIndex {
     _mask2dit_ts_version: VERSION,
     scheduler: ['diffusers', parts.schedulerConfig._class_name],
     text_encoder: parts.textEncoder !== undefined ? ['transformers', 'T5EncoderModel'] : [null, null],
-    tokenizer: parts.tokenizer !== undefined ? ['mask2dit', 'WordTokenizer'] : [null, null],
+    tokenizer: parts.tokenizer === undefined ? [null, null] : parts.tokenizer instanceof WordTokenizer ? ['mask2dit', 'WordTokenizer'] : ['transformers', 'T5Tokenizer'],
     transformer: [tcls === 'MultiPromptCogVideoXTransformer3DModel' ? 'videox_fun' : 'diffusers', tcls],
     vae: ['diffusers', 'AutoencoderKLCogVideoX'],
   };
@@ -233,6 +254,7 @@ export async function saveModelFolder(dir: string, parts: ModelParts, options: S
     await parts.vae.save(path.join(tmp, 'vae'));
     if (parts.textEncoder !== undefined) await parts.textEncoder.save(path.join(tmp, 'text_encoder'));
     if (parts.tokenizer !== undefined) {
+      if (!(parts.tokenizer instanceof WordTokenizer)) throw new ModelFolderError(dir, 'saving a SentencePiece tokenizer is not supported: copy tokenizer/ from the folder it came from');
       fs.mkdirSync(path.join(tmp, 'tokenizer'));
       await writeFileAtomic(path.join(tmp, 'tokenizer', 'tokenizer.json'), json(parts.tokenizer.toJSON()));
     }

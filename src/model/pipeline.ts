@@ -32,8 +32,11 @@ export interface VideoDecoder {
   readonly spatialCompression?: number;
   /** Frames per latent frame (default 4): `frames = 4·(latentFrames − 1) + 1`. */
   readonly temporalCompression?: number;
-  /** VAE latents `[B, C, t, h, w]` → pixels `[B, 3, frames, H, W]` in about [−1, 1]. */
-  decode(z: tf.Tensor): Promise<tf.Tensor> | tf.Tensor;
+  /**
+   * VAE latents `[B, C, t, h, w]` → pixels `[B, 3, frames, H, W]` in about [−1, 1]. The pipelines pass
+   * `{ tiling: 'auto' }`: tile the frame only when it does not fit the backend's memory (CogVideoXVAE).
+   */
+  decode(z: tf.Tensor, options?: { tiling?: 'auto' }): Promise<tf.Tensor> | tf.Tensor;
 }
 
 /** A diagonal Gaussian over latents; the pipeline samples `mean + std·ε` with its own noise. */
@@ -46,7 +49,7 @@ export interface LatentPosterior {
 
 export interface VideoEncoder extends VideoDecoder {
   /** Pixels `[B, 3, frames, H, W]` in [−1, 1] → posterior over VAE latents `[B, C, t, h, w]`. */
-  encode(x: tf.Tensor): Promise<LatentPosterior> | LatentPosterior;
+  encode(x: tf.Tensor, options?: { tiling?: 'auto' }): Promise<LatentPosterior> | LatentPosterior;
 }
 
 // ---- options and results --------------------------------------------------------------------------
@@ -354,7 +357,7 @@ export async function decodeScenes(vae: VideoDecoder, latents: tf.Tensor, scenes
       const z = tf.tidy(() => tf.div(tf.transpose(tf.slice(latents, [0, s * f], [-1, f]), [0, 2, 1, 3, 4]), vae.scalingFactor)); // [1, C, f, h, w]
       let x: tf.Tensor;
       try {
-        x = await vae.decode(z);
+        x = await vae.decode(z, { tiling: 'auto' });
       } finally {
         z.dispose();
       }

@@ -10,6 +10,12 @@
  * `block.<i>.{hidden_states,encoder_hidden_states}`, `block.<i>.norm1.*`, `block.<i>.attn1.*`,
  * `block.<i>.ff.out`, `norm_final.out`, `norm_out.out`, `proj_out.out`; with a target segment, modules
  * that the reference calls twice are named `<module>.call0` (target) and `<module>.call1` (conditioning).
+ *
+ * Offload (`fromPretrained(dir, { offload })`, see model/offload.ts): with 'blocks' the transformer
+ * blocks stay in the checkpoint and each is built right before it runs and disposed after; patch
+ * embedding, time embedding, norm_final, norm_out and proj_out stay resident. Same numbers either way.
+ * An offloaded model's `namedWeights()`/`variables()` list the resident parameters only (its blocks
+ * are not variables); `countParams()` and `save()` cover every parameter; training is refused.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -29,7 +35,8 @@ import { rope3dTables } from '../layers/rope3d.js';
 import { TimestepEmbedding, timestepSinusoid } from '../layers/timestepEmbedding.js';
 import { WeightSource } from '../layers/weightSource.js';
 import type { Probe } from './probe.js';
-import { loadPretrained, type PretrainedOptions } from './pretrained.js';
+import { OffloadedBlocks, OffloadError, type BlockLayout, type StoredWeights } from './offload.js';
+import { loadPretrained, type OffloadOptions, type PretrainedOptions } from './pretrained.js';
 import type { SceneLayout } from './sceneLayout.js';
 
 export interface TransformerInputs {
@@ -65,16 +72,24 @@ export class Mask2DiTTransformer extends M2Layer {
   static readonly className = 'M2Mask2DiTTransformer';
   readonly patchEmbed: CogVideoXPatchEmbed;
   readonly timeEmbedding: TimestepEmbedding;
+  /** The resident blocks (empty when offloaded: see `offload`). */
   readonly blocks: DiTBlock[];
   readonly normFinal: LayerNorm;
   readonly normOut: AdaLayerNorm;
   readonly projOut: Linear;
   /** RoPE tables of the last input size (a sampler calls with one size every step). */
   private ropeCache: { key: string; cos: tf.Tensor; sin: tf.Tensor } | undefined;
+  /** The blocks left in the checkpoint (offload mode), built one at a time. */
+  private readonly offloaded: OffloadedBlocks<DiTBlock> | undefined;
 
+  /**
+   * @param store when given, the blocks are offloaded: validated against `ws` now, read from `store`
+   *   per forward (the model owns the store and closes it on dispose)
+   */
   constructor(
     readonly config: TransformerConfig,
     ws: WeightSource,
+    store?: StoredWeights,
   ) {
     super('transformer');
     const c = config;
@@ -92,11 +107,31 @@ export class Mask2DiTTransformer extends M2Layer {
       attentionBias: c.attention_bias,
       ffInnerDim: 4 * D,
     };
-    this.blocks = Array.from({ length: c.num_layers }, (_, i) => list.add(String(i), new DiTBlock(blockCfg, ws.pp('transformer_blocks').pp(i))));
+    const layout = Mask2DiTTransformer.blockLayout(c);
+    if (store === undefined) this.blocks = Array.from({ length: c.num_layers }, (_, i) => list.add(String(i), new DiTBlock(blockCfg, ws.pp(layout.prefix).pp(i))));
+    else {
+      this.blocks = [];
+      this.offloaded = new OffloadedBlocks(store, layout, (bws) => new DiTBlock(blockCfg, bws), ws);
+    }
     this.normFinal = this.child('norm_final', new LayerNorm({ dim: D, eps: c.norm_eps, elementwiseAffine: c.norm_elementwise_affine, bias: true }, ws.pp('norm_final')));
     this.normOut = this.child('norm_out', new AdaLayerNorm({ dim: D, conditioningDim: c.time_embed_dim, eps: c.norm_eps, elementwiseAffine: c.norm_elementwise_affine }, ws.pp('norm_out')));
     const p = c.patch_size;
     this.projOut = this.child('proj_out', new Linear({ inFeatures: D, outFeatures: p * p * c.outChannels, bias: true }, ws.pp('proj_out')));
+  }
+
+  /** How the parameters split into blocks (what offload reads per use). */
+  static blockLayout(c: TransformerConfig): BlockLayout {
+    return { prefix: 'transformer_blocks', count: c.num_layers };
+  }
+
+  /** Where the blocks' weights live: 'none' = resident, 'blocks' = read from the checkpoint per forward. */
+  get offload(): 'none' | 'blocks' {
+    return this.offloaded === undefined ? 'none' : 'blocks';
+  }
+
+  /** Run `fn` on block i: the resident block, or one built from the checkpoint and disposed after. */
+  private withBlock<R>(i: number, fn: (block: DiTBlock) => R): R {
+    return this.offloaded === undefined ? fn(this.blocks[i]!) : this.offloaded.run(i, fn);
   }
 
   /** Check input shapes against the config and derive the scene layout. */
@@ -195,8 +230,9 @@ export class Mask2DiTTransformer extends M2Layer {
       let h = tf.slice(tokens, [0, Lt, 0], [-1, -1, -1]); // [B, Lv, D]
 
       // 3. blocks
-      this.blocks.forEach((block, i) => {
-        const o = block.forward({
+      for (let i = 0; i < c.num_layers; i++) {
+        const o = this.withBlock(i, (block) =>
+          block.forward({
           hidden: h,
           encoderHidden: e,
           temb,
@@ -206,10 +242,11 @@ export class Mask2DiTTransformer extends M2Layer {
           ...probeArgs,
           name: `block.${i}`,
           ...(inputs.chunkSize !== undefined ? { chunkSize: inputs.chunkSize } : {}),
-        });
+          }),
+        );
         h = o.hidden;
         e = o.encoderHidden;
-      });
+      }
 
       // 4. output norms and projection
       if (c.use_rotary_positional_embeddings) {
@@ -236,12 +273,33 @@ export class Mask2DiTTransformer extends M2Layer {
     });
   }
 
-  /** Estimated peak bytes of one forward over `plan` (see `transformerPeakEstimate`). */
+  /** Estimated peak bytes of one forward over `plan` (see `transformerPeakEstimate`), plus the running block when offloaded. */
   peakEstimate(plan: ForwardPlan, chunkSize = DEFAULT_CHUNK_SIZE) {
     const c = this.config;
     const Lt = plan.layout.text.reduce((a, b) => a + b, 0);
     const Lv = plan.layout.video.reduce((a, b) => a + b, 0);
-    return transformerPeakEstimate({ B: plan.B, Lt, Lv, dim: c.innerDim, heads: c.num_attention_heads, ffInner: 4 * c.innerDim, chunkSize, layout: plan.layout });
+    const est = transformerPeakEstimate({ B: plan.B, Lt, Lv, dim: c.innerDim, heads: c.num_attention_heads, ffInner: 4 * c.innerDim, chunkSize, layout: plan.layout });
+    if (this.offloaded === undefined) return est;
+    const block = this.offloaded.largestBlockBytes(); // built as separate tensors, live while the block runs
+    const withBlock = { ...est, totalBytes: est.totalBytes + block } as typeof est & { heapBytes?: number };
+    if (withBlock.heapBytes !== undefined) withBlock.heapBytes += block;
+    return withBlock;
+  }
+
+  /** Every parameter, offloaded blocks included. */
+  override countParams(): number {
+    return super.countParams() + (this.offloaded?.paramCount() ?? 0);
+  }
+
+  /** Training needs every weight as a variable: refused for an offloaded model. */
+  override setTrainable(trainable: boolean): void {
+    if (trainable && this.offloaded !== undefined) throw new OffloadError('transformer', 'its blocks are offloaded (read from the checkpoint per forward), so it cannot be trained; load it with offload: \'none\'');
+    super.setTrainable(trainable);
+  }
+
+  override dispose(): { refCountAfterDispose: number; numDisposedVariables: number } {
+    this.offloaded?.close();
+    return super.dispose();
   }
 
   /** tfjs-layers adapter: `apply([hidden_states, encoder_hidden_states, timestep])`. */
@@ -267,22 +325,33 @@ export class Mask2DiTTransformer extends M2Layer {
 
   /**
    * Write the reference layout: `dir/config.json` + `dir/diffusion_pytorch_model.safetensors` (F32,
-   * reference names; every parameter is already held in the reference layout). `fromPretrained(dir)`
-   * reads it back bit for bit. Refuses existing files unless `force`.
+   * reference names; `namedWeights` gives every parameter in the reference layout, offloaded blocks
+   * are read from the checkpoint one tensor at a time). `fromPretrained(dir)` reads it back bit for
+   * bit. Refuses existing files unless `force`.
    */
   async save(dir: string, options: { force?: boolean } = {}): Promise<void> {
-    const tensors = [...this.namedWeights()].map(([name, v]): [string, tf.Tensor] => [name, v.read()]);
-    await writeDiffusersComponent(dir, { config: { _diffusers_version: DIFFUSERS_VERSION, ...this.configJson() }, tensors, force: options.force ?? false });
+    await writeDiffusersComponent(dir, { config: { _diffusers_version: DIFFUSERS_VERSION, ...this.configJson() }, tensors: this.referenceTensors(), force: options.force ?? false });
+  }
+
+  /** Every parameter as a reference-layout tensor: the variables, then the offloaded blocks' (each disposed when the next is taken). */
+  private *referenceTensors(): Generator<[string, tf.Tensor]> {
+    for (const [name, v] of this.namedWeights()) yield [name, v.read()];
+    if (this.offloaded !== undefined) yield* this.offloaded.tensors();
   }
 
   /**
    * Load a diffusers-layout folder: `dir/config.json` + (sharded) safetensors, or a pipeline folder
    * holding `transformer/`. Missing, unexpected and wrongly shaped parameters are reported together.
    * `options.weights` names a weights file or index explicitly (default: the one in the folder);
-   * `strict: false` tolerates unexpected keys.
+   * `strict: false` tolerates unexpected keys; `offload` ('auto' default, 'none', 'blocks') decides
+   * whether the blocks stay in the checkpoint (see model/offload.ts).
+   * @throws MemoryBudgetError before reading when the model cannot fit even offloaded
    */
-  static async fromPretrained(dir: string, options: PretrainedOptions = {}): Promise<Mask2DiTTransformer> {
-    return loadPretrained(dir, 'transformer', 'a diffusers transformer', (f) => readTransformerConfig(f).config, (c, ws) => new Mask2DiTTransformer(c, ws), options);
+  static async fromPretrained(dir: string, options: PretrainedOptions & OffloadOptions = {}): Promise<Mask2DiTTransformer> {
+    return loadPretrained(dir, 'transformer', 'a diffusers transformer', (f) => readTransformerConfig(f).config, (c, ws, store) => new Mask2DiTTransformer(c, ws, store), {
+      ...options,
+      blocks: (c) => Mask2DiTTransformer.blockLayout(c),
+    });
   }
 }
 tf.serialization.registerClass(Mask2DiTTransformer, 'Mask2DiT');

@@ -22,6 +22,8 @@ import type { TimeUpsampling } from '../layers/vae/upsample3d.js';
 import type { Probe } from './probe.js';
 import { loadPretrained, type PretrainedOptions } from './pretrained.js';
 import { sliceAxis, splitAxis } from '../layers/axis.js';
+import { checkVaeMemory, chooseVaeTiling, type VaeWorkSize } from './vaeMemory.js';
+import { defaultVaeTiling, needsTiling, planTiles, resolveVaeTiling, runTiled, type TilePlan, type VaeTiling } from './vaeTiling.js';
 
 /**
  * How latent frames are split into decoder calls:
@@ -73,10 +75,40 @@ function timeModeOf(batching: FrameBatching, call: number): TimeUpsampling {
   return batching === 'mask2dit' ? (call === 0 ? 'none' : 'double') : 'auto';
 }
 
+/**
+ * Spatial tiling for one call (diffusers' `enable_tiling`, see vaeTiling.ts): tiling parameters
+ * (missing ones from `enableTiling`'s, else diffusers' defaults), `true` = the VAE's own
+ * (`enableTiling`'s, else the defaults), `false` or `null` = untiled. Unset: the VAE's state
+ * (`enableTiling`/`disableTiling`; untiled unless enabled). `'auto'`: untiled when the call fits the
+ * backend's memory budget, else diffusers' tiling, else smaller tiles that fit (`chooseVaeTiling`, shrink);
+ * what the pipelines use. As in the reference, an input that fits one tile is not tiled.
+ */
+export type TilingOption = Partial<VaeTiling> | boolean | null | 'auto';
+
 export interface DecodeOptions {
+  /**
+   * Frame batching of every decode (each tile's, when tiled). diffusers 0.30.3, tiled or not, is
+   * `'auto_split'`; the default `'mask2dit'` is Mask2DiT's class.
+   */
   batching?: FrameBatching;
   /** Captures decoder intermediates; call k > 0 of a module gets `.call{k}` appended (Probe rule). */
   probe?: Probe;
+  /** Spatial tiling of the latent (see TilingOption). */
+  tiling?: TilingOption;
+  /**
+   * Refuse (MemoryBudgetError, before running) a decode whose estimated peak does not fit the
+   * backend's budget (vaeMemory.ts; default true).
+   */
+  checkMemory?: boolean;
+}
+
+export interface EncodeOptions {
+  /** Captures encoder intermediates (Probe rule, as DecodeOptions). */
+  probe?: Probe;
+  /** Spatial tiling of the pixels (see TilingOption); each tile is encoded 8 frames a call. */
+  tiling?: TilingOption;
+  /** As DecodeOptions.checkMemory. */
+  checkMemory?: boolean;
 }
 
 /** The diagonal Gaussian posterior `q(z | x)`; layout `[B, latent_channels, F, h, w]`. The caller disposes it. */
@@ -129,6 +161,8 @@ export class CogVideoXVAE extends M2Layer {
   static readonly className = 'M2CogVideoXVAE';
   readonly encoder: Encoder3D;
   readonly decoder: Decoder3D;
+  /** Tiling used when a call does not say (`enableTiling`); null: untiled. */
+  private tilingState: VaeTiling | null = null;
 
   constructor(
     readonly config: VaeConfig,
@@ -158,6 +192,50 @@ export class CogVideoXVAE extends M2Layer {
     return this.config.temporal_compression_ratio;
   }
 
+  /** diffusers' defaults for this config: tiles of half `sample_height × sample_width`, overlap 1/6 × 1/5. */
+  get defaultTiling(): VaeTiling {
+    return defaultVaeTiling(this.config.sample_height, this.config.sample_width);
+  }
+
+  /** The tiling calls use unless they say otherwise; null when disabled. */
+  get tiling(): VaeTiling | null {
+    return this.tilingState === null ? null : { ...this.tilingState };
+  }
+
+  /**
+   * diffusers' `enable_tiling(tile_sample_min_height, tile_sample_min_width, tile_overlap_factor_height,
+   * tile_overlap_factor_width)`: later decode/encode calls tile inputs larger than one tile. Missing
+   * arguments keep their previous value (initially the defaults). Returns the parameters in force.
+   */
+  enableTiling(params: Partial<VaeTiling> = {}): VaeTiling {
+    this.tilingState = resolveVaeTiling(params, this.tilingState ?? this.defaultTiling);
+    return { ...this.tilingState };
+  }
+
+  disableTiling(): void {
+    this.tilingState = null;
+  }
+
+  /** `'auto'`: untiled if the call fits the memory budget, else this VAE's tiling (`enableTiling`'s or the default), else smaller tiles. */
+  private autoTiling(size: VaeWorkSize): VaeTiling | false {
+    return chooseVaeTiling(this.config, size, { shrink: true, ...(this.tilingState !== null ? { tiling: this.tilingState } : {}) }) ?? false;
+  }
+
+  /** The tiling a call uses, or null. */
+  private tilingFor(option: TilingOption | undefined): VaeTiling | null {
+    if (option === 'auto') throw new ShapeError('tiling', "'auto' is resolved by decode and encode, not by tilePlan");
+    if (option === undefined) return this.tilingState;
+    if (option === false || option === null) return null;
+    const base = this.tilingState ?? this.defaultTiling;
+    return option === true ? base : resolveVaeTiling(option, base);
+  }
+
+  /** The tile plan a decode of latent `[h, w]` (kind 'decode') or an encode of pixels `[H, W]` uses; null if untiled. */
+  tilePlan(kind: 'decode' | 'encode', hw: [number, number], tiling: TilingOption | undefined = undefined): TilePlan | null {
+    const t = this.tilingFor(tiling);
+    return t === null || !needsTiling(kind, hw, t, this.spatialCompression) ? null : planTiles(kind, hw, t, this.spatialCompression);
+  }
+
   private checkInput(x: tf.Tensor, name: string, channels: number): void {
     if (x.rank !== 5 || x.shape[1] !== channels || x.shape[2] === 0) throw new ShapeError(name, `expected [B, ${channels}, T ≥ 1, H, W], got [${x.shape}]`);
   }
@@ -169,7 +247,17 @@ export class CogVideoXVAE extends M2Layer {
    */
   *decodeChunks(z: tf.Tensor, options: DecodeOptions = {}): Generator<tf.Tensor, void, undefined> {
     this.checkInput(z, 'z', this.config.latent_channels);
+    const [B, , F, h, w] = z.shape as [number, number, number, number, number];
     const batching = options.batching ?? 'mask2dit';
+    const size = { kind: 'decode' as const, batch: B, frames: F, height: h, width: w, batching };
+    if (options.tiling === 'auto') options = { ...options, tiling: this.autoTiling(size) };
+    if (options.checkMemory ?? true) checkVaeMemory(this.config, size, { tiling: this.tilingFor(options.tiling) });
+    const plan = this.tilePlan('decode', [h, w], options.tiling);
+    if (plan !== null) {
+      // every tile spans all frames: the tiled result comes as one chunk
+      yield runTiled(z, plan, (tile) => this.decode(tile, { ...options, tiling: false, checkMemory: false }));
+      return;
+    }
     const cache: ConvCache = new Map();
     try {
       const ranges = decodeCallRanges(z.shape[2]!, batching);
@@ -186,7 +274,10 @@ export class CogVideoXVAE extends M2Layer {
     }
   }
 
-  /** Decode every latent frame: `[B, latent_channels, F, h, w]` → `[B, out_channels, 4(F−1)+1, 8h, 8w]` (default batching). */
+  /**
+   * Decode every latent frame: `[B, latent_channels, F, h, w]` → `[B, out_channels, 4(F−1)+1, 8h, 8w]`
+   * (default batching). Tiled (`options.tiling`), each tile is decoded with its own caches.
+   */
   decode(z: tf.Tensor, options: DecodeOptions = {}): tf.Tensor {
     const chunks = [...this.decodeChunks(z, options)];
     const out = chunks.length === 1 ? chunks[0]! : tf.concat(chunks, 2);
@@ -194,9 +285,18 @@ export class CogVideoXVAE extends M2Layer {
     return out;
   }
 
-  /** Raw encoder moments `[B, 2·latent_channels, F', H/8, W/8]` of a video `[B, in_channels, F, H, W]` in [-1, 1]. */
-  encodeMoments(x: tf.Tensor, options: { probe?: Probe } = {}): tf.Tensor {
+  /**
+   * Raw encoder moments `[B, 2·latent_channels, F', H/8, W/8]` of a video `[B, in_channels, F, H, W]`
+   * in [-1, 1]. Tiled (`options.tiling`), each tile is encoded with its own caches.
+   */
+  encodeMoments(x: tf.Tensor, options: EncodeOptions = {}): tf.Tensor {
     this.checkInput(x, 'x', this.config.in_channels);
+    const [B, , F, H, W] = x.shape as [number, number, number, number, number];
+    const size = { kind: 'encode' as const, batch: B, frames: F, height: H, width: W };
+    if (options.tiling === 'auto') options = { ...options, tiling: this.autoTiling(size) };
+    if (options.checkMemory ?? true) checkVaeMemory(this.config, size, { tiling: this.tilingFor(options.tiling) });
+    const plan = this.tilePlan('encode', [H, W], options.tiling);
+    if (plan !== null) return runTiled(x, plan, (tile) => this.encodeMoments(tile, { ...options, tiling: false, checkMemory: false }));
     const cache: ConvCache = new Map();
     const parts: tf.Tensor[] = [];
     try {
@@ -213,7 +313,7 @@ export class CogVideoXVAE extends M2Layer {
   }
 
   /** The posterior of a video `[B, in_channels, F, H, W]`; multiply a sample by `scalingFactor` for the transformer. */
-  encode(x: tf.Tensor, options: { probe?: Probe } = {}): LatentDistribution {
+  encode(x: tf.Tensor, options: EncodeOptions = {}): LatentDistribution {
     return posterior(this.encodeMoments(x, options));
   }
 

@@ -18,6 +18,11 @@
  * Differentiable with `tf.variableGrads` once `trainable = true` (set on the encoder, it reaches every
  * sublayer): embedding lookups become one-hot matMuls (gather's gradient has no wasm kernel) and no
  * cached tensor sits in the trainable path.
+ *
+ * Offload (`fromPretrained(dir, { offload })`, see model/offload.ts): with 'blocks' the encoder blocks
+ * stay in the checkpoint and each is built right before it runs and disposed after; the embedding
+ * table is never widened whole (only the rows of the ids are read); the relative position table and
+ * the final norm stay resident. Same numbers either way.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -31,8 +36,10 @@ import { Container, M2Layer } from '../layers/layer.js';
 import { Linear } from '../layers/linear.js';
 import { geluTanh } from '../layers/math.js';
 import { WeightSource } from '../layers/weightSource.js';
-import { loadPretrained, type PretrainedOptions } from '../model/pretrained.js';
-import { PAD_ID, type WordTokenizer } from './tokenizer.js';
+import { OffloadedBlocks, OffloadError, StoredEmbedding, type BlockLayout, type StoredWeights } from '../model/offload.js';
+import { loadPretrained, type OffloadOptions, type PretrainedOptions } from '../model/pretrained.js';
+import type { PromptTokenizer } from './promptEncoder.js';
+import { PAD_ID } from './tokenizer.js';
 
 /** Added to the scores of padded keys (HF uses the float32 minimum; any large negative is equivalent). */
 const MASKED = -1e9;
@@ -63,6 +70,15 @@ export function bucketTable(L: number, numBuckets: number, maxDistance: number):
   const out = new Int32Array(L * L);
   for (let q = 0; q < L; q++) for (let k = 0; k < L; k++) out[q * L + k] = relativePositionBucket(k - q, numBuckets, maxDistance);
   return out;
+}
+
+/** The position bias `[1, H, L, L]` from a relative position table `[num_buckets, H]`. */
+function relativePositionBias(table: Embedding, c: TextEncoderConfig, L: number): tf.Tensor {
+  return tf.tidy(() => {
+    const buckets = tf.tensor(bucketTable(L, c.relative_attention_num_buckets, c.relative_attention_max_distance), [L, L], 'int32');
+    const values = table.forward(buckets); // [L, L, H]
+    return tf.expandDims(tf.transpose(values, [2, 0, 1]), 0); // [1, H, L, L]
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,12 +174,7 @@ export class T5Attention extends M2Layer {
   /** The position bias `[1, H, L, L]` from this layer's table (block 0 only). */
   positionBias(L: number): tf.Tensor {
     if (this.relativeBias === undefined) throw new ShapeError('relative_attention_bias', 'only the first block owns the relative position table');
-    const c = this.config;
-    return tf.tidy(() => {
-      const buckets = tf.tensor(bucketTable(L, c.relative_attention_num_buckets, c.relative_attention_max_distance), [L, L], 'int32');
-      const values = this.relativeBias!.forward(buckets); // [L, L, H]
-      return tf.expandDims(tf.transpose(values, [2, 0, 1]), 0); // [1, H, L, L]
-    });
+    return relativePositionBias(this.relativeBias, this.config, L);
   }
 
   /** `[B, L, H·dk]` → `[B, H, L, dk]` */
@@ -237,14 +248,15 @@ export class T5Block extends M2Layer {
   readonly attention: T5Attention;
   readonly norm1: T5LayerNorm;
   readonly ff: T5DenseFF;
-  constructor(config: TextEncoderConfig, index: number, ws: WeightSource, parts: Parts) {
+  /** @param ownsRelativeBias block 0 owns the relative position table (false: it is held elsewhere, offload) */
+  constructor(config: TextEncoderConfig, index: number, ws: WeightSource, parts: Parts, ownsRelativeBias = index === 0) {
     super(ws.prefix || `block.${index}`);
     const layer = this.child('layer', new Container(ws.full('layer')));
     const l0 = layer.add('0', new Container(ws.pp('layer').full('0')));
     const l1 = layer.add('1', new Container(ws.pp('layer').full('1')));
     const [w0, w1] = [ws.pp('layer').pp(0), ws.pp('layer').pp(1)];
     const norm = { dim: config.d_model, eps: config.layer_norm_epsilon };
-    this.attention = l0.add('SelfAttention', new T5Attention(config, index === 0, w0.pp('SelfAttention'), parts));
+    this.attention = l0.add('SelfAttention', new T5Attention(config, ownsRelativeBias, w0.pp('SelfAttention'), parts));
     this.norm0 = part(parts, l0.add('layer_norm', new T5LayerNorm(norm, w0.pp('layer_norm'))));
     this.ff = l1.add('DenseReluDense', new T5DenseFF(config, w1.pp('DenseReluDense'), parts));
     this.norm1 = part(parts, l1.add('layer_norm', new T5LayerNorm(norm, w1.pp('layer_norm'))));
@@ -310,44 +322,117 @@ export function t5InitTensors(c: TextEncoderConfig, seed: number): Map<string, t
   return out;
 }
 
+/**
+ * How padding takes part in attention:
+ * - `'none'` (default): no mask — padding tokens are attended to and get outputs of their own. This is
+ *   `T5EncoderModel(input_ids)`, the call of diffusers' CogVideoX and both Mask²DiT pipelines.
+ * - `'padding'`: keys with `ids = pad_token_id` are masked out (the world model was trained this way).
+ * - a `[B, L]` tensor: 1 for keys to attend to, 0 for masked ones (Hugging Face's `attention_mask`).
+ */
+export type T5AttentionMask = 'none' | 'padding' | tf.Tensor;
+
 export interface TextEncoderInputs {
   /** Token ids `[B, L]`, int32. */
   ids: tf.Tensor;
-  /** 1 for real tokens, 0 for padding `[B, L]`; default `ids ≠ pad_token_id`. */
-  attentionMask?: tf.Tensor;
+  /** Default `'none'`, as the reference pipelines call T5. */
+  attentionMask?: T5AttentionMask;
+}
+
+/**
+ * Block 0's relative position table, resident while the blocks are offloaded, under its reference
+ * name `encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight` (containers in `list`).
+ */
+function residentRelativeTable(c: TextEncoderConfig, list: Container, wsBlocks: WeightSource): Embedding {
+  const ws = wsBlocks.pp(0).pp('layer').pp(0).pp('SelfAttention');
+  const b0 = list.add('0', new Container(wsBlocks.full('0')));
+  const layer = b0.add('layer', new Container(wsBlocks.pp(0).full('layer')));
+  const l0 = layer.add('0', new Container(wsBlocks.pp(0).pp('layer').full('0')));
+  const attn = l0.add('SelfAttention', new Container(ws.prefix));
+  return attn.add('relative_attention_bias', new Embedding({ rows: c.relative_attention_num_buckets, dim: c.num_heads }, ws.pp('relative_attention_bias')));
 }
 
 /** Hugging Face `T5EncoderModel`: ids → hidden states `[B, L, d_model]`. */
 export class T5Encoder extends M2Layer {
   static readonly className = 'M2T5Encoder';
-  readonly shared: Embedding;
+  /** The token table (offloaded: read by rows from the checkpoint). */
+  readonly shared: Embedding | StoredEmbedding;
+  /** The resident blocks (empty when offloaded: see `offload`). */
   readonly blocks: T5Block[];
   readonly finalNorm: T5LayerNorm;
+  /** Block 0's relative position table, shared by all blocks (resident in both modes). */
+  private readonly relativeTable: Embedding;
   /** Every sublayer, so `trainable` reaches them all. */
   private readonly parts: Parts = [];
+  /** The blocks left in the checkpoint (offload mode), built one at a time. */
+  private readonly offloaded: OffloadedBlocks<T5Block> | undefined;
+  private readonly store: StoredWeights | undefined;
 
+  /**
+   * @param store when given, the blocks and the token table are offloaded: validated against `ws`
+   *   now, read from `store` per forward (the model owns the store and closes it on dispose)
+   */
   constructor(
     readonly config: TextEncoderConfig,
     ws: WeightSource,
+    store?: StoredWeights,
   ) {
     super('text_encoder');
     const c = config;
-    this.shared = part(this.parts, this.child('shared', new Embedding({ rows: c.vocab_size, dim: c.d_model }, ws.pp('shared'))));
+    this.store = store;
     const encoder = this.child('encoder', new Container('encoder'));
     const list = encoder.add('block', new Container('encoder.block'));
     const wsBlocks = ws.pp('encoder').pp('block');
-    this.blocks = Array.from({ length: c.num_layers }, (_, i) => part(this.parts, list.add(String(i), new T5Block(c, i, wsBlocks.pp(i), this.parts))));
+    if (store === undefined) {
+      this.shared = part(this.parts, this.child('shared', new Embedding({ rows: c.vocab_size, dim: c.d_model }, ws.pp('shared'))));
+      this.blocks = Array.from({ length: c.num_layers }, (_, i) => part(this.parts, list.add(String(i), new T5Block(c, i, wsBlocks.pp(i), this.parts))));
+      this.relativeTable = this.blocks[0]!.attention.relativeBias!;
+    } else {
+      ws.checkOnly().pp('shared').get('weight', [c.vocab_size, c.d_model]).dispose(); // checked, left in the file
+      this.shared = this.child('shared', new StoredEmbedding({ rows: c.vocab_size, dim: c.d_model }, store, 'shared.weight'));
+      this.relativeTable = part(this.parts, residentRelativeTable(c, list, wsBlocks));
+      this.blocks = [];
+      this.offloaded = new OffloadedBlocks(store, T5Encoder.blockLayout(c), (bws, i) => new T5Block(c, i, bws, [], false), ws);
+    }
     this.finalNorm = part(this.parts, encoder.add('final_layer_norm', new T5LayerNorm({ dim: c.d_model, eps: c.layer_norm_epsilon }, ws.pp('encoder').pp('final_layer_norm'))));
   }
 
-  /** Training switch for the encoder and every sublayer. */
+  /** How the parameters split into blocks (what offload reads per use); the token table is read by rows. */
+  static blockLayout(c: TextEncoderConfig): BlockLayout {
+    const table = (n: string) => n === 'shared.weight' || n.endsWith('.relative_attention_bias.weight'); // gathered, not matMul operands
+    return { prefix: 'encoder.block', count: c.num_layers, resident: (n) => n.endsWith('.relative_attention_bias.weight'), rowsOnly: ['shared.weight'], gathered: table };
+  }
+
+  /** Where the blocks' weights live: 'none' = resident, 'blocks' = read from the checkpoint per forward. */
+  get offload(): 'none' | 'blocks' {
+    return this.offloaded === undefined ? 'none' : 'blocks';
+  }
+
+  /** Run `fn` on block i: the resident block, or one built from the checkpoint and disposed after. */
+  private withBlock<R>(i: number, fn: (block: T5Block) => R): R {
+    return this.offloaded === undefined ? fn(this.blocks[i]!) : this.offloaded.run(i, fn);
+  }
+
+  /** Training switch for the encoder and every sublayer (refused when offloaded). */
   override get trainable(): boolean {
     return super.trainable;
   }
   override set trainable(on: boolean) {
+    // `offloaded` and `parts` are undefined while the base constructor runs
+    const self = this as unknown as { parts?: Parts; offloaded?: unknown };
+    if (on && self.offloaded !== undefined) throw new OffloadError('text_encoder', "its blocks are offloaded (read from the checkpoint per forward), so it cannot be trained; load it with offload: 'none'");
     super.trainable = on;
-    // `parts` is undefined while the base constructor runs
-    for (const p of (this as unknown as { parts?: Parts }).parts ?? []) p.trainable = on;
+    for (const p of self.parts ?? []) p.trainable = on;
+  }
+
+  /** Every parameter, offloaded blocks and table included. */
+  override countParams(): number {
+    const table = this.store !== undefined ? this.config.vocab_size * this.config.d_model : 0;
+    return super.countParams() + table + (this.offloaded?.paramCount() ?? 0);
+  }
+
+  override dispose(): { refCountAfterDispose: number; numDisposedVariables: number } {
+    this.offloaded?.close();
+    return super.dispose();
   }
 
   /** An untrained encoder with Hugging Face's initialisation. */
@@ -358,30 +443,29 @@ export class T5Encoder extends M2Layer {
     return model;
   }
 
-  /** `[B, L, d_model]` hidden states; padded positions are masked out as keys (T5 attention mask). */
+  /** `[B, L, d_model]` hidden states; see `T5AttentionMask` for how padding is treated (default: unmasked, as the reference pipelines). */
   forward(inputs: TextEncoderInputs): tf.Tensor {
     const { ids } = inputs;
-    const c = this.config;
     if (ids.rank !== 2 || ids.dtype !== 'int32') throw new ShapeError('input_ids', `expected int32 [B, L], got ${ids.dtype} [${ids.shape}]`);
     const [B, L] = ids.shape as [number, number];
-    const m = inputs.attentionMask;
-    if (m !== undefined && (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== L)) throw new ShapeError('attention_mask', `expected [${B}, ${L}], got [${m.shape}]`);
+    const m = inputs.attentionMask ?? 'none';
+    if (typeof m !== 'string' && (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== L)) throw new ShapeError('attention_mask', `expected [${B}, ${L}], got [${m.shape}]`);
     return tf.tidy(() => {
-      const keep = m !== undefined ? tf.cast(m, 'float32') : tf.cast(tf.notEqual(ids, c.pad_token_id), 'float32'); // [B, L]
-      const keyMask = tf.reshape(tf.mul(tf.sub(1, keep), MASKED), [B, 1, 1, L]); // [B, 1, 1, L]
-      const bias = tf.add(this.blocks[0]!.attention.positionBias(L), keyMask); // [B, H, L, L]
+      let bias = relativePositionBias(this.relativeTable, this.config, L); // [1, H, L, L]
+      const keep = m === 'none' ? undefined : m === 'padding' ? tf.notEqual(ids, this.config.pad_token_id) : m; // [B, L]
+      if (keep !== undefined) bias = tf.add(bias, tf.reshape(tf.mul(tf.sub(1, tf.cast(keep, 'float32')), MASKED), [B, 1, 1, L])); // [B, H, L, L]
       let h = this.shared.forward(ids); // [B, L, D]
-      for (const block of this.blocks) h = block.forward(h, bias);
+      for (let i = 0; i < this.config.num_layers; i++) h = this.withBlock(i, (block) => block.forward(h, bias));
       return this.finalNorm.forward(h);
     });
   }
 
   /** Convenience: ids `[B·L]` (row-major) → `[B, L, d_model]`. */
-  encodeIds(ids: Int32Array, batch: number): tf.Tensor {
+  encodeIds(ids: Int32Array, batch: number, attentionMask: 'none' | 'padding' = 'none'): tf.Tensor {
     if (ids.length % batch !== 0) throw new ShapeError('input_ids', `${ids.length} ids do not split into ${batch} rows`);
     const t = tf.tensor2d(ids, [batch, ids.length / batch], 'int32');
     try {
-      return this.forward({ ids: t });
+      return this.forward({ ids: t, attentionMask });
     } finally {
       t.dispose();
     }
@@ -398,16 +482,23 @@ export class T5Encoder extends M2Layer {
    * Load `dir/config.json` + safetensors, or a pipeline folder holding `text_encoder/`. A tied
    * `encoder.embed_tokens.weight` (Hugging Face saves it next to `shared.weight`) is ignored.
    */
-  static async fromPretrained(dir: string, options: PretrainedOptions = {}): Promise<T5Encoder> {
+  static async fromPretrained(dir: string, options: PretrainedOptions & OffloadOptions = {}): Promise<T5Encoder> {
     const ignore = ['encoder.embed_tokens.weight'];
-    return loadPretrained(dir, 'text_encoder', 'a T5 encoder', (f) => readTextEncoderConfig(f).config, (c, ws) => new T5Encoder(c, ws), { ...options, ignore });
+    return loadPretrained(dir, 'text_encoder', 'a T5 encoder', (f) => readTextEncoderConfig(f).config, (c, ws, store) => new T5Encoder(c, ws, store), {
+      ...options,
+      ignore,
+      blocks: (c) => T5Encoder.blockLayout(c),
+    });
   }
 
-  /** Write `dir/config.json` and `dir/model.safetensors` (F32), each atomically. */
+  /** Write `dir/config.json` and `dir/model.safetensors` (F32), each atomically (offloaded parameters are read from the checkpoint). */
   async save(dir: string): Promise<void> {
     fs.mkdirSync(dir, { recursive: true });
     const tensors: Record<string, TensorToWrite> = {};
     for (const [name, v] of this.namedWeights()) tensors[name] = { dtype: 'F32', shape: [...v.shape] as number[], data: (await v.read().data()) as Float32Array };
+    if (this.store !== undefined) {
+      for (const name of ['shared.weight', ...this.offloaded!.names()]) tensors[name] = { dtype: 'F32', shape: [...this.store.shape(name)!], data: this.store.readF32(name, false) };
+    }
     await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
     const json = { architectures: ['T5EncoderModel'], ...this.config };
     await writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(json, null, 2)}\n`);
@@ -420,7 +511,7 @@ tf.serialization.registerClass(T5Encoder, 'Mask2DiT');
  * concatenated along the sequence → `[1, S·length, d_model]` (the transformer's
  * `encoder_hidden_states` with `max_text_seq_length = tokenizer.length`).
  */
-export function encodePrompts(tokenizer: WordTokenizer, encoder: T5Encoder, captions: readonly string[]): tf.Tensor {
+export function encodePrompts(tokenizer: PromptTokenizer, encoder: T5Encoder, captions: readonly string[]): tf.Tensor {
   if (captions.length === 0) throw new ShapeError('captions', 'expected at least one caption');
   if (tokenizer.vocabSize > encoder.config.vocab_size) {
     throw new ConfigError('text_encoder/config.json', 'vocab_size', `the tokenizer has ${tokenizer.vocabSize} tokens, the encoder's table only ${encoder.config.vocab_size}`);
@@ -429,7 +520,7 @@ export function encodePrompts(tokenizer: WordTokenizer, encoder: T5Encoder, capt
   const S = captions.length;
   const L = tokenizer.length;
   return tf.tidy(() => {
-    const h = encoder.encodeIds(tokenizer.encodeBatch(captions), S); // [S, L, D]
+    const h = encoder.encodeIds(tokenizer.encodeBatch(captions), S, tokenizer.attentionMask ?? 'none'); // [S, L, D]; the world model was trained with padding masked
     return tf.reshape(h, [1, S * L, encoder.config.d_model]); // [1, S·L, D]
   });
 }

@@ -72,6 +72,13 @@ export class WordTokenizer {
     return out;
   }
 
+  /** What `encode` loses of a caption: words outside the vocabulary (→ `<unk>`) and words cut to fit `length`. */
+  report(text: string): { text: string; tokens: number; unknown: string[]; truncated: boolean; dropped: number; droppedText: string } {
+    const all = words(text);
+    const cut = all.slice(this.length - 1);
+    return { text, tokens: all.length + 1, unknown: all.filter((w) => !this.ids.has(w)), truncated: cut.length > 0, dropped: cut.length, droppedText: cut.join(' ') };
+  }
+
   /** Captions → `[N·length]` ids, row-major `[N, length]`. */
   encodeBatch(texts: readonly string[]): Int32Array {
     const out = new Int32Array(texts.length * this.length);

@@ -314,7 +314,7 @@ describe('CogVideoXPatchEmbed layer', () => {
     const text2 = tf.zeros([2, 3, 5]);
     expect(() => embed.forward({ latents: good, text: text2 })).toThrow(/encoder_hidden_states/);
     const out = embed.forward({ latents: good, text }); // creates the cached transposes and table
-    expect(tf.memory().numTensors).toBe(before + 4 + 4 + 5 + 1 + 3); // weights of both layers, 5 inputs, output, 2 transposes + table
+    expect(tf.memory().numTensors).toBe(before + 4 + 4 + 5 + 1 + 2); // weights of both layers, 5 inputs, output, the patch conv's transpose + table (text_proj, a Linear, holds one copy)
     const { numDisposedVariables } = embed.dispose();
     expect(numDisposedVariables).toBe(4);
     again.dispose();

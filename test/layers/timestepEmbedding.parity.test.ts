@@ -151,7 +151,7 @@ describe('TimestepEmbedding layer', () => {
       const h = tf.add(tf.matMul(x, w1, false, true), b1);
       return tf.add(tf.matMul(tf.mul(h, tf.sigmoid(h)), w2, false, true), b2);
     });
-    const y = emb.forward(x); // primes the cached transposes
+    const y = emb.forward(x); // switches each Linear back to its [in, out] kernel (weightByName gave [out, in])
     expectClose('forward', await y.data(), await expected.data(), 1e-6, 1e-6);
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) emb.forward(x).dispose();
@@ -160,7 +160,7 @@ describe('TimestepEmbedding layer', () => {
     expectClose('apply', await applied.data(), await y.data(), 0, 0);
     tf.dispose([x, expected, y, applied]);
     expect(emb.dispose().numDisposedVariables).toBe(4);
-    expect(tf.memory().numTensors).toBe(before - 3 - 4 - 2); // x, expected, y; the weights and both cached transposes gone too
+    expect(tf.memory().numTensors).toBe(before - 3 - 4); // x, expected, y; the weights gone too (a Linear holds one copy, no cached transpose)
   });
 
   it('rejects a sinusoid of the wrong width and reports missing weights by name', async () => {

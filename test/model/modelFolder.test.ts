@@ -21,6 +21,7 @@ import { DEFAULT_MODEL_DIR, loadModelFolder, ModelFolderError, saveModelFolder, 
 import { Mask2DiTTransformer } from '../../src/model/transformer.js';
 import { CogVideoXVAE } from '../../src/model/vae.js';
 import { encodePrompts, T5Encoder } from '../../src/text/textEncoder.js';
+import { TokenizerFileError } from '../../src/text/sentencepiece.js';
 import { WordTokenizer } from '../../src/text/tokenizer.js';
 
 const TRANSFORMER = {
@@ -90,7 +91,7 @@ describe('saveModelFolder → loadModelFolder', () => {
       expect(loaded.samplerName).toBe('flow-euler');
       expect(loaded.schedulerConfig).toEqual(parts.schedulerConfig);
       expect(loaded.notes).toEqual([]);
-      expect(loaded.tokenizer!.toJSON()).toEqual(parts.tokenizer!.toJSON());
+      expect((loaded.tokenizer as WordTokenizer).toJSON()).toEqual((parts.tokenizer as WordTokenizer).toJSON());
       expect(loaded.transformer.configJson()).toEqual(parts.transformer.configJson());
       expect(loaded.vae.configJson()).toEqual(parts.vae.configJson());
       for (const [a, b] of [
@@ -206,21 +207,26 @@ describe('loadModelFolder errors', () => {
     await expect(loadModelFolder(noSched)).rejects.toThrow(/missing scheduler\/scheduler_config\.json/);
   });
 
-  test('a CogVideoX-style folder without a word tokenizer loads, with a note that prompts need embeddings files', async () => {
+  test('a CogVideoX-style folder without a tokenizer loads, with a note that prompts need embeddings files; a broken spiece.model is an error naming it', async () => {
     const cog = copy('cogvideox');
     fs.rmSync(path.join(cog, 'tokenizer'), { recursive: true });
-    fs.mkdirSync(path.join(cog, 'tokenizer'));
-    fs.writeFileSync(path.join(cog, 'tokenizer', 'spiece.model'), 'x');
     const index = JSON.parse(fs.readFileSync(path.join(cog, 'model_index.json'), 'utf8')) as Record<string, unknown>;
     fs.writeFileSync(path.join(cog, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'CogVideoXPipeline', tokenizer: ['transformers', 'T5Tokenizer'] }));
     const m = await loadModelFolder(cog);
     try {
       expect(m.tokenizer).toBeUndefined();
       expect(m.textEncoder).toBeUndefined();
-      expect(m.notes.join(' ')).toMatch(/T5Tokenizer, which this project does not implement.*"embeddings" file.*instead of a "prompt"/);
+      expect(m.notes.join(' ')).toMatch(/no tokenizer \(expected tokenizer\/spiece\.model.*"embeddings" file.*instead of a "prompt"/);
     } finally {
       m.dispose();
     }
+    fs.mkdirSync(path.join(cog, 'tokenizer'));
+    fs.writeFileSync(path.join(cog, 'tokenizer', 'spiece.model'), 'x');
+    const before = tf.memory().numTensors;
+    const err = await loadModelFolder(cog).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TokenizerFileError);
+    expect((err as Error).message).toMatch(/tokenizer\/spiece\.model: not a SentencePiece model/);
+    expect(tf.memory().numTensors).toBe(before); // the transformer and VAE loaded before it were disposed
   });
 
   test('text parts that do not fit the transformer are a ConfigError naming the key', async () => {

@@ -18,7 +18,7 @@ import { framesToTensor, readVideoFrames } from '../../io/video.js';
 import { Mask2DiTExtendPipeline, type PreviousScenes } from '../../model/extendPipeline.js';
 import { DEFAULT_MODEL_DIR, loadModelFolder } from '../../model/modelFolder.js';
 import { SAMPLER_NAMES } from '../../sampler/index.js';
-import { backendFromFlags } from '../common.js';
+import { backendFromFlags, offloadFromFlags } from '../common.js';
 import { addSamplingOptions, checkModelDir, filmPaths, negativeEmbedding, printResult, readEmbeddingsFile, reserveFilm, resolveSettings, sceneEmbeddings, stepReporter, writeFilm, type SceneText } from '../film.js';
 import { checkInterrupted, withInterrupt } from '../interrupt.js';
 import { latentsPathFor, OutputSet } from '../outputs.js';
@@ -102,6 +102,7 @@ async function runExtend(flags: ExtendFlags, cmd: Command): Promise<void> {
   const paths = filmPaths(flags);
   for (const p of [paths.mp4, paths.latents]) if (path.resolve(p) === path.resolve(source.file)) throw new Mask2DiTError('OPTION', `--out ${flags.out}: would overwrite the film being extended (${source.file}); choose another name`);
   const latentsOnly = flags.latentsOnly === true;
+  const offload = offloadFromFlags(flags.offload);
   const progress = new Progress(progressMode(flags));
   const result = await withInterrupt(async (signal) => {
     const outputs = new OutputSet(flags.force === true);
@@ -114,7 +115,8 @@ async function runExtend(flags: ExtendFlags, cmd: Command): Promise<void> {
       const dir = flags.model ?? (m.model !== undefined && fs.existsSync(m.model) ? m.model : DEFAULT_MODEL_DIR);
       checkModelDir(dir);
       progress.phase('load', `${dir} on ${backend.name}; ${m.scenes.length} scene${m.scenes.length > 1 ? 's' : ''} from ${source.file}`);
-      const model = await loadModelFolder(dir);
+      const model = await loadModelFolder(dir, { offload });
+      for (const note of model.offload.notes) progress.phase('offload', note);
       const owned: tf.Tensor[] = [];
       try {
         const S = m.scenes.length + 1;

@@ -10,7 +10,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError } from '../../errors.js';
 import { Mask2DiTTransformer } from '../../model/transformer.js';
 import { Probe } from '../../model/probe.js';
-import { backendFromFlags, compareWith, readTensorFile, writeTensorFile } from '../common.js';
+import type { OffloadDecision } from '../../model/offload.js';
+import { addOffloadOption, backendFromFlags, compareWith, offloadFromFlags, readTensorFile, writeTensorFile } from '../common.js';
 
 interface TransformerOpts {
   model: string;
@@ -22,6 +23,7 @@ interface TransformerOpts {
   scene?: string;
   compare?: string;
   chunk?: string;
+  offload?: string;
   json?: boolean;
 }
 
@@ -41,8 +43,10 @@ function probeFor(opts: TransformerOpts): Probe | undefined {
 }
 
 async function runTransformer(opts: TransformerOpts, cmd: Command): Promise<void> {
+  const offload = offloadFromFlags(opts.offload);
   const backend = await backendFromFlags(cmd);
-  const model = await Mask2DiTTransformer.fromPretrained(opts.model, opts.weights !== undefined ? { weights: opts.weights } : {});
+  let decision: OffloadDecision | undefined;
+  const model = await Mask2DiTTransformer.fromPretrained(opts.model, { ...(opts.weights !== undefined ? { weights: opts.weights } : {}), offload, onDecision: (d) => (decision = d) });
   const { floats, ints: intInputs } = await readTensorFile(opts.inputs);
   const need = (name: string, what: string) => {
     const t = floats.get(name);
@@ -77,9 +81,10 @@ async function runTransformer(opts: TransformerOpts, cmd: Command): Promise<void
     for (const [k, v] of probe?.captured ?? []) produced.set(k, v);
     await writeTensorFile(opts.out, produced, { backend: backend.name, model: opts.model });
     const rows = opts.compare !== undefined ? await compareWith(opts.compare, produced) : [];
-    const report = { backend: backend.name, ms: Number(ms.toFixed(1)), out: opts.out, tensors: [...produced].map(([n, t]) => ({ name: n, shape: t.shape })), compare: rows };
+    const report = { backend: backend.name, offload: model.offload, ms: Number(ms.toFixed(1)), out: opts.out, tensors: [...produced].map(([n, t]) => ({ name: n, shape: t.shape })), compare: rows };
     if (opts.json === true) process.stdout.write(JSON.stringify(report) + '\n');
     else {
+      if (decision?.mode === 'blocks') process.stdout.write(`${decision.note}\n`);
       process.stdout.write(`forward transformer on ${backend.name}: ${ms.toFixed(1)} ms; wrote ${produced.size} tensors to ${opts.out}\n`);
       for (const { name, shape } of report.tensors) process.stdout.write(`  ${name.padEnd(44)} [${shape.join(', ')}]\n`);
       if (rows.length > 0) {
@@ -96,7 +101,7 @@ async function runTransformer(opts: TransformerOpts, cmd: Command): Promise<void
 
 export function register(program: Command): Command {
   const forward = program.command('forward').description('run one component on tensors from a safetensors file (fixture tensor names) and write its outputs');
-  forward
+  const transformer = forward
     .command('transformer')
     .description('the denoising transformer: hidden_states, encoder_hidden_states, timestep [, clip_idx, timestep_conditioning, image_rotary_emb.cos/.sin] → sample')
     .requiredOption('--model <dir>', 'model folder: config.json + (sharded) safetensors, or a pipeline folder with transformer/')
@@ -108,7 +113,7 @@ export function register(program: Command): Command {
     .option('--scene <k>', 'attention probabilities: only the query rows of scene k')
     .option('--chunk <n>', 'attention query chunk size')
     .option('--compare <file>', 'print the max abs difference against same-named tensors of this file')
-    .option('--json', 'print one JSON document on stdout')
-    .action(runTransformer);
+    .option('--json', 'print one JSON document on stdout');
+  addOffloadOption(transformer).action(runTransformer);
   return forward;
 }

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { loadModelFolder } from '../../model/modelFolder.js';
 import { Mask2DiTPipeline } from '../../model/pipeline.js';
 import { SAMPLER_NAMES } from '../../sampler/index.js';
-import { backendFromFlags } from '../common.js';
+import { backendFromFlags, offloadFromFlags } from '../common.js';
 import {
   addSamplingOptions,
   checkModelDir,
@@ -57,6 +57,7 @@ async function runGenerate(flags: GenerateFlags, cmd: Command): Promise<void> {
   const frames = framesPerScene(sf, flags.scenes);
   const dir = modelDir(flags);
   checkModelDir(dir);
+  const offload = offloadFromFlags(flags.offload);
   const paths = filmPaths(flags);
   const latentsOnly = flags.latentsOnly === true;
   const progress = new Progress(progressMode(flags));
@@ -66,7 +67,8 @@ async function runGenerate(flags: GenerateFlags, cmd: Command): Promise<void> {
       const temp = reserveFilm(outputs, paths, latentsOnly);
       const backend = await backendFromFlags(cmd);
       progress.phase('load', `${dir} on ${backend.name}`);
-      const model = await loadModelFolder(dir);
+      const model = await loadModelFolder(dir, { offload });
+      for (const note of model.offload.notes) progress.phase('offload', note);
       const owned: tf.Tensor[] = [];
       try {
         const settings = resolveSettings(flags, sf.defaults ?? {}, model.samplerName);
