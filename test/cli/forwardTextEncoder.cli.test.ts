@@ -29,12 +29,12 @@ const base = ['forward', 'text-encoder', '--backend', 'cpu', '--model', fixtureP
 describe('forward text-encoder', () => {
   test('input_ids → last_hidden_state: unmasked by default, --mask inputs = the masked reference call', async () => {
     const io = await loadFixture('t5_encoder_tiny');
-    for (const [mask, want] of [[undefined, 'last_hidden_state'], ['inputs', 'last_hidden_state.masked']] as const) {
+    for (const [mask, want, offload] of [[undefined, 'last_hidden_state', 'none'], ['inputs', 'last_hidden_state.masked', 'blocks']] as const) {
       const out = path.join(tmp, `out-${mask ?? 'none'}.safetensors`);
-      const r = runCli([...base, '--inputs', fixturePath('t5_encoder_tiny', 'io.safetensors'), '--out', out, ...(mask !== undefined ? ['--mask', mask] : []), '--json']);
+      const r = runCli([...base, '--inputs', fixturePath('t5_encoder_tiny', 'io.safetensors'), '--out', out, ...(mask !== undefined ? ['--mask', mask] : []), '--offload', offload, '--json']);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
-      expect(JSON.parse(r.stdout).shape).toEqual([2, 40, 32]);
+      expect(JSON.parse(r.stdout)).toMatchObject({ shape: [2, 40, 32], offload });
       expectClose(want, await read(out, 'last_hidden_state'), get(io, want).data as Float32Array, 1e-4, 1e-4);
     }
   });

@@ -15,7 +15,7 @@ import { Mask2DiTError } from '../../errors.js';
 import { openSafetensors } from '../../io/safetensors.js';
 import { loadPromptTokenizer } from '../../text/loadTokenizer.js';
 import { T5Encoder, type T5AttentionMask } from '../../text/textEncoder.js';
-import { backendFromFlags, compareWith, writeTensorFile } from '../common.js';
+import { addOffloadOption, backendFromFlags, compareWith, offloadFromFlags, writeTensorFile } from '../common.js';
 
 interface Opts {
   model: string;
@@ -27,6 +27,7 @@ interface Opts {
   maxLength?: string;
   compare?: string;
   json?: boolean;
+  offload?: string;
 }
 
 const MASKS = ['none', 'padding', 'inputs'] as const;
@@ -51,7 +52,7 @@ async function run(opts: Opts, cmd: Command): Promise<void> {
   if (mask !== undefined && !(MASKS as readonly string[]).includes(mask)) throw new Mask2DiTError('OPTION', `--mask: expected one of ${MASKS.join(', ')}, got ${JSON.stringify(mask)}`);
   if (mask === 'inputs' && opts.inputs === undefined) throw new Mask2DiTError('OPTION', '--mask inputs reads attention_mask from --inputs');
   const backend = await backendFromFlags(cmd);
-  const encoder = await T5Encoder.fromPretrained(opts.model, opts.weights !== undefined ? { weights: opts.weights } : {});
+  const encoder = await T5Encoder.fromPretrained(opts.model, { ...(opts.weights !== undefined ? { weights: opts.weights } : {}), offload: offloadFromFlags(opts.offload) });
   const produced = new Map<string, tf.Tensor>();
   let attention: T5AttentionMask = 'none';
   try {
@@ -76,7 +77,7 @@ async function run(opts: Opts, cmd: Command): Promise<void> {
     produced.set('last_hidden_state', out);
     await writeTensorFile(opts.out, opts.inputs !== undefined ? new Map([['last_hidden_state', out]]) : produced, { backend: backend.name, model: opts.model, attention_mask: typeof attention === 'string' ? attention : 'inputs' });
     const rows = opts.compare !== undefined ? await compareWith(opts.compare, new Map([['last_hidden_state', out]])) : [];
-    const report = { backend: backend.name, ms: Number(ms.toFixed(1)), out: opts.out, shape: out.shape, attentionMask: typeof attention === 'string' ? attention : 'inputs', compare: rows };
+    const report = { backend: backend.name, offload: encoder.offload, ms: Number(ms.toFixed(1)), out: opts.out, shape: out.shape, attentionMask: typeof attention === 'string' ? attention : 'inputs', compare: rows };
     if (opts.json === true) process.stdout.write(JSON.stringify(report) + '\n');
     else {
       process.stdout.write(`forward text-encoder on ${backend.name}: ${ms.toFixed(1)} ms; last_hidden_state [${out.shape.join(', ')}] (attention mask: ${report.attentionMask}) → ${opts.out}\n`);
@@ -91,8 +92,7 @@ async function run(opts: Opts, cmd: Command): Promise<void> {
 
 /** Add `text-encoder` to an existing `forward` command. */
 export function registerTextEncoderForward(forward: Command): void {
-  forward
-    .command('text-encoder')
+  addOffloadOption(forward.command('text-encoder'))
     .description('the T5 text encoder: input_ids [B, L] (or --prompt texts) → last_hidden_state [B, L, d_model]')
     .requiredOption('--model <dir>', 'a T5 encoder folder (config.json + safetensors) or a pipeline folder with text_encoder/ (and tokenizer/ for --prompt)')
     .option('--weights <file>', 'the weights file or index.json, when the folder holds more than one')
