@@ -213,3 +213,19 @@ export async function writeFileAtomic(file: string, data: Uint8Array | string, o
     }
   });
 }
+
+/**
+ * Put a folder built under the temporary name `tmp` in place of `target`: a plain rename, or (when
+ * `target` exists) target → `tmp.old`, tmp → target, then the old one removed — `target` is always
+ * either the old folder or the complete new one.
+ */
+export function replaceFolder(tmp: string, target: string): void {
+  if (!fs.existsSync(target)) {
+    fs.renameSync(tmp, target);
+    return;
+  }
+  const old = `${tmp}.old`;
+  fs.renameSync(target, old);
+  fs.renameSync(tmp, target);
+  fs.rmSync(old, { recursive: true, force: true });
+}

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { isFlowMatchConfig, readSchedulerConfig, type SchedulerConfig } from '../config/schedulerConfig.js';
 import { ConfigError, Mask2DiTError } from '../errors.js';
-import { OutputExistsError, registerCleanup, writeFileAtomic } from '../io/atomic.js';
+import { OutputExistsError, registerCleanup, replaceFolder, writeFileAtomic } from '../io/atomic.js';
 import { DIFFUSERS_VERSION } from '../io/diffusersComponent.js';
 import type { SamplerName } from '../sampler/sampler.js';
 import { T5Encoder } from '../text/textEncoder.js';
@@ -265,14 +265,7 @@ export async function saveModelFolder(dir: string, parts: ModelParts, options: S
     await writeFileAtomic(path.join(tmp, 'scheduler', 'scheduler_config.json'), json({ _diffusers_version: DIFFUSERS_VERSION, ...scheduler }));
     for (const [name, text] of Object.entries(options.files ?? {})) await writeFileAtomic(path.join(tmp, name), text);
     await writeFileAtomic(path.join(tmp, 'model_index.json'), json(modelIndexFor(parts)));
-    if (exists) {
-      const old = `${tmp}.old`;
-      fs.renameSync(target, old);
-      fs.renameSync(tmp, target);
-      fs.rmSync(old, { recursive: true, force: true });
-    } else {
-      fs.renameSync(tmp, target);
-    }
+    replaceFolder(tmp, target);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
     unregister();

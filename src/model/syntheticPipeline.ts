@@ -31,7 +31,7 @@ import { parseTextEncoderConfig } from '../config/textEncoderConfig.js';
 import { parseTransformerConfig, type TransformerConfig } from '../config/transformerConfig.js';
 import { parseVaeConfig, type VaeConfig } from '../config/vaeConfig.js';
 import { Mask2DiTError } from '../errors.js';
-import { OutputExistsError, registerCleanup } from '../io/atomic.js';
+import { OutputExistsError, registerCleanup, replaceFolder } from '../io/atomic.js';
 import { DIFFUSERS_VERSION } from '../io/diffusersComponent.js';
 import { f32ToBf16 } from '../io/float16.js';
 import { writeShardedSafetensors, type ShardPlan, type StreamedTensor } from '../io/safetensorsShards.js';
@@ -663,14 +663,7 @@ export async function writeSyntheticPipeline(dir: string, options: SyntheticOpti
     const v = await writeComponent(tmp, 'vae', spec.vae, 'diffusion_pytorch_model', randomWeights(shapes.vae, seed), spec.maxShardSize.vae, p);
     const result = { scale, seed, transformer: summary(shapes.transformer, t, 'transformer'), textEncoder: summary(shapes.textEncoder, e, 'text_encoder'), vae: summary(shapes.vae, v, 'vae'), tokenizerPieces: pieces };
     fs.writeFileSync(path.join(tmp, 'README.md'), readme(spec, result));
-    if (exists) {
-      const old = `${tmp}.old`;
-      fs.renameSync(target, old);
-      fs.renameSync(tmp, target);
-      fs.rmSync(old, { recursive: true, force: true });
-    } else {
-      fs.renameSync(tmp, target);
-    }
+    replaceFolder(tmp, target);
     return { dir: target, ...result };
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
