@@ -189,12 +189,14 @@ describe('parameter lists equal what the model classes build', () => {
 });
 
 describe('the tiny folder loads and runs', () => {
-  test('loadModelFolder (transformer, VAE; no word tokenizer noted) and T5Encoder.fromPretrained', async () => {
+  test('loadModelFolder (transformer, VAE, SentencePiece tokenizer, T5) and T5Encoder.fromPretrained', async () => {
     const m = await loadModelFolder(dir);
     try {
       expect(m.pipelineClass).toBe('CogVideoXPipeline');
       expect(m.samplerName).toBe('ddim');
-      expect(m.notes.join(' ')).toMatch(/T5Tokenizer/);
+      expect(m.notes).toEqual([]);
+      expect(m.tokenizer?.constructor.name).toBe('T5Tokenizer');
+      expect(m.textEncoder?.config.d_model).toBe(m.transformer.config.text_embed_dim);
       const c = m.transformer.config;
       const y = tf.tidy(() => {
         const x = tf.randomNormal([1, 2, c.in_channels, 8, 8], 0, 1, 'float32', 1);
