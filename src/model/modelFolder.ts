@@ -11,9 +11,11 @@
  *   tokenizer/tokenizer.json              {"type": "word", "vocab": […], "length": 16}
  *   scheduler/scheduler_config.json       FlowMatchEulerDiscreteScheduler | CogVideoXDDIMScheduler | CogVideoXDPMScheduler
  *
- * A real CogVideoX folder (`CogVideoXPipeline`, 5B with RoPE) loads too, except its SentencePiece
- * tokenizer: without a word tokenizer no prompt can be encoded, so its scenes take precomputed
- * `embeddings` files (the `notes` of the load say so).
+ * A real CogVideoX / Mask²DiT folder loads too: sharded bf16 transformer and text_encoder
+ * (`*.safetensors.index.json`; blocks offloaded when they do not fit), `tokenizer/spiece.model` (+
+ * tokenizer_config.json) read by the SentencePiece T5Tokenizer, padded to the transformer's
+ * `max_text_seq_length`. A folder without a usable tokenizer or text encoder still loads (a note says
+ * so): its scenes then take precomputed `embeddings` files.
  */
 import fs from 'node:fs';
 import path from 'node:path';
