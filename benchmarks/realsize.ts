@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     model.dispose();
   }
   const columns = ['phase', 'backend', 'seconds', 'peak_rss_mib', 'rss_mib', 'external_mib', 'tensor_mib', 'tensor_peak_mib', 'wasm_heap_mib', 'wasm_heap_grew_mib'];
-  report(`real-size Mask²DiT pipeline (${dir}) on ${backend.name}, ${machine()}, ${os.freemem() >> 30} GiB free at the end`, rows, columns);
+  report(`real-size Mask²DiT pipeline (${dir}) on ${backend.name}, ${machine()}, ${(os.freemem() / 2 ** 30).toFixed(1)} GiB free at the end`, rows, columns);
   shutdownBackends();
 }
 

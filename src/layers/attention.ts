@@ -2,11 +2,16 @@
  * CogVideoX's joint attention `attn1`, under Mask²DiT's dual mask.
  *
  *   x = [text ; video]                       [B, L, D]
- *   q, k, v = to_q(x), to_k(x), to_v(x)      split heads → [B, H, L, d]
+ *   q, k, v = to_q(x), to_k(x), to_v(x)      [B, L, H·d]
  *   q, k = norm_q(q), norm_k(k)              LayerNorm over d, one set of parameters for all heads
- *   q, k = RoPE on the video rows only       rows Lt .. L
- *   o = maskedAttention(q, k, v, layout)     [B, H, L, d]
- *   y = to_out.0(merge heads(o))             [B, L, D] → split back into text and video
+ *   split heads                              B·H tensors [L, d]
+ *   q, k = RoPE on the video rows only       rows Lt .. L (text rows: cos 1, sin 0)
+ *   o = maskedAttentionHeads(q, k, v)        [B, L, H·d], heads merged
+ *   y = to_out.0(o)                          [B, L, D] → split back into text and video
+ *
+ * Memory: q, k and v go straight from the projection to per-head `[L, d]` tensors (no `[B, H, L, d]`
+ * transpose copy), RoPE runs per head, and the attention frees each head's q, k, v once used, so the
+ * layer's peak is the third projection: x, q, k and the projection's two temporaries, 5 `[B, L, D]`.
  *
  * Reference: diffusers `CogVideoXAttnProcessor2_0` (attention_processor.py) and Mask2DiT
  * `CogVideoXAttnProcessor2_2` (videox_fun/models/cogvideox_transformer3d.py, commit 36bbe26).
@@ -18,8 +23,8 @@ import { ShapeError } from '../errors.js';
 import { Container, M2Layer } from './layer.js';
 import { LayerNorm } from './layerNorm.js';
 import { Linear } from './linear.js';
-import { maskedAttention } from './maskedAttention.js';
-import { applyRope, consume } from './math.js';
+import { maskedAttentionHeads } from './maskedAttention.js';
+import { applyRope, consume, layerNormPlain } from './math.js';
 import type { WeightSource } from './weightSource.js';
 import { layoutTotals, type SceneLayout } from '../model/sceneLayout.js';
 import type { Probe } from '../model/probe.js';
@@ -87,49 +92,45 @@ export class Attention extends M2Layer {
     this.toOut = toOut.add('0', new Linear({ inFeatures: inner, outFeatures: dim, bias: outBias }, ws.pp('to_out').pp(0)));
   }
 
-  /** `[B, L, H·d]` → `[B, H, L, d]`. */
-  private splitHeads(x: tf.Tensor): tf.Tensor {
-    const [B, L] = x.shape as [number, number, number];
-    const { heads: H, headDim: d } = this.config;
-    return tf.transpose(tf.reshape(x, [B, L, H, d]), [0, 2, 1, 3]); // [B, H, L, d]
+  /**
+   * One projection as per-head tensors: `to(x)` `[B, L, H·d]`, the per-head LayerNorm, then B·H
+   * tensors `[L, d]` (index b·H + h), each rotated by `rope` (joint `[L, d]` tables) when given.
+   */
+  private heads(to: Linear, x: tf.Tensor, norm?: LayerNorm, rope?: RopeTables): tf.Tensor[] {
+    let y = to.forward(x); // [B, L, H·d]
+    if (norm !== undefined) y = consume(y, (u) => headNorm(u, norm, this.config.heads));
+    const heads = splitHeads(y, this.config.heads); // B·H × [L, d]
+    y.dispose();
+    return rope === undefined ? heads : heads.map((h) => consume(h, (u) => tf.tidy(() => applyRope(u, rope.cos, rope.sin))));
   }
 
   forward(args: AttentionInputs): AttentionOutputs {
     const { hidden, encoderHidden, layout, rope, probe, name = this.name } = args;
     const { Lt, Lv } = this.checkShapes(hidden, encoderHidden, layout, rope);
+    const { heads: H } = this.config;
+    const B = hidden.shape[0]!;
     return tf.tidy(() => {
-      // 1. project the joint sequence; each projection in its own scope, so only q, k, v stay alive
+      // 1. project the joint sequence straight into per-head q, k, v (q, k normed and rotated)
       const x = tf.concat([encoderHidden, hidden], 1); // [B, L, D], text first
-      const project = (to: Linear, norm?: LayerNorm) => {
-        let t = tf.tidy(() => this.splitHeads(to.forward(x))); // [B, H, L, d]
-        if (norm !== undefined) t = consume(t, (u) => tf.tidy(() => norm.forward(u)));
-        return t;
-      };
-      // 2. RoPE on the video rows of q and k
-      const rotate = (t: tf.Tensor) => (rope === undefined ? t : consume(t, (u) => tf.tidy(() => ropeVideoRows(u, Lt, rope))));
-      const q = rotate(project(this.toQ, this.normQ));
-      const k = rotate(project(this.toK, this.normK));
-      const v = project(this.toV);
-      x.dispose();
-      probe?.capture(`${name}.q`, q);
-      probe?.capture(`${name}.k`, k);
-      probe?.capture(`${name}.v`, v);
+      const table = rope === undefined ? undefined : jointRope(rope, Lt); // [L, d] each
+      const q = this.heads(this.toQ, x, this.normQ, table);
+      const k = this.heads(this.toK, x, this.normK, table);
+      const v = this.heads(this.toV, x);
+      tf.dispose([x, table?.cos, table?.sin].filter((t): t is tf.Tensor => t !== undefined));
+      for (const [n, t] of [['q', q], ['k', k], ['v', v]] as const) if (probe?.wants(`${name}.${n}`) === true) tf.tidy(() => probe.capture(`${name}.${n}`, stackHeads(t, B, H))); // [B, H, L, d]
 
-      // 3. masked attention, merge heads, output projection (each input freed once used)
-      const o = maskedAttention(q, k, v, layout, {
+      // 2. masked attention (each head's q, k, v freed once used), heads merged, output projection
+      const merged = maskedAttentionHeads({ q, k, v }, layout, H, {
+        consume: true,
         probeName: name,
         ...(probe !== undefined ? { probe } : {}),
         ...(args.chunkSize !== undefined ? { chunkSize: args.chunkSize } : {}),
-      }); // [B, H, L, d]
-      tf.dispose([q, k, v]);
-      const [B, H, L, d] = o.shape as [number, number, number, number];
-      const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B, L, H * d]); // [B, L, H·d]
-      o.dispose();
+      }); // [B, L, H·d]
       probe?.capture(`${name}.out`, merged);
       const y = this.toOut.forward(merged); // [B, L, D]
       merged.dispose();
 
-      // 4. split back into the two streams
+      // 3. split back into the two streams
       return {
         encoderHidden: tf.slice(y, [0, 0, 0], [-1, Lt, -1]), // [B, Lt, D]
         hidden: tf.slice(y, [0, Lt, 0], [-1, Lv, -1]), // [B, Lv, D]
@@ -170,9 +171,53 @@ export class Attention extends M2Layer {
 }
 tf.serialization.registerClass(Attention, 'Mask2DiT');
 
+/** RoPE tables `[rows, d]`. */
+interface RopeTables {
+  cos: tf.Tensor;
+  sin: tf.Tensor;
+}
+
 /** Apply RoPE to rows `Lt ..` of `x` `[B, H, L, d]` (the video tokens); text rows pass through. */
-export function ropeVideoRows(x: tf.Tensor, Lt: number, rope: { cos: tf.Tensor; sin: tf.Tensor }): tf.Tensor {
+export function ropeVideoRows(x: tf.Tensor, Lt: number, rope: RopeTables): tf.Tensor {
   const text = tf.slice(x, [0, 0, 0, 0], [-1, -1, Lt, -1]); // [B, H, Lt, d]
   const video = tf.slice(x, [0, 0, Lt, 0], [-1, -1, -1, -1]); // [B, H, Lv, d]
   return tf.concat([text, applyRope(video, rope.cos, rope.sin)], 2); // [B, H, L, d]
+}
+
+/**
+ * The video tables `[Lv, d]` extended to the joint sequence `[L, d]`: text rows get cos 1, sin 0, so
+ * `applyRope` passes them through (x·1 + rot(x)·0 = x) and one call rotates a whole head.
+ */
+export function jointRope(rope: RopeTables, Lt: number): RopeTables {
+  return tf.tidy(() => {
+    const d = rope.cos.shape[1]!;
+    return { cos: tf.concat([tf.ones([Lt, d]), rope.cos], 0), sin: tf.concat([tf.zeros([Lt, d]), rope.sin], 0) }; // [L, d]
+  });
+}
+
+/** LayerNorm over d of every head of `y` `[B, L, H·d]` (norm_q / norm_k), one temporary at a time. */
+function headNorm(y: tf.Tensor, norm: LayerNorm, H: number): tf.Tensor {
+  const [B, L, HD] = y.shape as [number, number, number];
+  let t = consume(tf.reshape(y, [B, L, H, HD / H]), (u) => layerNormPlain(u, norm.config.eps)); // [B, L, H, d]; the view freed, or it keeps y's data
+  if (norm.weight !== undefined) t = consume(t, (u) => tf.mul(u, norm.weight!));
+  if (norm.bias !== undefined) t = consume(t, (u) => tf.add(u, norm.bias!));
+  return consume(t, (u) => tf.reshape(u, [B, L, HD])); // [B, L, H·d]
+}
+
+/** `[B, L, H·d]` → B·H tensors `[L, d]`, index b·H + h (copies only the parts: src/backend/wasmSlice.ts). */
+export function splitHeads(y: tf.Tensor, H: number): tf.Tensor[] {
+  const [B, L, HD] = y.shape as [number, number, number];
+  const out: tf.Tensor[] = [];
+  for (let b = 0; b < B; b++) {
+    const row = B === 1 ? tf.reshape(y, [L, HD]) : tf.tidy(() => tf.reshape(tf.slice(y, [b, 0, 0], [1, L, HD]), [L, HD])); // [L, H·d]
+    out.push(...tf.split(row, H, 1)); // H × [L, d]
+    row.dispose();
+  }
+  return out;
+}
+
+/** B·H tensors `[L, d]` → `[B, H, L, d]` (for probes). */
+function stackHeads(heads: tf.Tensor[], B: number, H: number): tf.Tensor {
+  const [L, d] = heads[0]!.shape as [number, number];
+  return tf.reshape(tf.stack(heads), [B, H, L, d]);
 }

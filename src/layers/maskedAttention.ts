@@ -7,6 +7,9 @@
  * queries against `[text_i ; all video]`. No `[L, L]` mask or score tensor is built; query rows are
  * chunked so the largest live score block is `chunk × keys`. Every matMul is 2-D and non-transposed,
  * one per (batch, head), with K transposed once per head (the wasm fast path, BACKENDS.md §1).
+ * `maskedAttentionHeads` is the same op on per-head `[L, d]` inputs, freeing each head's q, k, v once
+ * used and returning the heads merged `[B, L, H·d]`: the attention layer's memory-lean path (its q, k, v
+ * and output never all live at once, and no `[B, H, L, d]` transpose copy is made).
  *
  * `denseMaskedAttention` is the obviously-correct reference (explicit mask, full `[B, H, L, L]`
  * probabilities), for tests and introspection only.
@@ -112,6 +115,49 @@ function resolveOptions(opts: MaskedAttentionOptions, H: number, layout: SceneLa
   return { chunk, probeName, wantProbs, heads, scene };
 }
 
+/** Where the per-head loop finds head `bh`'s `[L, d]` q, k, v, and what it does with them afterwards. */
+interface HeadSource {
+  /** Count of heads, B·H. */
+  count: number;
+  /** `[L, d]` q, k, v of head `bh` (b·H + h); called inside the head's tidy. */
+  get(bh: number): [tf.Tensor, tf.Tensor, tf.Tensor];
+  /** Called once head `bh` is done (e.g. to free its inputs). */
+  done(bh: number): void;
+}
+
+/** The per-head loop: one `[L, d]` output per head (probabilities go to the probe, if it asks). */
+function attendHeads(src: HeadSource, H: number, L: number, d: number, layout: SceneLayout, opts: MaskedAttentionOptions): tf.Tensor[] {
+  const o = resolveOptions(opts, H, layout);
+  const blocks = maskBlocks(layout); // already in query order
+  const probBlocks = new Set(blocks.filter((b) => o.scene === undefined || b.scene === o.scene));
+  const outs: tf.Tensor[] = [];
+  const probs = new Map<number, tf.Tensor>(); // by b·H + h
+  for (let bh = 0; bh < src.count; bh++) {
+    const capture = o.wantProbs && o.heads.includes(bh % H);
+    const r = tf.tidy(() => {
+      const [qh, kh, vh] = src.get(bh);
+      const qs = tf.mul(qh, 1 / Math.sqrt(d)); // [L, d], scaled once
+      const kT = tf.transpose(kh); // [d, L], transposed once per head
+      // one tidy per block: its gathered keys/values are freed before the next block gathers
+      const parts = blocks.map((b) => tf.tidy(() => attendBlock(qs, kT, vh, b, o.chunk, capture && probBlocks.has(b))));
+      const out = tf.concat(parts.map((p) => p.out), 0); // [L, d], blocks are in query order
+      const pr = parts.flatMap((p) => (p.probs !== undefined ? [p.probs] : []));
+      return capture ? [out, tf.concat(pr, 0)] : [out]; // probs: [Lq, L]
+    });
+    src.done(bh);
+    outs.push(r[0]!);
+    if (r[1] !== undefined) probs.set(bh, r[1]);
+  }
+  if (o.wantProbs) {
+    const B = src.count / H;
+    const picked = Array.from({ length: B }, (_, b) => o.heads.map((h) => probs.get(b * H + h)!)).flat();
+    const Lq = picked[0]!.shape[0]!;
+    tf.tidy(() => opts.probe!.capture(`${o.probeName}.probs`, tf.reshape(tf.stack(picked), [B, o.heads.length, Lq, L]))); // [B, nHeads, Lq, L]
+  }
+  tf.dispose([...probs.values()]);
+  return outs;
+}
+
 /**
  * Block-wise masked attention.
  * @param q `[B, H, L, d]` queries (normed, RoPE applied), L = joint sequence `[text ; video]`
@@ -121,36 +167,52 @@ function resolveOptions(opts: MaskedAttentionOptions, H: number, layout: SceneLa
  */
 export function maskedAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, layout: SceneLayout, opts: MaskedAttentionOptions = {}): tf.Tensor {
   const [B, H, L, d] = dims(q, k, v, layout);
-  const o = resolveOptions(opts, H, layout);
-  const blocks = maskBlocks(layout); // already in query order
-  const probBlocks = new Set(blocks.filter((b) => o.scene === undefined || b.scene === o.scene));
   return tf.tidy(() => {
     const [q3, k3, v3] = [q, k, v].map((t) => tf.reshape(t, [B * H, L, d])); // [B·H, L, d]
     const head = (t: tf.Tensor, bh: number) => tf.reshape(tf.slice(t, [bh, 0, 0], [1, L, d]), [L, d]); // [L, d]
-    const outs: tf.Tensor[] = [];
-    const probs = new Map<number, tf.Tensor>(); // by b·H + h
-    for (let bh = 0; bh < B * H; bh++) {
-      const capture = o.wantProbs && o.heads.includes(bh % H);
-      const r = tf.tidy(() => {
-        const qs = tf.mul(head(q3!, bh), 1 / Math.sqrt(d)); // [L, d], scaled once
-        const kT = tf.transpose(head(k3!, bh)); // [d, L], transposed once per head
-        const vh = head(v3!, bh); // [L, d]
-        // one tidy per block: its gathered keys/values are freed before the next block gathers
-        const parts = blocks.map((b) => tf.tidy(() => attendBlock(qs, kT, vh, b, o.chunk, capture && probBlocks.has(b))));
-        const out = tf.concat(parts.map((p) => p.out), 0); // [L, d], blocks are in query order
-        const pr = parts.flatMap((p) => (p.probs !== undefined ? [p.probs] : []));
-        return capture ? [out, tf.concat(pr, 0)] : [out]; // probs: [Lq, L]
-      });
-      outs.push(r[0]!);
-      if (r[1] !== undefined) probs.set(bh, r[1]);
-    }
-    if (o.wantProbs) {
-      const picked = Array.from({ length: B }, (_, b) => o.heads.map((h) => probs.get(b * H + h)!)).flat();
-      const Lq = picked[0]!.shape[0]!;
-      opts.probe!.capture(`${o.probeName}.probs`, tf.reshape(tf.stack(picked), [B, o.heads.length, Lq, L])); // [B, nHeads, Lq, L]
-    }
+    const src: HeadSource = { count: B * H, get: (bh) => [head(q3!, bh), head(k3!, bh), head(v3!, bh)], done: () => {} };
+    const outs = attendHeads(src, H, L, d, layout, opts);
     return tf.reshape(tf.stack(outs), [B, H, L, d]); // [B, H, L, d]
   });
+}
+
+/** Per-head `[L, d]` tensors of q, k and v, indexed b·H + h (see `maskedAttentionHeads`). */
+export interface AttentionHeads {
+  q: tf.Tensor[];
+  k: tf.Tensor[];
+  v: tf.Tensor[];
+}
+
+/**
+ * `maskedAttention` on per-head inputs, with the heads merged: the memory-lean form used by the
+ * attention layer. With `consume`, each head's q, k, v are disposed as soon as that head is done,
+ * so the inputs shrink while the outputs grow (q, k, v and the outputs never all live at once).
+ * Same values as `maskedAttention` followed by the `[B, H, L, d]` → `[B, L, H·d]` merge.
+ * @param heads B·H tensors each of q, k, v, `[L, d]`, index b·H + h
+ * @returns `[B, L, H·d]`
+ */
+export function maskedAttentionHeads(heads: AttentionHeads, layout: SceneLayout, H: number, opts: MaskedAttentionOptions & { consume?: boolean } = {}): tf.Tensor {
+  const n = heads.q.length;
+  const L = layoutTotals(layout).total;
+  const d = heads.q[0]?.shape[1] ?? 0;
+  if (n === 0 || n % H !== 0 || heads.k.length !== n || heads.v.length !== n) throw new ShapeError('heads', `expected B·${H} tensors each of q, k, v, got ${heads.q.length}, ${heads.k.length}, ${heads.v.length}`);
+  for (const t of [...heads.q, ...heads.k, ...heads.v]) if (t.rank !== 2 || t.shape[0] !== L || t.shape[1] !== d) throw new ShapeError('heads', `expected [${L}, ${d}] per head (layout total ${L}), got [${t.shape}]`);
+  const src: HeadSource = {
+    count: n,
+    get: (bh) => [heads.q[bh]!, heads.k[bh]!, heads.v[bh]!],
+    done: (bh) => (opts.consume === true ? tf.dispose([heads.q[bh]!, heads.k[bh]!, heads.v[bh]!]) : undefined),
+  };
+  const outs = attendHeads(src, H, L, d, layout, opts);
+  const B = n / H;
+  const rows = Array.from({ length: B }, (_, b) => {
+    const mine = outs.slice(b * H, (b + 1) * H);
+    const merged = tf.concat(mine, 1); // [L, H·d]
+    tf.dispose(mine);
+    return merged;
+  });
+  const out = tf.stack(rows); // [B, L, H·d]
+  tf.dispose(rows);
+  return out;
 }
 
 /**

@@ -64,10 +64,18 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
-/** LayerNorm over the last axis without affine parameters (eps inside the square root, biased variance). */
+/**
+ * LayerNorm over the last axis without affine parameters (eps inside the square root, biased variance).
+ * The centred copy is freed once scaled: one temporary of x's size at a time.
+ */
 export function layerNormPlain(x: tf.Tensor, eps: number): tf.Tensor {
   const { mean, variance } = tf.moments(x, -1, true);
-  return tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+  const centred = tf.sub(x, mean);
+  const inv = tf.tidy(() => tf.rsqrt(tf.add(variance, eps))); // [..., 1]
+  tf.dispose([mean, variance]);
+  const y = tf.mul(centred, inv);
+  tf.dispose([centred, inv]);
+  return y;
 }
 
 /**
