@@ -280,7 +280,8 @@ export class Mask2DiTTransformer extends M2Layer {
     const Lv = plan.layout.video.reduce((a, b) => a + b, 0);
     const est = transformerPeakEstimate({ B: plan.B, Lt, Lv, dim: c.innerDim, heads: c.num_attention_heads, ffInner: 4 * c.innerDim, chunkSize, layout: plan.layout });
     if (this.offloaded === undefined) return est;
-    const block = this.offloaded.largestBlockBytes(); // built as separate tensors, live while the block runs
+    // the running block's weights, built as separate tensors, and on wasm XNNPACK's packed copy of each matMul operand
+    const block = this.offloaded.largestBlockBytes() * (tf.getBackend() === 'wasm' ? 2 : 1);
     const withBlock = { ...est, totalBytes: est.totalBytes + block } as typeof est & { heapBytes?: number };
     if (withBlock.heapBytes !== undefined) withBlock.heapBytes += block;
     return withBlock;

@@ -29,6 +29,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { ConfigError, ShapeError } from '../errors.js';
+import { checkMemoryBudget, t5PeakEstimate, type PeakEstimate } from '../backend/memoryBudget.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { readTextEncoderConfig, type TextEncoderConfig } from '../config/textEncoderConfig.js';
@@ -450,6 +451,7 @@ export class T5Encoder extends M2Layer {
     const [B, L] = ids.shape as [number, number];
     const m = inputs.attentionMask ?? 'none';
     if (typeof m !== 'string' && (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== L)) throw new ShapeError('attention_mask', `expected [${B}, ${L}], got [${m.shape}]`);
+    checkMemoryBudget('T5 text encoder forward', this.peakEstimate(B, L, m !== 'none'));
     return tf.tidy(() => {
       let bias = relativePositionBias(this.relativeTable, this.config, L); // [1, H, L, L]
       const keep = m === 'none' ? undefined : m === 'padding' ? tf.notEqual(ids, this.config.pad_token_id) : m; // [B, L]
@@ -458,6 +460,15 @@ export class T5Encoder extends M2Layer {
       for (let i = 0; i < this.config.num_layers; i++) h = this.withBlock(i, (block) => block.forward(h, bias));
       return this.finalNorm.forward(h);
     });
+  }
+
+  /** Estimated peak bytes of one forward on `[B, L]` ids (`t5PeakEstimate`), plus the running block (and on wasm its packed copy) when offloaded. */
+  peakEstimate(B: number, L: number, paddingMask: boolean): PeakEstimate {
+    const c = this.config;
+    const est = t5PeakEstimate({ B, L, dModel: c.d_model, heads: c.num_heads, dKv: c.d_kv, dFF: c.d_ff, layers: c.num_layers, gated: c.feed_forward_proj === 'gated-gelu', paddingMask });
+    if (this.offloaded === undefined) return est;
+    const block = this.offloaded.largestBlockBytes() * (tf.getBackend() === 'wasm' ? 2 : 1);
+    return { ...est, totalBytes: est.totalBytes + block, ...(est.heapBytes !== undefined ? { heapBytes: est.heapBytes + block } : {}) };
   }
 
   /** Convenience: ids `[B·L]` (row-major) → `[B, L, d_model]`. */
