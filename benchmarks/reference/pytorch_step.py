@@ -138,7 +138,7 @@ def dual_mask():
 
 def timestep_embedding(t, dim=D):
     """CogVideoX's sinusoidal time projection (flip_sin_to_cos, shift 0): [cos | sin]."""
-    f = torch.exp(-math.log(10000) * torch.arange(dim // 2).float() / (dim // 2))
+    f = torch.exp(-math.log(10000) * torch.arange(dim // 2, device=t.device).float() / (dim // 2))
     a = t[:, None].float() * f[None]
     return torch.cat([a.cos(), a.sin()], -1)
 
