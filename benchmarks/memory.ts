@@ -20,7 +20,8 @@
 import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends, type BackendInfo } from '../src/backend/index.js';
-import { installWasmHeapGuard, occupyWasmHeapHoles, resetWasmHighWater, t5PeakEstimate, transformerPeakEstimate, wasmHeapNeed, wasmHeapStats, type PeakEstimate } from '../src/backend/memoryBudget.js';
+import { installWasmHeapGuard, occupyWasmHeapHoles, resetWasmHighWater, wasmHeapNeed, wasmHeapStats, type PeakEstimate } from '../src/backend/memoryBudget.js';
+import { t5PeakEstimate, transformerPeakEstimate } from '../src/model/peakEstimate.js';
 import { parseTextEncoderConfig } from '../src/config/textEncoderConfig.js';
 import { parseTransformerConfig } from '../src/config/transformerConfig.js';
 import { T5Encoder } from '../src/text/textEncoder.js';

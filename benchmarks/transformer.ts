@@ -24,7 +24,7 @@ import { DiTBlock } from '../src/layers/ditBlock.js';
 import { denseScoreBytes, maskedAttention, peakScoreBytes } from '../src/layers/maskedAttention.js';
 import { rope3dTables } from '../src/layers/rope3d.js';
 import { WeightSource } from '../src/layers/weightSource.js';
-import { uniformLayout, layoutTotals } from '../src/model/sceneLayout.js';
+import { uniformLayout, layoutTotals } from '../src/scene/layout.js';
 import { Mask2DiTTransformer } from '../src/model/transformer.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { blockFlops, FIVE_B_BLOCK as FIVE_B, maskPairs } from '../src/bench/suite.js';

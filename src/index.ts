@@ -16,15 +16,17 @@ export {
 } from './backend/index.js';
 export { takeWebGpuErrors, checkWebGpu, syncWebGpu, webGpuLimits, WebGpuDeviceError } from './backend/webgpu.js';
 export * from './backend/memoryBudget.js';
+export * from './model/peakEstimate.js';
 export * from './io/safetensors.js';
 export { inspectPath, findCheckpoints, summarise, groupOf, type CheckpointSummary } from './io/checkpointSummary.js';
 
 // The transformer and its parts
 export { Mask2DiTTransformer, type TransformerInputs, type ForwardPlan } from './model/transformer.js';
 export { parseTransformerConfig, readTransformerConfig, TransformerConfigSchema, type TransformerConfig } from './config/transformerConfig.js';
-export { Probe, type AttentionSelection } from './model/probe.js';
-export * from './model/sceneLayout.js';
-export * from './model/masks.js';
+export { Probe, type AttentionSelection } from './layers/probe.js';
+export * from './scene/layout.js';
+export * from './scene/masks.js';
+export * from './scene/plan.js';
 export { maskedAttention, denseMaskedAttention, peakScoreBytes, denseScoreBytes, DEFAULT_CHUNK_SIZE, type MaskedAttentionOptions } from './layers/maskedAttention.js';
 export { M2Layer, Container } from './layers/layer.js';
 export { WeightSource, WeightLoadError, type TensorReader } from './layers/weightSource.js';
@@ -54,10 +56,10 @@ export { contactSheet, pickFrames, type SheetScene, type ContactSheetOptions } f
 export { readSceneFile, parseSceneFile, SceneFileSchema, SceneFileError, sceneCaption, type SceneFile, type Scene as SceneSpecEntry, type SceneDefaults } from './cli/sceneFile.js';
 
 // The synthetic world, its captions and the oracle
-export { SHAPES, COLOURS, PALETTE, MOTIONS, motionsFor, type Shape, type Colour, type Motion } from './data/vocabulary.js';
+export { SHAPES, COLOURS, PALETTE, MOTIONS, motionsFor, grammarWords, type Shape, type Colour, type Motion } from './data/vocabulary.js';
 export { sampleClip, sampleClipSpec, sampleCaptionSet, clipVideo, resolveWorldOptions, DEFAULT_WORLD, Rng, type Clip, type ClipSpec, type Scene as WorldScene, type SceneSpec, type SceneAttributes, type Character, type WorldOptions, type Pose, type ScenePath } from './data/world.js';
 export { renderScene, toUint8Frames, poseAt } from './data/render.js';
-export { captionFor, parseCaption, grammarWords, type ParsedCaption } from './data/captions.js';
+export { captionFor, parseCaption, type ParsedCaption } from './data/captions.js';
 export { readScene, readClip, compareScene, nearestColour, type SceneReading, type ClipReading, type BlobReading, type FramesInput, type Maybe } from './data/oracle.js';
 export { worldContactSheet, worldDemo } from './data/demo.js';
 

@@ -10,10 +10,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError, ShapeError } from '../errors.js';
 import { log } from '../log.js';
 import { contactSheet } from '../io/contactSheet.js';
-import { writeLatentsFile, type FilmMeta } from '../io/latentsFile.js';
+import { writeLatentsFile, type FilmMeta, type FilmScene } from '../io/latentsFile.js';
 import { writePng, writePngSequence } from '../io/png.js';
 import { openSafetensors } from '../io/safetensors.js';
-import { tensorToFrames, writeMp4 } from '../io/video.js';
+import { tensorToFrames, VIDEO_EXTENSIONS, writeMp4 } from '../io/video.js';
 import { DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME, ModelFolderError, type LoadedModel } from '../model/modelFolder.js';
 import { decodeScenes, type GenerateOptions, type StepProgress } from '../model/pipeline.js';
 import { isSamplerName, SAMPLER_NAMES, type SamplerName } from '../sampler/index.js';
@@ -21,7 +21,7 @@ import { PromptEncoder } from '../text/promptEncoder.js';
 import { addOffloadOption } from './common.js';
 import { latentsPathFor, sheetPathFor, type OutputSet } from './outputs.js';
 import type { Progress } from './progress.js';
-import type { SceneDefaults } from './sceneFile.js';
+import { sceneCaption, type SceneDefaults, type SceneFile } from './sceneFile.js';
 
 // ---- flags ----------------------------------------------------------------------------------------
 
@@ -80,14 +80,47 @@ export function modelDir(flags: SamplingFlags): string {
   return flags.model ?? DEFAULT_MODEL_DIR;
 }
 
+/** Where a command's unset flags take their defaults from, for its help (see resolveSettings). */
+export interface HelpDefaults {
+  /** e.g. "the scene file's". */
+  from: string;
+  /** The default seed, when it is not simply `from`. */
+  seed?: string;
+  /** The default model, when it is not simply the shipped one. */
+  model?: string;
+}
+
+const SCENE_FILE_DEFAULTS: HelpDefaults = { from: "the scene file's" };
+
 /** Options every sampling command takes. */
-export function addSamplingOptions(c: Command): Command {
+export function addSamplingOptions(c: Command, d: HelpDefaults = SCENE_FILE_DEFAULTS): Command {
   return addOffloadOption(c)
-    .option('--model <dir>', `pipeline folder (model_index.json, transformer/, vae/, scheduler/, …) (default: the shipped ${DEFAULT_MODEL_NAME})`)
-    .option('--steps <n>', 'denoising steps (default: the scene file\'s, else 50)')
-    .option('--guidance <g>', 'classifier-free guidance scale, 1 = none (default: the scene file\'s, else 6)')
-    .option('--seed <s>', 'seed of all noise (default: the scene file\'s, else 0)')
-    .option('--sampler <name>', `${SAMPLER_NAMES.join(' | ')} (default: the model's scheduler)`);
+    .option('--model <dir>', `pipeline folder (model_index.json, transformer/, vae/, scheduler/, …) (default: ${d.model ?? `the shipped ${DEFAULT_MODEL_NAME}`})`)
+    .option('--steps <n>', `denoising steps (default: ${d.from}, else 50)`)
+    .option('--guidance <g>', `classifier-free guidance scale, 1 = none (default: ${d.from}, else 6)`)
+    .option('--seed <s>', `seed of all noise (default: ${d.seed ?? d.from}, else 0)`)
+    .option('--sampler <name>', `${SAMPLER_NAMES.join(' | ')} (default: ${d.from}, else the model's scheduler)`);
+}
+
+// ---- the model a film records ----------------------------------------------------------------------
+
+/** How a latents file names the shipped default model (wherever the package is installed). */
+const DEFAULT_MODEL_RECORD = `package:${DEFAULT_MODEL_NAME}`;
+
+/**
+ * The model folder as a latents file records it, portable: the shipped default by name, any other
+ * folder relative to the latents file's folder (so a project folder holding both can move or be copied).
+ */
+export function recordModel(dir: string, latentsFile: string): string {
+  const abs = path.resolve(dir);
+  if (abs === path.resolve(DEFAULT_MODEL_DIR)) return DEFAULT_MODEL_RECORD;
+  return path.relative(path.dirname(path.resolve(latentsFile)), abs).split(path.sep).join('/') || '.';
+}
+
+/** The model folder a latents file recorded (see recordModel; older files hold an absolute path), or undefined if it is not there. */
+export function recordedModel(recorded: string, latentsFile: string): string | undefined {
+  const dir = recorded === DEFAULT_MODEL_RECORD ? DEFAULT_MODEL_DIR : path.resolve(path.dirname(latentsFile), recorded);
+  return fs.existsSync(dir) ? dir : undefined;
 }
 
 // ---- text -----------------------------------------------------------------------------------------
@@ -156,7 +189,7 @@ export async function sceneEmbeddings(model: LoadedModel, scenes: readonly Scene
 }
 
 /** The negative prompt's embedding `[1, T, D]` (used for every scene, as the reference): encoded when the model has a text encoder, else zeros (said on stderr). */
-export function negativeEmbedding(model: LoadedModel, negativePrompt: string): tf.Tensor {
+function negativeEmbedding(model: LoadedModel, negativePrompt: string): tf.Tensor {
   const { max_text_seq_length: T, text_embed_dim: D } = model.transformer.config;
   if (model.tokenizer === undefined || model.textEncoder === undefined) {
     log.warn(`${model.dir}: no text encoder, so guidance uses a zero embedding as the negative prompt`);
@@ -164,6 +197,33 @@ export function negativeEmbedding(model: LoadedModel, negativePrompt: string): t
   }
   warnPromptLoss(model, 'the negative prompt', negativePrompt);
   return promptEncoder(model, 'the negative prompt').encode([negativePrompt]); // [1, T, D]
+}
+
+/**
+ * The negative embedding guidance needs (scale > 1; else undefined): `stored` (a latents file's) when
+ * it fits the model, else the negative prompt's, put in `owned`.
+ */
+export function guidanceNegative(model: LoadedModel, a: { settings: RunSettings; negativePrompt: string; owned: tf.Tensor[]; stored?: tf.Tensor | undefined }): tf.Tensor | undefined {
+  if (a.settings.guidance <= 1) return undefined;
+  const { max_text_seq_length: T, text_embed_dim: D } = model.transformer.config;
+  if (a.stored !== undefined && a.stored.shape.join() === [1, T, D].join()) return a.stored;
+  const negative = negativeEmbedding(model, a.negativePrompt);
+  a.owned.push(negative);
+  return negative;
+}
+
+/** A scene file's prompt embeddings `[S, T, D]` and the negative one guidance needs, both put in `owned`. */
+export async function encodeSceneFile(model: LoadedModel, sf: SceneFile, a: { settings: RunSettings; progress: Progress; owned: tf.Tensor[] }): Promise<{ prompts: tf.Tensor; negative: tf.Tensor | undefined }> {
+  const S = sf.scenes.length;
+  a.progress.phase('encode text', `${S} scene${S > 1 ? 's' : ''}`);
+  const prompts = await sceneEmbeddings(model, sf.scenes);
+  a.owned.push(prompts);
+  return { prompts, negative: guidanceNegative(model, { settings: a.settings, negativePrompt: sf.negative_prompt ?? '', owned: a.owned }) };
+}
+
+/** The scenes of a film made from a scene file (every scene `frames` long). */
+export function filmScenes(sf: SceneFile, frames: number): FilmScene[] {
+  return sf.scenes.map((s, i) => ({ ...(s.prompt !== undefined ? { prompt: s.prompt } : {}), caption: sceneCaption(sf, i), frames }));
 }
 
 // ---- progress --------------------------------------------------------------------------------------
@@ -207,13 +267,18 @@ export interface OutputFlags {
   latentsOnly?: boolean;
 }
 
+/** The outputs of `--out` (and `--sheet`, `--frames`); a name the writers cannot honour is refused. */
 export function filmPaths(flags: OutputFlags): FilmPaths {
+  const ext = path.extname(flags.out);
+  if (!VIDEO_EXTENSIONS.includes(ext.toLowerCase())) {
+    throw new Mask2DiTError('OPTION', `--out ${flags.out}: ${ext === '' ? 'no file extension' : `cannot write a "${ext}" file`}; the film is an H.264 mp4: use a name ending in ${VIDEO_EXTENSIONS.join(' or ')}`);
+  }
+  if (flags.sheet !== undefined && path.extname(flags.sheet).toLowerCase() !== '.png') throw new Mask2DiTError('OPTION', `--sheet ${flags.sheet}: the contact sheet is a PNG: use a name ending in .png`);
   return { mp4: flags.out, sheet: flags.sheet ?? sheetPathFor(flags.out), latents: latentsPathFor(flags.out), ...(flags.frames !== undefined ? { frames: flags.frames } : {}) };
 }
 
 /** Reserve every output of a film now (an existing one without --force fails before any work). */
 export function reserveFilm(outputs: OutputSet, paths: FilmPaths, latentsOnly: boolean): FilmPaths {
-  if (path.resolve(paths.latents) === path.resolve(paths.mp4)) throw new Mask2DiTError('OPTION', `--out ${paths.mp4}: the latents file would overwrite the film; use an .mp4 name`);
   const temp: FilmPaths = { mp4: '', sheet: '', latents: '' };
   if (!latentsOnly) {
     temp.mp4 = outputs.file(paths.mp4);

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `mask2dit` command line. It parses, calls the library and prints; it computes nothing.
- * Exit codes: 0 ok, 2 bad input (a typed error: one line naming the file/field), 130 interrupted
- * (Ctrl-C; no partial output written), 1 anything else.
+ * Exit codes: 0 ok, 2 bad input (a typed error: one line naming the file/field), 130 interrupted by
+ * Ctrl-C (SIGINT) and 143 by SIGTERM (no partial output written), 1 anything else.
  */
 import { Command, CommanderError } from 'commander';
 import { Mask2DiTError } from '../errors.js';
@@ -18,7 +18,7 @@ import { register as registerExtend } from './commands/extend.js';
 import { register as registerMask } from './commands/mask.js';
 import { register as registerAttention } from './commands/attention.js';
 import { register as registerBench } from './commands/bench.js';
-import { INTERRUPTED_EXIT_CODE, InterruptedError } from './interrupt.js';
+import { InterruptedError } from './interrupt.js';
 import { register as registerTrain } from './commands/train.js';
 import { register as registerEval } from './commands/eval.js';
 import { register as registerTokenize } from './commands/tokenize.js';
@@ -59,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
     const verbose = program.opts<{ verbose?: boolean }>().verbose === true;
     if (e instanceof InterruptedError) {
       process.stderr.write(`mask2dit: ${e.message}\n`);
-      return INTERRUPTED_EXIT_CODE;
+      return e.exitCode;
     }
     if (e instanceof Mask2DiTError) {
       process.stderr.write(`mask2dit: ${e.message}\n`);

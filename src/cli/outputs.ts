@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { AtomicOutput, OutputExistsError, registerCleanup } from '../io/atomic.js';
+import { AtomicOutput, existingParent, OutputExistsError, OutputPathError, registerCleanup } from '../io/atomic.js';
 
 /** `out/film.mp4` → `out/film` (the base of the sibling outputs). */
 export function outputBase(file: string): string {
@@ -64,8 +64,9 @@ export class OutputSet {
     });
   }
 
-  /** Create the missing parent folders of `target` (e.g. `out/` of `--out out/film.mp4`). */
+  /** Create the missing parent folders of `target` (e.g. `out/` of `--out out/film.mp4`); a file in the way is an OutputPathError. */
   private ensureParent(target: string): void {
+    existingParent(target);
     const missing: string[] = [];
     for (let d = path.dirname(path.resolve(target)); !exists(d); d = path.dirname(d)) missing.unshift(d);
     if (missing.length === 0) return;
@@ -85,6 +86,7 @@ export class OutputSet {
 
   /** Reserve a file output now (refuses an existing file unless force); returns the temp path to write. */
   file(target: string): string {
+    if (exists(target) && fs.statSync(target).isDirectory()) throw new OutputPathError(target, 'is a folder, not a file');
     this.ensureParent(target);
     const out = AtomicOutput.open(target, { force: this.force });
     this.files.set(target, out);
@@ -93,6 +95,7 @@ export class OutputSet {
 
   /** Reserve a folder output (refuses an existing non-empty folder unless force); returns the temp folder (created). */
   dir(target: string): string {
+    if (exists(target) && !fs.statSync(target).isDirectory()) throw new OutputPathError(target, 'is a file, not a folder');
     if (!this.force && exists(target) && fs.readdirSync(target).length > 0) throw new OutputExistsError(target);
     this.ensureParent(target);
     const d = new StagedDir(target, this.force);

@@ -7,8 +7,9 @@
  *   MOTION        := "slides" ("left" | "right" | "up" | "down") | "bounces" | "grows" | "spins" | "stays"
  *
  * e.g. "a red triangle slides left on a blue background", then "it bounces on a green background".
+ * Its words (`grammarWords`, the word tokenizer's vocabulary) are in vocabulary.ts.
  */
-import { COLOURS, MOTIONS, SHAPES, type Colour, type Motion, type Shape } from './vocabulary.js';
+import { COLOURS, MOTIONS, SHAPES, words, type Colour, type Motion, type Shape } from './vocabulary.js';
 
 /** What a caption says: the character only in a first-scene caption. */
 export interface ParsedCaption {
@@ -23,22 +24,6 @@ const article = (word: string) => (/^[aeiou]/.test(word) ? 'an' : 'a');
 export function captionFor(index: number, character: { colour: Colour; shape: Shape }, scene: { background: Colour; motion: Motion }): string {
   const subject = index === 0 ? `${article(character.colour)} ${character.colour} ${character.shape}` : 'it';
   return `${subject} ${scene.motion} on ${article(scene.background)} ${scene.background} background`;
-}
-
-/** Every word the grammar can produce (the tokenizer's vocabulary), sorted. */
-export function grammarWords(): string[] {
-  const words = new Set(['a', 'an', 'it', 'on', 'background', ...COLOURS, ...SHAPES]);
-  for (const m of MOTIONS) for (const w of m.split(' ')) words.add(w);
-  return [...words].sort();
-}
-
-/** Lowercase words, punctuation dropped. */
-export function words(text: string): string[] {
-  return text
-    .toLowerCase()
-    .replace(/[^a-z\s]/g, ' ')
-    .split(/\s+/)
-    .filter((w) => w !== '');
 }
 
 const isColour = (w: string | undefined): w is Colour => w !== undefined && (COLOURS as readonly string[]).includes(w);

@@ -1,6 +1,8 @@
 /**
- * The words of the synthetic world: shapes, palette colours, motions. Shared by the world sampler,
- * the caption grammar, the oracle and the tokenizer.
+ * The words of the synthetic world: shapes, palette colours, motions, every word its captions can use
+ * (`grammarWords`) and how a text splits into words (`words`). Shared by the world sampler, the caption
+ * grammar (captions.ts), the oracle and the word tokenizer (src/text/tokenizer.ts); it imports nothing,
+ * so the tokenizer depends on the vocabulary, not on the world or its captions.
  */
 
 export const SHAPES = ['circle', 'square', 'triangle', 'cross'] as const;
@@ -26,4 +28,20 @@ export type Motion = (typeof MOTIONS)[number];
 /** A circle looks the same at every angle, so circles never spin. */
 export function motionsFor(shape: Shape): readonly Motion[] {
   return shape === 'circle' ? MOTIONS.filter((m) => m !== 'spins') : MOTIONS;
+}
+
+/** Every word the caption grammar (captions.ts) can produce — the word tokenizer's vocabulary — sorted. */
+export function grammarWords(): string[] {
+  const words = new Set(['a', 'an', 'it', 'on', 'background', ...COLOURS, ...SHAPES]);
+  for (const m of MOTIONS) for (const w of m.split(' ')) words.add(w);
+  return [...words].sort();
+}
+
+/** Lowercase words, punctuation dropped. */
+export function words(text: string): string[] {
+  return text
+    .toLowerCase()
+    .replace(/[^a-z\s]/g, ' ')
+    .split(/\s+/)
+    .filter((w) => w !== '');
 }

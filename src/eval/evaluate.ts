@@ -27,6 +27,7 @@ import { Mask2DiTExtendPipeline } from '../model/extendPipeline.js';
 import { decodeScenes, Mask2DiTPipeline, sceneGeometry, type SceneGeometry } from '../model/pipeline.js';
 import type { Mask2DiTTransformer } from '../model/transformer.js';
 import type { CogVideoXVAE } from '../model/vae.js';
+import { sceneFrameRange } from '../scene/layout.js';
 import { gaussianArray, STREAM } from '../sampler/noise.js';
 import type { SamplerName } from '../sampler/sampler.js';
 import type { T5Encoder } from '../text/textEncoder.js';
@@ -180,8 +181,9 @@ export async function videoToScenes(video: tf.Tensor, scenes: number): Promise<F
   const plane = H * W;
   return Array.from({ length: scenes }, (_, s) => {
     const out = new Float32Array(C * T * plane);
+    const { start } = sceneFrameRange(F, scenes, s);
     for (let c = 0; c < C; c++) {
-      const from = (c * F + s * T) * plane; // [c, s·T .. (s+1)·T, :, :]
+      const from = (c * F + start) * plane; // [c, start .. start + T, :, :]
       for (let i = 0; i < T * plane; i++) out[c * T * plane + i] = 2 * data[from + i]! - 1;
     }
     return { data: out, T, H, W };

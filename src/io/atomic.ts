@@ -23,6 +23,27 @@ export class OutputExistsError extends Mask2DiTError {
   }
 }
 
+/** An output path that cannot be written: a file stands where a folder is needed, or the other way round. */
+export class OutputPathError extends Mask2DiTError {
+  constructor(
+    readonly file: string,
+    detail: string,
+  ) {
+    super('OUTPUT_PATH', `${file}: ${detail}`);
+  }
+}
+
+/**
+ * The nearest existing folder above `file` (its parent, or further up when folders are missing);
+ * throws OutputPathError when that is a file (`somefile/film.mp4`: "somefile is not a directory").
+ */
+export function existingParent(file: string): string {
+  let d = dirname(file);
+  while (!fs.existsSync(d) && dirname(d) !== d) d = dirname(d);
+  if (fs.existsSync(d) && !fs.statSync(d).isDirectory()) throw new OutputPathError(file, `cannot write it: ${d} is not a directory`);
+  return d;
+}
+
 export interface AtomicOptions {
   /** Replace an existing output (default false: refuse with OutputExistsError). */
   force?: boolean;
@@ -129,13 +150,13 @@ export class AtomicOutput {
 
   /**
    * Reserves a temp name for `file`. Throws OutputExistsError if `file` exists and not `force`,
-   * and an 'IO' error if its directory does not exist.
+   * OutputPathError if a file stands in its path, and an 'IO' error if its directory does not exist.
    */
   static open(file: string, opts: AtomicOptions = {}): AtomicOutput {
     const force = opts.force ?? false;
     if (!force && exists(file)) throw new OutputExistsError(file);
     const dir = dirname(file);
-    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Mask2DiTError('IO', `${file}: directory ${dir} does not exist`);
+    if (existingParent(file) !== dir) throw new Mask2DiTError('IO', `${file}: directory ${dir} does not exist`);
     return new AtomicOutput(file, force);
   }
 

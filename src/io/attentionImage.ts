@@ -9,7 +9,7 @@
 import { Mask2DiTError, ShapeError } from '../errors.js';
 import { viridis, type Image } from './image.js';
 import { binRange, gridExtent, renderSegmentGrid, type AxisSegment, type GridGeometry } from './segmentGrid.js';
-import { layoutTotals, numScenes, textRange, videoRange, type SceneLayout } from '../model/sceneLayout.js';
+import { layoutTotals, numScenes, textRange, videoRange, type SceneLayout } from '../scene/layout.js';
 
 /** One labelled run of consecutive tokens along an axis. */
 export interface SegmentSpec {

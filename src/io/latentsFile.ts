@@ -29,7 +29,7 @@ export interface FilmMeta {
   guidance: number;
   seed: number;
   sampler: string;
-  /** The model folder that made it (as given on the command line, resolved). */
+  /** The model that made it: `package:weights/<name>` for a shipped model, else its folder relative to the latents file (older files: an absolute path). */
   model: string;
   negativePrompt: string;
 }

@@ -9,8 +9,8 @@
  */
 import type { Color, Image } from './image.js';
 import { gridExtent, renderSegmentGrid, type AxisSegment, type GridGeometry } from './segmentGrid.js';
-import { maskAllows } from '../model/masks.js';
-import { LayoutError, layoutTotals, numScenes, textRange, tokenAt, validateLayout, videoRange, type SceneLayout } from '../model/sceneLayout.js';
+import { maskAllows } from '../scene/masks.js';
+import { LayoutError, layoutTotals, numScenes, textRange, tokenAt, validateLayout, videoRange, type SceneLayout } from '../scene/layout.js';
 
 export const MASK_COLORS = {
   background: [255, 255, 255],

@@ -9,7 +9,7 @@
  * shards in the order given (a shard is closed when the next tensor would push it past
  * `maxShardSize`; a tensor larger than that gets a shard of its own, as the hub does); inside a
  * file they lie in the order the safetensors writer uses (larger element size first, then name),
- * which is also the header's order — the same header `writeSafetensors` (src/io/safetensors.ts)
+ * which is also the header's order — the same header `writeSafetensors` (src/io/safetensorsWrite.ts)
  * writes. Only names, dtypes and shapes are held up front: each tensor's bytes are produced by its
  * `fill` callback, chunk by chunk, into one of two reused buffers (generation overlaps the previous
  * chunk's write), so memory stays at two chunks whatever the checkpoint's size.
@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Mask2DiTError, SafetensorsError } from '../errors.js';
 import { OutputExistsError, registerCleanup, writeFileAtomic } from './atomic.js';
-import { DTYPE_SIZE, DTYPES, MAX_HEADER_SIZE, type DType } from './safetensors.js';
+import { DTYPE_SIZE, DTYPES, MAX_HEADER_SIZE, type DType } from './safetensorsHeader.js';
 
 export interface StreamedTensor {
   name: string;

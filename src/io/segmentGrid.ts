@@ -15,7 +15,7 @@
  *   - legend lines (optional) below the grid, one per line of text.
  */
 import { createImage, drawText, fillRect, LINE_HEIGHT, textWidth, type Color, type Image } from './image.js';
-import type { TokenRange } from '../model/sceneLayout.js';
+import type { TokenRange } from '../scene/layout.js';
 
 export const PAD = 4;
 

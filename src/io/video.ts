@@ -111,6 +111,9 @@ function tail(stderr: string, lines = 3): string {
 // Writing
 // ---------------------------------------------------------------------------------------------
 
+/** File extensions of what `writeMp4` writes (always an mp4 container, whatever the name; its temp name ends otherwise). */
+export const VIDEO_EXTENSIONS: readonly string[] = ['.mp4'];
+
 export interface Mp4Options extends AtomicOptions {
   width: number;
   height: number;

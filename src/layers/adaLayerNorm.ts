@@ -18,7 +18,8 @@ import { LayerNorm } from './layerNorm.js';
 import { Linear } from './linear.js';
 import { silu } from './math.js';
 import type { WeightSource } from './weightSource.js';
-import type { Probe } from '../model/probe.js';
+import type { Probe } from './probe.js';
+import { numScenes, textStreamRange, videoStreamRange, type SceneLayout, type TokenRange } from '../scene/layout.js';
 
 /** Which tokens are the target segment: per-scene ranges in each stream plus the target scene index. */
 export interface SegmentCondition {
@@ -30,6 +31,16 @@ export interface SegmentCondition {
   textRanges: [number, number][];
   /** Per scene `[start, end)` in the video stream. */
   videoRanges: [number, number][];
+}
+
+/** The segment condition of target scene `target` of `layout`: every scene's stream ranges, from the layout. */
+export function segmentCondition(layout: SceneLayout, target: number, tembCond: tf.Tensor): SegmentCondition {
+  const perScene = (range: (l: SceneLayout, i: number) => TokenRange) =>
+    Array.from({ length: numScenes(layout) }, (_, i): [number, number] => {
+      const r = range(layout, i);
+      return [r.start, r.end];
+    });
+  return { tembCond, target, textRanges: perScene(textStreamRange), videoRanges: perScene(videoStreamRange) };
 }
 
 export interface AdaNormConfig {

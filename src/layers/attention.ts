@@ -26,8 +26,9 @@ import { Linear } from './linear.js';
 import { maskedAttentionHeads } from './maskedAttention.js';
 import { applyRope, consume, layerNormPlain } from './math.js';
 import type { WeightSource } from './weightSource.js';
-import { layoutTotals, type SceneLayout } from '../model/sceneLayout.js';
-import type { Probe } from '../model/probe.js';
+import type { Probe } from './probe.js';
+import { layoutTotals, type SceneLayout } from '../scene/layout.js';
+import type { ScenePlan } from '../scene/plan.js';
 
 export interface AttentionConfig {
   /** Token width D (`query_dim`). */
@@ -43,19 +44,27 @@ export interface AttentionConfig {
   outBias: boolean;
 }
 
-export interface AttentionInputs {
+/**
+ * What the attention needs of a forward's scene plan (src/scene/plan.ts): the token layout and the
+ * query chunking (rows per score block of the masked attention). Passed on as one value.
+ */
+export type AttentionPlan = Pick<ScenePlan, 'layout' | 'chunkSize'>;
+
+/** The attention part of `plan` (a ScenePlan, or any inputs that carry one). */
+export function attentionPlan(plan: AttentionPlan): AttentionPlan {
+  return { layout: plan.layout, ...(plan.chunkSize !== undefined ? { chunkSize: plan.chunkSize } : {}) };
+}
+
+export interface AttentionInputs extends AttentionPlan {
   /** Video tokens `[B, Lv, D]`. */
   hidden: tf.Tensor;
   /** Text tokens `[B, Lt, D]`. */
   encoderHidden: tf.Tensor;
-  layout: SceneLayout;
   /** RoPE tables for the video tokens, `[Lv, headDim]` each. */
   rope?: { cos: tf.Tensor; sin: tf.Tensor };
   probe?: Probe;
   /** Probe prefix, e.g. `block.0.attn1` (default: the layer's name). */
   name?: string;
-  /** Query rows per score block of the masked attention. */
-  chunkSize?: number;
 }
 
 /** Text and video outputs `[B, Lt, D]`, `[B, Lv, D]`. */
@@ -175,13 +184,6 @@ tf.serialization.registerClass(Attention, 'Mask2DiT');
 interface RopeTables {
   cos: tf.Tensor;
   sin: tf.Tensor;
-}
-
-/** Apply RoPE to rows `Lt ..` of `x` `[B, H, L, d]` (the video tokens); text rows pass through. */
-export function ropeVideoRows(x: tf.Tensor, Lt: number, rope: RopeTables): tf.Tensor {
-  const text = tf.slice(x, [0, 0, 0, 0], [-1, -1, Lt, -1]); // [B, H, Lt, d]
-  const video = tf.slice(x, [0, 0, Lt, 0], [-1, -1, -1, -1]); // [B, H, Lv, d]
-  return tf.concat([text, applyRope(video, rope.cos, rope.sin)], 2); // [B, H, L, d]
 }
 
 /**

@@ -10,11 +10,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { M2Layer } from './layer.js';
 import { LayerNormZero, type SegmentCondition } from './adaLayerNorm.js';
-import { Attention } from './attention.js';
+import { Attention, attentionPlan, type AttentionPlan } from './attention.js';
 import { FeedForward } from './feedForward.js';
 import type { WeightSource } from './weightSource.js';
-import type { Probe } from '../model/probe.js';
-import type { SceneLayout } from '../model/sceneLayout.js';
+import type { Probe } from './probe.js';
 
 export interface DiTBlockConfig {
   /** Token width D = heads · headDim. */
@@ -30,14 +29,14 @@ export interface DiTBlockConfig {
   ffInnerDim: number;
 }
 
-export interface DiTBlockInputs {
+/** The block's inputs; `layout` and `chunkSize` are the scene plan's (`AttentionPlan`), passed on to attn1. */
+export interface DiTBlockInputs extends AttentionPlan {
   /** Video tokens `[B, Lv, D]`. */
   hidden: tf.Tensor;
   /** Text tokens `[B, Lt, D]`. */
   encoderHidden: tf.Tensor;
   /** Timestep embedding `[B, E]`. */
   temb: tf.Tensor;
-  layout: SceneLayout;
   /** RoPE tables for the video tokens, `[Lv, headDim]` each. */
   rope?: { cos: tf.Tensor; sin: tf.Tensor };
   /** Segment-level conditional mask (scene extension). */
@@ -45,8 +44,6 @@ export interface DiTBlockInputs {
   probe?: Probe;
   /** Probe prefix, e.g. `block.3`. */
   name?: string;
-  /** Attention query chunk size. */
-  chunkSize?: number;
 }
 
 export class DiTBlock extends M2Layer {
@@ -70,7 +67,7 @@ export class DiTBlock extends M2Layer {
   }
 
   forward(args: DiTBlockInputs): { hidden: tf.Tensor; encoderHidden: tf.Tensor } {
-    const { temb, layout, rope, cond, probe, name = this.name } = args;
+    const { temb, rope, cond, probe, name = this.name } = args;
     const h0 = args.hidden;
     const e0 = args.encoderHidden;
     const Lt = e0.shape[1]!;
@@ -83,11 +80,10 @@ export class DiTBlock extends M2Layer {
       const a = this.attn1.forward({
         hidden: n1.hidden,
         encoderHidden: n1.encoderHidden,
-        layout,
+        ...attentionPlan(args),
         ...(rope !== undefined ? { rope } : {}),
         ...probeArgs,
         name: `${name}.attn1`,
-        ...(args.chunkSize !== undefined ? { chunkSize: args.chunkSize } : {}),
       });
       probe?.capture(`${name}.attn1.hidden_states`, a.hidden);
       probe?.capture(`${name}.attn1.encoder_hidden_states`, a.encoderHidden);

@@ -2,7 +2,7 @@
  * M2Layer: the tfjs-layers shell every component extends ("Layer outside, module inside").
  *
  * tfjs-layers renames variables (`weight_1`), loses the weights of nested layers and cannot dispose
- * a layer built by hand (CODE-GUIDE §2.4). So each M2Layer keeps its own registry: parameters under
+ * a layer built by hand. So each M2Layer keeps its own registry: parameters under
  * their reference leaf names (`weight`, `bias`) and children under their reference attribute names
  * (`to_q`, `0`). The walker `namedWeights()` yields the dotted reference names
  * (`transformer_blocks.3.attn1.to_q.weight`) that checkpoints use; `weights`, `countParams()` and

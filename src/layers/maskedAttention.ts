@@ -1,12 +1,13 @@
 /**
  * Mask²DiT's masked attention as an op (no weights): softmax(q·kᵀ/√d)·v where each query sees
- * exactly the keys the dual mask allows (src/model/masks.ts).
+ * exactly the keys the dual mask allows (src/scene/masks.ts).
  *
  * `maskedAttention` works block-wise, like the reference processor (`CogVideoXAttnProcessor2_2`):
  * for each scene i the text queries run against the gathered keys `[text_i ; video_i]` and the video
  * queries against `[text_i ; all video]`. No `[L, L]` mask or score tensor is built; query rows are
  * chunked so the largest live score block is `chunk × keys`. Every matMul is 2-D and non-transposed,
- * one per (batch, head), with K transposed once per head (the wasm fast path, BACKENDS.md §1).
+ * one per (batch, head), with K transposed once per head (the wasm fast path: benchmarks/RESULTS.md,
+ * "Speed work", round 2).
  * `maskedAttentionHeads` is the same op on per-head `[L, d]` inputs, freeing each head's q, k, v once
  * used and returning the heads merged `[B, L, H·d]`: the attention layer's memory-lean path (its q, k, v
  * and output never all live at once, and no `[B, H, L, d]` transpose copy is made).
@@ -16,10 +17,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError, ShapeError } from '../errors.js';
-import { denseMask, maskBlocks, type MaskBlock } from '../model/masks.js';
-import { layoutTotals, numScenes, rangeLength, type SceneLayout, type TokenRange } from '../model/sceneLayout.js';
-import type { Probe } from '../model/probe.js';
+import { denseMask, maskBlocks, type MaskBlock } from '../scene/masks.js';
+import { layoutTotals, numScenes, rangeLength, type SceneLayout, type TokenRange } from '../scene/layout.js';
 import { matMul2d } from './math.js';
+import type { Probe } from './probe.js';
 
 /** Default number of query rows per score block. */
 export const DEFAULT_CHUNK_SIZE = 1024;

@@ -1,5 +1,5 @@
 /**
- * The math as free functions (flux's math.py, DiT's `modulate`): no parameters, no state.
+ * The math as free functions (like flux's math.py): no parameters, no state.
  * Every function is synchronous and meant to run inside the caller's `tf.tidy`.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -24,7 +24,8 @@ const matMul2dWithGrad = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.Gr
  *
  * tfjs' own gradient calls `matMul(dy, b, false, true)` and `matMul(a, dy, true, false)`, which on
  * wasm take a generic loop 4–20× slower than an explicit transpose plus the fast kernel (a DiT
- * training step spent 74 % of its time there; BACKENDS.md §1). Forward: exactly `tf.matMul(a, b)`.
+ * training step spent 74 % of its time there; benchmarks/RESULTS.md, "Speed work", round 2).
+ * Forward: exactly `tf.matMul(a, b)`.
  */
 export function matMul2d(a: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
   // the custom-gradient wrapper costs ~25 µs a call; skip it when no gradient is being recorded
@@ -36,12 +37,6 @@ export function consume(x: tf.Tensor, f: (x: tf.Tensor) => tf.Tensor): tf.Tensor
   const y = f(x);
   x.dispose();
   return y;
-}
-
-/** DiT's modulate: `x * (1 + scale) + shift`; scale/shift `[B, D]` broadcast over tokens of `x` `[B, L, D]`. */
-export function modulate(x: tf.Tensor, shift: tf.Tensor, scale: tf.Tensor): tf.Tensor {
-  const [B, D] = shift.shape as [number, number];
-  return tf.add(tf.mul(x, tf.add(1, tf.reshape(scale, [B, 1, D]))), tf.reshape(shift, [B, 1, D]));
 }
 
 /**

@@ -10,7 +10,9 @@
  * Sources: `fromTensors` (a map), `fromReader` (a checkpoint read tensor by tensor as the layers ask:
  * nothing is held twice), `random`, `zeros`. `getTransposed` hands a Linear its `[in, out]` kernel of a
  * reference `[out, in]` weight (a reader transposes in JS while widening); `checkOnly()` checks names
- * and shapes without reading (offloaded blocks are validated this way at load).
+ * and shapes without reading (offloaded blocks are validated this way at load); `streaming()` makes
+ * Linears take a loader for their kernel instead of the kernel (`kernelLoader`: an offloaded block's
+ * matrices are read at each use and freed after it, one at a time).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError } from '../errors.js';
@@ -76,11 +78,22 @@ export class WeightSource {
     readonly prefix: string,
     /** Check names and shapes only: every `get` returns an empty placeholder (validating offloaded blocks). */
     private readonly checkOnlyMode = false,
+    /** Linears ask `kernelLoader` for their kernel, read at each forward (see `streaming`). */
+    readonly streamsKernels = false,
   ) {}
 
   /** Push a path component: `ws.pp('transformer_blocks').pp(3)`. */
   pp(part: string | number): WeightSource {
-    return new WeightSource(this.state, this.full(String(part)), this.checkOnlyMode);
+    return new WeightSource(this.state, this.full(String(part)), this.checkOnlyMode, this.streamsKernels);
+  }
+
+  /**
+   * The same load, but a Linear built from it holds no kernel: it keeps `kernelLoader`'s function and
+   * reads its `[in, out]` kernel at each forward, freeing it after (offloaded blocks: one matrix in the
+   * backend at a time, and on wasm one XNNPACK packed copy, instead of the whole block's).
+   */
+  streaming(): WeightSource {
+    return new WeightSource(this.state, this.prefix, this.checkOnlyMode, true);
   }
 
   /**
@@ -117,17 +130,33 @@ export class WeightSource {
     return this.take(name, shape, true);
   }
 
+  /**
+   * `getTransposed` deferred (a `streaming()` source): names and shape are checked now, and the
+   * returned function reads the `[in, out]` kernel afresh at each call (the caller disposes it).
+   */
+  kernelLoader(name: string, shape: readonly [number, number]): () => tf.Tensor {
+    const key = this.full(name);
+    const ok = this.check(key, shape);
+    const s = this.state;
+    return () => (ok ? s.fetch(key, shape, true) : tf.zeros(swapped(shape)));
+  }
+
   private take(name: string, shape: readonly number[], transpose: boolean): tf.Tensor {
     const key = this.full(name);
+    const ok = this.check(key, shape);
+    if (this.checkOnlyMode) return tf.zeros([0]);
+    if (!ok) return tf.zeros(transpose ? swapped(shape) : [...shape]);
+    return this.state.fetch(key, shape, transpose);
+  }
+
+  /** Record `key` as used and check its stored shape; false (and the problem recorded) when missing or wrongly shaped. */
+  private check(key: string, shape: readonly number[]): boolean {
     const s = this.state;
     s.used.add(key);
     const stored = s.shapeOf(key, shape);
-    const problem = stored === undefined || !sameShape(stored, shape);
     if (stored === undefined) s.missing.push(key);
-    else if (problem) s.wrongShape.push({ name: key, expected: [...shape], got: [...stored] });
-    if (this.checkOnlyMode) return tf.zeros([0]);
-    if (problem) return tf.zeros(transpose ? swapped(shape) : [...shape]);
-    return s.fetch(key, shape, transpose);
+    else if (!sameShape(stored, shape)) s.wrongShape.push({ name: key, expected: [...shape], got: [...stored] });
+    return stored !== undefined && sameShape(stored, shape);
   }
 
   /** Throw a WeightLoadError if anything was missing, wrongly shaped or (strict) left unused. */

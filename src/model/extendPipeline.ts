@@ -17,6 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from '../errors.js';
+import { rangeLength, sceneFrameRange } from '../scene/layout.js';
 import { usesGuidance, type GuidanceSchedule } from '../sampler/guidance.js';
 import { gaussianNoise, STREAM } from '../sampler/noise.js';
 import {
@@ -143,6 +144,7 @@ export class Mask2DiTExtendPipeline extends PipelineBase {
       const latents = tf.concat([noised, fresh], 1); // [1, S·f, C, h, w]
       fresh.dispose();
       const rope = this.transformer.config.use_rotary_positional_embeddings ? this.transformer.ropeFor(S * geo.f, h, w) : undefined;
+      const frames = sceneFrameRange(S * geo.f, S, S - 1); // the new scene's latent frames
       if (rope !== undefined) owned.push(rope.cos, rope.sin);
       const final = await denoise({
         transformer: this.transformer,
@@ -151,7 +153,7 @@ export class Mask2DiTExtendPipeline extends PipelineBase {
         context,
         guidance,
         ...(rope !== undefined ? { rope } : {}),
-        target: { clipIdx: S - 1, timestepCond: 0, fixedFrames: (S - 1) * geo.f },
+        target: { clipIdx: S - 1, timestepCond: 0, frames },
         noise: samplerNoise(seed),
         cfgBatch: opts.cfgBatch ?? 'split',
         ...(opts.onStep !== undefined ? { onStep: opts.onStep } : {}),
@@ -159,7 +161,7 @@ export class Mask2DiTExtendPipeline extends PipelineBase {
         ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
         ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
       });
-      const sceneLatents = tf.slice(final, [0, (S - 1) * geo.f], [-1, geo.f]);
+      const sceneLatents = tf.slice(final, [0, frames.start], [-1, rangeLength(frames)]);
       const cleanLatents = tf.concat([clean, sceneLatents], 1);
       const result: ExtendResult = { latents: final, sceneLatents, cleanLatents, timesteps: [...sampler.timesteps] };
       if (output === 'latent') return result;

@@ -321,9 +321,15 @@ export interface WeightFootprint {
   residentBytes: number;
   /** 'blocks': what stays in the backend (non-block parameters). */
   keptBytes: number;
-  /** 'blocks': each block widened. */
+  /**
+   * 'blocks': what block i holds in the backend while it runs — its small parameters and one matrix,
+   * the largest (an offloaded block's Linears read their kernel per forward: `OffloadedBlocks`).
+   */
   blockBytes: number[];
-  /** wasm: XNNPACK's packed copies of the matMul/conv operands — of all of them (resident), of the kept ones, of each block's. */
+  /**
+   * wasm: XNNPACK's packed copies of the matMul/conv operands — of all of them (resident), of the kept
+   * ones, of a running block's (one matrix at a time: its largest).
+   */
   packedBytes: number;
   keptPackedBytes: number;
   blockPackedBytes: number[];
@@ -343,6 +349,7 @@ export function blockOf(name: string, layout: BlockLayout): number | undefined {
 export function footprint(store: StoredWeights, layout?: BlockLayout): WeightFootprint {
   const n = layout?.count ?? 0;
   const fp: WeightFootprint = { params: 0, residentBytes: 0, keptBytes: 0, blockBytes: Array(n).fill(0), packedBytes: 0, keptPackedBytes: 0, blockPackedBytes: Array(n).fill(0), largestTensorBytes: 0, largestOffloadTensorBytes: 0 };
+  const largestMatrix: number[] = Array(n).fill(0);
   for (const name of store.names()) {
     const bytes = 4 * store.numel(name);
     // models without a layout (the VAE) are not modelled: no packed copies counted
@@ -355,12 +362,16 @@ export function footprint(store: StoredWeights, layout?: BlockLayout): WeightFoo
     fp.largestOffloadTensorBytes = Math.max(fp.largestOffloadTensorBytes, bytes);
     const b = layout !== undefined ? blockOf(name, layout) : undefined;
     if (b !== undefined) {
-      fp.blockBytes[b]! += bytes;
-      fp.blockPackedBytes[b]! += packed;
+      if (packed > 0) largestMatrix[b] = Math.max(largestMatrix[b]!, bytes); // streamed: one at a time
+      else fp.blockBytes[b]! += bytes;
     } else {
       fp.keptBytes += bytes;
       fp.keptPackedBytes += packed;
     }
+  }
+  for (let b = 0; b < n; b++) {
+    fp.blockBytes[b]! += largestMatrix[b]!;
+    fp.blockPackedBytes[b] = largestMatrix[b]!;
   }
   return fp;
 }
@@ -445,13 +456,13 @@ export function chooseOffload(what: string, requested: OffloadMode, fp: WeightFo
   const largestBlock = Math.max(0, ...fp.blockBytes);
   const residentNote = `${what}: resident, ${size(fp.residentBytes)} of float32 weights (${fp.params} parameters)`;
   const offloadNote = (why: string) =>
-    `${what}: offloading ${blocks} blocks (read from the checkpoint one block at a time; ${size(fp.keptBytes)} kept + ${size(largestBlock)} for the running block) — ${why}`;
+    `${what}: offloading ${blocks} blocks (read from the checkpoint one block at a time, a block's matrices one at a time; ${size(fp.keptBytes)} kept + ${size(largestBlock)} for the running block) — ${why}`;
   const refuse = (miss: { needed: number; limit: number; where: string }, detail: string): never => {
     throw new MemoryBudgetError(`loading ${what}`, miss.needed, miss.limit, miss.where, detail);
   };
   const packed = avail.backend === 'wasm' && fp.packedBytes > 0 ? ` + ${size(fp.packedBytes)} for XNNPACK's packed copies of the matrices` : '';
   const residentDetail = `its ${fp.params} parameters as float32 take ${size(fp.residentBytes)}${packed}`;
-  const offloadDetail = `too large even for offload: the kept part (${size(fp.keptBytes)}) + one block widened (${size(largestBlock)}) do not fit; use a backend with more memory (webgpu on a GPU)`;
+  const offloadDetail = `too large even for offload: the kept part (${size(fp.keptBytes)}) + a running block (${size(largestBlock)}) do not fit; use a backend with more memory (webgpu on a GPU)`;
 
   if (requested === 'none' || !canBlocks) {
     if (residentMiss !== undefined) {
@@ -477,7 +488,9 @@ export function chooseOffload(what: string, requested: OffloadMode, fp: WeightFo
 /**
  * A model's blocks kept out of the backend. At construction every block is built once from
  * `ws.checkOnly()` (names and shapes checked and marked used, nothing read); `run(i, fn)` builds
- * block i from the stored bytes, runs `fn` and disposes the block, also when `fn` throws.
+ * block i from the stored bytes, runs `fn` and disposes the block, also when `fn` throws. The block is
+ * built from a `streaming()` source: its small parameters are read at build, each Linear's kernel at
+ * each of its forwards (and freed after it), so a running block holds one matrix at a time.
  */
 export class OffloadedBlocks<T extends M2Layer> {
   constructor(
@@ -501,7 +514,7 @@ export class OffloadedBlocks<T extends M2Layer> {
 
   /** Build block i (widened, kernels transposed), run `fn` on it, dispose it. */
   run<R>(i: number, fn: (block: T) => R): R {
-    const ws = WeightSource.fromReader(this.store);
+    const ws = WeightSource.fromReader(this.store).streaming(); // Linears read their kernel per forward
     const block = this.build(ws.pp(this.layout.prefix).pp(i), i);
     try {
       ws.finish(false);
@@ -521,7 +534,7 @@ export class OffloadedBlocks<T extends M2Layer> {
     return this.blockNames.reduce((s, n) => s + this.store.numel(n), 0);
   }
 
-  /** Bytes of the largest block widened (what a forward adds while it runs). */
+  /** Bytes a running block holds at most (its small parameters and its largest matrix: `footprint`). */
   largestBlockBytes(): number {
     return Math.max(0, ...this.blockBytes);
   }

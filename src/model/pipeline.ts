@@ -20,7 +20,8 @@ import { createSampler, type SamplerOptions } from '../sampler/index.js';
 import { combineBatchedGuidance, combineGuidance, guidanceScaleAt, usesGuidance, type DynamicCfg, type GuidanceSchedule } from '../sampler/guidance.js';
 import { gaussianNoise, STREAM } from '../sampler/noise.js';
 import type { NoiseSource, Sampler, SamplerName } from '../sampler/sampler.js';
-import type { Probe } from './probe.js';
+import type { Probe } from '../layers/probe.js';
+import { rangeLength, sceneFrameRange, type FrameRange } from '../scene/layout.js';
 import type { Mask2DiTTransformer } from './transformer.js';
 
 // ---- the VAE as the pipelines see it --------------------------------------------------------------
@@ -272,8 +273,8 @@ export interface DenoiseArgs {
   context: { cond: tf.Tensor; uncond?: tf.Tensor };
   guidance: GuidanceSchedule;
   rope?: { cos: tf.Tensor; sin: tf.Tensor };
-  /** Scene-extension: target scene, conditioning timestep, and the leading frames restored after every step. */
-  target?: { clipIdx: number; timestepCond: number; fixedFrames: number };
+  /** Scene extension: target scene, conditioning timestep, and the target's latent frames (every other frame is restored after each step). */
+  target?: { clipIdx: number; timestepCond: number; frames: FrameRange };
   noise: NoiseSource;
   cfgBatch: 'split' | 'batched';
   onStep?: (p: StepProgress) => void | Promise<void>;
@@ -326,11 +327,21 @@ export async function denoise(a: DenoiseArgs): Promise<tf.Tensor> {
       v.dispose();
       out.predOriginalSample.dispose();
       let next = out.prevSample;
-      if (a.target !== undefined && a.target.fixedFrames > 0) {
+      const F = latents.shape[1]!;
+      if (a.target !== undefined && (a.target.frames.start > 0 || a.target.frames.end < F)) {
         // the conditioning frames keep their values from before the step (reference behaviour)
-        const n = a.target.fixedFrames;
+        const { start, end } = a.target.frames;
         const prev = latents;
-        next = tf.tidy(() => tf.concat([tf.slice(prev, [0, 0], [-1, n]), tf.slice(out.prevSample, [0, n], [-1, -1])], 1));
+        next = tf.tidy(() =>
+          tf.concat(
+            [
+              ...(start > 0 ? [tf.slice(prev, [0, 0], [-1, start])] : []),
+              tf.slice(out.prevSample, [0, start], [-1, end - start]),
+              ...(end < F ? [tf.slice(prev, [0, end], [-1, -1])] : []),
+            ],
+            1,
+          ),
+        );
         out.prevSample.dispose();
       }
       latents.dispose();
@@ -350,11 +361,11 @@ export async function denoise(a: DenoiseArgs): Promise<tf.Tensor> {
 /** Decode `[1, S·f, C, h, w]` scene by scene → `[1, 3, S·frames, H, W]` in [0, 1]. */
 export async function decodeScenes(vae: VideoDecoder, latents: tf.Tensor, scenes: number): Promise<tf.Tensor> {
   const F = latents.shape[1]!;
-  const f = F / scenes;
   const parts: tf.Tensor[] = [];
   try {
     for (let s = 0; s < scenes; s++) {
-      const z = tf.tidy(() => tf.div(tf.transpose(tf.slice(latents, [0, s * f], [-1, f]), [0, 2, 1, 3, 4]), vae.scalingFactor)); // [1, C, f, h, w]
+      const r = sceneFrameRange(F, scenes, s);
+      const z = tf.tidy(() => tf.div(tf.transpose(tf.slice(latents, [0, r.start], [-1, rangeLength(r)]), [0, 2, 1, 3, 4]), vae.scalingFactor)); // [1, C, f, h, w]
       let x: tf.Tensor;
       try {
         x = await vae.decode(z, { tiling: 'auto' });

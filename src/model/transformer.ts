@@ -21,12 +21,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { ShapeError } from '../errors.js';
 import { checkWebGpu } from '../backend/webgpu.js';
-import { checkMemoryBudget, transformerPeakEstimate } from '../backend/memoryBudget.js';
+import { checkMemoryBudget } from '../backend/memoryBudget.js';
+import { transformerPeakEstimate } from './peakEstimate.js';
 import { DEFAULT_CHUNK_SIZE } from '../layers/maskedAttention.js';
 import { DIFFUSERS_VERSION, writeDiffusersComponent } from '../io/diffusersComponent.js';
 import { readTransformerConfig, type TransformerConfig } from '../config/transformerConfig.js';
 import { Container, M2Layer } from '../layers/layer.js';
-import { AdaLayerNorm, type SegmentCondition } from '../layers/adaLayerNorm.js';
+import { AdaLayerNorm, segmentCondition, type SegmentCondition } from '../layers/adaLayerNorm.js';
+import { attentionPlan } from '../layers/attention.js';
 import { DiTBlock } from '../layers/ditBlock.js';
 import { LayerNorm } from '../layers/layerNorm.js';
 import { Linear } from '../layers/linear.js';
@@ -34,13 +36,14 @@ import { CogVideoXPatchEmbed } from '../layers/patchEmbed.js';
 import { rope3dTables } from '../layers/rope3d.js';
 import { TimestepEmbedding, timestepSinusoid } from '../layers/timestepEmbedding.js';
 import { WeightSource } from '../layers/weightSource.js';
-import type { Probe } from './probe.js';
+import type { Probe } from '../layers/probe.js';
 import { OffloadedBlocks, OffloadError, type BlockLayout, type StoredWeights } from './offload.js';
 import { loadPretrained, type OffloadOptions, type PretrainedOptions } from './pretrained.js';
-import type { SceneLayout } from './sceneLayout.js';
+import { layoutTotals, rangeLength, sceneFrameRange, type SceneLayout } from '../scene/layout.js';
+import { scenePlan, type ScenePlan } from '../scene/plan.js';
 
 export interface TransformerInputs {
-  /** Noisy latents `[B, F, C, H, W]`; scene s owns latent frames `[s·F/S, (s+1)·F/S)`. */
+  /** Noisy latents `[B, F, C, H, W]`; scene s owns latent frames `[s·F/S, (s+1)·F/S)` (`sceneFrameRange`). */
   hiddenStates: tf.Tensor;
   /** Prompt embeddings `[B, S·T, textDim]`, one block of `max_text_seq_length` rows per scene. */
   encoderHiddenStates: tf.Tensor;
@@ -57,15 +60,14 @@ export interface TransformerInputs {
   chunkSize?: number;
 }
 
-/** Token layout and sizes derived from the inputs and config. */
-export interface ForwardPlan {
+/** The scene plan of one forward (layout, per-scene frames, target segment, chunking) and the input sizes. */
+export interface ForwardPlan extends ScenePlan {
   B: number;
   F: number;
   C: number;
   H: number;
   W: number;
   scenes: number;
-  layout: SceneLayout;
 }
 
 export class Mask2DiTTransformer extends M2Layer {
@@ -134,7 +136,7 @@ export class Mask2DiTTransformer extends M2Layer {
     return this.offloaded === undefined ? fn(this.blocks[i]!) : this.offloaded.run(i, fn);
   }
 
-  /** Check input shapes against the config and derive the scene layout. */
+  /** Check input shapes against the config and build the forward's scene plan (once per forward). */
   plan(inputs: TransformerInputs): ForwardPlan {
     const c = this.config;
     const x = inputs.hiddenStates;
@@ -158,9 +160,11 @@ export class Mask2DiTTransformer extends M2Layer {
     if (inputs.clipIdx !== undefined && !(Number.isInteger(inputs.clipIdx) && inputs.clipIdx >= 0 && inputs.clipIdx < scenes)) {
       throw new ShapeError('clip_idx', `expected an integer scene index in [0, ${scenes}), got ${inputs.clipIdx}`);
     }
-    const perScene = (F / scenes) * (H / p) * (W / p);
-    const layout: SceneLayout = { text: Array(scenes).fill(Lt / scenes), video: Array(scenes).fill(perScene) };
-    return { B, F, C, H, W, scenes, layout };
+    const tokensPerFrame = (H / p) * (W / p);
+    const video = Array.from({ length: scenes }, (_, s) => rangeLength(sceneFrameRange(F, scenes, s)) * tokensPerFrame);
+    const layout: SceneLayout = { text: Array(scenes).fill(Lt / scenes), video };
+    const opts = { frames: F, ...(inputs.clipIdx !== undefined ? { target: inputs.clipIdx } : {}), ...(inputs.chunkSize !== undefined ? { chunkSize: inputs.chunkSize } : {}) };
+    return { B, F, C, H, W, scenes, ...scenePlan(layout, opts) };
   }
 
   /** RoPE tables for F latent frames of H×W latents (all scenes, time positions continuous). */
@@ -199,27 +203,26 @@ export class Mask2DiTTransformer extends M2Layer {
   forward(inputs: TransformerInputs): tf.Tensor {
     const plan = this.plan(inputs);
     const c = this.config;
-    const { B, F, H, W, layout } = plan;
+    const { B, F, H, W, layout, target } = plan;
     const { probe } = inputs;
     const probeArgs = probe !== undefined ? { probe } : {};
     checkWebGpu();
-    checkMemoryBudget('transformer forward', this.peakEstimate(plan, inputs.chunkSize));
+    checkMemoryBudget('transformer forward', this.peakEstimate(plan));
     const rope = c.use_rotary_positional_embeddings ? (inputs.rope ?? this.cachedRope(F, H, W)) : undefined;
     return tf.tidy(() => {
       // 1. time embedding
-      const cond = inputs.clipIdx !== undefined;
-      const sfx = cond ? '.call0' : '';
+      const sfx = target !== undefined ? '.call0' : '';
       const tProj = timestepSinusoid(inputs.timestep, c.innerDim, c.flip_sin_to_cos, c.freq_shift); // [B, D]
       probe?.capture(`time_proj${sfx}.out`, tProj);
       const temb = this.timeEmbedding.forward(tProj); // [B, E]
       probe?.capture(`time_embedding${sfx}.out`, temb);
       let segment: SegmentCondition | undefined;
-      if (cond) {
+      if (target !== undefined) {
         const tcProj = timestepSinusoid([inputs.timestepCond ?? 0], c.innerDim, c.flip_sin_to_cos, c.freq_shift); // [1, D]
         probe?.capture('time_proj.call1.out', tcProj);
         const tembCond = this.timeEmbedding.forward(tcProj); // [1, E]
         probe?.capture('time_embedding.call1.out', tembCond);
-        segment = { tembCond, target: inputs.clipIdx!, textRanges: ranges(layout.text), videoRanges: ranges(layout.video) };
+        segment = segmentCondition(layout, target.scene, tembCond);
       }
 
       // 2. patch embedding: [B, Lt + Lv, D], text first
@@ -236,12 +239,11 @@ export class Mask2DiTTransformer extends M2Layer {
           hidden: h,
           encoderHidden: e,
           temb,
-          layout,
+          ...attentionPlan(plan),
           ...(rope !== undefined ? { rope } : {}),
           ...(segment !== undefined ? { cond: segment } : {}),
           ...probeArgs,
           name: `block.${i}`,
-          ...(inputs.chunkSize !== undefined ? { chunkSize: inputs.chunkSize } : {}),
           }),
         );
         h = o.hidden;
@@ -274,10 +276,10 @@ export class Mask2DiTTransformer extends M2Layer {
   }
 
   /** Estimated peak bytes of one forward over `plan` (see `transformerPeakEstimate`), plus the running block when offloaded. */
-  peakEstimate(plan: ForwardPlan, chunkSize = DEFAULT_CHUNK_SIZE) {
+  peakEstimate(plan: ForwardPlan) {
     const c = this.config;
-    const Lt = plan.layout.text.reduce((a, b) => a + b, 0);
-    const Lv = plan.layout.video.reduce((a, b) => a + b, 0);
+    const { textTotal: Lt, videoTotal: Lv } = layoutTotals(plan.layout);
+    const chunkSize = plan.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const est = transformerPeakEstimate({ B: plan.B, Lt, Lv, dim: c.innerDim, heads: c.num_attention_heads, ffInner: 4 * c.innerDim, chunkSize, layout: plan.layout });
     if (this.offloaded === undefined) return est;
     // the running block's weights, built as separate tensors, and on wasm XNNPACK's packed copy of each matMul operand
@@ -356,14 +358,4 @@ export class Mask2DiTTransformer extends M2Layer {
   }
 }
 tf.serialization.registerClass(Mask2DiTTransformer, 'Mask2DiT');
-
-/** Consecutive `[start, end)` ranges for lengths. */
-function ranges(lengths: number[]): [number, number][] {
-  let at = 0;
-  return lengths.map((n) => {
-    const r: [number, number] = [at, at + n];
-    at += n;
-    return r;
-  });
-}
 

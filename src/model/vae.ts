@@ -19,7 +19,7 @@ import { ConvParams, disposeConvCache, type ConvCache } from '../layers/vae/caus
 import { Decoder3D } from '../layers/vae/decoder.js';
 import { Encoder3D } from '../layers/vae/encoder.js';
 import type { TimeUpsampling } from '../layers/vae/upsample3d.js';
-import type { Probe } from './probe.js';
+import type { Probe } from '../layers/probe.js';
 import { loadPretrained, type PretrainedOptions } from './pretrained.js';
 import { sliceAxis, splitAxis } from '../layers/axis.js';
 import { checkVaeMemory, chooseVaeTiling, type VaeWorkSize } from './vaeMemory.js';

@@ -29,7 +29,8 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { ConfigError, ShapeError } from '../errors.js';
-import { checkMemoryBudget, t5PeakEstimate, type PeakEstimate } from '../backend/memoryBudget.js';
+import { checkMemoryBudget, type PeakEstimate } from '../backend/memoryBudget.js';
+import { t5PeakEstimate } from '../model/peakEstimate.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { readTextEncoderConfig, type TextEncoderConfig } from '../config/textEncoderConfig.js';
@@ -194,7 +195,7 @@ export class T5Attention extends M2Layer {
       const q = this.heads(this.q.forward(x)); // [B, H, L, dk]
       const k = this.heads(this.k.forward(x)); // [B, H, L, dk]
       const v = this.heads(this.v.forward(x)); // [B, H, L, dk]
-      // Tiny L: one batched matMul is cheaper than a 2-D matMul per head here (BACKENDS.md §1 is about large L).
+      // Tiny L: one batched matMul is cheaper than a 2-D matMul per head here (the per-head 2-D matMuls pay off only at long sequences).
       const scores = tf.add(tf.matMul(q, k, false, true), bias); // [B, H, L, L], no 1/√dk in T5
       const o = tf.matMul(tf.softmax(scores, -1), v); // [B, H, L, dk]
       const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B, L, this.config.num_heads * this.config.d_kv]); // [B, L, H·dk]

@@ -1,5 +1,6 @@
 /**
- * A word-level tokenizer for the synthetic world's caption grammar.
+ * A word-level tokenizer for the synthetic world's caption grammar. Its vocabulary comes from the
+ * world's shared word lists (src/data/vocabulary.ts), never from the world or its captions.
  *
  * Special ids follow T5's SentencePiece vocabulary: `<pad>` 0, `</s>` 1 (end of sequence), `<unk>` 2;
  * the words come after them. A caption becomes lowercase words (punctuation dropped), then ids, then
@@ -7,7 +8,7 @@
  * `max_text_seq_length` rows per scene, as the transformer expects.
  */
 import { Mask2DiTError } from '../errors.js';
-import { grammarWords, words } from '../data/captions.js';
+import { grammarWords, words } from '../data/vocabulary.js';
 
 export const PAD = '<pad>';
 export const EOS = '</s>';

@@ -18,6 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Mask2DiTTransformer } from '../model/transformer.js';
+import { sceneFrameRange } from '../scene/layout.js';
 import type { StepRng } from './rng.js';
 
 export interface FlowBatch {
@@ -64,7 +65,6 @@ export function drawFlow(rng: StepRng, batch: number, scenes: number, pCondition
 export function flowMatchingLoss(model: Mask2DiTTransformer, b: FlowBatch, draw: FlowDraw, noise: tf.Tensor): tf.Scalar {
   return tf.tidy(() => {
     const [B, F] = b.latents.shape as [number, number];
-    const perScene = F / b.scenes;
     const sigma = tf.reshape(tf.tensor1d(draw.sigma), [B, 1, 1, 1, 1]); // [B, 1, 1, 1, 1]
     let noisy = tf.add(tf.mul(tf.sub(1, sigma), b.latents), tf.mul(sigma, noise)); // [B, F, C, H, W]
     const target = b.prediction === 'sample' ? b.latents : tf.sub(noise, b.latents); // x₀ or v* = ε − x₀: [B, F, C, H, W]
@@ -74,7 +74,8 @@ export function flowMatchingLoss(model: Mask2DiTTransformer, b: FlowBatch, draw:
       return meanSquaredError(pred, target, b.weights);
     }
     // conditional: only the target's frames are noised and scored
-    const [s0, s1] = [draw.target * perScene, (draw.target + 1) * perScene];
+    const { start: s0, end: s1 } = sceneFrameRange(F, b.scenes, draw.target);
+    const perScene = s1 - s0;
     const frames = (x: tf.Tensor, a: number, n: number) => tf.slice(x, [0, a, 0, 0, 0], [-1, n, -1, -1, -1]);
     noisy = tf.concat([frames(b.latents, 0, s0), frames(noisy, s0, perScene), frames(b.latents, s1, F - s1)].filter((t) => t.shape[1]! > 0), 1);
     const pred = model.forward({ hiddenStates: noisy, encoderHiddenStates: b.text, timestep, clipIdx: draw.target, timestepCond: 0 });

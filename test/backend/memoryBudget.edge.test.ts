@@ -11,9 +11,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import {
-  MemoryBudgetError, WasmHeapError, checkMemoryBudget, installWasmHeapGuard, occupyWasmHeapHoles, resetWasmHighWater, setWasmHeapLimitForTesting, transformerPeakEstimate,
+  MemoryBudgetError, WasmHeapError, checkMemoryBudget, installWasmHeapGuard, occupyWasmHeapHoles, resetWasmHighWater, setWasmHeapLimitForTesting,
   wasmHeapNeed, wasmHeapStats, type PeakEstimate,
 } from '../../src/backend/memoryBudget.js';
+import { transformerPeakEstimate } from '../../src/model/peakEstimate.js';
 import { parseTransformerConfig } from '../../src/config/transformerConfig.js';
 import { WeightSource } from '../../src/layers/weightSource.js';
 import { Mask2DiTTransformer, type TransformerInputs } from '../../src/model/transformer.js';

@@ -8,8 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import {
-  MemoryBudgetError, checkMemoryBudget, memoryLimits, occupyWasmHeapHoles, resetWasmHighWater, transformerPeakEstimate, wasmHeapNeed, wasmHeapStats, WASM_BUDGET_BYTES,
+  MemoryBudgetError, checkMemoryBudget, memoryLimits, occupyWasmHeapHoles, resetWasmHighWater, wasmHeapNeed, wasmHeapStats, WASM_BUDGET_BYTES,
 } from '../../src/backend/memoryBudget.js';
+import { transformerPeakEstimate } from '../../src/model/peakEstimate.js';
 import { parseTransformerConfig } from '../../src/config/transformerConfig.js';
 import { WeightSource } from '../../src/layers/weightSource.js';
 import { Mask2DiTTransformer, type TransformerInputs } from '../../src/model/transformer.js';

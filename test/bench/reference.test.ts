@@ -4,7 +4,7 @@
  * rows (with the reason) when the interpreter or torch is missing. The real script needs torch, which
  * CI does not have; benchmarks/RESULTS.md has a real run.
  */
-import { describe, expect, it } from '@jest/globals';
+import { afterAll, describe, expect, it } from '@jest/globals';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +31,7 @@ const tsRow = (config: string, ms: number): BenchRow => ({ component: 'step', co
 
 describe('PyTorch reference rows', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm2d-ref-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   const script = path.join(dir, 'step.py');
   fs.writeFileSync(script, '# stands in for pytorch_step.py\n');

@@ -1,7 +1,7 @@
 /**
  * `generate`, `extend` and `attention` as a user runs them (the real CLI through tsx) on the shipped
- * default model with 1–2 steps: the files they write, the documented errors (exit 2), `--force`, and
- * Ctrl-C (exit 130, nothing left behind).
+ * default model with 1–2 steps: the files they write, the documented errors (exit 2), `--force`, the
+ * model a latents file records (portable), and Ctrl-C / SIGTERM (exit 130 / 143, nothing left behind).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -139,9 +139,9 @@ describe('bad scene files: the documented one-line messages, exit 2, nothing wri
   });
 });
 
-describe('Ctrl-C', () => {
-  test('SIGINT while denoising: exit 130, "interrupted; no partial output written", nothing left in the output folder', async () => {
-    const out = sub('interrupt');
+describe('Ctrl-C and SIGTERM', () => {
+  /** Starts a 1000-step generate into `out/new/`, sends `signal` after step 2; the exit code and stderr. */
+  async function interrupt(out: string, signal: NodeJS.Signals): Promise<{ code: number | null; stderr: string }> {
     const film = path.join(out, 'new', 'film.mp4'); // out/new/ is created for the run and removed again
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'generate', '--scenes', small, '--out', film, '--steps', '1000', '--progress', '--frames', path.join(out, 'new', 'frames')], {
       env: { ...process.env, MASK2DIT_LOG: 'warn' },
@@ -158,9 +158,17 @@ describe('Ctrl-C', () => {
         }
       });
     });
-    child.kill('SIGINT');
-    const code = await exited;
-    expect(code).toBe(130);
+    child.kill(signal);
+    return { code: await exited, stderr };
+  }
+
+  test.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143], // 128 + 15, as a shell reports a process SIGTERM killed
+  ] as const)('%s while denoising: exit %d, "interrupted; no partial output written", nothing left in the output folder', async (signal, exit) => {
+    const out = sub(`interrupt-${signal}`);
+    const { code, stderr } = await interrupt(out, signal);
+    expect(code).toBe(exit);
     expect(stderr).toMatch(/mask2dit: interrupted; no partial output written\n$/);
     expect(fs.readdirSync(out)).toEqual([]);
   });
@@ -188,6 +196,89 @@ describe('attention', () => {
     expect(r.stderr).toMatch(/--block: 4 is out of range; the transformer has blocks 4 \(0 … 3\)/);
     expect(fs.existsSync(path.join(dir, 'never.png'))).toBe(false);
   });
+});
+
+describe('output paths: refused before any work (one line, exit 2, nothing written)', () => {
+  /** Runs generate with `--progress`: a refusal before any work is the error line alone, no phase line. */
+  const refused = (out: string, args: string[]) => {
+    const r = runCli(['generate', '--scenes', small, '--progress', ...args]);
+    expect(r.code).toBe(2);
+    expect(errorLine(r.stderr)).toHaveLength(1);
+    expect(fs.readdirSync(out).sort()).toEqual(['afile']);
+    return r.stderr.trim();
+  };
+
+  test('--frames naming a file: "is a file, not a folder"', () => {
+    const out = sub('frames-file');
+    const file = path.join(out, 'afile');
+    fs.writeFileSync(file, 'keep me');
+    expect(refused(out, ['--out', path.join(out, 'new', 'film.mp4'), '--frames', file])).toBe(`mask2dit: ${file}: is a file, not a folder`);
+    expect(refused(out, ['--out', path.join(out, 'film.mp4'), '--frames', file, '--force'])).toBe(`mask2dit: ${file}: is a file, not a folder`);
+    expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
+  });
+
+  test('an --out or --frames inside a file: names that file as not a directory', () => {
+    const out = sub('parent-file');
+    const file = path.join(out, 'afile');
+    fs.writeFileSync(file, '');
+    const notDir = `cannot write it: ${file} is not a directory`;
+    expect(refused(out, ['--out', path.join(file, 'film.mp4')])).toBe(`mask2dit: ${path.join(file, 'film.mp4')}: ${notDir}`);
+    expect(refused(out, ['--out', path.join(file, 'sub', 'film.mp4')])).toBe(`mask2dit: ${path.join(file, 'sub', 'film.mp4')}: ${notDir}`);
+    expect(refused(out, ['--out', path.join(out, 'film.mp4'), '--frames', path.join(file, 'frames')])).toBe(`mask2dit: ${path.join(file, 'frames')}: ${notDir}`);
+  });
+
+  test('an --out that is not .mp4 (generate and extend), a --sheet that is not .png', () => {
+    const out = sub('extension');
+    fs.writeFileSync(path.join(out, 'afile'), '');
+    const png = path.join(out, 'film.png');
+    expect(refused(out, ['--out', png])).toBe(`mask2dit: --out ${png}: cannot write a ".png" file; the film is an H.264 mp4: use a name ending in .mp4`);
+    expect(refused(out, ['--out', path.join(out, 'film')])).toMatch(/--out .*film: no file extension; .* use a name ending in \.mp4$/);
+    expect(refused(out, ['--out', path.join(out, 'film.mp4'), '--sheet', path.join(out, 'sheet.jpg')])).toMatch(/--sheet .*sheet\.jpg: the contact sheet is a PNG: use a name ending in \.png$/);
+    const e = runCli(['extend', '--from', path.join(out, 'afile'), '--scenes', small, '--prompt', 'it stays', '--out', path.join(out, 'film2.webm')]);
+    expect(e.code).toBe(2);
+    expect(errorLine(e.stderr)).toEqual([`mask2dit: --out ${path.join(out, 'film2.webm')}: cannot write a ".webm" file; the film is an H.264 mp4: use a name ending in .mp4`]);
+    expect(fs.readdirSync(out)).toEqual(['afile']);
+  });
+});
+
+describe('the model a latents file records', () => {
+  test('is portable (the shipped model by name, others relative to the film); extend finds it after the folder moved', async () => {
+    const a = sub('move-a');
+    fs.symlinkSync(path.resolve('weights/mask2dit-world'), path.join(a, 'mymodel'), 'dir'); // "another" model, kept next to the films
+    for (const args of [['--out', path.join(a, 'film.mp4')], ['--out', path.join(a, 'mine.mp4'), '--model', path.join(a, 'mymodel')]]) {
+      const r = runCli(['generate', '--scenes', small, '--steps', '1', ...args], { timeoutMs: 120_000 });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    }
+    const model = async (file: string) => {
+      const f = await readLatentsFile(file);
+      tf.dispose([f.latents, f.promptEmbeds, f.negativeEmbeds ?? []].flat());
+      return f.meta.model;
+    };
+    expect(await model(path.join(a, 'film.latents.safetensors'))).toBe('package:weights/mask2dit-world');
+    expect(await model(path.join(a, 'mine.latents.safetensors'))).toBe('mymodel');
+
+    const b = path.join(dir, 'move-b');
+    fs.renameSync(a, b);
+    for (const name of ['film', 'mine']) {
+      const e = runCli(['extend', '--from', path.join(b, `${name}.mp4`), '--prompt', 'it grows on a red background', '--out', path.join(b, `${name}2.mp4`), '--steps', '1'], { timeoutMs: 120_000 });
+      expect(e.stderr).toBe(''); // no "model not found" warning
+      expect(e.code).toBe(0);
+      expect(e.stdout).toMatch(/3 scenes, 15 frames/);
+    }
+    expect(await model(path.join(b, 'film2.latents.safetensors'))).toBe('package:weights/mask2dit-world');
+    expect(await model(path.join(b, 'mine2.latents.safetensors'))).toBe('mymodel'); // B/mymodel was used, not the default
+  });
+});
+
+test('extend --help says its settings default to the film\'s, not the built-in defaults', () => {
+  const r = runCli(['extend', '--help']);
+  expect(r.code).toBe(0);
+  const help = r.stdout.replace(/\s+/g, ' '); // commander wraps the descriptions
+  expect(help).not.toMatch(/scene file's/);
+  for (const opt of ['--steps <n>', '--guidance <g>', '--sampler <name>', '--fps <n>']) expect(help).toMatch(new RegExp(`${opt} [^(]*\\(default: the film's, from its latents file or the --scenes file, else`));
+  expect(help).toMatch(/--seed <s> [^(]*\(default: the film's seed \+ the new scene's index, else 0\)/);
+  expect(help).toMatch(/--model <dir> .*?\(default: the one recorded in the film's latents file, else the shipped weights\/mask2dit-world\)/);
 });
 
 test('generate --help documents the options', () => {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { getPixel } from '../../src/io/image.js';
 import { MASK_COLORS, renderMaskImage } from '../../src/io/maskImage.js';
 import { readPng } from '../../src/io/png.js';
-import { uniformLayout } from '../../src/model/sceneLayout.js';
+import { uniformLayout } from '../../src/scene/layout.js';
 import { runCli } from '../helpers/cli.js';
 
 let dir: string;

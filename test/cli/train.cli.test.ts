@@ -146,7 +146,7 @@ describe('mask2dit train', () => {
     expect(none.stderr).toMatch(/latents\.safetensors/);
   }, 600_000);
 
-  test('SIGTERM (or Ctrl-C) mid-stage: the checkpoint is saved at the last finished step, exit 130, --resume continues', async () => {
+  test('SIGTERM (or Ctrl-C) mid-stage: the checkpoint is saved at the last finished step, exit 143 (128 + SIGTERM), --resume continues', async () => {
     const dir = fs.mkdtempSync(path.join(run, 'term-'));
     const args = ['--import', 'tsx', path.resolve('src/cli/main.ts'), '--backend', 'wasm', 'train', 'vae', '--run', dir, '--widths', '4,4,4,4', '--steps', '1000', '--checkpoint-every', '1000'];
     const child = spawn(process.execPath, args, { env: { ...process.env, MASK2DIT_LOG: 'warn' } });
@@ -160,7 +160,7 @@ describe('mask2dit train', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     child.kill('SIGTERM');
-    expect(await exited).toBe(130);
+    expect(await exited).toBe(143);
     const m = /interrupted: checkpoint saved at step (\d+)/.exec(stderr);
     expect(m).not.toBeNull();
     const saved = Number(m![1]);

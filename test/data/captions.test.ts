@@ -1,7 +1,8 @@
 /** The caption grammar: captions parse back to their attributes; only the first names the character. */
 import { describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
-import { captionFor, grammarWords, parseCaption, words } from '../../src/data/captions.js';
+import { captionFor, parseCaption } from '../../src/data/captions.js';
+import { grammarWords, words } from '../../src/data/vocabulary.js';
 import { sampleCaptionSet } from '../../src/data/world.js';
 
 describe('captions', () => {

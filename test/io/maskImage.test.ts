@@ -2,8 +2,8 @@ import { describe, expect, it } from '@jest/globals';
 import { getPixel, type Image } from '../../src/io/image.js';
 import { MASK_COLORS, renderMaskImage } from '../../src/io/maskImage.js';
 import { crc32, decodePng, encodePng } from '../../src/io/png.js';
-import { denseMask, maskAllows } from '../../src/model/masks.js';
-import { layoutTotals, uniformLayout, type SceneLayout } from '../../src/model/sceneLayout.js';
+import { denseMask, maskAllows } from '../../src/scene/masks.js';
+import { layoutTotals, uniformLayout, type SceneLayout } from '../../src/scene/layout.js';
 
 /** Every pixel of the w×h rectangle at (x, y) has colour `c`. */
 function rectIs(img: Image, x: number, y: number, w: number, h: number, c: readonly number[]): boolean {

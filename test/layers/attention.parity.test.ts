@@ -9,8 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { Attention, type AttentionConfig } from '../../src/layers/attention.js';
 import { WeightSource } from '../../src/layers/weightSource.js';
-import { Probe } from '../../src/model/probe.js';
-import { uniformLayout } from '../../src/model/sceneLayout.js';
+import { Probe } from '../../src/layers/probe.js';
+import { uniformLayout } from '../../src/scene/layout.js';
 import { expectClose } from '../helpers/close.js';
 import { fixtureJson, get, loadFixture, toTensor } from '../helpers/fixtures.js';
 

@@ -8,8 +8,8 @@ import fc from 'fast-check';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { maskedAttention, maskedAttentionHeads, type AttentionHeads } from '../../src/layers/maskedAttention.js';
-import { Probe } from '../../src/model/probe.js';
-import { layoutTotals, uniformLayout, type SceneLayout } from '../../src/model/sceneLayout.js';
+import { Probe } from '../../src/layers/probe.js';
+import { layoutTotals, uniformLayout, type SceneLayout } from '../../src/scene/layout.js';
 
 beforeAll(async () => {
   await selectBackend('cpu');

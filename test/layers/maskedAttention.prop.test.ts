@@ -8,9 +8,9 @@ import fc from 'fast-check';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { denseMaskedAttention, maskedAttention, peakScoreBytes, denseScoreBytes } from '../../src/layers/maskedAttention.js';
-import { Probe } from '../../src/model/probe.js';
-import { denseMask } from '../../src/model/masks.js';
-import { layoutTotals, textRange, uniformLayout, videoRange, type SceneLayout, type TokenRange } from '../../src/model/sceneLayout.js';
+import { Probe } from '../../src/layers/probe.js';
+import { denseMask } from '../../src/scene/masks.js';
+import { layoutTotals, textRange, uniformLayout, videoRange, type SceneLayout, type TokenRange } from '../../src/scene/layout.js';
 import { expectClose } from '../helpers/close.js';
 
 beforeAll(async () => {

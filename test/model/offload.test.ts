@@ -18,7 +18,7 @@ import { MemoryBudgetError } from '../../src/backend/memoryBudget.js';
 import { f32ToBf16, f32ToF16, writeSafetensors, type TensorToWrite } from '../../src/io/safetensors.js';
 import { DEFAULT_MODEL_DIR, loadModelFolder } from '../../src/model/modelFolder.js';
 import { memoryNeeded, widenToF32, type MemoryAvailable, type OffloadDecision } from '../../src/model/offload.js';
-import { Probe } from '../../src/model/probe.js';
+import { Probe } from '../../src/layers/probe.js';
 import { Mask2DiTTransformer, type TransformerInputs } from '../../src/model/transformer.js';
 import { encodePrompts } from '../../src/text/textEncoder.js';
 import { expectClose } from '../helpers/close.js';
@@ -156,8 +156,10 @@ describe('memory (wasm)', () => {
     expect(decision!.mode).toBe('blocks');
     expect(fp.blockBytes).toHaveLength(c.num_layers);
     expect(tf.memory().numBytes - before).toBe(fp.keptBytes);
-    expect(fp.keptBytes + fp.blockBytes.reduce((a, b) => a + b, 0)).toBe(4 * P);
     expect(offloaded.countParams()).toBe(P);
+    // a running block holds its small parameters and one matrix (Linears read their kernel per forward)
+    const wholeBlock = (4 * P - fp.keptBytes) / c.num_layers; // equal blocks
+    expect(Math.max(...fp.blockBytes)).toBeLessThan(0.5 * wholeBlock);
 
     const first = offloaded.forward(x); // (builds its caches too)
     expect(maxAbs(await first.data(), await warm.data())).toBe(0);
@@ -168,8 +170,8 @@ describe('memory (wasm)', () => {
     const offloadPeak = (await tf.profile(() => offloaded.forward(x).dispose())).peakBytes;
 
     const block = Math.max(...fp.blockBytes);
-    const others = fp.blockBytes.reduce((a, b) => a + b, 0) - block;
-    // resident: all weights + activations; offloaded: kept part + one block + the same activations
+    const others = 4 * P - fp.keptBytes - block; // every block's weights but what the running one holds
+    // resident: all weights + activations; offloaded: kept part + the running block's share + the same activations
     expect(residentPeak - offloadPeak).toBeGreaterThanOrEqual(0.9 * others);
     expect(residentPeak - offloadPeak).toBeLessThanOrEqual(1.1 * others);
     // above what is live: the resident forward's activations; offloaded, those plus the running block

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../../src/backend/index.js';
 import { DEFAULT_MODEL_DIR, loadModelFolder, type LoadedModel } from '../../src/model/modelFolder.js';
 import { Mask2DiTPipeline } from '../../src/model/pipeline.js';
-import { Probe } from '../../src/model/probe.js';
+import { Probe } from '../../src/layers/probe.js';
 
 let model: LoadedModel;
 beforeAll(async () => {

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { runningWasmThreads, selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { Mask2DiTTransformer } from '../../src/model/transformer.js';
-import { Probe } from '../../src/model/probe.js';
+import { Probe } from '../../src/layers/probe.js';
 import { expectClose } from '../helpers/close.js';
 import { fixturePath, get, loadFixture, numbers, toTensor, type FixtureTensor } from '../helpers/fixtures.js';
 

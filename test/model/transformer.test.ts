@@ -15,7 +15,7 @@ import { parseTransformerConfig, readTransformerConfig } from '../../src/config/
 import { AdaLayerNorm, LayerNormZero, type SegmentCondition } from '../../src/layers/adaLayerNorm.js';
 import { WeightLoadError, WeightSource } from '../../src/layers/weightSource.js';
 import { Mask2DiTTransformer } from '../../src/model/transformer.js';
-import { Probe } from '../../src/model/probe.js';
+import { Probe } from '../../src/layers/probe.js';
 import { fixturePath, loadFixture, numbers, toTensor } from '../helpers/fixtures.js';
 
 const CASE = 'mask2dit_conditional';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { CogVideoXVAE, type FrameBatching } from '../../src/model/vae.js';
-import { Probe } from '../../src/model/probe.js';
+import { Probe } from '../../src/layers/probe.js';
 import { expectClose } from '../helpers/close.js';
 import { fixturePath, get, loadFixture, toTensor, type FixtureTensor } from '../helpers/fixtures.js';
 

@@ -5,21 +5,19 @@
  * the joint sequence `[T0 … ; V0 …]`. With `--scene k` only scene k's query rows are kept.
  */
 import type { Command } from 'commander';
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError } from '../../errors.js';
 import { layoutSegments, renderAttentionImage } from '../../io/attentionImage.js';
 import { writePng } from '../../io/png.js';
-import { loadModelFolder } from '../../model/modelFolder.js';
 import { Mask2DiTPipeline, PipelineAbortedError } from '../../model/pipeline.js';
-import { Probe } from '../../model/probe.js';
-import { uniformLayout } from '../../model/sceneLayout.js';
+import { Probe } from '../../layers/probe.js';
+import { uniformLayout } from '../../scene/layout.js';
 import { SAMPLER_NAMES } from '../../sampler/index.js';
-import { backendFromFlags } from '../common.js';
-import { addSamplingOptions, checkModelDir, generateRequest, intFlag, modelDir, negativeEmbedding, resolveSettings, sceneEmbeddings, stepReporter, type SamplingFlags } from '../film.js';
-import { checkInterrupted, withInterrupt } from '../interrupt.js';
-import { OutputSet } from '../outputs.js';
+import { addSamplingOptions, checkModelDir, encodeSceneFile, generateRequest, intFlag, modelDir, resolveSettings, stepReporter, type RunSettings, type SamplingFlags } from '../film.js';
+import { runFilmCommand, type FilmRun } from '../filmCommand.js';
+import { checkInterrupted } from '../interrupt.js';
 import { Progress, progressMode } from '../progress.js';
-import { readSceneFile } from '../sceneFile.js';
+import { readSceneFile, type SceneFile } from '../sceneFile.js';
 import { framesPerScene } from './generate.js';
 
 interface AttentionFlags extends SamplingFlags {
@@ -38,8 +36,94 @@ interface AttentionFlags extends SamplingFlags {
 
 const TRANSFORMS = ['linear', 'sqrt', 'log'] as const;
 
+/** What to capture, from the flags. */
+interface Capture {
+  flags: AttentionFlags;
+  sf: SceneFile;
+  frames: number;
+  block: number;
+  head: number;
+  step: number;
+  scene: number | undefined;
+  transform: (typeof TRANSFORMS)[number];
+}
+
 function outOfRange(flag: string, v: number, n: number, what: string): Mask2DiTError {
   return new Mask2DiTError('OPTION', `--${flag}: ${v} is out of range; ${what} ${n} (0 … ${n - 1})`);
+}
+
+/** Denoise up to step `a.step` with `probe` capturing there; the timestep of that step. */
+async function denoiseTo(r: FilmRun<string>, a: Capture, settings: RunSettings, probe: Probe): Promise<number> {
+  const { model, signal, progress, owned } = r;
+  const { prompts, negative } = await encodeSceneFile(model, a.sf, { settings, progress, owned });
+  checkInterrupted(signal);
+  progress.phase('denoise', `up to step ${a.step} of ${settings.steps} (${settings.sampler}), capturing block ${a.block} head ${a.head}`);
+  progress.startSteps();
+  // the run stops right after the captured step: nothing later is needed
+  const stop = new AbortController();
+  const report = stepReporter(progress);
+  let timestep = NaN;
+  const pipe = new Mask2DiTPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
+  try {
+    const run = await pipe.generate({
+      ...generateRequest({ prompts, negative, scenes: a.sf.scenes.length, frames: a.frames, width: a.sf.width, height: a.sf.height, settings }),
+      capture: { step: a.step, probe },
+      onStep: (p) => {
+        report(p);
+        if (p.step === a.step) {
+          timestep = p.timestep;
+          stop.abort();
+        }
+      },
+      signal: AbortSignal.any([signal, stop.signal]),
+    });
+    run.latents.dispose(); // only when step is the last one
+  } catch (e) {
+    if (!(e instanceof PipelineAbortedError && stop.signal.aborted && !signal.aborted)) throw e;
+  }
+  progress.end();
+  return timestep;
+}
+
+/** The captured probabilities as a heatmap over the joint sequence (or one scene's query rows). */
+async function heatmap(r: FilmRun<string>, a: Capture, settings: RunSettings, probs: tf.Tensor, timestep: number) {
+  const { model } = r;
+  const c = model.transformer.config;
+  const [, , Lq, Lk] = probs.shape as [number, number, number, number];
+  const geo = { f: (a.frames - 1) / model.vae.temporalCompression + 1, h: a.sf.height / model.vae.spatialCompression, w: a.sf.width / model.vae.spatialCompression };
+  const p = c.patch_size;
+  const layout = uniformLayout(a.sf.scenes.length, c.max_text_seq_length, geo.f * (geo.h / p) * (geo.w / p));
+  const data = (await probs.data()) as Float32Array;
+  const { block, head, step, scene } = a;
+  const title = [`block ${block}, head ${head}, step ${step} of ${settings.steps} (t = ${Number(timestep.toFixed(3))}), conditional branch${scene !== undefined ? `, queries of scene ${scene}` : ''}`];
+  const axes =
+    scene === undefined
+      ? { layout }
+      : { rows: [{ label: `T${scene}`, length: layout.text[scene]! }, { label: `V${scene}`, length: layout.video[scene]! }].filter((row) => row.length > 0), cols: layoutSegments(layout) };
+  return { Lq, Lk, img: renderAttentionImage(data, Lq, Lk, { ...axes, transform: a.transform, title }) };
+}
+
+/** Capture one block/head at one step and write its heatmap to the reserved PNG; the command's report. */
+async function captureAttention(r: FilmRun<string>, a: Capture) {
+  const c = r.model.transformer.config;
+  const { block, head, step, scene } = a;
+  if (block >= c.num_layers) throw outOfRange('block', block, c.num_layers, 'the transformer has blocks');
+  if (head >= c.num_attention_heads) throw outOfRange('head', head, c.num_attention_heads, 'each block has heads');
+  const settings = resolveSettings(a.flags, a.sf.defaults ?? {}, r.model.samplerName);
+  if (step >= settings.steps) throw outOfRange('step', step, settings.steps, 'the run has steps');
+  const probe = new Probe([`block.${block}.attn1.probs`], { heads: [head], ...(scene !== undefined ? { scene } : {}) });
+  try {
+    const timestep = await denoiseTo(r, a, settings, probe);
+    checkInterrupted(r.signal);
+    const probs = probe.get(`block.${block}.attn1.probs`);
+    if (probs === undefined) throw new Mask2DiTError('ATTENTION', `block ${block}: no attention probabilities were captured`);
+    const { Lq, Lk, img } = await heatmap(r, a, settings, probs, timestep);
+    r.progress.phase('write', a.flags.out);
+    await writePng(r.temp, img.image);
+    return { out: a.flags.out, block, head, step, timestep, ...(scene !== undefined ? { scene } : {}), queries: Lq, keys: Lk, width: img.image.width, height: img.image.height, max: img.max };
+  } finally {
+    probe.dispose();
+  }
 }
 
 async function runAttention(flags: AttentionFlags, cmd: Command): Promise<void> {
@@ -48,87 +132,20 @@ async function runAttention(flags: AttentionFlags, cmd: Command): Promise<void> 
   const block = intFlag(flags.block, 'block')!;
   const head = intFlag(flags.head, 'head')!;
   const step = intFlag(flags.step, 'step')!;
-  const S = sf.scenes.length;
   const scene = intFlag(flags.scene, 'scene');
-  if (scene !== undefined && scene >= S) throw outOfRange('scene', scene, S, 'the scene file has');
+  if (scene !== undefined && scene >= sf.scenes.length) throw outOfRange('scene', scene, sf.scenes.length, 'the scene file has');
   const transform = flags.transform ?? 'linear';
   if (!(TRANSFORMS as readonly string[]).includes(transform)) throw new Mask2DiTError('OPTION', `--transform: expected one of ${TRANSFORMS.join(', ')}, got ${transform}`);
   const dir = modelDir(flags);
   checkModelDir(dir);
-  const progress = new Progress(progressMode(flags));
-  const report = await withInterrupt(async (signal) => {
-    const outputs = new OutputSet(flags.force === true);
-    try {
-      const temp = outputs.file(flags.out);
-      const backend = await backendFromFlags(cmd);
-      progress.phase('load', `${dir} on ${backend.name}`);
-      const model = await loadModelFolder(dir);
-      const owned: tf.Tensor[] = [];
-      const probe = new Probe([`block.${block}.attn1.probs`], { heads: [head], ...(scene !== undefined ? { scene } : {}) });
-      try {
-        const c = model.transformer.config;
-        if (block >= c.num_layers) throw outOfRange('block', block, c.num_layers, 'the transformer has blocks');
-        if (head >= c.num_attention_heads) throw outOfRange('head', head, c.num_attention_heads, 'each block has heads');
-        const settings = resolveSettings(flags, sf.defaults ?? {}, model.samplerName);
-        if (step >= settings.steps) throw outOfRange('step', step, settings.steps, 'the run has steps');
-        progress.phase('encode text', `${S} scene${S > 1 ? 's' : ''}`);
-        const prompts = await sceneEmbeddings(model, sf.scenes);
-        owned.push(prompts);
-        const negative = settings.guidance > 1 ? negativeEmbedding(model, sf.negative_prompt ?? '') : undefined;
-        if (negative !== undefined) owned.push(negative);
-        checkInterrupted(signal);
-        progress.phase('denoise', `up to step ${step} of ${settings.steps} (${settings.sampler}), capturing block ${block} head ${head}`);
-        progress.startSteps();
-        // the run stops right after the captured step: nothing later is needed
-        const stop = new AbortController();
-        const report = stepReporter(progress);
-        let timestep = NaN;
-        const pipe = new Mask2DiTPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
-        try {
-          const run = await pipe.generate({
-            ...generateRequest({ prompts, negative, scenes: S, frames, width: sf.width, height: sf.height, settings }),
-            capture: { step, probe },
-            onStep: (p) => {
-              report(p);
-              if (p.step === step) {
-                timestep = p.timestep;
-                stop.abort();
-              }
-            },
-            signal: AbortSignal.any([signal, stop.signal]),
-          });
-          run.latents.dispose(); // only when step is the last one
-        } catch (e) {
-          if (!(e instanceof PipelineAbortedError && stop.signal.aborted && !signal.aborted)) throw e;
-        }
-        progress.end();
-        checkInterrupted(signal);
-        const probs = probe.get(`block.${block}.attn1.probs`);
-        if (probs === undefined) throw new Mask2DiTError('ATTENTION', `block ${block}: no attention probabilities were captured`);
-        const [, , Lq, Lk] = probs.shape as [number, number, number, number];
-        const geo = { f: (frames - 1) / model.vae.temporalCompression + 1, h: sf.height / model.vae.spatialCompression, w: sf.width / model.vae.spatialCompression };
-        const p = c.patch_size;
-        const layout = uniformLayout(S, c.max_text_seq_length, geo.f * (geo.h / p) * (geo.w / p));
-        const data = (await probs.data()) as Float32Array;
-        const title = [`block ${block}, head ${head}, step ${step} of ${settings.steps} (t = ${Number(timestep.toFixed(3))}), conditional branch${scene !== undefined ? `, queries of scene ${scene}` : ''}`];
-        const axes =
-          scene === undefined
-            ? { layout }
-            : { rows: [{ label: `T${scene}`, length: layout.text[scene]! }, { label: `V${scene}`, length: layout.video[scene]! }].filter((r) => r.length > 0), cols: layoutSegments(layout) };
-        const img = renderAttentionImage(data, Lq, Lk, { ...axes, transform: transform as (typeof TRANSFORMS)[number], title });
-        progress.phase('write', flags.out);
-        await writePng(temp, img.image);
-        await outputs.commit();
-        return { out: flags.out, block, head, step, timestep, ...(scene !== undefined ? { scene } : {}), queries: Lq, keys: Lk, width: img.image.width, height: img.image.height, max: img.max };
-      } finally {
-        probe.dispose();
-        tf.dispose(owned);
-        model.dispose();
-      }
-    } catch (e) {
-      await outputs.abort();
-      throw e;
-    }
+  const report = await runFilmCommand({
+    cmd,
+    force: flags.force === true,
+    progress: new Progress(progressMode(flags)),
+    // no `offload`: attention has always loaded with the loader's default
+    reserve: (outputs) => outputs.file(flags.out),
+    open: async () => ({ dir }),
+    run: (r) => captureAttention(r, { flags, sf, frames, block, head, step, scene, transform: transform as Capture['transform'] }),
   });
   if (flags.json === true) process.stdout.write(JSON.stringify(report) + '\n');
   else if (flags.quiet !== true) process.stdout.write(`wrote ${report.out} (${report.queries} queries × ${report.keys} keys, max probability ${report.max.toPrecision(3)})\n`);

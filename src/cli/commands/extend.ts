@@ -6,7 +6,8 @@
  *
  * The previous scenes come from the latents file (given, or found next to the mp4: exact), else from
  * the mp4's frames encoded by the VAE; then `--scenes` must give the scene file the film was made
- * from (its prompts and frames per scene).
+ * from (its prompts and frames per scene). Unset settings (steps, guidance, sampler, fps) are the film's,
+ * the seed is the film's + the new scene's index, and the model is the one its latents file records.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,15 +17,28 @@ import { Mask2DiTError } from '../../errors.js';
 import { LatentsFileError, readLatentsFile, type FilmMeta, type FilmScene } from '../../io/latentsFile.js';
 import { framesToTensor, readVideoFrames } from '../../io/video.js';
 import { Mask2DiTExtendPipeline, type PreviousScenes } from '../../model/extendPipeline.js';
-import { DEFAULT_MODEL_DIR, loadModelFolder } from '../../model/modelFolder.js';
+import { DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME, type LoadedModel } from '../../model/modelFolder.js';
 import { SAMPLER_NAMES } from '../../sampler/index.js';
-import { backendFromFlags, offloadFromFlags } from '../common.js';
-import { addSamplingOptions, checkModelDir, filmPaths, negativeEmbedding, printResult, readEmbeddingsFile, reserveFilm, resolveSettings, sceneEmbeddings, stepReporter, writeFilm, type SceneText } from '../film.js';
-import { checkInterrupted, withInterrupt } from '../interrupt.js';
-import { latentsPathFor, OutputSet } from '../outputs.js';
-import { Progress, progressMode } from '../progress.js';
-import { readSceneFile, sceneCaption } from '../sceneFile.js';
-import { addFilmOutputOptions, framesPerScene, type FilmCommandFlags } from './generate.js';
+import { log } from '../../log.js';
+import {
+  addSamplingOptions,
+  checkModelDir,
+  filmScenes,
+  guidanceNegative,
+  readEmbeddingsFile,
+  recordedModel,
+  resolveSettings,
+  sceneEmbeddings,
+  stepReporter,
+  type FilmPaths,
+  type HelpDefaults,
+  type SceneText,
+} from '../film.js';
+import { addFilmOutputOptions, runFilm, type Film, type FilmCommandFlags, type FilmRun, type ModelToLoad } from '../filmCommand.js';
+import { checkInterrupted } from '../interrupt.js';
+import { latentsPathFor } from '../outputs.js';
+import { readSceneFile } from '../sceneFile.js';
+import { framesPerScene } from './generate.js';
 
 interface ExtendFlags extends FilmCommandFlags {
   from: string;
@@ -84,7 +98,7 @@ async function fromVideo(file: string, scenesFile: string): Promise<Previous> {
   const videos = Array.from({ length: S }, (_, s) =>
     tf.tidy(() => tf.transpose(framesToTensor(video.frames.slice(s * frames, (s + 1) * frames), video.width, video.height), [0, 2, 1, 3, 4])), // [1, frames, 3, H, W]
   );
-  const scenes: FilmScene[] = sf.scenes.map((s, i) => ({ ...(s.prompt !== undefined ? { prompt: s.prompt } : {}), caption: sceneCaption(sf, i), frames }));
+  const scenes = filmScenes(sf, frames);
   const d = sf.defaults ?? {};
   const fps = d.fps ?? (Number.isFinite(video.fps) && video.fps > 0 && video.fps <= 240 ? video.fps : undefined);
   return {
@@ -95,100 +109,89 @@ async function fromVideo(file: string, scenesFile: string): Promise<Previous> {
   };
 }
 
+/** `--model`, else the model the film's latents file records (found relative to it), else the shipped default. */
+function modelFor(flags: ExtendFlags, recorded: string | undefined, source: Source): string {
+  if (flags.model !== undefined) return flags.model;
+  if (recorded === undefined) return DEFAULT_MODEL_DIR;
+  const dir = recordedModel(recorded, source.file);
+  if (dir === undefined) log.warn(`${source.file}: the model it was made with (${recorded}) is not found; using the shipped ${DEFAULT_MODEL_NAME} (pass --model to choose)`);
+  return dir ?? DEFAULT_MODEL_DIR;
+}
+
+/** The film being extended, read once the backend is up (its tensors go in `owned`), and the model to extend it with. */
+interface Opened extends ModelToLoad {
+  prev: Previous;
+}
+
+async function openFilm(flags: ExtendFlags, source: Source, owned: tf.Tensor[]): Promise<Opened> {
+  const prev = source.kind === 'latents' ? await fromLatents(source.file) : await fromVideo(source.file, source.scenes);
+  owned.push(...prev.tensors);
+  const n = prev.meta.scenes.length;
+  const dir = modelFor(flags, prev.meta.model, source);
+  checkModelDir(dir);
+  return { dir, detail: `; ${n} scene${n > 1 ? 's' : ''} from ${source.file}`, prev };
+}
+
+/** The film's prompt embeddings and the new scene's, `[S, T, D]`; what is made here goes in `owned`. */
+async function extendedPrompts(model: LoadedModel, { dir, prev }: Opened, a: { flags: ExtendFlags; source: Source; owned: tf.Tensor[] }): Promise<tf.Tensor> {
+  const { max_text_seq_length: T, text_embed_dim: D } = model.transformer.config;
+  const before = prev.promptEmbeds ?? (await sceneEmbeddings(model, prev.texts));
+  if (prev.promptEmbeds === undefined) a.owned.push(before);
+  if (before.shape[1] !== T || before.shape[2] !== D) throw new LatentsFileError(a.source.file, `prompt embeddings are [${before.shape}], the model ${dir} takes [S, ${T}, ${D}]`);
+  const fresh = a.flags.embeddings !== undefined ? await readEmbeddingsFile(path.resolve(a.flags.embeddings), T, D) : undefined;
+  const added = fresh !== undefined ? tf.expandDims(fresh, 0) : await sceneEmbeddings(model, [{ prompt: a.flags.prompt! }]); // [1, T, D]
+  fresh?.dispose();
+  a.owned.push(added);
+  const prompts = tf.concat([before, added], 0); // [S, T, D]
+  a.owned.push(prompts);
+  return prompts;
+}
+
+/** The new scene denoised with the film's scenes as clean conditioning; the film is all of them. */
+async function extendFilm(r: FilmRun<FilmPaths>, input: Opened, flags: ExtendFlags, source: Source): Promise<Film> {
+  const { model, signal, progress, owned } = r;
+  const { prev } = input;
+  const m = prev.meta;
+  const S = m.scenes.length + 1;
+  // a new seed per scene by default: the film's seed + the new scene's index
+  const defaults = { ...m, ...(m.seed !== undefined ? { seed: (m.seed + S - 1) % 2 ** 32 } : {}) };
+  const settings = resolveSettings(flags, defaults, model.samplerName);
+  checkInterrupted(signal);
+  progress.phase('encode text', source.kind === 'latents' ? 'the new scene' : `${S} scenes`);
+  const prompts = await extendedPrompts(model, input, { flags, source, owned });
+  const negative = guidanceNegative(model, { settings, negativePrompt: m.negativePrompt, owned, stored: prev.negativeEmbeds });
+  checkInterrupted(signal);
+  progress.phase('denoise', `scene ${S} of ${S}: ${settings.steps} steps, ${settings.sampler}, guidance ${settings.guidance}, seed ${settings.seed}${source.kind === 'video' ? ' (previous scenes encoded by the VAE)' : ''}`);
+  progress.startSteps();
+  const pipe = new Mask2DiTExtendPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
+  const run = await pipe.extend({
+    prompts,
+    ...(negative !== undefined ? { negative } : {}),
+    previous: prev.previous,
+    steps: settings.steps,
+    guidanceScale: settings.guidance,
+    seed: settings.seed,
+    sampler: settings.sampler,
+    output: 'latent',
+    onStep: stepReporter(progress),
+    signal,
+  });
+  tf.dispose([run.latents, run.sceneLatents]);
+  owned.push(run.cleanLatents);
+  const scene: FilmScene = { ...(flags.prompt !== undefined ? { prompt: flags.prompt } : {}), caption: flags.caption ?? flags.prompt ?? path.basename(flags.embeddings!), frames: m.scenes[0]!.frames };
+  return { latents: run.cleanLatents, prompts, negative, settings, scenes: [...m.scenes, scene], width: m.width, height: m.height, negativePrompt: m.negativePrompt };
+}
+
 async function runExtend(flags: ExtendFlags, cmd: Command): Promise<void> {
-  const t0 = performance.now();
   if ((flags.prompt === undefined) === (flags.embeddings === undefined)) throw new Mask2DiTError('OPTION', 'give the new scene as --prompt "…" or --embeddings FILE (one of them)');
   const source = findSource(flags);
-  const paths = filmPaths(flags);
-  for (const p of [paths.mp4, paths.latents]) if (path.resolve(p) === path.resolve(source.file)) throw new Mask2DiTError('OPTION', `--out ${flags.out}: would overwrite the film being extended (${source.file}); choose another name`);
-  const latentsOnly = flags.latentsOnly === true;
-  const offload = offloadFromFlags(flags.offload);
-  const progress = new Progress(progressMode(flags));
-  const result = await withInterrupt(async (signal) => {
-    const outputs = new OutputSet(flags.force === true);
-    let prev: Previous | undefined;
-    try {
-      const temp = reserveFilm(outputs, paths, latentsOnly);
-      const backend = await backendFromFlags(cmd);
-      prev = source.kind === 'latents' ? await fromLatents(source.file) : await fromVideo(source.file, source.scenes);
-      const m = prev.meta;
-      const dir = flags.model ?? (m.model !== undefined && fs.existsSync(m.model) ? m.model : DEFAULT_MODEL_DIR);
-      checkModelDir(dir);
-      progress.phase('load', `${dir} on ${backend.name}; ${m.scenes.length} scene${m.scenes.length > 1 ? 's' : ''} from ${source.file}`);
-      const model = await loadModelFolder(dir, { offload });
-      for (const note of model.offload.notes) progress.phase('offload', note);
-      const owned: tf.Tensor[] = [];
-      try {
-        const S = m.scenes.length + 1;
-        // a new seed per scene by default: the film's seed + the new scene's index
-        const defaults = { ...m, ...(m.seed !== undefined ? { seed: (m.seed + S - 1) % 2 ** 32 } : {}) };
-        const settings = resolveSettings(flags, defaults, model.samplerName);
-        checkInterrupted(signal);
-        progress.phase('encode text', source.kind === 'latents' ? 'the new scene' : `${S} scenes`);
-        const { max_text_seq_length: T, text_embed_dim: D } = model.transformer.config;
-        const before = prev.promptEmbeds ?? (await sceneEmbeddings(model, prev.texts));
-        if (prev.promptEmbeds === undefined) owned.push(before);
-        if (before.shape[1] !== T || before.shape[2] !== D) throw new LatentsFileError(source.file, `prompt embeddings are [${before.shape}], the model ${dir} takes [S, ${T}, ${D}]`);
-        const fresh = flags.embeddings !== undefined ? await readEmbeddingsFile(path.resolve(flags.embeddings), T, D) : undefined;
-        const added = fresh !== undefined ? tf.expandDims(fresh, 0) : await sceneEmbeddings(model, [{ prompt: flags.prompt! }]); // [1, T, D]
-        fresh?.dispose();
-        owned.push(added);
-        const prompts = tf.concat([before, added], 0); // [S, T, D]
-        owned.push(prompts);
-        let negative: tf.Tensor | undefined;
-        if (settings.guidance > 1) {
-          negative = prev.negativeEmbeds !== undefined && prev.negativeEmbeds.shape.join() === [1, T, D].join() ? prev.negativeEmbeds : negativeEmbedding(model, m.negativePrompt);
-          if (negative !== prev.negativeEmbeds) owned.push(negative);
-        }
-        checkInterrupted(signal);
-        progress.phase('denoise', `scene ${S} of ${S}: ${settings.steps} steps, ${settings.sampler}, guidance ${settings.guidance}, seed ${settings.seed}${source.kind === 'video' ? ' (previous scenes encoded by the VAE)' : ''}`);
-        progress.startSteps();
-        const pipe = new Mask2DiTExtendPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
-        const run = await pipe.extend({
-          prompts,
-          ...(negative !== undefined ? { negative } : {}),
-          previous: prev.previous,
-          steps: settings.steps,
-          guidanceScale: settings.guidance,
-          seed: settings.seed,
-          sampler: settings.sampler,
-          output: 'latent',
-          onStep: stepReporter(progress),
-          signal,
-        });
-        tf.dispose([run.latents, run.sceneLatents]);
-        owned.push(run.cleanLatents);
-        checkInterrupted(signal);
-        const frames = m.scenes[0]!.frames;
-        const scene: FilmScene = { ...(flags.prompt !== undefined ? { prompt: flags.prompt } : {}), caption: flags.caption ?? flags.prompt ?? path.basename(flags.embeddings!), frames };
-        return await writeFilm({
-          model,
-          latents: run.cleanLatents,
-          promptEmbeds: prompts,
-          ...(negative !== undefined ? { negativeEmbeds: negative } : {}),
-          meta: { scenes: [...m.scenes, scene], width: m.width, height: m.height, fps: settings.fps, steps: settings.steps, guidance: settings.guidance, seed: settings.seed, sampler: settings.sampler, model: path.resolve(dir), negativePrompt: m.negativePrompt },
-          paths,
-          temp,
-          latentsOnly,
-          progress,
-          signal,
-        }).then(async (film) => {
-          checkInterrupted(signal);
-          await outputs.commit();
-          return film;
-        });
-      } finally {
-        tf.dispose(owned);
-        model.dispose();
-      }
-    } catch (e) {
-      await outputs.abort();
-      throw e;
-    } finally {
-      if (prev !== undefined) tf.dispose(prev.tensors);
-    }
+  await runFilm(flags, cmd, {
+    check: (paths) => {
+      for (const p of [paths.mp4, paths.latents]) if (path.resolve(p) === path.resolve(source.file)) throw new Mask2DiTError('OPTION', `--out ${flags.out}: would overwrite the film being extended (${source.file}); choose another name`);
+    },
+    open: (owned) => openFilm(flags, source, owned),
+    make: (r, input) => extendFilm(r, input, flags, source),
   });
-  printResult({ ...result, seconds: (performance.now() - t0) / 1000 }, flags.json === true, flags.quiet === true);
 }
 
 export function register(program: Command): void {
@@ -201,5 +204,11 @@ export function register(program: Command): void {
     .option('--caption <text>', 'caption of the new scene on the contact sheet (default: the prompt)')
     .option('--scenes <file>', 'the scene file of an mp4 without its latents file (prompts, frames per scene)')
     .requiredOption('--out <file.mp4>', 'the extended video to write');
-  addFilmOutputOptions(addSamplingOptions(c)).action(runExtend);
+  // unset settings are the film's (the seed moves on by one per scene), not the built-in defaults
+  const d: HelpDefaults = {
+    from: "the film's, from its latents file or the --scenes file",
+    seed: "the film's seed + the new scene's index",
+    model: `the one recorded in the film's latents file, else the shipped ${DEFAULT_MODEL_NAME}`,
+  };
+  addFilmOutputOptions(addSamplingOptions(c, d), d).action(runExtend);
 }

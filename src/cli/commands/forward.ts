@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError } from '../../errors.js';
 import { Mask2DiTTransformer } from '../../model/transformer.js';
-import { Probe } from '../../model/probe.js';
+import { Probe } from '../../layers/probe.js';
 import type { OffloadDecision } from '../../model/offload.js';
 import { addOffloadOption, backendFromFlags, compareWith, offloadFromFlags, readTensorFile, writeTensorFile } from '../common.js';
 

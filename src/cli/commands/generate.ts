@@ -4,40 +4,13 @@
  * the contact sheet (`film.sheet.png`) and the latents file (`film.latents.safetensors`, for `extend`),
  * all or nothing.
  */
-import path from 'node:path';
 import type { Command } from 'commander';
-import * as tf from '@tensorflow/tfjs-core';
-import { loadModelFolder } from '../../model/modelFolder.js';
 import { Mask2DiTPipeline } from '../../model/pipeline.js';
 import { SAMPLER_NAMES } from '../../sampler/index.js';
-import { backendFromFlags, offloadFromFlags } from '../common.js';
-import {
-  addSamplingOptions,
-  checkModelDir,
-  generateRequest,
-  filmPaths,
-  modelDir,
-  negativeEmbedding,
-  printResult,
-  reserveFilm,
-  resolveSettings,
-  sceneEmbeddings,
-  stepReporter,
-  writeFilm,
-  type OutputFlags,
-  type SamplingFlags,
-} from '../film.js';
-import { checkInterrupted, withInterrupt } from '../interrupt.js';
-import { OutputSet } from '../outputs.js';
-import { Progress, progressMode } from '../progress.js';
-import { readSceneFile, sceneCaption, SceneFileError, type SceneFile } from '../sceneFile.js';
-
-export interface FilmCommandFlags extends SamplingFlags, OutputFlags {
-  force?: boolean;
-  quiet?: boolean;
-  progress?: boolean;
-  json?: boolean;
-}
+import { addSamplingOptions, checkModelDir, encodeSceneFile, filmScenes, generateRequest, modelDir, resolveSettings, stepReporter, type FilmPaths } from '../film.js';
+import { addFilmOutputOptions, runFilm, type Film, type FilmCommandFlags, type FilmRun } from '../filmCommand.js';
+import { checkInterrupted } from '../interrupt.js';
+import { readSceneFile, SceneFileError, type SceneFile } from '../sceneFile.js';
 
 interface GenerateFlags extends FilmCommandFlags {
   scenes: string;
@@ -51,94 +24,34 @@ export function framesPerScene(sf: SceneFile, file: string): number {
   return f;
 }
 
+/** All scenes of the scene file denoised jointly. */
+async function generateFilm(r: FilmRun<FilmPaths>, sf: SceneFile, frames: number, flags: GenerateFlags): Promise<Film> {
+  const { model, signal, progress, owned } = r;
+  const settings = resolveSettings(flags, sf.defaults ?? {}, model.samplerName);
+  checkInterrupted(signal);
+  const { prompts, negative } = await encodeSceneFile(model, sf, { settings, progress, owned });
+  checkInterrupted(signal);
+  progress.phase('denoise', `${settings.steps} steps, ${settings.sampler}, guidance ${settings.guidance}, seed ${settings.seed}`);
+  progress.startSteps();
+  const pipe = new Mask2DiTPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
+  const run = await pipe.generate({
+    ...generateRequest({ prompts, negative, scenes: sf.scenes.length, frames, width: sf.width, height: sf.height, settings }),
+    onStep: stepReporter(progress),
+    signal,
+  });
+  owned.push(run.latents);
+  return { latents: run.latents, prompts, negative, settings, scenes: filmScenes(sf, frames), width: sf.width, height: sf.height, negativePrompt: sf.negative_prompt ?? '' };
+}
+
 async function runGenerate(flags: GenerateFlags, cmd: Command): Promise<void> {
-  const t0 = performance.now();
   const sf = await readSceneFile(flags.scenes, { samplers: SAMPLER_NAMES });
   const frames = framesPerScene(sf, flags.scenes);
   const dir = modelDir(flags);
   checkModelDir(dir);
-  const offload = offloadFromFlags(flags.offload);
-  const paths = filmPaths(flags);
-  const latentsOnly = flags.latentsOnly === true;
-  const progress = new Progress(progressMode(flags));
-  const result = await withInterrupt(async (signal) => {
-    const outputs = new OutputSet(flags.force === true);
-    try {
-      const temp = reserveFilm(outputs, paths, latentsOnly);
-      const backend = await backendFromFlags(cmd);
-      progress.phase('load', `${dir} on ${backend.name}`);
-      const model = await loadModelFolder(dir, { offload });
-      for (const note of model.offload.notes) progress.phase('offload', note);
-      const owned: tf.Tensor[] = [];
-      try {
-        const settings = resolveSettings(flags, sf.defaults ?? {}, model.samplerName);
-        checkInterrupted(signal);
-        const S = sf.scenes.length;
-        progress.phase('encode text', `${S} scene${S > 1 ? 's' : ''}`);
-        const prompts = await sceneEmbeddings(model, sf.scenes);
-        owned.push(prompts);
-        const negative = settings.guidance > 1 ? negativeEmbedding(model, sf.negative_prompt ?? '') : undefined;
-        if (negative !== undefined) owned.push(negative);
-        checkInterrupted(signal);
-        progress.phase('denoise', `${settings.steps} steps, ${settings.sampler}, guidance ${settings.guidance}, seed ${settings.seed}`);
-        progress.startSteps();
-        const pipe = new Mask2DiTPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
-        const run = await pipe.generate({
-          ...generateRequest({ prompts, negative, scenes: S, frames, width: sf.width, height: sf.height, settings }),
-          onStep: stepReporter(progress),
-          signal,
-        });
-        owned.push(run.latents);
-        checkInterrupted(signal);
-        const film = await writeFilm({
-          model,
-          latents: run.latents,
-          promptEmbeds: prompts,
-          ...(negative !== undefined ? { negativeEmbeds: negative } : {}),
-          meta: {
-            scenes: sf.scenes.map((s, i) => ({ ...(s.prompt !== undefined ? { prompt: s.prompt } : {}), caption: sceneCaption(sf, i), frames })),
-            width: sf.width,
-            height: sf.height,
-            fps: settings.fps,
-            steps: settings.steps,
-            guidance: settings.guidance,
-            seed: settings.seed,
-            sampler: settings.sampler,
-            model: path.resolve(dir),
-            negativePrompt: sf.negative_prompt ?? '',
-          },
-          paths,
-          temp,
-          latentsOnly,
-          progress,
-          signal,
-        });
-        checkInterrupted(signal);
-        await outputs.commit();
-        return film;
-      } finally {
-        tf.dispose(owned);
-        model.dispose();
-      }
-    } catch (e) {
-      await outputs.abort();
-      throw e;
-    }
+  await runFilm(flags, cmd, {
+    open: async () => ({ dir }),
+    make: (r) => generateFilm(r, sf, frames, flags),
   });
-  printResult({ ...result, seconds: (performance.now() - t0) / 1000 }, flags.json === true, flags.quiet === true);
-}
-
-/** Output options of generate and extend. */
-export function addFilmOutputOptions(c: Command): Command {
-  return c
-    .option('--fps <n>', 'frames per second of the mp4 (default: the scene file\'s, else 8)')
-    .option('--frames <dir>', 'also write every frame as PNG into this folder')
-    .option('--sheet <png>', 'contact sheet path (default: next to the mp4, <name>.sheet.png)')
-    .option('--latents-only', 'skip the VAE: write only <name>.latents.safetensors')
-    .option('--force', 'overwrite existing outputs')
-    .option('--quiet', 'no progress and no summary line')
-    .option('--progress', 'print progress lines even when stderr is not a terminal')
-    .option('--json', 'print the result as one JSON document on stdout');
 }
 
 export function register(program: Command): void {

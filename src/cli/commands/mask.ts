@@ -8,8 +8,8 @@ import type { Command } from 'commander';
 import { Mask2DiTError } from '../../errors.js';
 import { renderMaskImage } from '../../io/maskImage.js';
 import { writePng } from '../../io/png.js';
-import { renderMaskAscii } from '../../model/masks.js';
-import { layoutTotals, uniformLayout } from '../../model/sceneLayout.js';
+import { renderMaskAscii } from '../../scene/masks.js';
+import { layoutTotals, uniformLayout } from '../../scene/layout.js';
 import { intFlag } from '../film.js';
 
 interface MaskFlags {

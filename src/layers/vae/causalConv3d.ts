@@ -5,7 +5,7 @@
  * first call — and space is zero-padded by `(k - 1) / 2`. The new cache is the last `kt - 1` frames of
  * the time-padded input.
  *
- * tfjs' conv3d is a naive loop on wasm (0.4 GFLOP/s, BACKENDS.md §3), so the convolution is written
+ * tfjs' conv3d is a naive loop on wasm (0.4 GFLOP/s), so the convolution is written
  * as one conv2d per time tap, summed (`conv3dByTimeTaps`): the same code on every backend.
  *
  * Layout: activations are channels-last `[B, T, H, W, C]`; the kernel is kept as tfjs' `[kt, kh, kw,

@@ -9,7 +9,7 @@ import { Container, M2Layer } from '../layer.js';
 import { consume, silu } from '../math.js';
 import type { WeightSource } from '../weightSource.js';
 import type { VaeConfig } from '../../config/vaeConfig.js';
-import type { Probe } from '../../model/probe.js';
+import type { Probe } from '../probe.js';
 import { MidBlock3D, UpBlock3D } from './blocks.js';
 import { CausalConv3d, type ConvCache } from './causalConv3d.js';
 import { captureNCDHW } from './encoder.js';

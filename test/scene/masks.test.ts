@@ -3,8 +3,9 @@
  * exactly; rendering, roles, size guards and layout validation.
  */
 import { describe, expect, it } from '@jest/globals';
-import { denseMask, maskAllows, maskBlocks, MaskTooLargeError, renderMaskAscii, segmentRoles, tokenRole, tokenRoles } from '../../src/model/masks.js';
-import { LayoutError, layoutTotals, tokenAt, uniformLayout, validateLayout, type SceneLayout } from '../../src/model/sceneLayout.js';
+import { denseMask, maskAllows, maskBlocks, MaskTooLargeError, renderMaskAscii } from '../../src/scene/masks.js';
+import { segmentRoles, tokenRole, tokenRoles } from '../helpers/sceneRoles.js';
+import { LayoutError, layoutTotals, tokenAt, uniformLayout, validateLayout, type SceneLayout } from '../../src/scene/layout.js';
 import { get, loadFixture } from '../helpers/fixtures.js';
 
 describe('denseMask vs the reference (attn_msk_version 2)', () => {

@@ -5,6 +5,8 @@
  * that extend the weight names (`transformer_blocks.3.attn1.probs`, `block.0.hidden_states`, …).
  * A captured tensor is a kept clone owned by the caller: `probe.dispose()` frees them all.
  * Capturing never changes results.
+ *
+ * A layer-level hook: layers take an optional Probe and capture into it; the models pass theirs down.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -58,9 +60,4 @@ export class Probe {
     for (const t of this.captured.values()) t.dispose();
     this.captured.clear();
   }
-}
-
-/** Capture helper for optional probes. */
-export function capture(probe: Probe | undefined, name: string, t: tf.Tensor): void {
-  probe?.capture(name, t);
 }

@@ -1,12 +1,15 @@
 /**
- * The token layout of N scenes in Mask²DiT's joint sequence.
+ * The token layout of N scenes in Mask²DiT's joint sequence, and their latent frames.
  *
  * The joint sequence is `[text_0 .. text_{S-1} ; video_0 .. video_{S-1}]`: all text segments first,
  * then all video segments, each in scene order. Scenes may have different text and video lengths
  * (the reference uses equal ones: `max_text_seq_length` text tokens and `F·(H/p)·(W/p)` video tokens).
  *
  * Ranges are half-open `[start, end)`. "Joint" ranges index the joint sequence; "stream" ranges
- * index the text stream `[B, Lt, D]` or the video stream `[B, Lv, D]` alone.
+ * index the text stream `[B, Lt, D]` or the video stream `[B, Lv, D]` alone. Frame ranges index the
+ * latent frames `[B, F, C, h, w]`: scene s owns frames `[s·F/S, (s+1)·F/S)` (`sceneFrameRange`).
+ *
+ * This module (with masks.ts and plan.ts) is plain data about scenes: no tensors, no layers, no models.
  */
 import { Mask2DiTError } from '../errors.js';
 
@@ -21,6 +24,9 @@ export interface TokenRange {
   start: number;
   end: number;
 }
+
+/** A half-open range of latent frames `[start, end)` (the same representation as a token range). */
+export type FrameRange = TokenRange;
 
 /** Which stream a token belongs to. */
 export type TokenKind = 'text' | 'video';
@@ -121,4 +127,16 @@ export function tokenAt(l: SceneLayout, pos: number): { scene: number; kind: Tok
 /** Number of tokens in a range. */
 export function rangeLength(r: TokenRange): number {
   return r.end - r.start;
+}
+
+/**
+ * Latent frames of scene `s` when `frames` latent frames split evenly into `scenes` scenes:
+ * `[s·F/S, (s+1)·F/S)`. Throws a LayoutError unless `frames` is a multiple of `scenes` and `s` a scene.
+ */
+export function sceneFrameRange(frames: number, scenes: number, s: number): FrameRange {
+  if (!Number.isInteger(scenes) || scenes < 1) throw new LayoutError(`expected at least one scene, got ${scenes}`);
+  if (!Number.isInteger(frames) || frames < 0 || frames % scenes !== 0) throw new LayoutError(`${frames} latent frames cannot be split evenly into ${scenes} scenes`);
+  if (!Number.isInteger(s) || s < 0 || s >= scenes) throw new LayoutError(`scene index ${s} outside [0, ${scenes})`);
+  const f = frames / scenes;
+  return { start: s * f, end: (s + 1) * f };
 }

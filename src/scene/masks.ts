@@ -11,7 +11,8 @@
  *
  * Mask 2, the segment-level conditional mask (scene extension, `clip_idx = k`): scene k is the target
  * segment (denoised, modulated with timestep t); every other scene is a clean conditioning segment
- * (modulated with the conditioning timestep). `segmentRoles` / `tokenRoles` give the roles.
+ * (modulated with the conditioning timestep); `renderMaskAscii(layout, { target })` prints the roles, and
+ * `scenePlan` (plan.ts) gives the target's token and frame ranges.
  *
  * Reference: Tianhao-Qi/Mask2DiT `videox_fun/models/cogvideox_transformer3d.py`, `CogVideoXAttnProcessor2_2`
  * (gathers per-scene keys: text queries of scene s see `[text_s ; video_s]`, video queries `[text_s ; all video]`).
@@ -30,7 +31,7 @@ import {
   type SceneLayout,
   type TokenKind,
   type TokenRange,
-} from './sceneLayout.js';
+} from './layout.js';
 
 /** A request to materialise a mask larger than the caller's limit. */
 export class MaskTooLargeError extends Mask2DiTError {
@@ -103,34 +104,9 @@ export function denseMask(layout: SceneLayout, maxTokens = 4096): Uint8Array {
   return m;
 }
 
-/** Role of a segment under the conditional mask: the target is denoised, the others condition it. */
-export type SegmentRole = 'target' | 'condition';
-
 function checkTarget(layout: SceneLayout, target: number): void {
   const S = numScenes(layout);
   if (!Number.isInteger(target) || target < 0 || target >= S) throw new LayoutError(`target scene ${target} outside [0, ${S})`);
-}
-
-/** Per scene: 'target' for scene `target` (timestep t), 'condition' for every other (conditioning timestep). */
-export function segmentRoles(layout: SceneLayout, target: number): SegmentRole[] {
-  validateLayout(layout);
-  checkTarget(layout, target);
-  return layout.video.map((_, i) => (i === target ? 'target' : 'condition'));
-}
-
-/** Role of joint-sequence token `pos` (text and video of one scene share the scene's role). */
-export function tokenRole(layout: SceneLayout, target: number, pos: number): SegmentRole {
-  checkTarget(layout, target);
-  return tokenAt(layout, pos).scene === target ? 'target' : 'condition';
-}
-
-/** Role of every token, in joint-sequence order (`stream` picks only the text or video stream's tokens). */
-export function tokenRoles(layout: SceneLayout, target: number, stream?: TokenKind): SegmentRole[] {
-  const roles = segmentRoles(layout, target);
-  const expand = (lengths: number[]) => lengths.flatMap((n, i) => new Array<SegmentRole>(n).fill(roles[i]!));
-  if (stream === 'text') return expand(layout.text);
-  if (stream === 'video') return expand(layout.video);
-  return [...expand(layout.text), ...expand(layout.video)];
 }
 
 export interface RenderOptions {
