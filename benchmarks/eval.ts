@@ -39,11 +39,31 @@ try {
   });
   process.stdout.write(`\n${formatTable(result)}\n${formatClaim(result)}\n\n`);
   const out = arg('--out');
-  if (out !== undefined) await writeFileAtomic(out, `${JSON.stringify({ model: path.resolve(dir), backend: backend.name, ...result }, null, 2)}\n`, { force: true });
-  const summary = Object.fromEntries(Object.entries(result.modes).map(([m, r]) => [m, { ...r.metrics, seconds: r.seconds, secondsPerClip: r.secondsPerClip }]));
+  if (out !== undefined)
+    await writeFileAtomic(
+      out,
+      `${JSON.stringify({ model: path.resolve(dir), backend: backend.name, ...result }, null, 2)}\n`,
+      { force: true },
+    );
+  const summary = Object.fromEntries(
+    Object.entries(result.modes).map(([m, r]) => [
+      m,
+      { ...r.metrics, seconds: r.seconds, secondsPerClip: r.secondsPerClip },
+    ]),
+  );
   const { seeds: _, ...settings } = result.settings;
   process.stdout.write(
-    JSON.stringify({ bench: 'eval', model: path.resolve(dir), backend: backend.name, machine: machine(), settings, modes: summary, groundTruth: result.groundTruth?.metrics, claim: result.claim, seconds: result.seconds }) + '\n',
+    JSON.stringify({
+      bench: 'eval',
+      model: path.resolve(dir),
+      backend: backend.name,
+      machine: machine(),
+      settings,
+      modes: summary,
+      groundTruth: result.groundTruth?.metrics,
+      claim: result.claim,
+      seconds: result.seconds,
+    }) + '\n',
   );
 } finally {
   model.dispose();

@@ -14,7 +14,14 @@ export type Row = Record<string, string | number | boolean | null>;
 
 /** Print rows as an aligned table (columns in the order given), then one JSON line per row. */
 export function report(title: string, rows: Row[], columns: string[]): void {
-  const cell = (v: Row[string] | undefined) => (v === undefined || v === null ? '-' : typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : String(v));
+  const cell = (v: Row[string] | undefined) =>
+    v === undefined || v === null
+      ? '-'
+      : typeof v === 'number'
+        ? Number.isInteger(v)
+          ? String(v)
+          : v.toPrecision(4)
+        : String(v);
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ');
   process.stdout.write(`\n${title}\n${line(columns)}\n${line(widths.map((w) => '-'.repeat(w)))}\n`);

@@ -20,7 +20,14 @@
 import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends, type BackendInfo } from '../src/backend/index.js';
-import { installWasmHeapGuard, occupyWasmHeapHoles, resetWasmHighWater, wasmHeapNeed, wasmHeapStats, type PeakEstimate } from '../src/backend/memoryBudget.js';
+import {
+  installWasmHeapGuard,
+  occupyWasmHeapHoles,
+  resetWasmHighWater,
+  wasmHeapNeed,
+  wasmHeapStats,
+  type PeakEstimate,
+} from '../src/backend/memoryBudget.js';
 import { t5PeakEstimate, transformerPeakEstimate } from '../src/model/peakEstimate.js';
 import { parseTextEncoderConfig } from '../src/config/textEncoderConfig.js';
 import { parseTransformerConfig } from '../src/config/transformerConfig.js';
@@ -79,8 +86,18 @@ const MiB = (b: number) => Number((b / 2 ** 20).toFixed(1));
 
 function model(c: MemoryCase): Mask2DiTTransformer {
   const { config } = parseTransformerConfig({
-    _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: c.dim / 64, attention_head_dim: 64, num_layers: c.layers, in_channels: 16, out_channels: 16,
-    text_embed_dim: 4096, max_text_seq_length: TEXT, time_embed_dim: 512, sample_height: 60, sample_width: 90, use_rotary_positional_embeddings: true,
+    _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+    num_attention_heads: c.dim / 64,
+    attention_head_dim: 64,
+    num_layers: c.layers,
+    in_channels: 16,
+    out_channels: 16,
+    text_embed_dim: 4096,
+    max_text_seq_length: TEXT,
+    time_embed_dim: 512,
+    sample_height: 60,
+    sample_width: 90,
+    use_rotary_positional_embeddings: true,
   });
   return new Mask2DiTTransformer(config, WeightSource.random(1));
 }
@@ -103,7 +120,9 @@ async function runCase(name: string): Promise<void> {
   installWasmHeapGuard();
   const row = 't5' in c ? t5Case(c) : transformerCase(c);
   shutdownBackends();
-  process.stdout.write(JSON.stringify({ bench: 'memory', row: name, backend: 'wasm', threads: info.threads ?? null, ...row }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ bench: 'memory', row: name, backend: 'wasm', threads: info.threads ?? null, ...row }) + '\n',
+  );
 }
 
 /**
@@ -123,23 +142,60 @@ function measure(run: () => void, est: PeakEstimate, act: number, fill = true): 
   const peak = after.liveHighWaterBytes - before.liveBytes;
   const need = hole !== undefined ? after.highWaterBytes - hole.top : NaN;
   return {
-    actMiB: MiB(act), peakMiB: MiB(peak), peakActs: Number((peak / act).toFixed(2)), estMiB: MiB(est.totalBytes), estOverPeak: Number((est.totalBytes / peak).toFixed(3)),
-    heapNeedMiB: fill ? MiB(need) : null, needOverPeak: fill ? Number((need / peak).toFixed(3)) : null, estHeapMiB: MiB(wasmHeapNeed(est)), estHeapOverNeed: fill ? Number((wasmHeapNeed(est) / need).toFixed(3)) : null,
-    heapBeforeMiB: MiB(before.heapBytes), heapMiB: MiB(after.heapBytes), liveBeforeMiB: MiB(before.liveBytes), ms: Math.round(ms),
+    actMiB: MiB(act),
+    peakMiB: MiB(peak),
+    peakActs: Number((peak / act).toFixed(2)),
+    estMiB: MiB(est.totalBytes),
+    estOverPeak: Number((est.totalBytes / peak).toFixed(3)),
+    heapNeedMiB: fill ? MiB(need) : null,
+    needOverPeak: fill ? Number((need / peak).toFixed(3)) : null,
+    estHeapMiB: MiB(wasmHeapNeed(est)),
+    estHeapOverNeed: fill ? Number((wasmHeapNeed(est) / need).toFixed(3)) : null,
+    heapBeforeMiB: MiB(before.heapBytes),
+    heapMiB: MiB(after.heapBytes),
+    liveBeforeMiB: MiB(before.liveBytes),
+    ms: Math.round(ms),
   };
 }
 
 /** A T5 encoder of random (Hugging Face-initialised) weights: warm-up at batch 1, then the case. */
 function t5Case(c: T5Case): Row {
-  const { config } = parseTextEncoderConfig({ d_model: c.dModel, num_heads: c.heads, d_kv: 64, d_ff: c.dFF, num_layers: c.layers, feed_forward_proj: 'gated-gelu', vocab_size: 32128 });
+  const { config } = parseTextEncoderConfig({
+    d_model: c.dModel,
+    num_heads: c.heads,
+    d_kv: 64,
+    d_ff: c.dFF,
+    num_layers: c.layers,
+    feed_forward_proj: 'gated-gelu',
+    vocab_size: 32128,
+  });
   const enc = T5Encoder.init(config, 1);
-  const ids = (B: number) => tf.tensor2d(Int32Array.from({ length: B * TEXT }, (_, i) => (i * 7919) % 32000), [B, TEXT], 'int32');
+  const ids = (B: number) =>
+    tf.tensor2d(
+      Int32Array.from({ length: B * TEXT }, (_, i) => (i * 7919) % 32000),
+      [B, TEXT],
+      'int32',
+    );
   const warm = ids(1);
   tf.dispose(enc.forward({ ids: warm }));
   warm.dispose();
   const x = ids(c.batch);
-  const est = t5PeakEstimate({ B: c.batch, L: TEXT, dModel: c.dModel, heads: c.heads, dKv: 64, dFF: c.dFF, layers: c.layers, gated: true, paddingMask: c.padding === true });
-  const row = measure(() => tf.dispose(enc.forward({ ids: x, attentionMask: c.padding === true ? 'padding' : 'none' })), est, 4 * c.batch * TEXT * c.dModel);
+  const est = t5PeakEstimate({
+    B: c.batch,
+    L: TEXT,
+    dModel: c.dModel,
+    heads: c.heads,
+    dKv: 64,
+    dFF: c.dFF,
+    layers: c.layers,
+    gated: true,
+    paddingMask: c.padding === true,
+  });
+  const row = measure(
+    () => tf.dispose(enc.forward({ ids: x, attentionMask: c.padding === true ? 'padding' : 'none' })),
+    est,
+    4 * c.batch * TEXT * c.dModel,
+  );
   enc.dispose();
   return { dim: c.dModel, layers: c.layers, batch: c.batch, tokens: TEXT, ...row };
 }
@@ -153,24 +209,47 @@ function transformerCase(c: MemoryCase): Row {
   const plan = m.plan(x);
   const cfg = m.config;
   const est = transformerPeakEstimate({
-    B: c.batch, Lt: TEXT * c.scenes, Lv: plan.layout.video.reduce((a, b) => a + b, 0), dim: cfg.innerDim, heads: cfg.num_attention_heads,
-    ffInner: 4 * cfg.innerDim, chunkSize: 1024, layout: plan.layout, heldBlockOutputs: cfg.num_layers, segment: c.clip !== undefined, headDim: cfg.attention_head_dim,
+    B: c.batch,
+    Lt: TEXT * c.scenes,
+    Lv: plan.layout.video.reduce((a, b) => a + b, 0),
+    dim: cfg.innerDim,
+    heads: cfg.num_attention_heads,
+    ffInner: 4 * cfg.innerDim,
+    chunkSize: 1024,
+    layout: plan.layout,
+    heldBlockOutputs: cfg.num_layers,
+    segment: c.clip !== undefined,
+    headDim: cfg.attention_head_dim,
   });
   const L = TEXT * c.scenes + plan.layout.video.reduce((a, b) => a + b, 0);
   const row = measure(() => tf.dispose(m.forward(x)), est, 4 * c.batch * L * cfg.innerDim, c.big !== true);
   m.dispose();
-  return { dim: cfg.innerDim, layers: c.layers, scenes: c.scenes, batch: c.batch, clip: c.clip ?? null, tokens: L, ...row };
+  return {
+    dim: cfg.innerDim,
+    layers: c.layers,
+    scenes: c.scenes,
+    batch: c.batch,
+    clip: c.clip ?? null,
+    tokens: L,
+    ...row,
+  };
 }
 
 async function main(): Promise<void> {
   const only = arg('--only')?.split(',');
-  const names = Object.keys(CASES).filter((n) => (only !== undefined ? only.includes(n) : !(CASES[n] as MemoryCase).big || flag('--big')));
+  const names = Object.keys(CASES).filter((n) =>
+    only !== undefined ? only.includes(n) : !(CASES[n] as MemoryCase).big || flag('--big'),
+  );
   const stamp = { machine: machine(), date: new Date().toISOString().slice(0, 10) };
   process.stdout.write(`memory benchmark — ${stamp.machine}\n`);
   const rows: Row[] = [];
   for (const n of names) {
     const extra = arg('--threads') !== undefined ? ['--threads', arg('--threads')!] : [];
-    const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, '--case', n, ...extra], { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, MASK2DIT_WASM_BUDGET_MIB: '4095' } });
+    const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, '--case', n, ...extra], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+      env: { ...process.env, MASK2DIT_WASM_BUDGET_MIB: '4095' },
+    });
     const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
     if (r.status !== 0 || line === undefined) {
       process.stderr.write(`case ${n} failed (status ${r.status}): ${r.stderr.slice(-2000)}\n`);
@@ -180,9 +259,24 @@ async function main(): Promise<void> {
     process.stderr.write(`done: ${JSON.stringify(row)}\n`);
     rows.push(row);
   }
-  report(`transformer forward memory on wasm (${stamp.machine}; peak = live tensor bytes, heap need = contiguous heap bytes)`, rows, [
-    'row', 'tokens', 'actMiB', 'peakMiB', 'peakActs', 'estMiB', 'estOverPeak', 'heapNeedMiB', 'needOverPeak', 'estHeapMiB', 'estHeapOverNeed', 'ms',
-  ]);
+  report(
+    `transformer forward memory on wasm (${stamp.machine}; peak = live tensor bytes, heap need = contiguous heap bytes)`,
+    rows,
+    [
+      'row',
+      'tokens',
+      'actMiB',
+      'peakMiB',
+      'peakActs',
+      'estMiB',
+      'estOverPeak',
+      'heapNeedMiB',
+      'needOverPeak',
+      'estHeapMiB',
+      'estHeapOverNeed',
+      'ms',
+    ],
+  );
 }
 
 const one = arg('--case');

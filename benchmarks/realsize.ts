@@ -33,7 +33,8 @@ const PROMPTS = [
   'Actor2 (wearing a beige hat, blue flannel shirt, sitting on a log) watches Actor1 with a smile, appreciating the tranquility of the early morning.',
   'Actor1 lowers the camera and shares a quiet laugh with Actor2 as they both take in the serene beauty of the forest.',
 ];
-const NEGATIVE = 'The video is not of a high quality, it has a low resolution. Watermark present in each frame. The background is solid. Strange body and strange trajectory. Distortion. ';
+const NEGATIVE =
+  'The video is not of a high quality, it has a low resolution. Watermark present in each frame. The background is solid. Strange body and strange trajectory. Distortion. ';
 
 /** The wasm heap's current size in bytes (undefined on other backends). */
 function wasmHeapBytes(): number | undefined {
@@ -89,12 +90,15 @@ async function main(): Promise<void> {
   const offload = parseOffloadMode(arg('--offload') ?? 'auto');
   const rows: Row[] = [];
   const limits = memoryLimits();
-  process.stderr.write(`real-size run: ${dir} on ${backend.name} (${backend.device}), budget ${limits.totalBytes !== undefined ? mib(limits.totalBytes) : 'none'}; ${machine()}\n`);
+  process.stderr.write(
+    `real-size run: ${dir} on ${backend.name} (${backend.device}), budget ${limits.totalBytes !== undefined ? mib(limits.totalBytes) : 'none'}; ${machine()}\n`,
+  );
 
   const model = await phase('load', rows, () => loadModelFolder(dir, { offload }));
   try {
     for (const n of model.notes) process.stderr.write(`note: ${n}\n`);
-    if (model.tokenizer === undefined || model.textEncoder === undefined) throw new Error(`${dir}: no tokenizer/text encoder: ${model.notes.join(' ')}`);
+    if (model.tokenizer === undefined || model.textEncoder === undefined)
+      throw new Error(`${dir}: no tokenizer/text encoder: ${model.notes.join(' ')}`);
     const pe = new PromptEncoder(model.tokenizer, model.textEncoder);
     const [prompts, negative] = await phase('encode 3 prompts + negative', rows, async () => {
       const all = pe.encode([...PROMPTS, NEGATIVE]); // [4, T, D]
@@ -103,12 +107,31 @@ async function main(): Promise<void> {
       await parts[0]!.data();
       return parts as [tf.Tensor, tf.Tensor];
     });
-    const pipe = new Mask2DiTPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
-    const result = await phase(`1 step, 3 scenes × ${frames} frames at ${height}×${width}, guidance ${guidance}`, rows, async () => {
-      const r = await pipe.generate({ prompts, ...(guidance > 1 ? { negative } : {}), scenes: 3, frames, height, width, steps: 1, guidanceScale: guidance, output: 'latent', sampler: model.samplerName });
-      await r.latents.data();
-      return r;
+    const pipe = new Mask2DiTPipeline({
+      transformer: model.transformer,
+      vae: model.vae,
+      scheduler: model.schedulerConfig,
     });
+    const result = await phase(
+      `1 step, 3 scenes × ${frames} frames at ${height}×${width}, guidance ${guidance}`,
+      rows,
+      async () => {
+        const r = await pipe.generate({
+          prompts,
+          ...(guidance > 1 ? { negative } : {}),
+          scenes: 3,
+          frames,
+          height,
+          width,
+          steps: 1,
+          guidanceScale: guidance,
+          output: 'latent',
+          sampler: model.samplerName,
+        });
+        await r.latents.data();
+        return r;
+      },
+    );
     tf.dispose([prompts, negative, result.latents]);
     const C = model.transformer.config.in_channels;
     const video = await phase(`decode 1 latent frame at ${dh}×${dw}`, rows, async () => {
@@ -122,8 +145,23 @@ async function main(): Promise<void> {
   } finally {
     model.dispose();
   }
-  const columns = ['phase', 'backend', 'seconds', 'peak_rss_mib', 'rss_mib', 'external_mib', 'tensor_mib', 'tensor_peak_mib', 'wasm_heap_mib', 'wasm_heap_grew_mib'];
-  report(`real-size Mask²DiT pipeline (${dir}) on ${backend.name}, ${machine()}, ${(os.freemem() / 2 ** 30).toFixed(1)} GiB free at the end`, rows, columns);
+  const columns = [
+    'phase',
+    'backend',
+    'seconds',
+    'peak_rss_mib',
+    'rss_mib',
+    'external_mib',
+    'tensor_mib',
+    'tensor_peak_mib',
+    'wasm_heap_mib',
+    'wasm_heap_grew_mib',
+  ];
+  report(
+    `real-size Mask²DiT pipeline (${dir}) on ${backend.name}, ${machine()}, ${(os.freemem() / 2 ** 30).toFixed(1)} GiB free at the end`,
+    rows,
+    columns,
+  );
   shutdownBackends();
 }
 

@@ -16,7 +16,10 @@ import { machine } from '../src/bench/measure.js';
 import { referenceFromFlags } from '../src/bench/reference.js';
 import { arg, flag } from './lib.js';
 
-const list = (name: string): string[] | undefined => arg(name)?.split(',').filter((s) => s !== '');
+const list = (name: string): string[] | undefined =>
+  arg(name)
+    ?.split(',')
+    .filter((s) => s !== '');
 const only = list('--only');
 const unknown = only?.filter((c) => !(COMPONENTS as readonly string[]).includes(c)) ?? [];
 if (unknown.length > 0) {
@@ -29,7 +32,11 @@ const rows = await runBenchmarks({
   ...(only !== undefined ? { only: only as Component[] } : {}),
   quick: flag('--quick'),
   ...(arg('--reps') !== undefined ? { reps: Number(arg('--reps')) } : {}),
-  ...referenceFromFlags({ reference: flag('--reference'), python: arg('--python'), referenceDevice: arg('--reference-device') }),
+  ...referenceFromFlags({
+    reference: flag('--reference'),
+    python: arg('--python'),
+    referenceDevice: arg('--reference-device'),
+  }),
   onRow: (r) => process.stderr.write(`  ${r.component} ${r.backend}: ${r.msPerCall ?? r.skipped} ms — ${r.config}\n`),
 });
 process.stdout.write(formatReport(rows));

@@ -122,26 +122,45 @@ async function main(): Promise<void> {
       return a;
     });
     const tensors: Record<string, TensorToWrite> = {};
-    for (let i = 0; i < count; i++) tensors[`blocks.${String(i).padStart(3, '0')}.weight`] = { dtype: 'F32', shape: [elems / 1024, 1024], data: pool[i % pool.length]! };
+    for (let i = 0; i < count; i++)
+      tensors[`blocks.${String(i).padStart(3, '0')}.weight`] = {
+        dtype: 'F32',
+        shape: [elems / 1024, 1024],
+        data: pool[i % pool.length]!,
+      };
     const tw = Date.now();
     await writeSafetensors(file, tensors, { format: 'pt' });
     const size = fs.statSync(file).size;
-    process.stderr.write(`wrote ${count} × ${tensorMiB} MiB F32 tensors (${(size / 2 ** 20).toFixed(1)} MiB) in ${Date.now() - tw} ms: ${file}\n`);
+    process.stderr.write(
+      `wrote ${count} × ${tensorMiB} MiB F32 tensors (${(size / 2 ** 20).toFixed(1)} MiB) in ${Date.now() - tw} ms: ${file}\n`,
+    );
 
     const results: Result[] = [];
     for (const m of ['reader', 'readfile'] as const) {
-      const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, '--mode', m, '--file', file], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, '--mode', m, '--file', file], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 20,
+      });
       if (r.status !== 0) throw new Error(`child --mode ${m} failed (${r.status ?? r.signal}): ${r.stderr}`);
       const line = r.stdout.trim().split('\n').pop() ?? '';
       results.push(JSON.parse(line) as Result);
     }
 
     const mib = (b: number) => (b / 2 ** 20).toFixed(1);
-    const rows = results.map((r) => [r.mode, r.mbPerS.toFixed(0), mib(r.peakRssBytes), mib(r.peakRssBytes - r.baselineRssBytes)]);
+    const rows = results.map((r) => [
+      r.mode,
+      r.mbPerS.toFixed(0),
+      mib(r.peakRssBytes),
+      mib(r.peakRssBytes - r.baselineRssBytes),
+    ]);
     const head = ['mode', 'MB/s', 'peak RSS MiB', 'RSS over baseline MiB'];
     const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
-    const lines = [`safetensors read, ${mib(results[0]!.sizeBytes)} MiB file, ${count} tensors, ${process.version}, ${machine()}`, fmt(head), ...rows.map(fmt)];
+    const lines = [
+      `safetensors read, ${mib(results[0]!.sizeBytes)} MiB file, ${count} tensors, ${process.version}, ${machine()}`,
+      fmt(head),
+      ...rows.map(fmt),
+    ];
     const [reader, readfile] = results as [Result, Result];
     lines.push(
       `reader / readFileSync: throughput ×${(reader.mbPerS / readfile.mbPerS).toFixed(2)}, ` +
@@ -149,7 +168,17 @@ async function main(): Promise<void> {
     );
     process.stderr.write(lines.join('\n') + '\n');
     for (const r of results) {
-      process.stdout.write(JSON.stringify({ bench: r.bench, mode: r.mode, sizeBytes: r.sizeBytes, mbPerS: Number(r.mbPerS.toFixed(1)), peakRssBytes: r.peakRssBytes, node: r.node, machine: r.machine }) + '\n');
+      process.stdout.write(
+        JSON.stringify({
+          bench: r.bench,
+          mode: r.mode,
+          sizeBytes: r.sizeBytes,
+          mbPerS: Number(r.mbPerS.toFixed(1)),
+          peakRssBytes: r.peakRssBytes,
+          node: r.node,
+          machine: r.machine,
+        }) + '\n',
+      );
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

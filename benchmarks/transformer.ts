@@ -37,7 +37,6 @@ const sceneCounts = list('--scenes', '1,3').map(Number);
 const reps = Number(arg('--reps') ?? 3);
 const cpuBig = flag('--cpu-big');
 
-
 async function tensorsFromFixture(caseName: string): Promise<Map<string, tf.Tensor | number[]>> {
   const src = await openSafetensors(`test/fixtures/${caseName}/io.safetensors`);
   const out = new Map<string, tf.Tensor | number[]>();
@@ -52,8 +51,15 @@ async function tensorsFromFixture(caseName: string): Promise<Map<string, tf.Tens
 
 async function tinyRows(backend: string): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const c of ['transformer_2b_single', 'transformer_5b_rope_single', 'mask2dit_multiscene', 'mask2dit_conditional']) {
-    const model = await Mask2DiTTransformer.fromPretrained(`test/fixtures/${c}`, { weights: `test/fixtures/${c}/weights.safetensors` });
+  for (const c of [
+    'transformer_2b_single',
+    'transformer_5b_rope_single',
+    'mask2dit_multiscene',
+    'mask2dit_conditional',
+  ]) {
+    const model = await Mask2DiTTransformer.fromPretrained(`test/fixtures/${c}`, {
+      weights: `test/fixtures/${c}/weights.safetensors`,
+    });
     const io = await tensorsFromFixture(c);
     const clip = io.get('clip_idx') as number[] | undefined;
     const run = async () => {
@@ -68,7 +74,22 @@ async function tinyRows(backend: string): Promise<Row[]> {
     };
     const t = await timeIt(run, reps * 3);
     const peak = await peakTensorBytes(run);
-    rows.push({ bench: 'transformer', row: `tiny:${c}`, backend, tokens: model.plan({ hiddenStates: io.get('hidden_states') as tf.Tensor, encoderHiddenStates: io.get('encoder_hidden_states') as tf.Tensor, timestep: io.get('timestep') as number[] }).layout.video.reduce((a, b) => a + b), ms: Number(t.medianMs.toFixed(2)), gflops: null, peakMiB: Number((peak / 2 ** 20).toFixed(2)), params: model.countParams() });
+    rows.push({
+      bench: 'transformer',
+      row: `tiny:${c}`,
+      backend,
+      tokens: model
+        .plan({
+          hiddenStates: io.get('hidden_states') as tf.Tensor,
+          encoderHiddenStates: io.get('encoder_hidden_states') as tf.Tensor,
+          timestep: io.get('timestep') as number[],
+        })
+        .layout.video.reduce((a, b) => a + b),
+      ms: Number(t.medianMs.toFixed(2)),
+      gflops: null,
+      peakMiB: Number((peak / 2 ** 20).toFixed(2)),
+      params: model.countParams(),
+    });
     tf.dispose([...io.values()].filter((v): v is tf.Tensor => v instanceof tf.Tensor));
     model.dispose();
   }
@@ -77,8 +98,18 @@ async function tinyRows(backend: string): Promise<Row[]> {
 
 async function smallRow(backend: string): Promise<Row> {
   const { config } = parseTransformerConfig({
-    _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: 8, attention_head_dim: 64, num_layers: 8, in_channels: 16, out_channels: 16,
-    text_embed_dim: 4096, max_text_seq_length: 64, time_embed_dim: 512, sample_height: 32, sample_width: 64, use_rotary_positional_embeddings: true,
+    _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+    num_attention_heads: 8,
+    attention_head_dim: 64,
+    num_layers: 8,
+    in_channels: 16,
+    out_channels: 16,
+    text_embed_dim: 4096,
+    max_text_seq_length: 64,
+    time_embed_dim: 512,
+    sample_height: 32,
+    sample_width: 64,
+    use_rotary_positional_embeddings: true,
   });
   const model = new Mask2DiTTransformer(config, WeightSource.random(1));
   const S = 3;
@@ -96,7 +127,16 @@ async function smallRow(backend: string): Promise<Row> {
   const t = await timeIt(run, Math.max(1, Math.floor(reps / 2)), 1);
   const peak = await peakTensorBytes(run);
   tf.dispose([x, e, rope.cos, rope.sin]);
-  const row = { bench: 'transformer', row: 'small:8L-8x64-3x2048', backend, tokens: 3 * 2048 + 3 * 64, ms: Number(t.medianMs.toFixed(1)), gflops: Number((flops / t.medianMs / 1e6).toFixed(2)), peakMiB: Number((peak / 2 ** 20).toFixed(1)), params: model.countParams() };
+  const row = {
+    bench: 'transformer',
+    row: 'small:8L-8x64-3x2048',
+    backend,
+    tokens: 3 * 2048 + 3 * 64,
+    ms: Number(t.medianMs.toFixed(1)),
+    gflops: Number((flops / t.medianMs / 1e6).toFixed(2)),
+    peakMiB: Number((peak / 2 ** 20).toFixed(1)),
+    params: model.countParams(),
+  };
   model.dispose();
   return row;
 }
@@ -122,7 +162,16 @@ async function block5bRows(backend: string): Promise<Row[]> {
     const t0 = performance.now();
     peak = await peakTensorBytes(run); // one run, also the timing (a block at this size takes tens of seconds)
     const ms = performance.now() - t0;
-    rows.push({ bench: 'transformer', row: `block5b:${S}scene`, backend, tokens: layoutTotals(layout).total, ms: Number(ms.toFixed(0)), gflops: Number((blockFlops(layout, FIVE_B.dim) / ms / 1e6).toFixed(2)), peakMiB: Number((peak / 2 ** 20).toFixed(0)), params: block.countParams() });
+    rows.push({
+      bench: 'transformer',
+      row: `block5b:${S}scene`,
+      backend,
+      tokens: layoutTotals(layout).total,
+      ms: Number(ms.toFixed(0)),
+      gflops: Number((blockFlops(layout, FIVE_B.dim) / ms / 1e6).toFixed(2)),
+      peakMiB: Number((peak / 2 ** 20).toFixed(0)),
+      params: block.countParams(),
+    });
     tf.dispose([h, e, temb, rope.cos, rope.sin]);
   }
   block.dispose();
@@ -145,8 +194,16 @@ async function attentionRows(backend: string): Promise<Row[]> {
     const peak = await peakTensorBytes(run);
     const ms = performance.now() - t0;
     rows.push({
-      bench: 'maskedAttention', row: `attention:${S}scene-${H}heads`, backend, tokens: L, ms: Number(ms.toFixed(0)), gflops: Number(((4 * 64 * H * maskPairs(layout)) / ms / 1e6).toFixed(2)),
-      peakMiB: Number((peak / 2 ** 20).toFixed(1)), scoreBlockMiB: Number((peakScoreBytes(layout) / 2 ** 20).toFixed(1)), denseHeadMiB: Number((denseScoreBytes(layout) / 2 ** 20).toFixed(1)), inputsMiB: Number(((3 * H * L * 64 * 4) / 2 ** 20).toFixed(1)),
+      bench: 'maskedAttention',
+      row: `attention:${S}scene-${H}heads`,
+      backend,
+      tokens: L,
+      ms: Number(ms.toFixed(0)),
+      gflops: Number(((4 * 64 * H * maskPairs(layout)) / ms / 1e6).toFixed(2)),
+      peakMiB: Number((peak / 2 ** 20).toFixed(1)),
+      scoreBlockMiB: Number((peakScoreBytes(layout) / 2 ** 20).toFixed(1)),
+      denseHeadMiB: Number((denseScoreBytes(layout) / 2 ** 20).toFixed(1)),
+      inputsMiB: Number(((3 * H * L * 64 * 4) / 2 ** 20).toFixed(1)),
     });
     tf.dispose([q!, k!, v!]);
   }
@@ -171,7 +228,11 @@ async function main(): Promise<void> {
   }
   shutdownBackends();
   const stamp = { machine: machine(), date: new Date().toISOString().slice(0, 10) };
-  report(`transformer forward (${stamp.machine}; ms = median wall time; peak = tf.profile peak tensor bytes)`, rows.map((r) => ({ ...r, ...stamp })), ['row', 'backend', 'tokens', 'ms', 'gflops', 'peakMiB', 'scoreBlockMiB', 'denseHeadMiB', 'inputsMiB', 'params']);
+  report(
+    `transformer forward (${stamp.machine}; ms = median wall time; peak = tf.profile peak tensor bytes)`,
+    rows.map((r) => ({ ...r, ...stamp })),
+    ['row', 'backend', 'tokens', 'ms', 'gflops', 'peakMiB', 'scoreBlockMiB', 'denseHeadMiB', 'inputsMiB', 'params'],
+  );
   const att = rows.filter((r) => r['bench'] === 'maskedAttention');
   for (const b of backends) {
     const a = att.filter((r) => r['backend'] === b);
@@ -179,8 +240,11 @@ async function main(): Promise<void> {
     const first = a[0]!;
     const last = a[a.length - 1]!;
     const scenes = a.length;
-    const opGrowth = (Number(last['peakMiB']) - Number(last['inputsMiB'])) / (Number(first['peakMiB']) - Number(first['inputsMiB']));
-    process.stdout.write(`attention op on ${b}: ${scenes}× the scenes → working set (peak − inputs) ×${opGrowth.toFixed(2)}, largest score block ×${(Number(last['scoreBlockMiB']) / Number(first['scoreBlockMiB'])).toFixed(2)}, a dense [L, L] head ×${(Number(last['denseHeadMiB']) / Number(first['denseHeadMiB'])).toFixed(2)} (${mib(Number(last['denseHeadMiB']) * 2 ** 20)} per head)\n`);
+    const opGrowth =
+      (Number(last['peakMiB']) - Number(last['inputsMiB'])) / (Number(first['peakMiB']) - Number(first['inputsMiB']));
+    process.stdout.write(
+      `attention op on ${b}: ${scenes}× the scenes → working set (peak − inputs) ×${opGrowth.toFixed(2)}, largest score block ×${(Number(last['scoreBlockMiB']) / Number(first['scoreBlockMiB'])).toFixed(2)}, a dense [L, L] head ×${(Number(last['denseHeadMiB']) / Number(first['denseHeadMiB'])).toFixed(2)} (${mib(Number(last['denseHeadMiB']) * 2 ** 20)} per head)\n`,
+    );
   }
 }
 

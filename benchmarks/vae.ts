@@ -50,13 +50,22 @@ function arg(name: string): string | undefined {
 
 function scenarios(): Scenario[] {
   const [h, w] = (arg('--size') ?? '64x96').split('x').map(Number) as [number, number];
-  if (!(h > 0 && w > 0 && h % 8 === 0 && w % 8 === 0)) throw new Error(`--size must be HxW, multiples of 8, got ${arg('--size')}`);
+  if (!(h > 0 && w > 0 && h % 8 === 0 && w % 8 === 0))
+    throw new Error(`--size must be HxW, multiples of 8, got ${arg('--size')}`);
   const iters = Number(arg('--iters') ?? 1);
   const only = arg('--only')?.split(',');
   const all: Scenario[] = [
     { name: 'tiny', config: TINY, latentFrames: 5, height: 24, width: 32, iters: 3, enabled: true },
     { name: 'batch', config: COGVIDEOX_5B, latentFrames: 3, height: h, width: w, iters, enabled: true }, // 49 frames → 13 latents; one batch = calls [0,1) + [1,3)
-    { name: 'scene', config: COGVIDEOX_5B, latentFrames: 13, height: h, width: w, iters, enabled: process.argv.includes('--scene') }, // 49 frames, 480×720 → 13×60×90 latents
+    {
+      name: 'scene',
+      config: COGVIDEOX_5B,
+      latentFrames: 13,
+      height: h,
+      width: w,
+      iters,
+      enabled: process.argv.includes('--scene'),
+    }, // 49 frames, 480×720 → 13×60×90 latents
   ];
   return all.filter((s) => only === undefined || only.includes(s.name));
 }
@@ -98,7 +107,19 @@ async function runScenario(s: Scenario, info: BackendInfo, measured: Map<string,
   const vae = new CogVideoXVAE(config, WeightSource.random(1));
   const weightBytes = tf.memory().numBytes - before;
   const z = tf.randomNormal([1, config.latent_channels, s.latentFrames, h, w], 0, 1, 'float32', 2);
-  const base: Omit<Row, 'meanMs' | 'perFrameMs' | 'gflop' | 'gflops' | 'peakBytes' | 'outputFrames' | 'numTensorsAfter' | 'skipped' | 'warmup' | 'iters'> = {
+  const base: Omit<
+    Row,
+    | 'meanMs'
+    | 'perFrameMs'
+    | 'gflop'
+    | 'gflops'
+    | 'peakBytes'
+    | 'outputFrames'
+    | 'numTensorsAfter'
+    | 'skipped'
+    | 'warmup'
+    | 'iters'
+  > = {
     bench: 'vae',
     scenario: s.name,
     backend: info.name,
@@ -130,7 +151,19 @@ async function runScenario(s: Scenario, info: BackendInfo, measured: Map<string,
     }
     const meanMs = times.reduce((a, b) => a + b, 0) / times.length;
     const gflop = flopsOf(prof.kernels as never) / 1e9;
-    const row: Row = { ...base, outputFrames: frames, warmup: 1, iters: s.iters, meanMs, perFrameMs: meanMs / frames, gflop, gflops: gflop / (meanMs / 1000), peakBytes: prof.peakBytes - before, numTensorsAfter: 0, skipped: false };
+    const row: Row = {
+      ...base,
+      outputFrames: frames,
+      warmup: 1,
+      iters: s.iters,
+      meanMs,
+      perFrameMs: meanMs / frames,
+      gflop,
+      gflops: gflop / (meanMs / 1000),
+      peakBytes: prof.peakBytes - before,
+      numTensorsAfter: 0,
+      skipped: false,
+    };
     if (s.name !== 'tiny') row.estimate480x720 = estimate(row);
     return row;
   } finally {
@@ -148,9 +181,38 @@ function estimate(r: Row): NonNullable<Row['estimate480x720']> {
   return { perFrameS, sceneOf49FramesS: perFrameS * 49, peakBytes, fitsWasmHeap: peakBytes < 3.5 * 2 ** 30 };
 }
 
-function skippedRow(s: Scenario, base: Omit<Row, 'meanMs' | 'perFrameMs' | 'gflop' | 'gflops' | 'peakBytes' | 'outputFrames' | 'numTensorsAfter' | 'skipped' | 'warmup' | 'iters'>, batch: Row | undefined): Row {
+function skippedRow(
+  s: Scenario,
+  base: Omit<
+    Row,
+    | 'meanMs'
+    | 'perFrameMs'
+    | 'gflop'
+    | 'gflops'
+    | 'peakBytes'
+    | 'outputFrames'
+    | 'numTensorsAfter'
+    | 'skipped'
+    | 'warmup'
+    | 'iters'
+  >,
+  batch: Row | undefined,
+): Row {
   const frames = 4 * (s.latentFrames - 1) + 1;
-  const row: Row = { ...base, outputFrames: frames, warmup: 0, iters: 0, meanMs: null, perFrameMs: null, gflop: 0, gflops: null, peakBytes: null, numTensorsAfter: tf.memory().numTensors, skipped: true, note: 'skipped (pass --scene); estimate from the batch row' };
+  const row: Row = {
+    ...base,
+    outputFrames: frames,
+    warmup: 0,
+    iters: 0,
+    meanMs: null,
+    perFrameMs: null,
+    gflop: 0,
+    gflops: null,
+    peakBytes: null,
+    numTensorsAfter: tf.memory().numTensors,
+    skipped: true,
+    note: 'skipped (pass --scene); estimate from the batch row',
+  };
   if (batch?.perFrameMs != null) {
     row.perFrameMs = batch.perFrameMs;
     row.meanMs = batch.perFrameMs * frames;
@@ -162,17 +224,33 @@ function skippedRow(s: Scenario, base: Omit<Row, 'meanMs' | 'perFrameMs' | 'gflo
 
 function gitSha(): string {
   try {
-    return execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    return execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
   } catch {
     return 'unknown';
   }
 }
 
-const fmtBytes = (b: number | null) => (b === null ? '-' : b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
-const fmtS = (s: number) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(1)} s`);
+const fmtBytes = (b: number | null) =>
+  b === null ? '-' : b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`;
+const fmtS = (s: number) =>
+  s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(1)} s`;
 
 function table(rows: Row[]): string {
-  const head = ['scenario', 'output', 'frames', 'calls', 'mean', 'per frame', 'GFLOP', 'GFLOP/s', 'peak act.', 'weights', '480×720 per frame / 49-frame scene / peak'];
+  const head = [
+    'scenario',
+    'output',
+    'frames',
+    'calls',
+    'mean',
+    'per frame',
+    'GFLOP',
+    'GFLOP/s',
+    'peak act.',
+    'weights',
+    '480×720 per frame / 49-frame scene / peak',
+  ];
   const lines = rows.map((r) => [
     r.scenario + (r.skipped ? ' (est.)' : ''),
     r.outputSize,
@@ -184,7 +262,9 @@ function table(rows: Row[]): string {
     r.gflops === null ? '-' : r.gflops.toFixed(1),
     fmtBytes(r.peakBytes === null ? null : r.peakBytes - r.weightBytes),
     fmtBytes(r.weightBytes),
-    r.estimate480x720 === undefined ? '-' : `${fmtS(r.estimate480x720.perFrameS)} / ${fmtS(r.estimate480x720.sceneOf49FramesS)} / ${fmtBytes(r.estimate480x720.peakBytes)}${r.estimate480x720.fitsWasmHeap ? '' : ' (over the wasm heap)'}`,
+    r.estimate480x720 === undefined
+      ? '-'
+      : `${fmtS(r.estimate480x720.perFrameS)} / ${fmtS(r.estimate480x720.sceneOf49FramesS)} / ${fmtBytes(r.estimate480x720.peakBytes)}${r.estimate480x720.fitsWasmHeap ? '' : ' (over the wasm heap)'}`,
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   return [head, ...lines].map((l) => l.map((c, i) => c.padEnd(widths[i]!)).join('  ')).join('\n');
@@ -192,7 +272,9 @@ function table(rows: Row[]): string {
 
 async function main(): Promise<void> {
   const info = await selectBackend(arg('--backend') ?? 'wasm');
-  process.stderr.write(`VAE decode benchmark — backend ${info.name}: ${info.device}; machine ${os.cpus()[0]?.model} ×${os.cpus().length} cores\n`);
+  process.stderr.write(
+    `VAE decode benchmark — backend ${info.name}: ${info.device}; machine ${os.cpus()[0]?.model} ×${os.cpus().length} cores\n`,
+  );
   const rows: Row[] = [];
   const measured = new Map<string, Row>();
   for (const s of scenarios()) {
@@ -203,7 +285,9 @@ async function main(): Promise<void> {
     rows.push(row);
   }
   process.stderr.write(table(rows) + '\n');
-  process.stderr.write('peak act. = peak tensor bytes during the decode minus the weights; the scene decodes streamed (one call at a time), so its peak equals the batch\'s.\n');
+  process.stderr.write(
+    "peak act. = peak tensor bytes during the decode minus the weights; the scene decodes streamed (one call at a time), so its peak equals the batch's.\n",
+  );
   for (const r of rows) process.stdout.write(JSON.stringify(r) + '\n');
 }
 

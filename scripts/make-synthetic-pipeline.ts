@@ -54,7 +54,8 @@ import { parseArgs } from 'node:util';
 import { parseSize } from '../src/io/safetensorsShards.js';
 import { SCALES, writeSyntheticPipeline, type Scale } from '../src/model/syntheticPipeline.js';
 
-const USAGE = 'usage: node --import tsx scripts/make-synthetic-pipeline.ts --out DIR [--scale full|tiny] [--seed N] [--force] [--transformer-shard-size 5GB] [--spiece FILE]';
+const USAGE =
+  'usage: node --import tsx scripts/make-synthetic-pipeline.ts --out DIR [--scale full|tiny] [--seed N] [--force] [--transformer-shard-size 5GB] [--spiece FILE]';
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -78,7 +79,8 @@ async function main(): Promise<void> {
     return;
   }
   if (values.out === undefined) fail('--out is required');
-  if (!(SCALES as readonly string[]).includes(values.scale)) fail(`--scale must be one of ${SCALES.join(', ')}, got ${values.scale}`);
+  if (!(SCALES as readonly string[]).includes(values.scale))
+    fail(`--scale must be one of ${SCALES.join(', ')}, got ${values.scale}`);
   const seed = Number(values.seed);
   if (!Number.isInteger(seed) || seed < 0) fail(`--seed must be a non-negative integer, got ${values.seed}`);
 
@@ -88,14 +90,18 @@ async function main(): Promise<void> {
     scale: values.scale as Scale,
     seed,
     force: values.force,
-    ...(values['transformer-shard-size'] !== undefined ? { transformerShardSize: parseSize(values['transformer-shard-size']) } : {}),
+    ...(values['transformer-shard-size'] !== undefined
+      ? { transformerShardSize: parseSize(values['transformer-shard-size']) }
+      : {}),
     ...(values.spiece !== undefined ? { spiece: values.spiece } : {}),
     onProgress: (component, written, total) => {
       const now = Date.now();
       if (now - last < 2000 && written < total) return;
       last = now;
       const s = (now - started) / 1000;
-      process.stderr.write(`${component}: ${(written / 1e9).toFixed(2)} / ${(total / 1e9).toFixed(2)} GB (${s.toFixed(0)} s)\n`);
+      process.stderr.write(
+        `${component}: ${(written / 1e9).toFixed(2)} / ${(total / 1e9).toFixed(2)} GB (${s.toFixed(0)} s)\n`,
+      );
     },
   });
   process.stderr.write(`wrote ${summary.dir} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);

@@ -82,7 +82,11 @@ export function resolveThreads(requested?: number): number {
 let wasmThreads: number | undefined;
 
 /** `tf.setBackend(name)`, or why it was given up on: `after` ms passed, or `died` settled first. */
-async function setBackendUnless(name: string, after: number, died: Promise<string>): Promise<boolean | { failed: string }> {
+async function setBackendUnless(
+  name: string,
+  after: number,
+  died: Promise<string>,
+): Promise<boolean | { failed: string }> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<{ failed: string }>((resolve) => {
     timer = setTimeout(() => resolve({ failed: `did not start within ${after / 1000} s` }), after);
@@ -115,7 +119,8 @@ async function tryThreadedWasm(threads: number, timeoutMs: number): Promise<bool
 
 async function initWasm(threads: number, timeoutMs: number, attempts: number): Promise<number> {
   if (wasmThreads !== undefined && tf.engine().registry['wasm'] !== undefined) {
-    if (threads !== wasmThreads) log.warn(`wasm already running with ${wasmThreads} threads; ignoring the request for ${threads}`);
+    if (threads !== wasmThreads)
+      log.warn(`wasm already running with ${wasmThreads} threads; ignoring the request for ${threads}`);
     await tf.setBackend('wasm');
     return wasmThreads;
   }
@@ -148,7 +153,10 @@ export async function selectBackend(requested?: string, options: BackendOptions 
   const name = resolveBackendName(requested);
   switch (name) {
     case 'wasm': {
-      for (const [key, value] of [['initTimeoutMs', options.initTimeoutMs], ['initAttempts', options.initAttempts]] as const) {
+      for (const [key, value] of [
+        ['initTimeoutMs', options.initTimeoutMs],
+        ['initAttempts', options.initAttempts],
+      ] as const) {
         if (value !== undefined && !(Number.isInteger(value) && value >= 1)) {
           throw new BackendError('wasm', `${key} must be a positive integer, got ${String(value)}`);
         }
@@ -158,7 +166,11 @@ export async function selectBackend(requested?: string, options: BackendOptions 
         options.initTimeoutMs ?? WASM_INIT_TIMEOUT_MS,
         options.initAttempts ?? WASM_INIT_ATTEMPTS,
       );
-      return { name, threads, device: `${os.cpus()[0]?.model ?? 'cpu'} (wasm SIMD, ${threads} thread${threads > 1 ? 's' : ''})` };
+      return {
+        name,
+        threads,
+        device: `${os.cpus()[0]?.model ?? 'cpu'} (wasm SIMD, ${threads} thread${threads > 1 ? 's' : ''})`,
+      };
     }
     case 'cpu': {
       // tfjs-cpu prints a banner suggesting tfjs-node on first use; our backend table says that already

@@ -50,7 +50,10 @@ export class MemoryBudgetError extends Mask2DiTError {
     readonly backend: string,
     detail: string,
   ) {
-    super('MEMORY_BUDGET', `${what}: needs about ${GiB(neededBytes)} but ${backend} allows ${GiB(limitBytes)}; ${detail}`);
+    super(
+      'MEMORY_BUDGET',
+      `${what}: needs about ${GiB(neededBytes)} but ${backend} allows ${GiB(limitBytes)}; ${detail}`,
+    );
   }
 }
 
@@ -142,7 +145,10 @@ export class WasmHeapError extends Mask2DiTError {
     readonly heapBytes: number,
     readonly liveBytes: number,
   ) {
-    super('WASM_HEAP', `wasm heap exhausted: no room for a tensor of ${sizeText(bytes)} (heap ${sizeText(heapBytes)} of at most ${GiB(WASM_HEAP_BYTES)}, ${sizeText(liveBytes)} in live tensors); nothing was overwritten — use fewer frames or scenes, a smaller size, or a backend with more memory`);
+    super(
+      'WASM_HEAP',
+      `wasm heap exhausted: no room for a tensor of ${sizeText(bytes)} (heap ${sizeText(heapBytes)} of at most ${GiB(WASM_HEAP_BYTES)}, ${sizeText(liveBytes)} in live tensors); nothing was overwritten — use fewer frames or scenes, a smaller size, or a backend with more memory`,
+    );
   }
 }
 
@@ -170,7 +176,14 @@ export function installWasmHeapGuard(): boolean {
   m._free(m._malloc(8)); // Emscripten's first calls replace the export stubs: wrap the real functions
   const raw = m._malloc.bind(m);
   const rawFree = m._free.bind(m);
-  const g: HeapGuard = { raw, highWater: 0, sizes: new Map(), live: 0, liveHighWater: 0, limit: WASM_HEAP_BYTES - WASM_HEAP_RESERVE_BYTES };
+  const g: HeapGuard = {
+    raw,
+    highWater: 0,
+    sizes: new Map(),
+    live: 0,
+    liveHighWater: 0,
+    limit: WASM_HEAP_BYTES - WASM_HEAP_RESERVE_BYTES,
+  };
   m._malloc = (bytes: number): number => {
     const p = raw(bytes);
     const end = (p >>> 0) + bytes;
@@ -210,7 +223,12 @@ export function wasmHeapStats(): WasmHeapStats | undefined {
   const m = wasmModule();
   if (m === undefined || !installWasmHeapGuard()) return undefined;
   const g = guards.get(m)!;
-  return { heapBytes: heapSize(m), highWaterBytes: g.highWater, liveBytes: g.live, liveHighWaterBytes: g.liveHighWater };
+  return {
+    heapBytes: heapSize(m),
+    highWaterBytes: g.highWater,
+    liveBytes: g.live,
+    liveHighWaterBytes: g.liveHighWater,
+  };
 }
 
 /** Start new high-water marks (measurements). */
@@ -228,7 +246,8 @@ export function resetWasmHighWater(): void {
  */
 export function setWasmHeapLimitForTesting(bytes: number | undefined): void {
   const m = wasmModule();
-  if (m !== undefined && installWasmHeapGuard()) guards.get(m)!.limit = bytes ?? WASM_HEAP_BYTES - WASM_HEAP_RESERVE_BYTES;
+  if (m !== undefined && installWasmHeapGuard())
+    guards.get(m)!.limit = bytes ?? WASM_HEAP_BYTES - WASM_HEAP_RESERVE_BYTES;
 }
 
 /**
@@ -298,15 +317,33 @@ export function checkMemoryBudget(what: string, est: PeakEstimate, limits: Memor
   if (limits.totalBytes !== undefined) {
     const live = tf.memory().numBytes;
     if (live + need > limits.totalBytes) {
-      throw new MemoryBudgetError(what, live + need, limits.totalBytes, limits.backend, `${GiB(live)} already live + about ${GiB(need)} of intermediates; ${est.hint}`);
+      throw new MemoryBudgetError(
+        what,
+        live + need,
+        limits.totalBytes,
+        limits.backend,
+        `${GiB(live)} already live + about ${GiB(need)} of intermediates; ${est.hint}`,
+      );
     }
   }
   if (limits.perTensorBytes !== undefined && est.largestTensorBytes > limits.perTensorBytes) {
-    throw new MemoryBudgetError(what, est.largestTensorBytes, limits.perTensorBytes, `${limits.backend} (one tensor)`, `its largest tensor is about ${GiB(est.largestTensorBytes)}; ${est.hint}`);
+    throw new MemoryBudgetError(
+      what,
+      est.largestTensorBytes,
+      limits.perTensorBytes,
+      `${limits.backend} (one tensor)`,
+      `its largest tensor is about ${GiB(est.largestTensorBytes)}; ${est.hint}`,
+    );
   }
   if (onWasm && !wasmHeapCanHold(need)) {
     const s = wasmHeapStats();
     const heap = s?.heapBytes ?? 0;
-    throw new MemoryBudgetError(what, need, WASM_HEAP_BYTES - WASM_HEAP_RESERVE_BYTES, 'the wasm heap', `no free block of ${GiB(need)}: the heap has grown to ${GiB(heap)} and ${GiB(tf.memory().numBytes)} of it are live tensors; the rest is split into smaller holes or held outside tensors (XNNPACK keeps a packed copy of every matMul weight); ${est.hint}`);
+    throw new MemoryBudgetError(
+      what,
+      need,
+      WASM_HEAP_BYTES - WASM_HEAP_RESERVE_BYTES,
+      'the wasm heap',
+      `no free block of ${GiB(need)}: the heap has grown to ${GiB(heap)} and ${GiB(tf.memory().numBytes)} of it are live tensors; the rest is split into smaller holes or held outside tensors (XNNPACK keeps a packed copy of every matMul weight); ${est.hint}`,
+    );
   }
 }

@@ -34,7 +34,13 @@ interface SliceArgs {
 }
 
 /** Copy `x[begin : begin + size]` between flat views of the input and output, in contiguous runs (rank ≥ 1: tfjs refuses to slice a scalar). */
-export function copySlice(xVals: tf.TypedArray, shape: number[], begin: number[], size: number[], out: tf.TypedArray): void {
+export function copySlice(
+  xVals: tf.TypedArray,
+  shape: number[],
+  begin: number[],
+  size: number[],
+  out: tf.TypedArray,
+): void {
   const rank = shape.length;
   if (size.some((n) => n === 0)) return;
   // k: the last axis that is cut; the axes after it are whole, so one run = size[k]·Π shape[k+1..]
@@ -61,7 +67,10 @@ function makeSlice(stock: tf.KernelFunc): tf.KernelFunc {
     const { inputs, attrs, backend } = args as unknown as SliceArgs;
     const x = inputs.x;
     if (!VIEWABLE.has(x.dtype)) return stock(args);
-    const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs.begin, attrs.size) as [number[], number[]];
+    const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs.begin, attrs.size) as [
+      number[],
+      number[],
+    ];
     return copyParts(backend, x, [[begin, size]], (s) => s)[0]!;
   };
 }
@@ -78,7 +87,12 @@ function splitParts(shape: number[], axis: number, sizes: number[]): [number[], 
 }
 
 /** Copy each `[begin, size]` part of `x` into a new output of `outShape(size)` (Slice: one part; SplitV, Unpack: many). */
-function copyParts(backend: WasmBackendLike, x: tf.TensorInfo, parts: [number[], number[]][], outShape: (size: number[]) => number[]): tf.TensorInfo[] {
+function copyParts(
+  backend: WasmBackendLike,
+  x: tf.TensorInfo,
+  parts: [number[], number[]][],
+  outShape: (size: number[]) => number[],
+): tf.TensorInfo[] {
   const outs = parts.map(([, size]) => backend.makeOutput(outShape(size), x.dtype));
   const xVals = backend.typedArrayFromHeap(x); // after every makeOutput: an allocation may grow the heap
   parts.forEach(([begin, size], i) => copySlice(xVals, x.shape, begin, size, backend.typedArrayFromHeap(outs[i]!)));
@@ -88,7 +102,11 @@ function copyParts(backend: WasmBackendLike, x: tf.TensorInfo, parts: [number[],
 /** SplitV and Unpack call the stock Slice directly (not through the registry): same fix for them. */
 function makeSplitV(stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
-    const { inputs, attrs, backend } = args as unknown as { inputs: { x: tf.TensorInfo }; attrs: { numOrSizeSplits: number | number[]; axis: number | number[] }; backend: WasmBackendLike };
+    const { inputs, attrs, backend } = args as unknown as {
+      inputs: { x: tf.TensorInfo };
+      attrs: { numOrSizeSplits: number | number[]; axis: number | number[] };
+      backend: WasmBackendLike;
+    };
     const x = inputs.x;
     if (!VIEWABLE.has(x.dtype)) return stock(args);
     const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0]!;
@@ -99,7 +117,11 @@ function makeSplitV(stock: tf.KernelFunc): tf.KernelFunc {
 
 function makeUnpack(stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
-    const { inputs, attrs, backend } = args as unknown as { inputs: { value: tf.TensorInfo }; attrs: { axis: number }; backend: WasmBackendLike };
+    const { inputs, attrs, backend } = args as unknown as {
+      inputs: { value: tf.TensorInfo };
+      attrs: { axis: number };
+      backend: WasmBackendLike;
+    };
     const x = inputs.value;
     if (!VIEWABLE.has(x.dtype)) return stock(args);
     const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0]!;

@@ -33,7 +33,8 @@ import path from 'node:path';
 import workerThreads from 'node:worker_threads';
 
 const MAIN_SCRIPT_MARK = 'var WasmBackendModuleThreadedSimd';
-const WORKER_IMPORT = /var objectUrl=URL\.createObjectURL\(e\.data\.urlOrBlob\);importScripts\(objectUrl\);URL\.revokeObjectURL\(objectUrl\)/;
+const WORKER_IMPORT =
+  /var objectUrl=URL\.createObjectURL\(e\.data\.urlOrBlob\);importScripts\(objectUrl\);URL\.revokeObjectURL\(objectUrl\)/;
 const PRELUDE =
   "var require$$0=require('fs'),require$$1=require('path')," +
   "require$$3=require('perf_hooks'),require$$4=require('os'),commonjsGlobal=globalThis;\n";
@@ -60,7 +61,10 @@ export function scriptFolder(base: string = os.tmpdir()): string {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
   }
   const st = fs.lstatSync(dir);
-  const safe = st.isDirectory() && (uid === undefined || st.uid === uid) && (process.platform === 'win32' || (st.mode & 0o022) === 0);
+  const safe =
+    st.isDirectory() &&
+    (uid === undefined || st.uid === uid) &&
+    (process.platform === 'win32' || (st.mode & 0o022) === 0);
   if (!safe) {
     const own = fs.mkdtempSync(path.join(base, 'mask2dit-wasm-mt-'));
     process.once('exit', () => fs.rmSync(own, { recursive: true, force: true }));
@@ -143,9 +147,13 @@ function installBlobHooks(): void {
     if (text === undefined) return origCreate(obj);
     if (text.includes('ENVIRONMENT_IS_PTHREAD')) {
       // The pthread worker: make it load the main script from disk instead of a blob URL.
-      if (mainScriptPath === '') throw new Error('wasm threads shim: the pthread worker was created before the main script (tfjs-backend-wasm version changed?)');
+      if (mainScriptPath === '')
+        throw new Error(
+          'wasm threads shim: the pthread worker was created before the main script (tfjs-backend-wasm version changed?)',
+        );
       const patched = text.replace(WORKER_IMPORT, `importScripts(${JSON.stringify(mainScriptPath)})`);
-      if (patched === text) throw new Error('wasm threads shim: the worker patch did not apply (tfjs-backend-wasm version changed?)');
+      if (patched === text)
+        throw new Error('wasm threads shim: the worker patch did not apply (tfjs-backend-wasm version changed?)');
       const workerPath = scriptPath(scriptDir, 'wasm-worker', patched);
       writeScript(workerPath, patched);
       return workerPath;

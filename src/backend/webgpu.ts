@@ -25,14 +25,36 @@ const DAWN_BACKENDS = ['vulkan', 'opengles', 'opengl'] as const;
 
 /** The limits of the WebGPU spec (GPUSupportedLimits) that a device can request. */
 const LIMIT_NAMES = [
-  'maxTextureDimension1D', 'maxTextureDimension2D', 'maxTextureDimension3D', 'maxTextureArrayLayers', 'maxBindGroups',
-  'maxBindGroupsPlusVertexBuffers', 'maxBindingsPerBindGroup', 'maxDynamicUniformBuffersPerPipelineLayout',
-  'maxDynamicStorageBuffersPerPipelineLayout', 'maxSampledTexturesPerShaderStage', 'maxSamplersPerShaderStage',
-  'maxStorageBuffersPerShaderStage', 'maxStorageTexturesPerShaderStage', 'maxUniformBuffersPerShaderStage',
-  'maxUniformBufferBindingSize', 'maxStorageBufferBindingSize', 'minUniformBufferOffsetAlignment',
-  'minStorageBufferOffsetAlignment', 'maxVertexBuffers', 'maxBufferSize', 'maxVertexAttributes', 'maxVertexBufferArrayStride',
-  'maxInterStageShaderVariables', 'maxColorAttachments', 'maxColorAttachmentBytesPerSample', 'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupSizeY', 'maxComputeWorkgroupSizeZ',
+  'maxTextureDimension1D',
+  'maxTextureDimension2D',
+  'maxTextureDimension3D',
+  'maxTextureArrayLayers',
+  'maxBindGroups',
+  'maxBindGroupsPlusVertexBuffers',
+  'maxBindingsPerBindGroup',
+  'maxDynamicUniformBuffersPerPipelineLayout',
+  'maxDynamicStorageBuffersPerPipelineLayout',
+  'maxSampledTexturesPerShaderStage',
+  'maxSamplersPerShaderStage',
+  'maxStorageBuffersPerShaderStage',
+  'maxStorageTexturesPerShaderStage',
+  'maxUniformBuffersPerShaderStage',
+  'maxUniformBufferBindingSize',
+  'maxStorageBufferBindingSize',
+  'minUniformBufferOffsetAlignment',
+  'minStorageBufferOffsetAlignment',
+  'maxVertexBuffers',
+  'maxBufferSize',
+  'maxVertexAttributes',
+  'maxVertexBufferArrayStride',
+  'maxInterStageShaderVariables',
+  'maxColorAttachments',
+  'maxColorAttachmentBytesPerSample',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
   'maxComputeWorkgroupsPerDimension',
 ] as const;
 
@@ -67,7 +89,10 @@ const deviceErrors: string[] = [];
 /** Uncaptured WebGPU device errors: the results of the failing ops are zeros, so they are fatal. */
 export class WebGpuDeviceError extends BackendError {
   constructor(readonly errors: string[]) {
-    super('webgpu', `${errors.length} device error${errors.length > 1 ? 's' : ''}; the results of the failing ops are zeros, not data. First: ${summarize(errors)}`);
+    super(
+      'webgpu',
+      `${errors.length} device error${errors.length > 1 ? 's' : ''}; the results of the failing ops are zeros, not data. First: ${summarize(errors)}`,
+    );
   }
 }
 
@@ -80,7 +105,9 @@ function summarize(errors: string[]): string {
 
 function describeAdapter(a: AdapterLike): string {
   const info = a.info ?? {};
-  const parts = [info.vendor, info.architecture, info.device, info.description].filter((s) => s !== undefined && s !== '');
+  const parts = [info.vendor, info.architecture, info.device, info.description].filter(
+    (s) => s !== undefined && s !== '',
+  );
   return parts.length > 0 ? parts.join(' / ') : 'unknown adapter';
 }
 
@@ -110,7 +137,9 @@ function recordError(msg: string): void {
 async function createDevice(adapter: AdapterLike): Promise<DeviceLike> {
   const requiredFeatures = ['timestamp-query'].filter((f) => adapter.features.has(f));
   const dev = await adapter.requestDevice({ requiredFeatures, requiredLimits: adapterLimits(adapter.limits) });
-  dev.addEventListener('uncapturederror', (ev) => recordError(String((ev as unknown as { error?: { message?: string } }).error?.message ?? ev)));
+  dev.addEventListener('uncapturederror', (ev) =>
+    recordError(String((ev as unknown as { error?: { message?: string } }).error?.message ?? ev)),
+  );
   void dev.lost.then((info) => {
     if (info.reason !== 'destroyed') recordError(`device lost: ${info.message ?? info.reason ?? 'unknown reason'}`);
   });
@@ -119,7 +148,13 @@ async function createDevice(adapter: AdapterLike): Promise<DeviceLike> {
 
 /** tfjs-webgpu's backend, with readbacks that throw instead of returning a failed op's zeros. */
 function checkedBackendClass(Base: WebGpuModule['WebGPUBackend']) {
-  return class CheckedWebGPUBackend extends (Base as unknown as new (d: never, i?: never) => tf.KernelBackend & { read(id: object): Promise<tf.backend_util.BackendValues>; readSync(id: object): tf.backend_util.BackendValues }) {
+  return class CheckedWebGPUBackend extends (Base as unknown as new (
+    d: never,
+    i?: never,
+  ) => tf.KernelBackend & {
+    read(id: object): Promise<tf.backend_util.BackendValues>;
+    readSync(id: object): tf.backend_util.BackendValues;
+  }) {
     override async read(dataId: object): Promise<tf.backend_util.BackendValues> {
       const v = await super.read(dataId);
       checkWebGpu();
@@ -141,7 +176,10 @@ export async function initWebGpu(): Promise<string> {
   }
   const dawnBackend = (process.env['MASK2DIT_WEBGPU_BACKEND'] ?? 'vulkan').toLowerCase();
   if (!(DAWN_BACKENDS as readonly string[]).includes(dawnBackend)) {
-    throw new BackendError('webgpu', `MASK2DIT_WEBGPU_BACKEND must be one of ${DAWN_BACKENDS.join(', ')}, got ${dawnBackend}`);
+    throw new BackendError(
+      'webgpu',
+      `MASK2DIT_WEBGPU_BACKEND must be one of ${DAWN_BACKENDS.join(', ')}, got ${dawnBackend}`,
+    );
   }
   const compat = dawnBackend !== 'vulkan';
   if (compat && process.env['EGL_PLATFORM'] === undefined) process.env['EGL_PLATFORM'] = 'surfaceless';
@@ -151,24 +189,38 @@ export async function initWebGpu(): Promise<string> {
     const spec: string = 'webgpu';
     dawn = (await import(spec)) as DawnModule;
   } catch (e) {
-    throw new BackendError('webgpu', `the optional package 'webgpu' (Dawn for Node) could not be loaded: ${(e as Error).message}. Run \`npm install webgpu@0.6.2\``);
+    throw new BackendError(
+      'webgpu',
+      `the optional package 'webgpu' (Dawn for Node) could not be loaded: ${(e as Error).message}. Run \`npm install webgpu@0.6.2\``,
+    );
   }
   Object.assign(globalThis, dawn.globals);
   let created: GpuLike;
   try {
     created = dawn.create([`backend=${dawnBackend}`]);
   } catch (e) {
-    throw new BackendError('webgpu', `Dawn could not start its ${dawnBackend} backend (${(e as Error).message}); ${DRIVER_HELP}`);
+    throw new BackendError(
+      'webgpu',
+      `Dawn could not start its ${dawnBackend} backend (${(e as Error).message}); ${DRIVER_HELP}`,
+    );
   }
   const featureLevel = compat ? 'compatibility' : undefined;
-  const requestAdapter = (d: Record<string, unknown> = {}) => created.requestAdapter(featureLevel !== undefined ? { ...d, featureLevel } : d);
+  const requestAdapter = (d: Record<string, unknown> = {}) =>
+    created.requestAdapter(featureLevel !== undefined ? { ...d, featureLevel } : d);
   const adapter = await requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
-  if (adapter === null) throw new BackendError('webgpu', `no WebGPU adapter found through Dawn's ${dawnBackend} backend; ${DRIVER_HELP}`);
+  if (adapter === null)
+    throw new BackendError('webgpu', `no WebGPU adapter found through Dawn's ${dawnBackend} backend; ${DRIVER_HELP}`);
   gpu = created;
   adapterName = `${describeAdapter(adapter)} (Dawn ${dawnBackend}; maxStorageBufferBindingSize ${adapter.limits['maxStorageBufferBindingSize'] ?? '?'}, maxBufferSize ${adapter.limits['maxBufferSize'] ?? '?'})`;
 
   // tfjs-backend-webgpu checks navigator.gpu at import time and in the backend's constructor.
-  const nav = { gpu: { requestAdapter, getPreferredCanvasFormat: () => 'rgba8unorm', wgslLanguageFeatures: created.wgslLanguageFeatures } };
+  const nav = {
+    gpu: {
+      requestAdapter,
+      getPreferredCanvasFormat: () => 'rgba8unorm',
+      wgslLanguageFeatures: created.wgslLanguageFeatures,
+    },
+  };
   Object.defineProperty(globalThis, 'navigator', { value: nav, configurable: true, writable: true });
   const mod = (await import('@tensorflow/tfjs-backend-webgpu')) as unknown as WebGpuModule;
   // replace the package's factory (which requests only some limits) by ours
@@ -182,7 +234,8 @@ export async function initWebGpu(): Promise<string> {
     },
     3,
   );
-  if (!(await tf.setBackend('webgpu'))) throw new BackendError('webgpu', `tfjs-backend-webgpu did not initialise on ${adapterName}`);
+  if (!(await tf.setBackend('webgpu')))
+    throw new BackendError('webgpu', `tfjs-backend-webgpu did not initialise on ${adapterName}`);
   return adapterName;
 }
 

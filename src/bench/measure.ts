@@ -3,10 +3,15 @@ import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** `<cpu model> x<cores>, <RAM> GiB, Node <version>`. */
-export const machine = (): string => `${os.cpus()[0]?.model ?? 'unknown cpu'} x${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+export const machine = (): string =>
+  `${os.cpus()[0]?.model ?? 'unknown cpu'} x${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
 
 /** Median wall time (ms) of `reps` runs of `fn` after `warmup` runs; `fn` must finish its GPU/worker work (await data). */
-export async function timeIt(fn: () => Promise<void>, reps: number, warmup = 1): Promise<{ medianMs: number; allMs: number[] }> {
+export async function timeIt(
+  fn: () => Promise<void>,
+  reps: number,
+  warmup = 1,
+): Promise<{ medianMs: number; allMs: number[] }> {
   for (let i = 0; i < warmup; i++) await fn();
   const all: number[] = [];
   for (let i = 0; i < reps; i++) {
@@ -28,7 +33,13 @@ export async function peakTensorBytes(fn: () => Promise<void>): Promise<number> 
 }
 
 /** One profiled run: wall time, peak bytes above the start, and the kernels (for FLOP counting). */
-export async function profiledRun(fn: () => Promise<void>): Promise<{ ms: number; peakBytes: number; kernels: tf.TensorContainer[] & { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[] }> {
+export async function profiledRun(
+  fn: () => Promise<void>,
+): Promise<{
+  ms: number;
+  peakBytes: number;
+  kernels: tf.TensorContainer[] & { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[];
+}> {
   const before = tf.memory().numBytes;
   const t0 = performance.now();
   const info = await tf.profile(async () => {
@@ -39,7 +50,9 @@ export async function profiledRun(fn: () => Promise<void>): Promise<{ ms: number
 }
 
 /** FLOPs of the convolution and matMul kernels of a profile: `2·out·kh·kw·Cin` per conv2d, `2·out·K` per matMul. */
-export function profiledFlops(kernels: { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[]): number {
+export function profiledFlops(
+  kernels: { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[],
+): number {
   let f = 0;
   for (const k of kernels) {
     const out = k.outputShapes[0]?.reduce((a, b) => a * b, 1) ?? 0;

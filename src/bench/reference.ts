@@ -19,14 +19,26 @@ import type { BenchRow } from './suite.js';
 /** The script, two levels above this module (src/bench/ or dist/bench/); shipped in the package. */
 export const REFERENCE_SCRIPT = fileURLToPath(new URL('../../benchmarks/reference/pytorch_step.py', import.meta.url));
 export const REFERENCE_ATTENTION = ['blockwise', 'dense'] as const;
-const LABEL: Record<(typeof REFERENCE_ATTENTION)[number], string> = { blockwise: 'block-wise, as the reference', dense: 'naive dense mask' };
+const LABEL: Record<(typeof REFERENCE_ATTENTION)[number], string> = {
+  blockwise: 'block-wise, as the reference',
+  dense: 'naive dense mask',
+};
 /** Bytes of a child's stdout / stderr kept (the result line is short). */
 const OUTPUT_CAP = 64 * 1024;
 
 /** `--reference`, `--python`, `--reference-device` flags as the suite's option (undefined without --reference). */
-export function referenceFromFlags(f: { reference?: boolean; python?: string | undefined; referenceDevice?: string | undefined }): { reference?: { python?: string; device?: string } } {
+export function referenceFromFlags(f: {
+  reference?: boolean;
+  python?: string | undefined;
+  referenceDevice?: string | undefined;
+}): { reference?: { python?: string; device?: string } } {
   if (f.reference !== true) return {};
-  return { reference: { ...(f.python !== undefined && { python: f.python }), ...(f.referenceDevice !== undefined && { device: f.referenceDevice }) } };
+  return {
+    reference: {
+      ...(f.python !== undefined && { python: f.python }),
+      ...(f.referenceDevice !== undefined && { device: f.referenceDevice }),
+    },
+  };
 }
 
 export interface ReferenceOptions {
@@ -98,7 +110,8 @@ export function parseScriptLine(stdout: string): ScriptLine {
   for (const l of lines) {
     try {
       const j = JSON.parse(l) as Partial<ScriptLine>;
-      if (typeof j.config === 'string' && typeof j.msPerCall === 'number' && typeof j.backend === 'string') return j as ScriptLine;
+      if (typeof j.config === 'string' && typeof j.msPerCall === 'number' && typeof j.backend === 'string')
+        return j as ScriptLine;
     } catch {
       // not JSON: keep looking
     }
@@ -114,12 +127,31 @@ export async function referenceStepRows(o: ReferenceOptions): Promise<BenchRow[]
   const date = new Date().toISOString().slice(0, 10);
   const rows: BenchRow[] = [];
   for (const attention of REFERENCE_ATTENTION) {
-    const args = [script, '--threads', String(o.threads), '--device', device, '--reps', String(o.reps), '--attention', attention, ...(o.quick ? ['--quick'] : [])];
-    const base = { component: 'step' as const, flops: o.flops ?? null, flopFormula: `${o.flopFormula ?? '-'} (the wasm row's count: same model, same useful work)`, reps: o.reps, machine: machine(), date };
+    const args = [
+      script,
+      '--threads',
+      String(o.threads),
+      '--device',
+      device,
+      '--reps',
+      String(o.reps),
+      '--attention',
+      attention,
+      ...(o.quick ? ['--quick'] : []),
+    ];
+    const base = {
+      component: 'step' as const,
+      flops: o.flops ?? null,
+      flopFormula: `${o.flopFormula ?? '-'} (the wasm row's count: same model, same useful work)`,
+      reps: o.reps,
+      machine: machine(),
+      date,
+    };
     try {
       if (!fs.existsSync(script)) throw new Error(`${script} not found`);
       const j = parseScriptLine(await runScript(python, args, o.timeoutMs ?? (o.quick ? 5 : 30) * 60_000));
-      if (o.expectConfig !== undefined && j.config !== o.expectConfig) throw new Error(`the script measured "${j.config}", not the TypeScript row's "${o.expectConfig}"`);
+      if (o.expectConfig !== undefined && j.config !== o.expectConfig)
+        throw new Error(`the script measured "${j.config}", not the TypeScript row's "${o.expectConfig}"`);
       rows.push({
         ...base,
         config: j.config,
@@ -132,7 +164,18 @@ export async function referenceStepRows(o: ReferenceOptions): Promise<BenchRow[]
         skipped: null,
       });
     } catch (e) {
-      rows.push({ ...base, config: `PyTorch reference (${LABEL[attention]})`, backend: `torch (${LABEL[attention]})`, device, msPerCall: null, tokensPerS: null, gflops: null, peakMiB: null, reps: 0, skipped: `skipped: ${(e as Error).message}` });
+      rows.push({
+        ...base,
+        config: `PyTorch reference (${LABEL[attention]})`,
+        backend: `torch (${LABEL[attention]})`,
+        device,
+        msPerCall: null,
+        tokensPerS: null,
+        gflops: null,
+        peakMiB: null,
+        reps: 0,
+        skipped: `skipped: ${(e as Error).message}`,
+      });
     }
   }
   return rows;
@@ -145,7 +188,10 @@ export function sideBySide(rows: BenchRow[]): string[] {
   const out: string[] = [];
   for (const a of ours) {
     for (const t of torch) {
-      if (t.config === a.config) out.push(`  ${a.backend} / ${t.backend}: ${(a.msPerCall! / t.msPerCall!).toFixed(2)}× the time (${a.msPerCall} vs ${t.msPerCall} ms; ${a.device} vs torch ${t.device}; ${a.config})`);
+      if (t.config === a.config)
+        out.push(
+          `  ${a.backend} / ${t.backend}: ${(a.msPerCall! / t.msPerCall!).toFixed(2)}× the time (${a.msPerCall} vs ${t.msPerCall} ms; ${a.device} vs torch ${t.device}; ${a.config})`,
+        );
     }
   }
   return out;

@@ -95,20 +95,54 @@ interface Measured {
 // ---- analytic FLOPs -------------------------------------------------------------------------------
 
 /** (query, key) pairs the dual mask allows. */
-export const maskPairs = (layout: SceneLayout): number => maskBlocks(layout).reduce((n, b) => n + rangeLength(b.query) * b.keys.reduce((k, r) => k + rangeLength(r), 0), 0);
+export const maskPairs = (layout: SceneLayout): number =>
+  maskBlocks(layout).reduce((n, b) => n + rangeLength(b.query) * b.keys.reduce((k, r) => k + rangeLength(r), 0), 0);
 
 /** One DiT block: q, k, v, out (4·2·L·D²) and the 4·D MLP (2·2·L·4D²) = 24·L·D², plus attention 4·D·P. */
-export const blockFlops = (layout: SceneLayout, D: number): number => 24 * layoutTotals(layout).total * D * D + 4 * D * maskPairs(layout);
+export const blockFlops = (layout: SceneLayout, D: number): number =>
+  24 * layoutTotals(layout).total * D * D + 4 * D * maskPairs(layout);
 
 // ---- shared configs -------------------------------------------------------------------------------
 
 /** The vae_decode fixture config (block_out_channels [8,8,16,16]). */
-export const TINY_VAE = { block_out_channels: [8, 8, 16, 16], latent_channels: 4, layers_per_block: 1, norm_num_groups: 4, sample_height: 24, sample_width: 32, scaling_factor: 0.7 };
+export const TINY_VAE = {
+  block_out_channels: [8, 8, 16, 16],
+  latent_channels: 4,
+  layers_per_block: 1,
+  norm_num_groups: 4,
+  sample_height: 24,
+  sample_width: 32,
+  scaling_factor: 0.7,
+};
 /** CogVideoX-5B vae/config.json widths (the reference class defaults). */
-export const COGVIDEOX_5B_VAE = { block_out_channels: [128, 256, 256, 512], latent_channels: 16, layers_per_block: 3, norm_num_groups: 32, scaling_factor: 0.7 };
+export const COGVIDEOX_5B_VAE = {
+  block_out_channels: [128, 256, 256, 512],
+  latent_channels: 16,
+  layers_per_block: 3,
+  norm_num_groups: 32,
+  scaling_factor: 0.7,
+};
 
-export const FIVE_B_BLOCK: DiTBlockConfig = { dim: 3072, heads: 48, headDim: 64, timeEmbedDim: 512, normEps: 1e-5, normElementwiseAffine: true, attentionBias: true, ffInnerDim: 4 * 3072 };
-export const SMALL_BLOCK: DiTBlockConfig = { dim: 512, heads: 8, headDim: 64, timeEmbedDim: 512, normEps: 1e-5, normElementwiseAffine: true, attentionBias: true, ffInnerDim: 4 * 512 };
+export const FIVE_B_BLOCK: DiTBlockConfig = {
+  dim: 3072,
+  heads: 48,
+  headDim: 64,
+  timeEmbedDim: 512,
+  normEps: 1e-5,
+  normElementwiseAffine: true,
+  attentionBias: true,
+  ffInnerDim: 4 * 3072,
+};
+export const SMALL_BLOCK: DiTBlockConfig = {
+  dim: 512,
+  heads: 8,
+  headDim: 64,
+  timeEmbedDim: 512,
+  normEps: 1e-5,
+  normElementwiseAffine: true,
+  attentionBias: true,
+  ffInnerDim: 4 * 512,
+};
 
 /**
  * The small benchmark config (also in benchmarks/reference/pytorch_step.py): 8 layers, 8×64 heads,
@@ -116,8 +150,18 @@ export const SMALL_BLOCK: DiTBlockConfig = { dim: 512, heads: 8, headDim: 64, ti
  */
 export function smallTransformerConfig() {
   return parseTransformerConfig({
-    _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: 8, attention_head_dim: 64, num_layers: 8, in_channels: 16, out_channels: 16,
-    text_embed_dim: 4096, max_text_seq_length: 64, time_embed_dim: 512, sample_height: 32, sample_width: 64, use_rotary_positional_embeddings: true,
+    _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+    num_attention_heads: 8,
+    attention_head_dim: 64,
+    num_layers: 8,
+    in_channels: 16,
+    out_channels: 16,
+    text_embed_dim: 4096,
+    max_text_seq_length: 64,
+    time_embed_dim: 512,
+    sample_height: 32,
+    sample_width: 64,
+    use_rotary_positional_embeddings: true,
   }).config;
 }
 
@@ -133,7 +177,10 @@ export async function decodeAll(vae: CogVideoXVAE, z: tf.Tensor): Promise<number
 }
 
 /** Profile one call (warm-up, peak, kernels), then time `reps` more (none when reps = 0: the profiled time counts). */
-async function measure(fn: () => Promise<void>, reps: number): Promise<{ ms: number; peakBytes: number; kernels: Parameters<typeof profiledFlops>[0] }> {
+async function measure(
+  fn: () => Promise<void>,
+  reps: number,
+): Promise<{ ms: number; peakBytes: number; kernels: Parameters<typeof profiledFlops>[0] }> {
   const p = await profiledRun(fn);
   if (reps === 0) return { ms: p.ms, peakBytes: p.peakBytes, kernels: p.kernels };
   const t = await timeIt(fn, reps, 0);
@@ -155,7 +202,15 @@ async function matmulRows(quick: boolean, reps: number): Promise<Measured[]> {
     }, reps);
     tf.dispose([a, b]);
     const flops = 2 * n ** 3;
-    out.push({ config: `${n}³`, ms: m.ms, tokens: null, flops, formula: `2·M·N·K = 2·${n}³ = ${G(flops)}`, peakBytes: m.peakBytes, reps });
+    out.push({
+      config: `${n}³`,
+      ms: m.ms,
+      tokens: null,
+      flops,
+      formula: `2·M·N·K = 2·${n}³ = ${G(flops)}`,
+      peakBytes: m.peakBytes,
+      reps,
+    });
   }
   return out;
 }
@@ -167,7 +222,11 @@ async function attentionRows(quick: boolean, reps: number): Promise<Measured[]> 
   const layout = uniformLayout(3, text, video);
   const L = layoutTotals(layout).total;
   const cfg = `3 scenes × (${text} text + ${video} video), ${H}×${d} heads, L ${L}`;
-  const [q, k, v] = [8, 9, 10].map((s) => tf.randomNormal([1, H, L, d], 0, 1, 'float32', s)) as [tf.Tensor, tf.Tensor, tf.Tensor];
+  const [q, k, v] = [8, 9, 10].map((s) => tf.randomNormal([1, H, L, d], 0, 1, 'float32', s)) as [
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+  ];
   const out: Measured[] = [];
   try {
     const P = maskPairs(layout);
@@ -176,7 +235,15 @@ async function attentionRows(quick: boolean, reps: number): Promise<Measured[]> 
       await o.data();
       o.dispose();
     }, reps);
-    out.push({ config: `chunked: ${cfg}`, ms: chunked.ms, tokens: L, flops: 4 * d * H * P, formula: `4·d·H·P = 4·${d}·${H}·${P} allowed pairs = ${G(4 * d * H * P)}`, peakBytes: chunked.peakBytes, reps });
+    out.push({
+      config: `chunked: ${cfg}`,
+      ms: chunked.ms,
+      tokens: L,
+      flops: 4 * d * H * P,
+      formula: `4·d·H·P = 4·${d}·${H}·${P} allowed pairs = ${G(4 * d * H * P)}`,
+      peakBytes: chunked.peakBytes,
+      reps,
+    });
     // dense holds ~5 [B, H, L, L] float32 tensors (scores, fill, masked, probs, + the mask)
     const denseBytes = 5 * 4 * H * L * L;
     const lim = memoryLimits();
@@ -184,14 +251,34 @@ async function attentionRows(quick: boolean, reps: number): Promise<Measured[]> 
     const fits = denseBytes <= 1.5 * 2 ** 30 && (lim.perTensorBytes === undefined || oneTensor <= lim.perTensorBytes);
     const denseFlops = 4 * d * H * L * L;
     if (!fits) {
-      out.push({ config: `dense: ${cfg}`, ms: null, tokens: L, flops: denseFlops, formula: `4·d·H·L² = ${G(denseFlops)}`, peakBytes: null, reps: 0, skipped: `dense needs ~${(denseBytes / 2 ** 30).toFixed(1)} GiB (one [B,H,L,L] tensor ${(oneTensor / 2 ** 20).toFixed(0)} MiB)` });
+      out.push({
+        config: `dense: ${cfg}`,
+        ms: null,
+        tokens: L,
+        flops: denseFlops,
+        formula: `4·d·H·L² = ${G(denseFlops)}`,
+        peakBytes: null,
+        reps: 0,
+        skipped: `dense needs ~${(denseBytes / 2 ** 30).toFixed(1)} GiB (one [B,H,L,L] tensor ${(oneTensor / 2 ** 20).toFixed(0)} MiB)`,
+      });
     } else {
-      const dense = await measure(async () => {
-        const o = denseMaskedAttention(q, k, v, layout, L);
-        await o.out.data();
-        tf.dispose([o.out, o.probs]);
-      }, Math.min(reps, 1));
-      out.push({ config: `dense: ${cfg}`, ms: dense.ms, tokens: L, flops: denseFlops, formula: `4·d·H·L² = 4·${d}·${H}·${L}² = ${G(denseFlops)}`, peakBytes: dense.peakBytes, reps: Math.min(reps, 1) });
+      const dense = await measure(
+        async () => {
+          const o = denseMaskedAttention(q, k, v, layout, L);
+          await o.out.data();
+          tf.dispose([o.out, o.probs]);
+        },
+        Math.min(reps, 1),
+      );
+      out.push({
+        config: `dense: ${cfg}`,
+        ms: dense.ms,
+        tokens: L,
+        flops: denseFlops,
+        formula: `4·d·H·L² = 4·${d}·${H}·${L}² = ${G(denseFlops)}`,
+        peakBytes: dense.peakBytes,
+        reps: Math.min(reps, 1),
+      });
     }
   } finally {
     tf.dispose([q, k, v]);
@@ -199,7 +286,14 @@ async function attentionRows(quick: boolean, reps: number): Promise<Measured[]> 
   return out;
 }
 
-async function blockRow(name: string, cfg: DiTBlockConfig, S: number, text: number, grid: [number, number, number], reps: number): Promise<Measured> {
+async function blockRow(
+  name: string,
+  cfg: DiTBlockConfig,
+  S: number,
+  text: number,
+  grid: [number, number, number],
+  reps: number,
+): Promise<Measured> {
   const [F, gh, gw] = grid;
   const video = F * gh * gw;
   const layout = uniformLayout(S, text, video);
@@ -216,7 +310,15 @@ async function blockRow(name: string, cfg: DiTBlockConfig, S: number, text: numb
     }, reps);
     const L = layoutTotals(layout).total;
     const f = blockFlops(layout, cfg.dim);
-    return { config: `${name}: D ${cfg.dim} (${cfg.heads}×${cfg.headDim}), ${S} scene × (${text} + ${video}), L ${L}`, ms: m.ms, tokens: L, flops: f, formula: `24·L·D² + 4·D·P = 24·${L}·${cfg.dim}² + 4·${cfg.dim}·${maskPairs(layout)} = ${G(f)}`, peakBytes: m.peakBytes, reps };
+    return {
+      config: `${name}: D ${cfg.dim} (${cfg.heads}×${cfg.headDim}), ${S} scene × (${text} + ${video}), L ${L}`,
+      ms: m.ms,
+      tokens: L,
+      flops: f,
+      formula: `24·L·D² + 4·D·P = 24·${L}·${cfg.dim}² + 4·${cfg.dim}·${maskPairs(layout)} = ${G(f)}`,
+      peakBytes: m.peakBytes,
+      reps,
+    };
   } finally {
     tf.dispose([h, e, temb, rope.cos, rope.sin]);
     block.dispose();
@@ -232,17 +334,33 @@ async function blockRows(quick: boolean, reps: number): Promise<Measured[]> {
 }
 
 /** FLOPs of a full transformer forward: layers·block + patch embedding, text projection, output projection. */
-function forwardFlops(model: Mask2DiTTransformer, layout: SceneLayout, textDim: number): { flops: number; formula: string } {
+function forwardFlops(
+  model: Mask2DiTTransformer,
+  layout: SceneLayout,
+  textDim: number,
+): { flops: number; formula: string } {
   const c = model.config;
   const D = c.innerDim;
   const { textTotal: Lt, videoTotal: Lv } = layoutTotals(layout);
   const p2 = c.patch_size * c.patch_size;
   const blocks = c.num_layers * blockFlops(layout, D);
   const io = 2 * Lv * c.in_channels * p2 * D + 2 * Lt * textDim * D + 2 * Lv * D * p2 * c.outChannels;
-  return { flops: blocks + io, formula: `layers·(24·L·D² + 4·D·P) + 2·Lv·D·(Cin+Cout)·p² + 2·Lt·textDim·D = ${c.num_layers}·block + io = ${G(blocks + io)}` };
+  return {
+    flops: blocks + io,
+    formula: `layers·(24·L·D² + 4·D·P) + 2·Lv·D·(Cin+Cout)·p² + 2·Lt·textDim·D = ${c.num_layers}·block + io = ${G(blocks + io)}`,
+  };
 }
 
-async function forwardRow(name: string, model: Mask2DiTTransformer, S: number, F: number, H: number, W: number, B: number, reps: number): Promise<Measured> {
+async function forwardRow(
+  name: string,
+  model: Mask2DiTTransformer,
+  S: number,
+  F: number,
+  H: number,
+  W: number,
+  B: number,
+  reps: number,
+): Promise<Measured> {
   const c = model.config;
   const x = tf.randomNormal([B, F * S, c.in_channels, H, W], 0, 1, 'float32', 2);
   const e = tf.randomNormal([B, c.max_text_seq_length * S, c.text_embed_dim], 0, 1, 'float32', 3);
@@ -256,7 +374,15 @@ async function forwardRow(name: string, model: Mask2DiTTransformer, S: number, F
     }, reps);
     const { flops, formula } = forwardFlops(model, layout, c.text_embed_dim);
     const L = layoutTotals(layout).total;
-    return { config: `${name}: ${c.num_layers}L D ${c.innerDim}, ${S} scene × (${c.max_text_seq_length} + ${layout.video[0]}), B ${B}, L ${L}`, ms: m.ms, tokens: B * L, flops: B * flops, formula: B > 1 ? `B·(${formula})` : formula, peakBytes: m.peakBytes, reps };
+    return {
+      config: `${name}: ${c.num_layers}L D ${c.innerDim}, ${S} scene × (${c.max_text_seq_length} + ${layout.video[0]}), B ${B}, L ${L}`,
+      ms: m.ms,
+      tokens: B * L,
+      flops: B * flops,
+      formula: B > 1 ? `B·(${formula})` : formula,
+      peakBytes: m.peakBytes,
+      reps,
+    };
   } finally {
     tf.dispose([x, e]);
   }
@@ -272,7 +398,11 @@ function shippedModelDir(weightsDir: string): string | undefined {
 function demoLatents(dir: string, demo: DemoSpec): [number, number, number] {
   const file = path.join(dir, 'vae', 'config.json');
   const { config } = parseVaeConfig(JSON.parse(fs.readFileSync(file, 'utf8')), file);
-  return [(demo.frames - 1) / config.temporal_compression_ratio + 1, demo.height / config.spatialCompression, demo.width / config.spatialCompression];
+  return [
+    (demo.frames - 1) / config.temporal_compression_ratio + 1,
+    demo.height / config.spatialCompression,
+    demo.width / config.spatialCompression,
+  ];
 }
 
 interface DemoSpec {
@@ -286,8 +416,20 @@ interface DemoSpec {
 
 function readDemo(): DemoSpec {
   const file = path.join('examples', 'three-scenes.json');
-  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { scenes: { frames: number }[]; width: number; height: number; defaults: { steps: number; guidance: number } };
-  return { scenes: j.scenes.length, frames: j.scenes[0]!.frames, width: j.width, height: j.height, steps: j.defaults.steps, guidance: j.defaults.guidance };
+  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+    scenes: { frames: number }[];
+    width: number;
+    height: number;
+    defaults: { steps: number; guidance: number };
+  };
+  return {
+    scenes: j.scenes.length,
+    frames: j.scenes[0]!.frames,
+    width: j.width,
+    height: j.height,
+    steps: j.defaults.steps,
+    guidance: j.defaults.guidance,
+  };
 }
 
 async function stepRows(quick: boolean, reps: number, weightsDir: string): Promise<Measured[]> {
@@ -295,28 +437,52 @@ async function stepRows(quick: boolean, reps: number, weightsDir: string): Promi
   const small = new Mask2DiTTransformer(smallTransformerConfig(), WeightSource.random(1));
   try {
     // per scene 4 latent frames × 32×64 latents = 2,048 tokens (quick: 1 frame × 16×32 = 128)
-    rows.push(await forwardRow('small', small, 3, quick ? 1 : 4, quick ? 16 : 32, quick ? 32 : 64, 1, quick ? reps : 1));
+    rows.push(
+      await forwardRow('small', small, 3, quick ? 1 : 4, quick ? 16 : 32, quick ? 32 : 64, 1, quick ? reps : 1),
+    );
   } finally {
     small.dispose();
   }
   const dir = shippedModelDir(weightsDir);
   if (dir === undefined) {
-    rows.push({ config: 'shipped model, README demo geometry', ms: null, tokens: null, flops: null, formula: '-', peakBytes: null, reps: 0, skipped: NO_MODEL });
+    rows.push({
+      config: 'shipped model, README demo geometry',
+      ms: null,
+      tokens: null,
+      flops: null,
+      formula: '-',
+      peakBytes: null,
+      reps: 0,
+      skipped: NO_MODEL,
+    });
     return rows;
   }
   const model = await Mask2DiTTransformer.fromPretrained(dir);
   try {
     const demo = readDemo();
     const B = demo.guidance > 1 ? 2 : 1; // classifier-free guidance runs both branches as one batch
-    rows.push(await forwardRow('shipped (weights/mask2dit-world)', model, demo.scenes, ...demoLatents(dir, demo), B, reps));
+    rows.push(
+      await forwardRow('shipped (weights/mask2dit-world)', model, demo.scenes, ...demoLatents(dir, demo), B, reps),
+    );
   } finally {
     model.dispose();
   }
   return rows;
 }
 
-async function vaeRow(name: string, config: Record<string, unknown>, latentFrames: number, height: number, width: number, reps: number, weightsDir?: string): Promise<Measured> {
-  const vae = weightsDir !== undefined ? await CogVideoXVAE.fromPretrained(path.join(weightsDir, 'vae')) : new CogVideoXVAE(parseVaeConfig(config, `${name} config`).config, WeightSource.random(1));
+async function vaeRow(
+  name: string,
+  config: Record<string, unknown>,
+  latentFrames: number,
+  height: number,
+  width: number,
+  reps: number,
+  weightsDir?: string,
+): Promise<Measured> {
+  const vae =
+    weightsDir !== undefined
+      ? await CogVideoXVAE.fromPretrained(path.join(weightsDir, 'vae'))
+      : new CogVideoXVAE(parseVaeConfig(config, `${name} config`).config, WeightSource.random(1));
   const c = vae.config;
   const [h, w] = [height / c.spatialCompression, width / c.spatialCompression];
   const z = tf.randomNormal([1, c.latent_channels, latentFrames, h, w], 0, 1, 'float32', 2);
@@ -326,7 +492,15 @@ async function vaeRow(name: string, config: Record<string, unknown>, latentFrame
       frames = await decodeAll(vae, z);
     }, reps);
     const f = profiledFlops(m.kernels);
-    return { config: `${name}: ${latentFrames} latent frames → ${frames} frames of ${height}×${width}, block_out_channels [${c.block_out_channels.join(',')}]`, ms: m.ms, tokens: latentFrames * h * w, flops: f, formula: `Σ conv2d 2·out·kh·kw·Cin + Σ matMul 2·out·K (profiled) = ${G(f)}`, peakBytes: m.peakBytes, reps };
+    return {
+      config: `${name}: ${latentFrames} latent frames → ${frames} frames of ${height}×${width}, block_out_channels [${c.block_out_channels.join(',')}]`,
+      ms: m.ms,
+      tokens: latentFrames * h * w,
+      flops: f,
+      formula: `Σ conv2d 2·out·kh·kw·Cin + Σ matMul 2·out·K (profiled) = ${G(f)}`,
+      peakBytes: m.peakBytes,
+      reps,
+    };
   } finally {
     z.dispose();
     vae.dispose();
@@ -343,7 +517,10 @@ async function demoRows(reps: number, weightsDir: string): Promise<Measured[]> {
   const dir = shippedModelDir(weightsDir);
   const demo = readDemo();
   const cfg = `README demo: ${demo.scenes} scenes × ${demo.frames} frames ${demo.width}×${demo.height}, ${demo.steps} steps, guidance ${demo.guidance}`;
-  if (dir === undefined || !fs.existsSync(path.join(dir, 'vae', 'config.json'))) return [{ config: cfg, ms: null, tokens: null, flops: null, formula: '-', peakBytes: null, reps: 0, skipped: NO_MODEL }];
+  if (dir === undefined || !fs.existsSync(path.join(dir, 'vae', 'config.json')))
+    return [
+      { config: cfg, ms: null, tokens: null, flops: null, formula: '-', peakBytes: null, reps: 0, skipped: NO_MODEL },
+    ];
   // steps × one guided step + one VAE decode per scene (the text encoder is not timed)
   const latents = demoLatents(dir, demo);
   const model = await Mask2DiTTransformer.fromPretrained(dir);
@@ -356,7 +533,17 @@ async function demoRows(reps: number, weightsDir: string): Promise<Measured[]> {
   const dec = await vaeRow('demo scene', {}, latents[0], demo.height, demo.width, reps, dir);
   const ms = demo.steps * step.ms! + demo.scenes * dec.ms!;
   const flops = demo.steps * step.flops! + demo.scenes * dec.flops!;
-  return [{ config: cfg, ms, tokens: null, flops, formula: `steps·step + scenes·decode = ${demo.steps}·${G(step.flops!)} + ${demo.scenes}·${G(dec.flops!)} (text encoder excluded)`, peakBytes: Math.max(step.peakBytes!, dec.peakBytes!), reps: step.reps }];
+  return [
+    {
+      config: cfg,
+      ms,
+      tokens: null,
+      flops,
+      formula: `steps·step + scenes·decode = ${demo.steps}·${G(step.flops!)} + ${demo.scenes}·${G(dec.flops!)} (text encoder excluded)`,
+      peakBytes: Math.max(step.peakBytes!, dec.peakBytes!),
+      reps: step.reps,
+    },
+  ];
 }
 
 // ---- driver ---------------------------------------------------------------------------------------
@@ -401,7 +588,15 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<BenchRow[]
   }
   if (opts.reference !== undefined && only.includes('step')) {
     const small = rows.find((r) => r.component === 'step' && r.config.startsWith('small'));
-    const ref = await referenceStepRows({ ...opts.reference, threads, quick, reps: quick ? reps : 1, flops: small?.flops ?? null, flopFormula: small?.flopFormula ?? '-', ...(small !== undefined && { expectConfig: small.config }) });
+    const ref = await referenceStepRows({
+      ...opts.reference,
+      threads,
+      quick,
+      reps: quick ? reps : 1,
+      flops: small?.flops ?? null,
+      flopFormula: small?.flopFormula ?? '-',
+      ...(small !== undefined && { expectConfig: small.config }),
+    });
     for (const r of ref) {
       rows.push(r);
       opts.onRow?.(r);

@@ -10,7 +10,8 @@ import { parseOffloadMode, type OffloadMode } from '../model/offload.js';
 export async function backendFromFlags(cmd: Command): Promise<BackendInfo> {
   const g = cmd.optsWithGlobals<{ backend?: string; threads?: string }>();
   const threads = g.threads !== undefined ? Number(g.threads) : undefined;
-  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new Mask2DiTError('OPTION', `--threads: expected a positive integer, got ${g.threads}`);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1))
+    throw new Mask2DiTError('OPTION', `--threads: expected a positive integer, got ${g.threads}`);
   return selectBackend(g.backend, threads !== undefined ? { threads } : {});
 }
 
@@ -28,7 +29,9 @@ export function offloadFromFlags(value: string | undefined): OffloadMode {
 }
 
 /** Every tensor of a safetensors file: floats as float32 tf tensors, integers as number arrays. */
-export async function readTensorFile(file: string): Promise<{ floats: Map<string, tf.Tensor>; ints: Map<string, number[]> }> {
+export async function readTensorFile(
+  file: string,
+): Promise<{ floats: Map<string, tf.Tensor>; ints: Map<string, number[]> }> {
   const src = await openSafetensors(file);
   const floats = new Map<string, tf.Tensor>();
   const ints = new Map<string, number[]>();
@@ -37,9 +40,15 @@ export async function readTensorFile(file: string): Promise<{ floats: Map<string
       const { dtype, shape } = src.info(name);
       const data = await src.read(name);
       if (dtype === 'F32' || dtype === 'F16' || dtype === 'BF16' || dtype === 'F64') {
-        floats.set(name, tf.tensor(data instanceof Float32Array ? data : Float32Array.from(data as Float64Array), shape, 'float32'));
+        floats.set(
+          name,
+          tf.tensor(data instanceof Float32Array ? data : Float32Array.from(data as Float64Array), shape, 'float32'),
+        );
       } else {
-        ints.set(name, data instanceof BigInt64Array ? Array.from(data, Number) : Array.from(data as ArrayLike<number>));
+        ints.set(
+          name,
+          data instanceof BigInt64Array ? Array.from(data, Number) : Array.from(data as ArrayLike<number>),
+        );
       }
     }
   } finally {
@@ -49,14 +58,25 @@ export async function readTensorFile(file: string): Promise<{ floats: Map<string
 }
 
 /** Write tensors to a safetensors file (atomically): int32 as I32, everything else as F32. */
-export async function writeTensorFile(file: string, tensors: Map<string, tf.Tensor>, metadata: Record<string, string> = {}): Promise<void> {
+export async function writeTensorFile(
+  file: string,
+  tensors: Map<string, tf.Tensor>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
   const out: Record<string, TensorToWrite> = {};
-  for (const [name, t] of tensors) out[name] = t.dtype === 'int32' ? { dtype: 'I32', shape: t.shape, data: (await t.data()) as Int32Array } : { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array };
+  for (const [name, t] of tensors)
+    out[name] =
+      t.dtype === 'int32'
+        ? { dtype: 'I32', shape: t.shape, data: (await t.data()) as Int32Array }
+        : { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array };
   await writeSafetensors(file, out, { format: 'pt', producer: 'mask2dit-ts', ...metadata });
 }
 
 /** Max abs difference of each produced tensor against a same-named reference tensor, as table rows. */
-export async function compareWith(file: string, produced: Map<string, tf.Tensor>): Promise<{ name: string; maxAbs: number; maxRef: number }[]> {
+export async function compareWith(
+  file: string,
+  produced: Map<string, tf.Tensor>,
+): Promise<{ name: string; maxAbs: number; maxRef: number }[]> {
   const { floats, ints: _ } = await readTensorFile(file);
   const rows: { name: string; maxAbs: number; maxRef: number }[] = [];
   for (const [name, t] of produced) {

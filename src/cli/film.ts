@@ -48,10 +48,16 @@ function optionError(flag: string, want: string, got: string): Mask2DiTError {
   return new Mask2DiTError('OPTION', `--${flag}: expected ${want}, got ${JSON.stringify(got)}`);
 }
 
-export function intFlag(v: string | undefined, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
+export function intFlag(
+  v: string | undefined,
+  flag: string,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw optionError(flag, `an integer in [${min}, ${max}]`, v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max)
+    throw optionError(flag, `an integer in [${min}, ${max}]`, v);
   return n;
 }
 
@@ -63,9 +69,17 @@ function numFlag(v: string | undefined, flag: string, ok: (n: number) => boolean
 }
 
 /** Settings from the flags, else the scene file's (or latents file's) defaults, else the model's / built-in defaults. */
-export function resolveSettings(flags: SamplingFlags, defaults: Partial<SceneDefaults>, modelSampler: SamplerName): RunSettings {
+export function resolveSettings(
+  flags: SamplingFlags,
+  defaults: Partial<SceneDefaults>,
+  modelSampler: SamplerName,
+): RunSettings {
   const sampler = flags.sampler ?? defaults.sampler ?? modelSampler;
-  if (!isSamplerName(sampler)) throw new Mask2DiTError('OPTION', `${flags.sampler !== undefined ? '--sampler' : 'defaults.sampler'}: unknown sampler ${JSON.stringify(sampler)}, expected one of ${SAMPLER_NAMES.join(', ')}`);
+  if (!isSamplerName(sampler))
+    throw new Mask2DiTError(
+      'OPTION',
+      `${flags.sampler !== undefined ? '--sampler' : 'defaults.sampler'}: unknown sampler ${JSON.stringify(sampler)}, expected one of ${SAMPLER_NAMES.join(', ')}`,
+    );
   return {
     steps: intFlag(flags.steps, 'steps', 1, 10_000) ?? defaults.steps ?? 50,
     guidance: numFlag(flags.guidance, 'guidance', (n) => n >= 0, 'a number >= 0') ?? defaults.guidance ?? 6,
@@ -95,7 +109,10 @@ const SCENE_FILE_DEFAULTS: HelpDefaults = { from: "the scene file's" };
 /** Options every sampling command takes. */
 export function addSamplingOptions(c: Command, d: HelpDefaults = SCENE_FILE_DEFAULTS): Command {
   return addOffloadOption(c)
-    .option('--model <dir>', `pipeline folder (model_index.json, transformer/, vae/, scheduler/, …) (default: ${d.model ?? `the shipped ${DEFAULT_MODEL_NAME}`})`)
+    .option(
+      '--model <dir>',
+      `pipeline folder (model_index.json, transformer/, vae/, scheduler/, …) (default: ${d.model ?? `the shipped ${DEFAULT_MODEL_NAME}`})`,
+    )
     .option('--steps <n>', `denoising steps (default: ${d.from}, else 50)`)
     .option('--guidance <g>', `classifier-free guidance scale, 1 = none (default: ${d.from}, else 6)`)
     .option('--seed <s>', `seed of all noise (default: ${d.seed ?? d.from}, else 0)`)
@@ -114,7 +131,12 @@ const DEFAULT_MODEL_RECORD = `package:${DEFAULT_MODEL_NAME}`;
 export function recordModel(dir: string, latentsFile: string): string {
   const abs = path.resolve(dir);
   if (abs === path.resolve(DEFAULT_MODEL_DIR)) return DEFAULT_MODEL_RECORD;
-  return path.relative(path.dirname(path.resolve(latentsFile)), abs).split(path.sep).join('/') || '.';
+  return (
+    path
+      .relative(path.dirname(path.resolve(latentsFile)), abs)
+      .split(path.sep)
+      .join('/') || '.'
+  );
 }
 
 /** The model folder a latents file recorded (see recordModel; older files hold an absolute path), or undefined if it is not there. */
@@ -137,19 +159,34 @@ export async function readEmbeddingsFile(file: string, T: number, D: number): Pr
   try {
     const names = src.names();
     const name = names.includes('prompt_embeds') ? 'prompt_embeds' : names.length === 1 ? names[0]! : undefined;
-    if (name === undefined) throw new ShapeError(file, `expected a tensor "prompt_embeds" (or a single tensor), found ${names.length}: ${names.slice(0, 5).join(', ')}`);
+    if (name === undefined)
+      throw new ShapeError(
+        file,
+        `expected a tensor "prompt_embeds" (or a single tensor), found ${names.length}: ${names.slice(0, 5).join(', ')}`,
+      );
     const { shape } = src.info(name);
     const core = shape.length === 3 && shape[0] === 1 ? shape.slice(1) : shape;
-    if (core.length !== 2 || core[0] !== T || core[1] !== D) throw new ShapeError(`${file} "${name}"`, `expected [${T}, ${D}] (the model's max_text_seq_length × text_embed_dim), got [${shape}]`);
+    if (core.length !== 2 || core[0] !== T || core[1] !== D)
+      throw new ShapeError(
+        `${file} "${name}"`,
+        `expected [${T}, ${D}] (the model's max_text_seq_length × text_embed_dim), got [${shape}]`,
+      );
     const data = await src.read(name);
-    return tf.tensor(data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>), [T, D], 'float32');
+    return tf.tensor(
+      data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>),
+      [T, D],
+      'float32',
+    );
   } finally {
     await src.close();
   }
 }
 
 function noTextError(model: LoadedModel, what: string): Mask2DiTError {
-  return new ModelFolderError(model.dir, `${what} needs the model's tokenizer and text encoder. ${model.notes.join(' ')}`.trim());
+  return new ModelFolderError(
+    model.dir,
+    `${what} needs the model's tokenizer and text encoder. ${model.notes.join(' ')}`.trim(),
+  );
 }
 
 /** The model's prompt encoder (tokenizer + T5), or a ModelFolderError saying why there is none. */
@@ -162,8 +199,14 @@ function promptEncoder(model: LoadedModel, what: string): PromptEncoder {
 export function warnPromptLoss(model: LoadedModel, label: string, text: string): void {
   const r = model.tokenizer?.report(text);
   if (r === undefined) return;
-  if (r.unknown.length > 0) log.warn(`${label}: ${r.unknown.length} part(s) unknown to the tokenizer of ${model.dir} become <unk>: ${r.unknown.map((u) => JSON.stringify(u)).join(', ')}`);
-  if (r.truncated) log.warn(`${label}: ${r.tokens} tokens, the model reads ${model.tokenizer!.length}; the end is cut (${r.dropped} token(s)): ${JSON.stringify(r.droppedText)}`);
+  if (r.unknown.length > 0)
+    log.warn(
+      `${label}: ${r.unknown.length} part(s) unknown to the tokenizer of ${model.dir} become <unk>: ${r.unknown.map((u) => JSON.stringify(u)).join(', ')}`,
+    );
+  if (r.truncated)
+    log.warn(
+      `${label}: ${r.tokens} tokens, the model reads ${model.tokenizer!.length}; the end is cut (${r.dropped} token(s)): ${JSON.stringify(r.droppedText)}`,
+    );
 }
 
 /** One `[T, D]` embedding per scene, stacked: `[S, T, D]`. Prompts are encoded in one batch, as the reference pipelines. */
@@ -181,7 +224,10 @@ export async function sceneEmbeddings(model: LoadedModel, scenes: readonly Scene
       all.dispose();
     }
     let next = 0;
-    for (const s of scenes) blocks.push(s.embeddings !== undefined ? await readEmbeddingsFile(s.embeddings, T, D) : tf.clone(encoded[next++]!));
+    for (const s of scenes)
+      blocks.push(
+        s.embeddings !== undefined ? await readEmbeddingsFile(s.embeddings, T, D) : tf.clone(encoded[next++]!),
+      );
     return tf.stack(blocks); // [S, T, D]
   } finally {
     tf.dispose([...blocks, ...encoded]);
@@ -203,7 +249,10 @@ function negativeEmbedding(model: LoadedModel, negativePrompt: string): tf.Tenso
  * The negative embedding guidance needs (scale > 1; else undefined): `stored` (a latents file's) when
  * it fits the model, else the negative prompt's, put in `owned`.
  */
-export function guidanceNegative(model: LoadedModel, a: { settings: RunSettings; negativePrompt: string; owned: tf.Tensor[]; stored?: tf.Tensor | undefined }): tf.Tensor | undefined {
+export function guidanceNegative(
+  model: LoadedModel,
+  a: { settings: RunSettings; negativePrompt: string; owned: tf.Tensor[]; stored?: tf.Tensor | undefined },
+): tf.Tensor | undefined {
   if (a.settings.guidance <= 1) return undefined;
   const { max_text_seq_length: T, text_embed_dim: D } = model.transformer.config;
   if (a.stored !== undefined && a.stored.shape.join() === [1, T, D].join()) return a.stored;
@@ -213,25 +262,46 @@ export function guidanceNegative(model: LoadedModel, a: { settings: RunSettings;
 }
 
 /** A scene file's prompt embeddings `[S, T, D]` and the negative one guidance needs, both put in `owned`. */
-export async function encodeSceneFile(model: LoadedModel, sf: SceneFile, a: { settings: RunSettings; progress: Progress; owned: tf.Tensor[] }): Promise<{ prompts: tf.Tensor; negative: tf.Tensor | undefined }> {
+export async function encodeSceneFile(
+  model: LoadedModel,
+  sf: SceneFile,
+  a: { settings: RunSettings; progress: Progress; owned: tf.Tensor[] },
+): Promise<{ prompts: tf.Tensor; negative: tf.Tensor | undefined }> {
   const S = sf.scenes.length;
   a.progress.phase('encode text', `${S} scene${S > 1 ? 's' : ''}`);
   const prompts = await sceneEmbeddings(model, sf.scenes);
   a.owned.push(prompts);
-  return { prompts, negative: guidanceNegative(model, { settings: a.settings, negativePrompt: sf.negative_prompt ?? '', owned: a.owned }) };
+  return {
+    prompts,
+    negative: guidanceNegative(model, {
+      settings: a.settings,
+      negativePrompt: sf.negative_prompt ?? '',
+      owned: a.owned,
+    }),
+  };
 }
 
 /** The scenes of a film made from a scene file (every scene `frames` long). */
 export function filmScenes(sf: SceneFile, frames: number): FilmScene[] {
-  return sf.scenes.map((s, i) => ({ ...(s.prompt !== undefined ? { prompt: s.prompt } : {}), caption: sceneCaption(sf, i), frames }));
+  return sf.scenes.map((s, i) => ({
+    ...(s.prompt !== undefined ? { prompt: s.prompt } : {}),
+    caption: sceneCaption(sf, i),
+    frames,
+  }));
 }
 
 // ---- progress --------------------------------------------------------------------------------------
 
 /** The latent-only generate request of a scene-file run (`generate`, `attention`): what both share. */
-export function generateRequest(
-  a: { prompts: tf.Tensor; negative: tf.Tensor | undefined; scenes: number; frames: number; width: number; height: number; settings: RunSettings },
-): GenerateOptions {
+export function generateRequest(a: {
+  prompts: tf.Tensor;
+  negative: tf.Tensor | undefined;
+  scenes: number;
+  frames: number;
+  width: number;
+  height: number;
+  settings: RunSettings;
+}): GenerateOptions {
   return {
     prompts: a.prompts,
     ...(a.negative !== undefined ? { negative: a.negative } : {}),
@@ -271,10 +341,19 @@ export interface OutputFlags {
 export function filmPaths(flags: OutputFlags): FilmPaths {
   const ext = path.extname(flags.out);
   if (!VIDEO_EXTENSIONS.includes(ext.toLowerCase())) {
-    throw new Mask2DiTError('OPTION', `--out ${flags.out}: ${ext === '' ? 'no file extension' : `cannot write a "${ext}" file`}; the film is an H.264 mp4: use a name ending in ${VIDEO_EXTENSIONS.join(' or ')}`);
+    throw new Mask2DiTError(
+      'OPTION',
+      `--out ${flags.out}: ${ext === '' ? 'no file extension' : `cannot write a "${ext}" file`}; the film is an H.264 mp4: use a name ending in ${VIDEO_EXTENSIONS.join(' or ')}`,
+    );
   }
-  if (flags.sheet !== undefined && path.extname(flags.sheet).toLowerCase() !== '.png') throw new Mask2DiTError('OPTION', `--sheet ${flags.sheet}: the contact sheet is a PNG: use a name ending in .png`);
-  return { mp4: flags.out, sheet: flags.sheet ?? sheetPathFor(flags.out), latents: latentsPathFor(flags.out), ...(flags.frames !== undefined ? { frames: flags.frames } : {}) };
+  if (flags.sheet !== undefined && path.extname(flags.sheet).toLowerCase() !== '.png')
+    throw new Mask2DiTError('OPTION', `--sheet ${flags.sheet}: the contact sheet is a PNG: use a name ending in .png`);
+  return {
+    mp4: flags.out,
+    sheet: flags.sheet ?? sheetPathFor(flags.out),
+    latents: latentsPathFor(flags.out),
+    ...(flags.frames !== undefined ? { frames: flags.frames } : {}),
+  };
 }
 
 /** Reserve every output of a film now (an existing one without --force fails before any work). */
@@ -326,7 +405,8 @@ export async function writeFilm(args: {
     const { width, height, frames } = await tensorToFrames(signed);
     signed.dispose();
     total = frames.length;
-    if (width !== meta.width || height !== meta.height) throw new ShapeError('decoded video', `is ${width}×${height}, expected ${meta.width}×${meta.height}`);
+    if (width !== meta.width || height !== meta.height)
+      throw new ShapeError('decoded video', `is ${width}×${height}, expected ${meta.width}×${meta.height}`);
     progress.phase('write', `${paths.mp4} (${frames.length} frames, ${width}×${height}, ${meta.fps} fps)`);
     await writeMp4(temp.mp4, frames, { width, height, fps: meta.fps, signal: args.signal });
     written.push(paths.mp4);
@@ -345,7 +425,12 @@ export async function writeFilm(args: {
   } else {
     progress.phase('write', paths.latents);
   }
-  await writeLatentsFile(temp.latents, { latents: args.latents, promptEmbeds: args.promptEmbeds, ...(args.negativeEmbeds !== undefined ? { negativeEmbeds: args.negativeEmbeds } : {}), meta });
+  await writeLatentsFile(temp.latents, {
+    latents: args.latents,
+    promptEmbeds: args.promptEmbeds,
+    ...(args.negativeEmbeds !== undefined ? { negativeEmbeds: args.negativeEmbeds } : {}),
+    meta,
+  });
   written.push(paths.latents);
   return { scenes: S, frames: total, width: meta.width, height: meta.height, fps: meta.fps, files: written };
 }
@@ -354,12 +439,19 @@ export async function writeFilm(args: {
 export function printResult(result: FilmResult & { seconds: number }, json: boolean, quiet: boolean): void {
   if (json) process.stdout.write(JSON.stringify(result) + '\n');
   else if (!quiet) {
-    const what = result.frames > 0 ? `${result.scenes} scenes, ${result.frames} frames ${result.width}×${result.height} at ${result.fps} fps` : `latents of ${result.scenes} scenes`;
+    const what =
+      result.frames > 0
+        ? `${result.scenes} scenes, ${result.frames} frames ${result.width}×${result.height} at ${result.fps} fps`
+        : `latents of ${result.scenes} scenes`;
     process.stdout.write(`wrote ${result.files.join(', ')} (${what}) in ${result.seconds.toFixed(1)} s\n`);
   }
 }
 
 /** Checks that `dir` exists before the (slow) load, so a typo fails fast. */
 export function checkModelDir(dir: string): void {
-  if (!fs.existsSync(dir)) throw new ModelFolderError(dir, `no such model folder${dir === DEFAULT_MODEL_DIR ? ` (the default model ${DEFAULT_MODEL_NAME} is missing from the package; pass --model)` : ''}`);
+  if (!fs.existsSync(dir))
+    throw new ModelFolderError(
+      dir,
+      `no such model folder${dir === DEFAULT_MODEL_DIR ? ` (the default model ${DEFAULT_MODEL_NAME} is missing from the package; pass --model)` : ''}`,
+    );
 }

@@ -14,7 +14,18 @@ import type { FilmScene } from '../io/latentsFile.js';
 import { loadModelFolder, type LoadedModel } from '../model/modelFolder.js';
 import type { OffloadMode } from '../model/offload.js';
 import { backendFromFlags, offloadFromFlags } from './common.js';
-import { filmPaths, printResult, recordModel, reserveFilm, writeFilm, type FilmPaths, type HelpDefaults, type OutputFlags, type RunSettings, type SamplingFlags } from './film.js';
+import {
+  filmPaths,
+  printResult,
+  recordModel,
+  reserveFilm,
+  writeFilm,
+  type FilmPaths,
+  type HelpDefaults,
+  type OutputFlags,
+  type RunSettings,
+  type SamplingFlags,
+} from './film.js';
 import { checkInterrupted, withInterrupt } from './interrupt.js';
 import { OutputSet } from './outputs.js';
 import { Progress, progressMode } from './progress.js';
@@ -107,7 +118,11 @@ export interface FilmSpec<I extends ModelToLoad> {
 }
 
 /** `generate` / `extend`: the film of `--out` made, decoded and written as one set, then the summary line. */
-export async function runFilm<I extends ModelToLoad>(flags: FilmCommandFlags, cmd: Command, spec: FilmSpec<I>): Promise<void> {
+export async function runFilm<I extends ModelToLoad>(
+  flags: FilmCommandFlags,
+  cmd: Command,
+  spec: FilmSpec<I>,
+): Promise<void> {
   const t0 = performance.now();
   const paths = filmPaths(flags);
   spec.check?.(paths);
@@ -129,7 +144,18 @@ export async function runFilm<I extends ModelToLoad>(flags: FilmCommandFlags, cm
         latents: film.latents,
         promptEmbeds: film.prompts,
         ...(film.negative !== undefined ? { negativeEmbeds: film.negative } : {}),
-        meta: { scenes: film.scenes, width: film.width, height: film.height, fps: s.fps, steps: s.steps, guidance: s.guidance, seed: s.seed, sampler: s.sampler, model: recordModel(input.dir, paths.latents), negativePrompt: film.negativePrompt },
+        meta: {
+          scenes: film.scenes,
+          width: film.width,
+          height: film.height,
+          fps: s.fps,
+          steps: s.steps,
+          guidance: s.guidance,
+          seed: s.seed,
+          sampler: s.sampler,
+          model: recordModel(input.dir, paths.latents),
+          negativePrompt: film.negativePrompt,
+        },
         paths,
         temp: r.temp,
         latentsOnly,

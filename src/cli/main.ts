@@ -66,7 +66,9 @@ async function main(argv: string[]): Promise<number> {
       if (verbose && e.stack !== undefined) process.stderr.write(e.stack + '\n');
       return 2;
     }
-    process.stderr.write(`mask2dit: ${verbose ? ((e as Error).stack ?? String(e)) : ((e as Error).message ?? String(e))}\n`);
+    process.stderr.write(
+      `mask2dit: ${verbose ? ((e as Error).stack ?? String(e)) : ((e as Error).message ?? String(e))}\n`,
+    );
     return 1;
   }
 }

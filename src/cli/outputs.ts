@@ -86,7 +86,8 @@ export class OutputSet {
 
   /** Reserve a file output now (refuses an existing file unless force); returns the temp path to write. */
   file(target: string): string {
-    if (exists(target) && fs.statSync(target).isDirectory()) throw new OutputPathError(target, 'is a folder, not a file');
+    if (exists(target) && fs.statSync(target).isDirectory())
+      throw new OutputPathError(target, 'is a folder, not a file');
     this.ensureParent(target);
     const out = AtomicOutput.open(target, { force: this.force });
     this.files.set(target, out);
@@ -95,7 +96,8 @@ export class OutputSet {
 
   /** Reserve a folder output (refuses an existing non-empty folder unless force); returns the temp folder (created). */
   dir(target: string): string {
-    if (exists(target) && !fs.statSync(target).isDirectory()) throw new OutputPathError(target, 'is a file, not a folder');
+    if (exists(target) && !fs.statSync(target).isDirectory())
+      throw new OutputPathError(target, 'is a file, not a folder');
     if (!this.force && exists(target) && fs.readdirSync(target).length > 0) throw new OutputExistsError(target);
     this.ensureParent(target);
     const d = new StagedDir(target, this.force);
@@ -130,7 +132,8 @@ export class OutputSet {
       } catch {
         continue;
       }
-      for (const n of names) if (n.startsWith(base) || n.startsWith(`.${base}`)) fs.rmSync(path.join(dir, n), { force: true });
+      for (const n of names)
+        if (n.startsWith(base) || n.startsWith(`.${base}`)) fs.rmSync(path.join(dir, n), { force: true });
     }
   }
 }

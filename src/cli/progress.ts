@@ -6,7 +6,10 @@
  */
 export type ProgressMode = 'tty' | 'plain' | 'off';
 
-export function progressMode(opts: { quiet?: boolean; progress?: boolean }, stream: NodeJS.WriteStream = process.stderr): ProgressMode {
+export function progressMode(
+  opts: { quiet?: boolean; progress?: boolean },
+  stream: NodeJS.WriteStream = process.stderr,
+): ProgressMode {
   if (opts.quiet === true) return 'off';
   if (stream.isTTY === true) return 'tty';
   return opts.progress === true ? 'plain' : 'off';

@@ -57,8 +57,14 @@ function rule<T>(base: z.ZodType<T>, check: Check<T>) {
 }
 
 const num = z.number();
-const frames = rule(num, (n) => (Number.isInteger(n) && n >= 1 && (n - 1) % 4 === 0 ? undefined : `must be 4k+1, got ${n}`));
-const size = rule(num, (n) => (Number.isInteger(n) && n > 0 && n % SIZE_MULTIPLE === 0 ? undefined : `must be a positive multiple of ${SIZE_MULTIPLE}, got ${n}`));
+const frames = rule(num, (n) =>
+  Number.isInteger(n) && n >= 1 && (n - 1) % 4 === 0 ? undefined : `must be 4k+1, got ${n}`,
+);
+const size = rule(num, (n) =>
+  Number.isInteger(n) && n > 0 && n % SIZE_MULTIPLE === 0
+    ? undefined
+    : `must be a positive multiple of ${SIZE_MULTIPLE}, got ${n}`,
+);
 const nonEmpty = rule(z.string(), (s) => (s.trim() === '' ? 'must not be empty' : undefined));
 
 const SceneSchema = z
@@ -69,14 +75,18 @@ const SceneSchema = z
     caption: z.string().optional(),
   })
   .superRefine((s, ctx) => {
-    if (s.prompt === undefined && s.embeddings === undefined) ctx.addIssue({ code: 'custom', message: 'needs "prompt" or "embeddings"' });
-    if (s.prompt !== undefined && s.embeddings !== undefined) ctx.addIssue({ code: 'custom', message: 'give "prompt" or "embeddings", not both' });
+    if (s.prompt === undefined && s.embeddings === undefined)
+      ctx.addIssue({ code: 'custom', message: 'needs "prompt" or "embeddings"' });
+    if (s.prompt !== undefined && s.embeddings !== undefined)
+      ctx.addIssue({ code: 'custom', message: 'give "prompt" or "embeddings", not both' });
   });
 
 const DefaultsSchema = z.strictObject({
   steps: rule(num, (n) => (Number.isInteger(n) && n >= 1 ? undefined : `must be an integer >= 1, got ${n}`)).optional(),
   guidance: rule(num, (n) => (n >= 0 ? undefined : `must be >= 0, got ${n}`)).optional(),
-  seed: rule(num, (n) => (Number.isInteger(n) && n >= 0 && n < 2 ** 32 ? undefined : `must be an integer in [0, 2^32), got ${n}`)).optional(),
+  seed: rule(num, (n) =>
+    Number.isInteger(n) && n >= 0 && n < 2 ** 32 ? undefined : `must be an integer in [0, 2^32), got ${n}`,
+  ).optional(),
   sampler: nonEmpty.optional(),
   fps: rule(num, (n) => (n > 0 && n <= 240 ? undefined : `must be in (0, 240], got ${n}`)).optional(),
 });
@@ -110,7 +120,9 @@ function describe(v: unknown): string {
 function issueText(iss: z.core.$ZodIssue): string {
   switch (iss.code) {
     case 'invalid_type':
-      return iss.input === undefined ? `required (${iss.expected})` : `expected ${iss.expected}, got ${describe(iss.input)}`;
+      return iss.input === undefined
+        ? `required (${iss.expected})`
+        : `expected ${iss.expected}, got ${describe(iss.input)}`;
     case 'unrecognized_keys':
       return `unknown key${iss.keys.length > 1 ? 's' : ''} ${iss.keys.map((k) => JSON.stringify(k)).join(', ')}`;
     case 'too_small':
@@ -129,13 +141,23 @@ export interface SceneFileOptions {
  * Validates a parsed scene file. `file` names it in errors; relative `embeddings` paths are resolved
  * against `baseDir` (default: the directory of `file`).
  */
-export function parseSceneFile(raw: unknown, file = 'scene file', opts: SceneFileOptions & { baseDir?: string } = {}): SceneFile {
+export function parseSceneFile(
+  raw: unknown,
+  file = 'scene file',
+  opts: SceneFileOptions & { baseDir?: string } = {},
+): SceneFile {
   const r = SceneFileSchema.safeParse(raw, { reportInput: true });
-  if (!r.success) throw new SceneFileError(file, r.error.issues.map((iss) => `${formatPath(iss.path)}: ${issueText(iss)}`));
+  if (!r.success)
+    throw new SceneFileError(
+      file,
+      r.error.issues.map((iss) => `${formatPath(iss.path)}: ${issueText(iss)}`),
+    );
   const sf = r.data;
   const sampler = sf.defaults?.sampler;
   if (opts.samplers !== undefined && sampler !== undefined && !opts.samplers.includes(sampler)) {
-    throw new SceneFileError(file, [`defaults.sampler: unknown sampler ${JSON.stringify(sampler)}, expected one of ${opts.samplers.join(', ')}`]);
+    throw new SceneFileError(file, [
+      `defaults.sampler: unknown sampler ${JSON.stringify(sampler)}, expected one of ${opts.samplers.join(', ')}`,
+    ]);
   }
   const baseDir = opts.baseDir ?? path.dirname(file);
   for (const s of sf.scenes) if (s.embeddings !== undefined) s.embeddings = path.resolve(baseDir, s.embeddings);

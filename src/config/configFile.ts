@@ -27,8 +27,16 @@ export function readJsonFile(file: string): unknown {
  * Validate `raw` against `schema`. Keys neither in `known` nor in `ignored` are logged (as `what`
  * config keys) and returned; they never fail validation.
  */
-export function validateConfig<S extends z.ZodType>(schema: S, known: Iterable<string>, raw: unknown, file: string, what: string, ignored: Iterable<string> = []): { data: z.infer<S>; unknownKeys: string[] } {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '(root)', 'expected a JSON object');
+export function validateConfig<S extends z.ZodType>(
+  schema: S,
+  known: Iterable<string>,
+  raw: unknown,
+  file: string,
+  what: string,
+  ignored: Iterable<string> = [],
+): { data: z.infer<S>; unknownKeys: string[] } {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new ConfigError(file, '(root)', 'expected a JSON object');
   const skip = new Set([...known, ...ignored]);
   const unknownKeys = Object.keys(raw).filter((k) => !skip.has(k));
   if (unknownKeys.length > 0) log.warn(`${file}: ignoring unknown ${what} config keys: ${unknownKeys.join(', ')}`);
@@ -36,7 +44,11 @@ export function validateConfig<S extends z.ZodType>(schema: S, known: Iterable<s
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = issue.path.length > 0 ? issue.path.join('.') : '(root)';
-    throw new ConfigError(file, field, parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '));
+    throw new ConfigError(
+      file,
+      field,
+      parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '),
+    );
   }
   return { data: parsed.data as z.infer<S>, unknownKeys };
 }

@@ -12,7 +12,6 @@
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { readJsonFile, validateConfig } from './configFile.js';
-import { log } from '../log.js';
 
 export const COGVIDEOX_SCHEDULER_CLASSES = ['CogVideoXDDIMScheduler', 'CogVideoXDPMScheduler'] as const;
 
@@ -37,37 +36,45 @@ export const CogVideoXSchedulerConfigSchema = z
   })
   .superRefine((c, ctx) => {
     if (c.beta_schedule !== 'scaled_linear') {
-      ctx.addIssue({ code: 'custom', path: ['beta_schedule'], message: `only 'scaled_linear' (every CogVideoX checkpoint) is supported, got '${c.beta_schedule}'` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['beta_schedule'],
+        message: `only 'scaled_linear' (every CogVideoX checkpoint) is supported, got '${c.beta_schedule}'`,
+      });
     }
-    if (c.beta_end <= c.beta_start) ctx.addIssue({ code: 'custom', path: ['beta_end'], message: `must exceed beta_start ${c.beta_start}, got ${c.beta_end}` });
+    if (c.beta_end <= c.beta_start)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['beta_end'],
+        message: `must exceed beta_start ${c.beta_start}, got ${c.beta_end}`,
+      });
   });
 
 export type CogVideoXSchedulerConfig = z.infer<typeof CogVideoXSchedulerConfigSchema>;
 
-export const FlowMatchSchedulerConfigSchema = z
-  .object({
-    _class_name: z.literal('FlowMatchEulerDiscreteScheduler').default('FlowMatchEulerDiscreteScheduler'),
-    num_train_timesteps: z.number().int().positive().default(1000),
-    shift: z.number().positive().default(1.0),
-    use_dynamic_shifting: z.literal(false).default(false),
-    base_shift: z.number().default(0.5),
-    max_shift: z.number().default(1.15),
-    base_image_seq_len: z.number().int().default(256),
-    max_image_seq_len: z.number().int().default(4096),
-    // later diffusers releases: accepted only at their defaults
-    invert_sigmas: z.literal(false).default(false),
-    shift_terminal: z.null().default(null),
-    use_karras_sigmas: z.literal(false).default(false),
-    use_exponential_sigmas: z.literal(false).default(false),
-    use_beta_sigmas: z.literal(false).default(false),
-    time_shift_type: z.literal('exponential').default('exponential'),
-    // re-noise each step with fresh ε around x̂₀ (src/sampler/flowMatchEuler.ts)
-    stochastic_sampling: z.boolean().default(false),
-    // mask2dit extension: what the model predicts — the velocity ε − x₀ (every reference flow model) or
-    // the clean sample x₀ (then v = (x_σ − x̂₀)/σ; easier for small models, which must otherwise copy the
-    // input's noise through the network exactly)
-    prediction_type: z.enum(['flow_prediction', 'sample']).default('flow_prediction'),
-  });
+export const FlowMatchSchedulerConfigSchema = z.object({
+  _class_name: z.literal('FlowMatchEulerDiscreteScheduler').default('FlowMatchEulerDiscreteScheduler'),
+  num_train_timesteps: z.number().int().positive().default(1000),
+  shift: z.number().positive().default(1.0),
+  use_dynamic_shifting: z.literal(false).default(false),
+  base_shift: z.number().default(0.5),
+  max_shift: z.number().default(1.15),
+  base_image_seq_len: z.number().int().default(256),
+  max_image_seq_len: z.number().int().default(4096),
+  // later diffusers releases: accepted only at their defaults
+  invert_sigmas: z.literal(false).default(false),
+  shift_terminal: z.null().default(null),
+  use_karras_sigmas: z.literal(false).default(false),
+  use_exponential_sigmas: z.literal(false).default(false),
+  use_beta_sigmas: z.literal(false).default(false),
+  time_shift_type: z.literal('exponential').default('exponential'),
+  // re-noise each step with fresh ε around x̂₀ (src/sampler/flowMatchEuler.ts)
+  stochastic_sampling: z.boolean().default(false),
+  // mask2dit extension: what the model predicts — the velocity ε − x₀ (every reference flow model) or
+  // the clean sample x₀ (then v = (x_σ − x̂₀)/σ; easier for small models, which must otherwise copy the
+  // input's noise through the network exactly)
+  prediction_type: z.enum(['flow_prediction', 'sample']).default('flow_prediction'),
+});
 
 export type FlowMatchSchedulerConfig = z.infer<typeof FlowMatchSchedulerConfigSchema>;
 
@@ -105,7 +112,11 @@ export function parseSchedulerConfig(raw: unknown, file = 'scheduler_config.json
     return validate(FlowMatchSchedulerConfigSchema, Object.keys(FlowMatchSchedulerConfigSchema.shape), raw, file);
   }
   if (cls !== undefined && !(COGVIDEOX_SCHEDULER_CLASSES as readonly unknown[]).includes(cls)) {
-    throw new ConfigError(file, '_class_name', `expected one of ${[...COGVIDEOX_SCHEDULER_CLASSES, 'FlowMatchEulerDiscreteScheduler'].join(', ')}, got ${JSON.stringify(cls)}`);
+    throw new ConfigError(
+      file,
+      '_class_name',
+      `expected one of ${[...COGVIDEOX_SCHEDULER_CLASSES, 'FlowMatchEulerDiscreteScheduler'].join(', ')}, got ${JSON.stringify(cls)}`,
+    );
   }
   return validate(CogVideoXSchedulerConfigSchema, Object.keys(CogVideoXSchedulerConfigSchema.shape), raw, file);
 }

@@ -27,10 +27,18 @@ export const TextEncoderConfigSchema = z
   })
   .superRefine((c, ctx) => {
     if (c.relative_attention_num_buckets < 4 || c.relative_attention_num_buckets % 2 !== 0) {
-      ctx.addIssue({ code: 'custom', path: ['relative_attention_num_buckets'], message: `bidirectional buckets need an even count ≥ 4, got ${c.relative_attention_num_buckets}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['relative_attention_num_buckets'],
+        message: `bidirectional buckets need an even count ≥ 4, got ${c.relative_attention_num_buckets}`,
+      });
     }
     if (c.pad_token_id >= c.vocab_size || c.eos_token_id >= c.vocab_size) {
-      ctx.addIssue({ code: 'custom', path: ['vocab_size'], message: `pad/eos ids must be below vocab_size ${c.vocab_size}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['vocab_size'],
+        message: `pad/eos ids must be below vocab_size ${c.vocab_size}`,
+      });
     }
   });
 
@@ -58,8 +66,18 @@ const KNOWN_IGNORED = new Set([
 ]);
 
 /** Validate a parsed config.json object; `file` names it in errors. Unknown keys are logged and returned. */
-export function parseTextEncoderConfig(raw: unknown, file = 'config.json'): { config: TextEncoderConfig; unknownKeys: string[] } {
-  const { data, unknownKeys } = validateConfig(TextEncoderConfigSchema, Object.keys(TextEncoderConfigSchema.shape), raw, file, 'text encoder', KNOWN_IGNORED);
+export function parseTextEncoderConfig(
+  raw: unknown,
+  file = 'config.json',
+): { config: TextEncoderConfig; unknownKeys: string[] } {
+  const { data, unknownKeys } = validateConfig(
+    TextEncoderConfigSchema,
+    Object.keys(TextEncoderConfigSchema.shape),
+    raw,
+    file,
+    'text encoder',
+    KNOWN_IGNORED,
+  );
   return { config: data, unknownKeys };
 }
 

@@ -46,14 +46,26 @@ export const TransformerConfigSchema = z
   })
   .superRefine((c, ctx) => {
     if (c.patch_size_t !== null) {
-      ctx.addIssue({ code: 'custom', path: ['patch_size_t'], message: `CogVideoX 1.5 temporal patching is not supported yet (got ${c.patch_size_t}, expected null)` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['patch_size_t'],
+        message: `CogVideoX 1.5 temporal patching is not supported yet (got ${c.patch_size_t}, expected null)`,
+      });
     }
     if (c.use_rotary_positional_embeddings && c.attention_head_dim % 16 !== 0) {
       // dim_t = d/4 and dim_h = dim_w = 3d/8 must each be even (rotation pairs)
-      ctx.addIssue({ code: 'custom', path: ['attention_head_dim'], message: `3D RoPE splits the head dim 2:3:3 into rotation pairs, so it must be a multiple of 16, got ${c.attention_head_dim}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['attention_head_dim'],
+        message: `3D RoPE splits the head dim 2:3:3 into rotation pairs, so it must be a multiple of 16, got ${c.attention_head_dim}`,
+      });
     }
     if (c.sample_height % c.patch_size !== 0 || c.sample_width % c.patch_size !== 0) {
-      ctx.addIssue({ code: 'custom', path: ['sample_height'], message: `sample_height and sample_width must be multiples of patch_size ${c.patch_size}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sample_height'],
+        message: `sample_height and sample_width must be multiples of patch_size ${c.patch_size}`,
+      });
     }
   });
 
@@ -72,8 +84,18 @@ export interface TransformerConfig extends TransformerConfigJson {
 const KNOWN_IGNORED = new Set(['_diffusers_version', '_name_or_path', '_note']);
 
 /** Validate a parsed config.json object; `file` names it in errors. Unknown keys are logged and returned. */
-export function parseTransformerConfig(raw: unknown, file = 'config.json'): { config: TransformerConfig; unknownKeys: string[] } {
-  const { data: c, unknownKeys } = validateConfig(TransformerConfigSchema, Object.keys(TransformerConfigSchema.shape), raw, file, 'transformer', KNOWN_IGNORED);
+export function parseTransformerConfig(
+  raw: unknown,
+  file = 'config.json',
+): { config: TransformerConfig; unknownKeys: string[] } {
+  const { data: c, unknownKeys } = validateConfig(
+    TransformerConfigSchema,
+    Object.keys(TransformerConfigSchema.shape),
+    raw,
+    file,
+    'transformer',
+    KNOWN_IGNORED,
+  );
   return {
     config: {
       ...c,

@@ -36,15 +36,27 @@ export const VaeConfigSchema = z
   .superRefine((c, ctx) => {
     const n = c.block_out_channels.length;
     const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
-    if (c.down_block_types.length !== n) issue('down_block_types', `expected ${n} entries (one per block_out_channels), got ${c.down_block_types.length}`);
-    if (c.up_block_types.length !== n) issue('up_block_types', `expected ${n} entries (one per block_out_channels), got ${c.up_block_types.length}`);
+    if (c.down_block_types.length !== n)
+      issue('down_block_types', `expected ${n} entries (one per block_out_channels), got ${c.down_block_types.length}`);
+    if (c.up_block_types.length !== n)
+      issue('up_block_types', `expected ${n} entries (one per block_out_channels), got ${c.up_block_types.length}`);
     const bad = c.block_out_channels.filter((ch) => ch % c.norm_num_groups !== 0);
-    if (bad.length > 0) issue('block_out_channels', `every entry must be a multiple of norm_num_groups ${c.norm_num_groups}, got ${bad.join(', ')}`);
+    if (bad.length > 0)
+      issue(
+        'block_out_channels',
+        `every entry must be a multiple of norm_num_groups ${c.norm_num_groups}, got ${bad.join(', ')}`,
+      );
     const level = Math.log2(c.temporal_compression_ratio);
-    if (!Number.isInteger(level)) issue('temporal_compression_ratio', `expected a power of 2, got ${c.temporal_compression_ratio}`);
-    else if (level > n - 1) issue('temporal_compression_ratio', `log2(${c.temporal_compression_ratio}) = ${level} exceeds the ${n - 1} resampling blocks`);
+    if (!Number.isInteger(level))
+      issue('temporal_compression_ratio', `expected a power of 2, got ${c.temporal_compression_ratio}`);
+    else if (level > n - 1)
+      issue(
+        'temporal_compression_ratio',
+        `log2(${c.temporal_compression_ratio}) = ${level} exceeds the ${n - 1} resampling blocks`,
+      );
     if (c.use_quant_conv) issue('use_quant_conv', 'quant_conv is not supported (CogVideoX checkpoints set it false)');
-    if (c.use_post_quant_conv) issue('use_post_quant_conv', 'post_quant_conv is not supported (CogVideoX checkpoints set it false)');
+    if (c.use_post_quant_conv)
+      issue('use_post_quant_conv', 'post_quant_conv is not supported (CogVideoX checkpoints set it false)');
   });
 
 export type VaeConfigJson = z.infer<typeof VaeConfigSchema>;
@@ -61,9 +73,20 @@ const KNOWN_IGNORED = new Set(['_diffusers_version', '_name_or_path', '_note', '
 
 /** Validate a parsed config.json object; `file` names it in errors. Unknown keys are logged and returned. */
 export function parseVaeConfig(raw: unknown, file = 'config.json'): { config: VaeConfig; unknownKeys: string[] } {
-  const { data: c, unknownKeys } = validateConfig(VaeConfigSchema, Object.keys(VaeConfigSchema.shape), raw, file, 'VAE', KNOWN_IGNORED);
+  const { data: c, unknownKeys } = validateConfig(
+    VaeConfigSchema,
+    Object.keys(VaeConfigSchema.shape),
+    raw,
+    file,
+    'VAE',
+    KNOWN_IGNORED,
+  );
   return {
-    config: { ...c, temporalCompressLevel: Math.log2(c.temporal_compression_ratio), spatialCompression: 2 ** (c.block_out_channels.length - 1) },
+    config: {
+      ...c,
+      temporalCompressLevel: Math.log2(c.temporal_compression_ratio),
+      spatialCompression: 2 ** (c.block_out_channels.length - 1),
+    },
     unknownKeys,
   };
 }

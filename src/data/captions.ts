@@ -21,7 +21,11 @@ export interface ParsedCaption {
 const article = (word: string) => (/^[aeiou]/.test(word) ? 'an' : 'a');
 
 /** The caption of scene `index` (0-based): the first names the character, later ones say "it". */
-export function captionFor(index: number, character: { colour: Colour; shape: Shape }, scene: { background: Colour; motion: Motion }): string {
+export function captionFor(
+  index: number,
+  character: { colour: Colour; shape: Shape },
+  scene: { background: Colour; motion: Motion },
+): string {
   const subject = index === 0 ? `${article(character.colour)} ${character.colour} ${character.shape}` : 'it';
   return `${subject} ${scene.motion} on ${article(scene.background)} ${scene.background} background`;
 }
@@ -46,6 +50,13 @@ export function parseCaption(text: string): ParsedCaption | null {
   if (motion === undefined) return null;
   i += motion.split(' ').length;
   const bg = w[i + 2];
-  if (w[i] !== 'on' || (w[i + 1] !== 'a' && w[i + 1] !== 'an') || !isColour(bg) || w[i + 3] !== 'background' || w.length !== i + 4) return null;
+  if (
+    w[i] !== 'on' ||
+    (w[i + 1] !== 'a' && w[i + 1] !== 'an') ||
+    !isColour(bg) ||
+    w[i + 3] !== 'background' ||
+    w.length !== i + 4
+  )
+    return null;
   return { ...(character !== undefined ? { character } : {}), background: bg, motion };
 }

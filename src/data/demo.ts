@@ -15,7 +15,9 @@ export function worldContactSheet(seeds: readonly number[], opts: WorldOptions =
   const { framesPerScene: T, width: W, height: H } = first;
   const gap = 2;
   const rowH = LINE_HEIGHT + 2 + H + gap;
-  const rows = clips.flatMap((c) => c.scenes.map((s, i) => ({ text: `#${c.seed}.${i} ${s.caption}`, frames: toUint8Frames(s.frames, T, H, W) })));
+  const rows = clips.flatMap((c) =>
+    c.scenes.map((s, i) => ({ text: `#${c.seed}.${i} ${s.caption}`, frames: toUint8Frames(s.frames, T, H, W) })),
+  );
   const sheet = createImage(T * (W + gap), rows.length * rowH, 3, [24, 24, 24]);
   rows.forEach((r, k) => {
     drawText(sheet, r.text, 1, k * rowH + 1, [230, 230, 230]);
@@ -25,7 +27,11 @@ export function worldContactSheet(seeds: readonly number[], opts: WorldOptions =
 }
 
 /** Write the contact sheet of clips `seeds` as a PNG (atomically; `force` overwrites). */
-export async function worldDemo(file: string, seeds: readonly number[] = [1, 2, 3], opts: WorldOptions & { force?: boolean } = {}): Promise<void> {
+export async function worldDemo(
+  file: string,
+  seeds: readonly number[] = [1, 2, 3],
+  opts: WorldOptions & { force?: boolean } = {},
+): Promise<void> {
   const { force, ...world } = opts;
   await writePng(file, worldContactSheet(seeds, world), { force: force ?? false });
 }

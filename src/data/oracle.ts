@@ -62,7 +62,8 @@ export interface ClipReading {
 }
 
 /** Frames as the VAE sees them (`[3, T, H, W]` floats in [-1, 1]) or as a video file holds them (T RGB byte frames). */
-export type FramesInput = { data: Float32Array; T: number; H: number; W: number } | { frames: readonly Uint8Array[]; H: number; W: number };
+export type FramesInput =
+  { data: Float32Array; T: number; H: number; W: number } | { frames: readonly Uint8Array[]; H: number; W: number };
 
 // Thresholds (0..255 colour units; fractions of min(H, W) for lengths).
 const FG_DISTANCE = 60;
@@ -215,7 +216,8 @@ function largestBlob(alpha: Float32Array, H: number, W: number): number[] {
 export function hullArea(points: [number, number][]): number {
   const pts = [...points].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   if (pts.length < 3) return 0;
-  const cross = (o: [number, number], a: [number, number], b: [number, number]) => (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+  const cross = (o: [number, number], a: [number, number], b: [number, number]) =>
+    (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
   const half = (list: [number, number][]) => {
     const h: [number, number][] = [];
     for (const p of list) {
@@ -242,7 +244,11 @@ function prune(blob: number[], W: number, H: number): number[] {
     for (const p of cur) inBlob[p] = 1;
     const kept = cur.filter((p) => {
       const x = p % W;
-      const n = (x > 0 ? inBlob[p - 1]! : 0) + (x < W - 1 ? inBlob[p + 1]! : 0) + (p >= W ? inBlob[p - W]! : 0) + (p < (H - 1) * W ? inBlob[p + W]! : 0);
+      const n =
+        (x > 0 ? inBlob[p - 1]! : 0) +
+        (x < W - 1 ? inBlob[p + 1]! : 0) +
+        (p >= W ? inBlob[p - W]! : 0) +
+        (p < (H - 1) * W ? inBlob[p + W]! : 0);
       return n >= 2;
     });
     if (kept.length === cur.length || kept.length === 0) break;
@@ -261,7 +267,13 @@ function describeBlob(blob: number[], W: number): BlobReading {
   for (const p of blob) {
     const [px, py] = [p % W, (p / W) | 0];
     r2 = max(r2, (px + 0.5 - x) ** 2 + (py + 0.5 - y) ** 2);
-    for (const [cx, cy] of [[px, py], [px + 1, py], [px, py + 1], [px + 1, py + 1]] as const) corners.set(cy * (W + 1) + cx, [cx, cy]);
+    for (const [cx, cy] of [
+      [px, py],
+      [px + 1, py],
+      [px, py + 1],
+      [px + 1, py + 1],
+    ] as const)
+      corners.set(cy * (W + 1) + cx, [cx, cy]);
   }
   const radius = sqrt(r2) + 0.5; // pixel centres sit half a pixel inside the outline
   const area = blob.length;
@@ -312,8 +324,16 @@ function classifyMotion(track: (BlobReading | null)[], masks: (Float32Array | nu
   if (found.length < max(2, ceil(T / 2))) return 'unknown';
   const ts = found.map((f) => f.t);
   const span = T - 1;
-  const dx = slope(ts, found.map((f) => f.b.x)) * span;
-  const dy = slope(ts, found.map((f) => f.b.y)) * span;
+  const dx =
+    slope(
+      ts,
+      found.map((f) => f.b.x),
+    ) * span;
+  const dy =
+    slope(
+      ts,
+      found.map((f) => f.b.y),
+    ) * span;
   if (hypot(dx, dy) > SLIDE * side) {
     if (abs(dx) >= abs(dy)) return dx < 0 ? 'slides left' : 'slides right';
     return dy < 0 ? 'slides up' : 'slides down';
@@ -340,7 +360,13 @@ function isContinuous(track: (BlobReading | null)[], side: number): boolean {
   return true;
 }
 
-const UNREADABLE: SceneReading = { background: 'unknown', character: { colour: 'unknown', shape: 'unknown' }, motion: 'unknown', continuous: false, track: [] };
+const UNREADABLE: SceneReading = {
+  background: 'unknown',
+  character: { colour: 'unknown', shape: 'unknown' },
+  motion: 'unknown',
+  continuous: false,
+  track: [],
+};
 
 /** Read one scene's frames back into attributes. Never throws: unreadable parts are 'unknown'. */
 export function readScene(input: FramesInput): SceneReading {
@@ -371,7 +397,13 @@ export function readScene(input: FramesInput): SceneReading {
     masks.push(mask);
   }
   const shape = majority<Shape>(track.map((b) => (b === null ? 'unknown' : classifyShape(b))));
-  return { background, character: { colour, shape }, motion: classifyMotion(track, masks, side), continuous: isContinuous(track, side), track };
+  return {
+    background,
+    character: { colour, shape },
+    motion: classifyMotion(track, masks, side),
+    continuous: isContinuous(track, side),
+    track,
+  };
 }
 
 /** Read every scene of a clip and whether the character stays the same across them. */
@@ -379,7 +411,11 @@ export function readClip(scenes: FramesInput[]): ClipReading {
   const read = scenes.map(readScene);
   const colour = majority(read.map((r) => r.character.colour));
   const shape = majority(read.map((r) => r.character.shape));
-  const sameCharacter = read.length > 0 && colour !== 'unknown' && shape !== 'unknown' && read.every((r) => r.character.colour === colour && r.character.shape === shape);
+  const sameCharacter =
+    read.length > 0 &&
+    colour !== 'unknown' &&
+    shape !== 'unknown' &&
+    read.every((r) => r.character.colour === colour && r.character.shape === shape);
   return { scenes: read, character: { colour, shape }, sameCharacter };
 }
 

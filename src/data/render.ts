@@ -50,7 +50,14 @@ export function insideShape(shape: Shape, u: number, v: number): boolean {
  * Coverage in [0, 1] of each pixel of an H×W frame by the shape at `pose` (size in px), written into
  * `out` (length H·W, row-major). Only the pixels near the character are sampled.
  */
-export function coverage(shape: Shape, size: number, pose: Pose, W: number, H: number, out: Float32Array = new Float32Array(W * H)): Float32Array {
+export function coverage(
+  shape: Shape,
+  size: number,
+  pose: Pose,
+  W: number,
+  H: number,
+  out: Float32Array = new Float32Array(W * H),
+): Float32Array {
   out.fill(0);
   const s = size * pose.scale;
   const reach = 0.72 * s + 1;
@@ -74,7 +81,10 @@ export function coverage(shape: Shape, size: number, pose: Pose, W: number, H: n
 }
 
 /** Scene `scene` of `clip` as `[3, T, H, W]` RGB floats in [-1, 1]. */
-export function renderScene(clip: Pick<ClipSpec, 'character' | 'framesPerScene' | 'width' | 'height'>, scene: Pick<SceneSpec, 'attributes' | 'path'>): Float32Array {
+export function renderScene(
+  clip: Pick<ClipSpec, 'character' | 'framesPerScene' | 'width' | 'height'>,
+  scene: Pick<SceneSpec, 'attributes' | 'path'>,
+): Float32Array {
   const { framesPerScene: T, width: W, height: H, character } = clip;
   const plane = H * W;
   const out = new Float32Array(3 * T * plane);

@@ -22,7 +22,16 @@ export const PALETTE = {
 export type Colour = keyof typeof PALETTE;
 export const COLOURS = Object.keys(PALETTE) as Colour[];
 
-export const MOTIONS = ['slides left', 'slides right', 'slides up', 'slides down', 'bounces', 'grows', 'spins', 'stays'] as const;
+export const MOTIONS = [
+  'slides left',
+  'slides right',
+  'slides up',
+  'slides down',
+  'bounces',
+  'grows',
+  'spins',
+  'stays',
+] as const;
 export type Motion = (typeof MOTIONS)[number];
 
 /** A circle looks the same at every angle, so circles never spin. */

@@ -91,7 +91,13 @@ export interface WorldOptions {
 /** World seeds below this are training clips; evaluation draws its held-out caption sets from here on. */
 export const HELD_OUT_FIRST_SEED = 1_000_000;
 
-export const DEFAULT_WORLD: Required<WorldOptions> = { minScenes: 2, maxScenes: 4, framesPerScene: 9, width: 64, height: 64 };
+export const DEFAULT_WORLD: Required<WorldOptions> = {
+  minScenes: 2,
+  maxScenes: 4,
+  framesPerScene: 9,
+  width: 64,
+  height: 64,
+};
 
 /** Largest distance from a shape's centre to its outline, per unit size, over all shapes (render.ts). */
 export const BOUNDING_RADIUS = 0.68;
@@ -145,7 +151,12 @@ export function resolveWorldOptions(opts: WorldOptions = {}): Required<WorldOpti
   if (!Number.isInteger(o.framesPerScene) || o.framesPerScene < 5 || (o.framesPerScene - 1) % 4 !== 0) {
     throw bad('framesPerScene', `expected 4k+1 with k ≥ 1 (5, 9, 13, …), got ${o.framesPerScene}`);
   }
-  if (!Number.isInteger(o.minScenes) || !Number.isInteger(o.maxScenes) || o.minScenes < 1 || o.maxScenes < o.minScenes) {
+  if (
+    !Number.isInteger(o.minScenes) ||
+    !Number.isInteger(o.maxScenes) ||
+    o.minScenes < 1 ||
+    o.maxScenes < o.minScenes
+  ) {
     throw bad('minScenes/maxScenes', `expected integers 1 ≤ min ≤ max, got ${o.minScenes}..${o.maxScenes}`);
   }
   for (const k of ['width', 'height'] as const) {
@@ -160,7 +171,11 @@ export function sampleClipSpec(seed: number, opts: WorldOptions = {}): ClipSpec 
   const rng = new Rng(seed);
   const S = rng.int(o.minScenes, o.maxScenes);
   const side = Math.min(o.width, o.height);
-  const character: Character = { shape: rng.pick(SHAPES), colour: rng.pick(COLOURS), size: rng.uniform(0.26, 0.32) * side };
+  const character: Character = {
+    shape: rng.pick(SHAPES),
+    colour: rng.pick(COLOURS),
+    size: rng.uniform(0.26, 0.32) * side,
+  };
   const scenes: SceneSpec[] = [];
   for (let s = 0; s < S; s++) {
     const attributes: SceneAttributes = {
@@ -213,9 +228,16 @@ function samplePath(rng: Rng, motion: Motion, size: number, o: Required<WorldOpt
 }
 
 /** Captions and attributes of clip `seed`, no frames (evaluation prompts). Same content as `sampleClip(seed)`. */
-export function sampleCaptionSet(seed: number, opts: WorldOptions = {}): { seed: number; character: Character; scenes: { caption: string; attributes: SceneAttributes }[] } {
+export function sampleCaptionSet(
+  seed: number,
+  opts: WorldOptions = {},
+): { seed: number; character: Character; scenes: { caption: string; attributes: SceneAttributes }[] } {
   const spec = sampleClipSpec(seed, opts);
-  return { seed, character: spec.character, scenes: spec.scenes.map(({ caption, attributes }) => ({ caption, attributes })) };
+  return {
+    seed,
+    character: spec.character,
+    scenes: spec.scenes.map(({ caption, attributes }) => ({ caption, attributes })),
+  };
 }
 
 /** Clip `seed` with every scene rendered to `[3, T, H, W]` floats in [-1, 1]. */

@@ -147,10 +147,16 @@ export interface EvalResult {
 // ---- caption sets -----------------------------------------------------------------------------------
 
 /** The first `n` world seeds from `firstSeed` on whose caption set has exactly `scenes` scenes. */
-export function selectCaptionSets(n: number, firstSeed: number, scenes: number, world: WorldOptions = {}): ReturnType<typeof sampleCaptionSet>[] {
+export function selectCaptionSets(
+  n: number,
+  firstSeed: number,
+  scenes: number,
+  world: WorldOptions = {},
+): ReturnType<typeof sampleCaptionSet>[] {
   const min = world.minScenes ?? 2;
   const max = world.maxScenes ?? 4;
-  if (scenes < min || scenes > max) throw new Mask2DiTError('EVAL', `scenes ${scenes}: the world makes clips of ${min}–${max} scenes`);
+  if (scenes < min || scenes > max)
+    throw new Mask2DiTError('EVAL', `scenes ${scenes}: the world makes clips of ${min}–${max} scenes`);
   const sets: ReturnType<typeof sampleCaptionSet>[] = [];
   for (let seed = firstSeed; sets.length < n; seed++) {
     const set = sampleCaptionSet(seed, world);
@@ -191,7 +197,13 @@ export async function videoToScenes(video: tf.Tensor, scenes: number): Promise<F
 }
 
 /** One scene `[3, T, H, W]` in [−1, 1] encoded (posterior mean) and decoded again, clipped to [−1, 1]. */
-export function roundTripScene(vae: { encode(x: tf.Tensor): { mean: tf.Tensor }; decode(z: tf.Tensor): tf.Tensor }, frames: Float32Array, T: number, H: number, W: number): Float32Array {
+export function roundTripScene(
+  vae: { encode(x: tf.Tensor): { mean: tf.Tensor }; decode(z: tf.Tensor): tf.Tensor },
+  frames: Float32Array,
+  T: number,
+  H: number,
+  W: number,
+): Float32Array {
   return tf.tidy(() => {
     const x = tf.tensor(frames, [1, 3, T, H, W]); // [1, 3, T, H, W]
     const post = vae.encode(x);
@@ -228,7 +240,13 @@ function common(ctx: RunContext, seed: number) {
 }
 
 /** Clean latents `[1, S·f, C, h, w]` of one clip in `mode`; `prompts` is `[S, L, D]`, `noise[s]` `[1, f, C, h, w]`. */
-async function generateClip(ctx: RunContext, mode: EvalMode, prompts: tf.Tensor, noise: tf.Tensor[], seed: number): Promise<tf.Tensor> {
+async function generateClip(
+  ctx: RunContext,
+  mode: EvalMode,
+  prompts: tf.Tensor,
+  noise: tf.Tensor[],
+  seed: number,
+): Promise<tf.Tensor> {
   const S = noise.length;
   const { frames, height, width } = ctx.geo;
   const size = { frames, height, width };
@@ -245,16 +263,34 @@ async function generateClip(ctx: RunContext, mode: EvalMode, prompts: tf.Tensor,
     if (mode === 'independent') {
       const parts: tf.Tensor[] = [];
       try {
-        for (let s = 0; s < S; s++) parts.push((await ctx.joint.generate({ ...common(ctx, seed), ...size, prompts: [blocks[s]!], scenes: 1, latents: noise[s]! })).latents);
+        for (let s = 0; s < S; s++)
+          parts.push(
+            (
+              await ctx.joint.generate({
+                ...common(ctx, seed),
+                ...size,
+                prompts: [blocks[s]!],
+                scenes: 1,
+                latents: noise[s]!,
+              })
+            ).latents,
+          );
         return tf.concat(parts, 1);
       } finally {
         tf.dispose(parts);
       }
     }
-    let clean = (await ctx.joint.generate({ ...common(ctx, seed), ...size, prompts: [blocks[0]!], scenes: 1, latents: noise[0]! })).latents;
+    let clean = (
+      await ctx.joint.generate({ ...common(ctx, seed), ...size, prompts: [blocks[0]!], scenes: 1, latents: noise[0]! })
+    ).latents;
     for (let s = 1; s < S; s++) {
       try {
-        const r = await ctx.extender.extend({ ...common(ctx, seed), prompts: blocks.slice(0, s + 1), previous: { latents: clean }, latents: noise[s]! });
+        const r = await ctx.extender.extend({
+          ...common(ctx, seed),
+          prompts: blocks.slice(0, s + 1),
+          previous: { latents: clean },
+          latents: noise[s]!,
+        });
         tf.dispose([r.latents, r.sceneLatents]);
         clean.dispose();
         clean = r.cleanLatents;
@@ -274,16 +310,28 @@ async function generateClip(ctx: RunContext, mode: EvalMode, prompts: tf.Tensor,
 export const CLAIM = '(a) and (c) beat (b) on visual consistency without losing semantic consistency';
 
 /** The paper's claim on these numbers: visual (a) > (b) and (c) > (b); semantic (a), (c) ≥ (b) − tolerance. */
-export function checkClaim(modes: Partial<Record<EvalMode, { metrics: Metrics }>>, semanticTolerance = 0.02): ClaimCheck | undefined {
+export function checkClaim(
+  modes: Partial<Record<EvalMode, { metrics: Metrics }>>,
+  semanticTolerance = 0.02,
+): ClaimCheck | undefined {
   const [a, b, c] = [modes.joint?.metrics, modes.independent?.metrics, modes.autoregressive?.metrics];
   if (a === undefined || b === undefined || c === undefined) return undefined;
   const visual = { jointMinusIndependent: a.visual - b.visual, autoregressiveMinusIndependent: c.visual - b.visual };
-  const semantic = { jointMinusIndependent: a.semantic - b.semantic, autoregressiveMinusIndependent: c.semantic - b.semantic };
+  const semantic = {
+    jointMinusIndependent: a.semantic - b.semantic,
+    autoregressiveMinusIndependent: c.semantic - b.semantic,
+  };
   const eps = 1e-12;
-  const semanticKept = semantic.jointMinusIndependent >= -semanticTolerance - eps && semantic.autoregressiveMinusIndependent >= -semanticTolerance - eps;
-  const beaten = (d: { jointMinusIndependent: number; autoregressiveMinusIndependent: number }) => d.jointMinusIndependent > eps && d.autoregressiveMinusIndependent > eps && semanticKept;
+  const semanticKept =
+    semantic.jointMinusIndependent >= -semanticTolerance - eps &&
+    semantic.autoregressiveMinusIndependent >= -semanticTolerance - eps;
+  const beaten = (d: { jointMinusIndependent: number; autoregressiveMinusIndependent: number }) =>
+    d.jointMinusIndependent > eps && d.autoregressiveMinusIndependent > eps && semanticKept;
   const holds = beaten(visual);
-  const colour = { jointMinusIndependent: a.visualColour - b.visualColour, autoregressiveMinusIndependent: c.visualColour - b.visualColour };
+  const colour = {
+    jointMinusIndependent: a.visualColour - b.visualColour,
+    autoregressiveMinusIndependent: c.visualColour - b.visualColour,
+  };
   const visualColour = { ...colour, holds: beaten(colour) };
   return { claim: CLAIM, semanticTolerance, visual, semantic, holds, visualColour };
 }
@@ -291,7 +339,8 @@ export function checkClaim(modes: Partial<Record<EvalMode, { metrics: Metrics }>
 // ---- the evaluation -----------------------------------------------------------------------------------
 
 function positiveInt(v: number, field: string, min = 1): number {
-  if (!Number.isInteger(v) || v < min) throw new Mask2DiTError('OPTION', `${field}: expected an integer ≥ ${min}, got ${v}`);
+  if (!Number.isInteger(v) || v < min)
+    throw new Mask2DiTError('OPTION', `${field}: expected an integer ≥ ${min}, got ${v}`);
   return v;
 }
 
@@ -303,17 +352,27 @@ export async function evaluate(model: EvalModel, opts: EvaluateOptions = {}): Pr
   const t0 = performance.now();
   const n = positiveInt(opts.captionSets ?? 100, 'captionSets');
   const firstSeed = positiveInt(opts.firstSeed ?? HELD_OUT_FIRST_SEED, 'firstSeed', 0);
-  if (firstSeed < HELD_OUT_FIRST_SEED) throw new Mask2DiTError('OPTION', `firstSeed: ${firstSeed} is a training seed; held-out caption sets start at ${HELD_OUT_FIRST_SEED}`);
+  if (firstSeed < HELD_OUT_FIRST_SEED)
+    throw new Mask2DiTError(
+      'OPTION',
+      `firstSeed: ${firstSeed} is a training seed; held-out caption sets start at ${HELD_OUT_FIRST_SEED}`,
+    );
   const S = positiveInt(opts.scenes ?? 3, 'scenes');
   const steps = positiveInt(opts.steps ?? 20, 'steps');
   const guidance = opts.guidance ?? 6;
-  if (!Number.isFinite(guidance) || guidance < 0) throw new Mask2DiTError('OPTION', `guidance: expected a number ≥ 0, got ${guidance}`);
+  if (!Number.isFinite(guidance) || guidance < 0)
+    throw new Mask2DiTError('OPTION', `guidance: expected a number ≥ 0, got ${guidance}`);
   const seed = positiveInt(opts.seed ?? 0, 'seed', 0);
   const modes = [...(opts.modes ?? EVAL_MODES)];
-  if (modes.length === 0 || modes.some((m) => !(EVAL_MODES as readonly string[]).includes(m))) throw new Mask2DiTError('OPTION', `modes: expected some of ${EVAL_MODES.join(', ')}, got ${modes.join(', ') || '(none)'}`);
+  if (modes.length === 0 || modes.some((m) => !(EVAL_MODES as readonly string[]).includes(m)))
+    throw new Mask2DiTError(
+      'OPTION',
+      `modes: expected some of ${EVAL_MODES.join(', ')}, got ${modes.join(', ') || '(none)'}`,
+    );
   const world = { ...opts.world };
   const { tokenizer, textEncoder } = model;
-  if (tokenizer === undefined || textEncoder === undefined) throw new Mask2DiTError('EVAL', 'the evaluation encodes captions: the model needs a tokenizer and a text encoder');
+  if (tokenizer === undefined || textEncoder === undefined)
+    throw new Mask2DiTError('EVAL', 'the evaluation encodes captions: the model needs a tokenizer and a text encoder');
   const sampler = opts.sampler ?? model.samplerName;
   const negativePrompt = opts.negativePrompt ?? '';
 
@@ -334,12 +393,13 @@ export async function evaluate(model: EvalModel, opts: EvaluateOptions = {}): Pr
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
   };
 
-  const results = new Map<EvalMode, ModeResult>(modes.map((m) => [m, { mode: m, metrics: summarize([]), seconds: 0, secondsPerClip: 0, clips: [] }]));
+  const results = new Map<EvalMode, ModeResult>(
+    modes.map((m) => [m, { mode: m, metrics: summarize([]), seconds: 0, secondsPerClip: 0, clips: [] }]),
+  );
   let done = 0;
   try {
     for (const [k, set] of sets.entries()) {
       const genSeed = seed + k;
-      const L = tokenizer.length;
       const prompts = tf.tidy(() => new PromptEncoder(tokenizer, textEncoder).encode(set.scenes.map((s) => s.caption))); // [S, L, D]
       const noise = Array.from({ length: S }, (_, s) => sceneNoise(genSeed, s, noiseShape));
       try {
@@ -365,7 +425,15 @@ export async function evaluate(model: EvalModel, opts: EvaluateOptions = {}): Pr
           r.seconds += seconds;
           r.metrics = summarize(r.clips);
           done++;
-          opts.onProgress?.({ done, total: sets.length * modes.length, clip: k, worldSeed: set.seed, mode, seconds, metrics: r.metrics });
+          opts.onProgress?.({
+            done,
+            total: sets.length * modes.length,
+            clip: k,
+            worldSeed: set.seed,
+            mode,
+            seconds,
+            metrics: r.metrics,
+          });
         }
       } finally {
         tf.dispose([prompts, ...noise]);
@@ -377,7 +445,8 @@ export async function evaluate(model: EvalModel, opts: EvaluateOptions = {}): Pr
   for (const r of results.values()) r.secondsPerClip = r.clips.length === 0 ? 0 : r.seconds / r.clips.length;
   const modeResults = Object.fromEntries(results) as Partial<Record<EvalMode, ModeResult>>;
 
-  const missed = (scores: ClipScore[]) => scores.filter((c) => !c.visual || c.scenes.some((s) => !s.semantic || !s.sequence)).map((c) => c.seed);
+  const missed = (scores: ClipScore[]) =>
+    scores.filter((c) => !c.visual || c.scenes.some((s) => !s.semantic || !s.sequence)).map((c) => c.seed);
   const { framesPerScene: T, height: H, width: W } = clip0;
   // both reference rows score the rendered clips, each rendered once
   const wantTruth = opts.groundTruth ?? true;
@@ -387,18 +456,34 @@ export async function evaluate(model: EvalModel, opts: EvaluateOptions = {}): Pr
   let roundTripMs = 0;
   if (wantTruth || wantRoundTrip) {
     for (const set of sets) {
-      if (opts.signal?.aborted === true) throw new Mask2DiTError('ABORTED', 'evaluation cancelled while scoring the ground truth');
+      if (opts.signal?.aborted === true)
+        throw new Mask2DiTError('ABORTED', 'evaluation cancelled while scoring the ground truth');
       const scenes = sampleClip(set.seed, world).scenes;
-      if (wantTruth) truthScores.push(scoreClip(set, scenes.map((s) => ({ data: s.frames, T, H, W }))));
+      if (wantTruth)
+        truthScores.push(
+          scoreClip(
+            set,
+            scenes.map((s) => ({ data: s.frames, T, H, W })),
+          ),
+        );
       if (wantRoundTrip) {
         const t = performance.now();
-        roundTripScores.push(scoreClip(set, scenes.map((s) => ({ data: roundTripScene(model.vae, s.frames, T, H, W), T, H, W }))));
+        roundTripScores.push(
+          scoreClip(
+            set,
+            scenes.map((s) => ({ data: roundTripScene(model.vae, s.frames, T, H, W), T, H, W })),
+          ),
+        );
         roundTripMs += performance.now() - t;
       }
     }
   }
-  const groundTruth: EvalResult['groundTruth'] = wantTruth ? { metrics: summarize(truthScores), misses: missed(truthScores) } : undefined;
-  const vaeRoundTrip: EvalResult['vaeRoundTrip'] = wantRoundTrip ? { metrics: summarize(roundTripScores), misses: missed(roundTripScores), seconds: roundTripMs / 1000 } : undefined;
+  const groundTruth: EvalResult['groundTruth'] = wantTruth
+    ? { metrics: summarize(truthScores), misses: missed(truthScores) }
+    : undefined;
+  const vaeRoundTrip: EvalResult['vaeRoundTrip'] = wantRoundTrip
+    ? { metrics: summarize(roundTripScores), misses: missed(roundTripScores), seconds: roundTripMs / 1000 }
+    : undefined;
   const claim = checkClaim(modeResults);
   return {
     settings: {
@@ -431,19 +516,45 @@ export function formatTable(result: EvalResult): string {
   const rows: string[][] = [];
   for (const mode of EVAL_MODES) {
     const r = result.modes[mode];
-    if (r !== undefined) rows.push([MODE_LABELS[mode], pct(r.metrics.semantic), pct(r.metrics.visual), pct(r.metrics.sequence), pct(r.metrics.visualColour), r.seconds.toFixed(1), r.secondsPerClip.toFixed(2)]);
+    if (r !== undefined)
+      rows.push([
+        MODE_LABELS[mode],
+        pct(r.metrics.semantic),
+        pct(r.metrics.visual),
+        pct(r.metrics.sequence),
+        pct(r.metrics.visualColour),
+        r.seconds.toFixed(1),
+        r.secondsPerClip.toFixed(2),
+      ]);
   }
   if (result.vaeRoundTrip !== undefined) {
     const m = result.vaeRoundTrip.metrics;
-    rows.push(['ground truth through the VAE', pct(m.semantic), pct(m.visual), pct(m.sequence), pct(m.visualColour), result.vaeRoundTrip.seconds.toFixed(1), (result.vaeRoundTrip.seconds / Math.max(1, m.clips)).toFixed(2)]);
+    rows.push([
+      'ground truth through the VAE',
+      pct(m.semantic),
+      pct(m.visual),
+      pct(m.sequence),
+      pct(m.visualColour),
+      result.vaeRoundTrip.seconds.toFixed(1),
+      (result.vaeRoundTrip.seconds / Math.max(1, m.clips)).toFixed(2),
+    ]);
   }
   if (result.groundTruth !== undefined) {
     const m = result.groundTruth.metrics;
-    rows.push(['ground truth (oracle ceiling)', pct(m.semantic), pct(m.visual), pct(m.sequence), pct(m.visualColour), '-', '-']);
+    rows.push([
+      'ground truth (oracle ceiling)',
+      pct(m.semantic),
+      pct(m.visual),
+      pct(m.sequence),
+      pct(m.visualColour),
+      '-',
+      '-',
+    ]);
   }
   const head = ['mode', 'semantic', 'visual', 'sequence', 'visual (colour only)', 'seconds', 's/clip'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const s = result.settings;
   return [
     `consistency on ${s.captionSets} held-out caption sets of ${s.scenes} scenes (world seeds ${s.seeds[0]}–${s.seeds[s.seeds.length - 1]}), ${s.steps} steps, ${s.sampler}, guidance ${s.guidance}, seed ${s.seed}`,

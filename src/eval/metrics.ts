@@ -27,7 +27,13 @@ import { Mask2DiTError } from '../errors.js';
 export interface SceneScore {
   caption: string;
   expected: { background: Colour; motion: Motion };
-  read: { background: Maybe<Colour>; colour: Maybe<Colour>; shape: Maybe<Shape>; motion: Maybe<Motion>; continuous: boolean };
+  read: {
+    background: Maybe<Colour>;
+    colour: Maybe<Colour>;
+    shape: Maybe<Shape>;
+    motion: Maybe<Motion>;
+    continuous: boolean;
+  };
   /** Background and motion both match the caption. */
   semantic: boolean;
   /** The character's motion is continuous within the scene. */
@@ -67,20 +73,35 @@ export interface CaptionSetLike {
 }
 
 /** Expected attributes from the captions (the grammar of captions.ts); the first must name the character. */
-export function expectedFromCaptions(set: CaptionSetLike): { character: { colour: Colour; shape: Shape }; scenes: { background: Colour; motion: Motion }[] } {
+export function expectedFromCaptions(set: CaptionSetLike): {
+  character: { colour: Colour; shape: Shape };
+  scenes: { background: Colour; motion: Motion }[];
+} {
   const parsed = set.scenes.map(({ caption }, s) => {
     const p = parseCaption(caption);
-    if (p === null) throw new Mask2DiTError('EVAL', `caption set ${set.seed}, scene ${s + 1}: "${caption}" is not a sentence of the world's caption grammar`);
+    if (p === null)
+      throw new Mask2DiTError(
+        'EVAL',
+        `caption set ${set.seed}, scene ${s + 1}: "${caption}" is not a sentence of the world's caption grammar`,
+      );
     return p;
   });
   const character = parsed[0]?.character;
-  if (character === undefined) throw new Mask2DiTError('EVAL', `caption set ${set.seed}: the first caption must name the character ("a red circle …"), got "${set.scenes[0]?.caption ?? ''}"`);
+  if (character === undefined)
+    throw new Mask2DiTError(
+      'EVAL',
+      `caption set ${set.seed}: the first caption must name the character ("a red circle …"), got "${set.scenes[0]?.caption ?? ''}"`,
+    );
   return { character, scenes: parsed.map(({ background, motion }) => ({ background, motion })) };
 }
 
 /** Score one clip: `frames[s]` are scene s's frames (`[3, T, H, W]` in [-1, 1], or RGB byte frames). */
 export function scoreClip(set: CaptionSetLike, frames: readonly FramesInput[]): ClipScore {
-  if (frames.length !== set.scenes.length) throw new Mask2DiTError('EVAL', `caption set ${set.seed}: ${set.scenes.length} captions but ${frames.length} scenes of frames`);
+  if (frames.length !== set.scenes.length)
+    throw new Mask2DiTError(
+      'EVAL',
+      `caption set ${set.seed}: ${set.scenes.length} captions but ${frames.length} scenes of frames`,
+    );
   const expected = expectedFromCaptions(set);
   const reading = readClip([...frames]);
   const scenes = reading.scenes.map((r, s): SceneScore => {
@@ -89,7 +110,13 @@ export function scoreClip(set: CaptionSetLike, frames: readonly FramesInput[]): 
     return {
       caption: set.scenes[s]!.caption,
       expected: want,
-      read: { background: r.background, colour: r.character.colour, shape: r.character.shape, motion: r.motion, continuous: r.continuous },
+      read: {
+        background: r.background,
+        colour: r.character.colour,
+        shape: r.character.shape,
+        motion: r.motion,
+        continuous: r.continuous,
+      },
       semantic,
       sequence: r.continuous,
     };
@@ -97,7 +124,14 @@ export function scoreClip(set: CaptionSetLike, frames: readonly FramesInput[]): 
   const { colour, shape } = reading.character;
   const visual = reading.sameCharacter && colour === expected.character.colour && shape === expected.character.shape;
   const visualColour = scenes.every((sc) => sc.read.colour === expected.character.colour);
-  return { seed: set.seed, expected: expected.character, read: { colour, shape, sameCharacter: reading.sameCharacter }, visual, visualColour, scenes };
+  return {
+    seed: set.seed,
+    expected: expected.character,
+    read: { colour, shape, sameCharacter: reading.sameCharacter },
+    visual,
+    visualColour,
+    scenes,
+  };
 }
 
 /** The three shares over a list of scored clips (0 for an empty list). */

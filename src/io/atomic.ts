@@ -40,7 +40,8 @@ export class OutputPathError extends Mask2DiTError {
 export function existingParent(file: string): string {
   let d = dirname(file);
   while (!fs.existsSync(d) && dirname(d) !== d) d = dirname(d);
-  if (fs.existsSync(d) && !fs.statSync(d).isDirectory()) throw new OutputPathError(file, `cannot write it: ${d} is not a directory`);
+  if (fs.existsSync(d) && !fs.statSync(d).isDirectory())
+    throw new OutputPathError(file, `cannot write it: ${d} is not a directory`);
   return d;
 }
 
@@ -212,7 +213,11 @@ async function linkNoReplace(from: string, to: string): Promise<void> {
  * Runs `write(tempPath)` and commits its result to `file`; on any error (or a rejected promise) the
  * temp file is removed and the error rethrown.
  */
-export async function withAtomicOutput<T>(file: string, opts: AtomicOptions, write: (tempPath: string) => Promise<T>): Promise<T> {
+export async function withAtomicOutput<T>(
+  file: string,
+  opts: AtomicOptions,
+  write: (tempPath: string) => Promise<T>,
+): Promise<T> {
   const out = AtomicOutput.open(file, opts);
   try {
     const result = await write(out.tempPath);
@@ -225,7 +230,11 @@ export async function withAtomicOutput<T>(file: string, opts: AtomicOptions, wri
 }
 
 /** Writes `data` to `file` atomically (temp + fsync + rename); refuses an existing `file` unless `force`. */
-export async function writeFileAtomic(file: string, data: Uint8Array | string, opts: AtomicOptions = {}): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: Uint8Array | string,
+  opts: AtomicOptions = {},
+): Promise<void> {
   await withAtomicOutput(file, opts, async (tmp) => {
     try {
       await fs.promises.writeFile(tmp, data, { flag: 'wx' });

@@ -46,8 +46,10 @@ export interface AttentionImage {
 export function layoutSegments(layout: SceneLayout): SegmentSpec[] {
   const S = numScenes(layout);
   const out: SegmentSpec[] = [];
-  for (let i = 0; i < S; i++) out.push({ label: `T${i}`, length: textRange(layout, i).end - textRange(layout, i).start });
-  for (let i = 0; i < S; i++) out.push({ label: `V${i}`, length: videoRange(layout, i).end - videoRange(layout, i).start });
+  for (let i = 0; i < S; i++)
+    out.push({ label: `T${i}`, length: textRange(layout, i).end - textRange(layout, i).start });
+  for (let i = 0; i < S; i++)
+    out.push({ label: `V${i}`, length: videoRange(layout, i).end - videoRange(layout, i).start });
   return out.filter((s) => s.length > 0);
 }
 
@@ -62,12 +64,19 @@ function axis(specs: SegmentSpec[], bin: number): AxisSegment[] {
 
 function checkSpecs(specs: SegmentSpec[], L: number, name: string): void {
   const sum = specs.reduce((n, s) => n + s.length, 0);
-  if (specs.some((s) => !Number.isInteger(s.length) || s.length < 1)) throw new Mask2DiTError('ATTENTION', `${name} segment lengths must be integers >= 1`);
-  if (sum !== L) throw new ShapeError('attention probabilities', `${name} segments cover ${sum} tokens, the matrix has ${L}`);
+  if (specs.some((s) => !Number.isInteger(s.length) || s.length < 1))
+    throw new Mask2DiTError('ATTENTION', `${name} segment lengths must be integers >= 1`);
+  if (sum !== L)
+    throw new ShapeError('attention probabilities', `${name} segments cover ${sum} tokens, the matrix has ${L}`);
 }
 
 /** Mean of `probs` over each (row cell × column cell); returns a row-major [rowCells, colCells] array. */
-function binnedMeans(probs: Float32Array, Lk: number, rows: AxisSegment[], cols: AxisSegment[]): { means: Float64Array; nr: number; nc: number } {
+function binnedMeans(
+  probs: Float32Array,
+  Lk: number,
+  rows: AxisSegment[],
+  cols: AxisSegment[],
+): { means: Float64Array; nr: number; nc: number } {
   const rowCells = rows.flatMap((s) => s.cells);
   const colCells = cols.flatMap((s) => s.cells);
   const colOf = new Int32Array(Lk);
@@ -94,21 +103,29 @@ const TRANSFORMS = {
 };
 
 /** Renders `probs` (`[Lq, Lk]` row-major) as a labelled heatmap. Deterministic. */
-export function renderAttentionImage(probs: Float32Array, Lq: number, Lk: number, opts: AttentionImageOptions = {}): AttentionImage {
-  if (probs.length !== Lq * Lk) throw new ShapeError('attention probabilities', `has ${probs.length} values, expected ${Lq}×${Lk}`);
+export function renderAttentionImage(
+  probs: Float32Array,
+  Lq: number,
+  Lk: number,
+  opts: AttentionImageOptions = {},
+): AttentionImage {
+  if (probs.length !== Lq * Lk)
+    throw new ShapeError('attention probabilities', `has ${probs.length} values, expected ${Lq}×${Lk}`);
   const { maxSize = 2048, normalize = 'global', transform = 'linear' } = opts;
   let rowSpecs = opts.rows ?? [{ label: 'q', length: Lq }];
   let colSpecs = opts.cols ?? [{ label: 'k', length: Lk }];
   if (opts.layout !== undefined) {
     const L = layoutTotals(opts.layout).total;
-    if (Lq !== L || Lk !== L) throw new ShapeError('attention probabilities', `layout has ${L} tokens, the matrix is ${Lq}×${Lk}`);
+    if (Lq !== L || Lk !== L)
+      throw new ShapeError('attention probabilities', `layout has ${L} tokens, the matrix is ${Lq}×${Lk}`);
     rowSpecs = colSpecs = layoutSegments(opts.layout);
   }
   checkSpecs(rowSpecs, Lq, 'row');
   checkSpecs(colSpecs, Lk, 'column');
 
   // smallest bin whose grid fits, then the largest cell size (≤ 16 px) that still fits
-  const fits = (bin: number, cell: number) => Math.max(gridExtent(axis(rowSpecs, bin), cell, 1), gridExtent(axis(colSpecs, bin), cell, 1)) <= maxSize;
+  const fits = (bin: number, cell: number) =>
+    Math.max(gridExtent(axis(rowSpecs, bin), cell, 1), gridExtent(axis(colSpecs, bin), cell, 1)) <= maxSize;
   let bin = 1;
   while (!fits(bin, 1)) bin++;
   let cell = 16;
@@ -130,9 +147,20 @@ export function renderAttentionImage(probs: Float32Array, Lq: number, Lk: number
     return viridis(denom > 0 ? f(Math.max(0, means[i * nc + colIndex.get(k.start)!]!) / denom) : 0);
   };
   const unit = bin === 1 ? 'one cell per token' : `mean over ${bin}-token bins`;
-  const legend = [...(opts.title ?? []), `${Lq}x${Lk} attention, ${unit}, ${transform} scale`, `purple = 0, yellow = ${normalize === 'row' ? 'row max' : `max ${max.toPrecision(3)}`}`];
+  const legend = [
+    ...(opts.title ?? []),
+    `${Lq}x${Lk} attention, ${unit}, ${transform} scale`,
+    `purple = 0, yellow = ${normalize === 'row' ? 'row max' : `max ${max.toPrecision(3)}`}`,
+  ];
   const extent = Math.max(gridExtent(rows, cell, 1), gridExtent(cols, cell, 1));
-  const style = { cell, line: 1, background: [255, 255, 255], lineColor: [200, 60, 60], textColor: [0, 0, 0], scale: extent >= 256 ? 2 : 1 };
+  const style = {
+    cell,
+    line: 1,
+    background: [255, 255, 255],
+    lineColor: [200, 60, 60],
+    textColor: [0, 0, 0],
+    scale: extent >= 256 ? 2 : 1,
+  };
   const { image, grid } = renderSegmentGrid(rows, cols, color, style, legend);
   return { image, grid, bin, max };
 }

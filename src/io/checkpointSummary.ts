@@ -58,7 +58,11 @@ export function findCheckpoints(target: string): string[] {
     if (depth > 0) for (const e of entries) if (e.isDirectory()) visit(path.join(dir, e.name), depth - 1);
   };
   visit(target, 1);
-  if (found.length === 0) throw new Mask2DiTError('NOT_FOUND', `${target}: no .safetensors file or *.safetensors.index.json in this folder or its subfolders`);
+  if (found.length === 0)
+    throw new Mask2DiTError(
+      'NOT_FOUND',
+      `${target}: no .safetensors file or *.safetensors.index.json in this folder or its subfolders`,
+    );
   return found;
 }
 
@@ -85,4 +89,3 @@ export async function inspectPath(target: string): Promise<CheckpointSummary[]> 
   }
   return out;
 }
-

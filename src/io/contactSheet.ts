@@ -4,7 +4,17 @@
  * scene's caption underneath the row.
  */
 import { Mask2DiTError } from '../errors.js';
-import { blit, createImage, drawText, LINE_HEIGHT, rgbImage, upscaleNearest, wrapText, type Color, type Image } from './image.js';
+import {
+  blit,
+  createImage,
+  drawText,
+  LINE_HEIGHT,
+  rgbImage,
+  upscaleNearest,
+  wrapText,
+  type Color,
+  type Image,
+} from './image.js';
 
 export interface SheetScene {
   /** rgb24 frames of this scene, `width*height*3` bytes each. */
@@ -38,7 +48,8 @@ export function pickFrames(n: number, k: number): number[] {
 export function contactSheet(scenes: readonly SheetScene[], opts: ContactSheetOptions): Image {
   const { width: W, height: H, perScene = 4, background = [24, 24, 24], textColor = [235, 235, 235] } = opts;
   if (scenes.length === 0) throw new Mask2DiTError('IMAGE', 'contact sheet: no scenes');
-  if (!Number.isInteger(perScene) || perScene < 1) throw new Mask2DiTError('IMAGE', `contact sheet: perScene must be an integer >= 1, got ${perScene}`);
+  if (!Number.isInteger(perScene) || perScene < 1)
+    throw new Mask2DiTError('IMAGE', `contact sheet: perScene must be an integer >= 1, got ${perScene}`);
   const zoom = opts.zoom ?? Math.min(8, Math.max(1, Math.ceil(128 / Math.max(W, H))));
   const tw = W * zoom;
   const th = H * zoom;
@@ -46,7 +57,9 @@ export function contactSheet(scenes: readonly SheetScene[], opts: ContactSheetOp
   const sheetW = Math.max(2 * PAD + cols * tw + (cols - 1) * GAP, 160);
   const scale = sheetW >= 480 ? 2 : 1;
   const lineH = LINE_HEIGHT * scale;
-  const captions = scenes.map((s, i) => wrapText(`scene ${i + 1}: ${s.caption ?? ''}`.trimEnd(), sheetW - 2 * PAD, scale));
+  const captions = scenes.map((s, i) =>
+    wrapText(`scene ${i + 1}: ${s.caption ?? ''}`.trimEnd(), sheetW - 2 * PAD, scale),
+  );
   const rowH = captions.map((c) => th + lineH + GAP + c.length * lineH + PAD); // thumbnails, frame numbers, caption
   const img = createImage(sheetW, PAD + rowH.reduce((a, b) => a + b, 0), 3, background);
 

@@ -39,7 +39,8 @@ export async function writeDiffusersComponent(dir: string, files: ComponentFiles
   for (const f of [config, weights]) if (!force && fs.existsSync(f)) throw new OutputExistsError(f);
   fs.mkdirSync(dir, { recursive: true });
   const out: Record<string, TensorToWrite> = {};
-  for (const [name, t] of files.tensors) out[name] = { dtype: 'F32', shape: [...t.shape], data: (await t.data()) as Float32Array };
+  for (const [name, t] of files.tensors)
+    out[name] = { dtype: 'F32', shape: [...t.shape], data: (await t.data()) as Float32Array };
   await writeSafetensors(weights, out, { format: 'pt', producer: 'mask2dit-ts' });
   await writeFileAtomic(config, `${JSON.stringify(files.config, null, 2)}\n`, { force });
 }

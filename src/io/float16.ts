@@ -49,7 +49,8 @@ function asFloat32(src: Float32Array | ArrayLike<number>): Float32Array {
 
 /** float16 bit patterns → float32, exactly (subnormals, ±0, ±inf, NaN payloads included). */
 export function f16ToF32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
-  if (out.length !== src.length) throw new RangeError(`f16ToF32: output length ${out.length} != input length ${src.length}`);
+  if (out.length !== src.length)
+    throw new RangeError(`f16ToF32: output length ${out.length} != input length ${src.length}`);
   const table = f16ToF32Table();
   const o = u32View(out);
   for (let i = 0; i < src.length; i++) o[i] = table[src[i]!]!;
@@ -58,7 +59,8 @@ export function f16ToF32(src: Uint16Array, out: Float32Array = new Float32Array(
 
 /** bfloat16 bit patterns → float32, exactly (a bfloat16 is the top half of a float32). */
 export function bf16ToF32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
-  if (out.length !== src.length) throw new RangeError(`bf16ToF32: output length ${out.length} != input length ${src.length}`);
+  if (out.length !== src.length)
+    throw new RangeError(`bf16ToF32: output length ${out.length} != input length ${src.length}`);
   const o = u32View(out);
   for (let i = 0; i < src.length; i++) o[i] = src[i]! << 16;
   return out;
@@ -103,16 +105,24 @@ export function f32BitsToBf16Bits(x: number): number {
 }
 
 /** float32 → float16 bit patterns, round to nearest even, overflow → ±inf, NaN → NaN. */
-export function f32ToF16(src: Float32Array | ArrayLike<number>, out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
-  if (out.length !== src.length) throw new RangeError(`f32ToF16: output length ${out.length} != input length ${src.length}`);
+export function f32ToF16(
+  src: Float32Array | ArrayLike<number>,
+  out: Uint16Array = new Uint16Array(src.length),
+): Uint16Array {
+  if (out.length !== src.length)
+    throw new RangeError(`f32ToF16: output length ${out.length} != input length ${src.length}`);
   const bits = u32View(asFloat32(src));
   for (let i = 0; i < bits.length; i++) out[i] = f32BitsToF16Bits(bits[i]!);
   return out;
 }
 
 /** float32 → bfloat16 bit patterns, round to nearest even, overflow → ±inf, NaN → NaN. */
-export function f32ToBf16(src: Float32Array | ArrayLike<number>, out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
-  if (out.length !== src.length) throw new RangeError(`f32ToBf16: output length ${out.length} != input length ${src.length}`);
+export function f32ToBf16(
+  src: Float32Array | ArrayLike<number>,
+  out: Uint16Array = new Uint16Array(src.length),
+): Uint16Array {
+  if (out.length !== src.length)
+    throw new RangeError(`f32ToBf16: output length ${out.length} != input length ${src.length}`);
   const bits = u32View(asFloat32(src));
   for (let i = 0; i < bits.length; i++) out[i] = f32BitsToBf16Bits(bits[i]!);
   return out;

@@ -22,9 +22,14 @@ export type Color = readonly number[];
 /** Throws a ShapeError unless the image is well-formed. */
 export function checkImage(img: Image, name = 'image'): void {
   const { width, height, channels, data } = img;
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new ShapeError(name, `size must be positive integers, got ${width}×${height}`);
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1)
+    throw new ShapeError(name, `size must be positive integers, got ${width}×${height}`);
   if (![1, 2, 3, 4].includes(channels)) throw new ShapeError(name, `channels must be 1..4, got ${channels}`);
-  if (data.length !== width * height * channels) throw new ShapeError(name, `has ${data.length} bytes, expected ${width}×${height}×${channels} = ${width * height * channels}`);
+  if (data.length !== width * height * channels)
+    throw new ShapeError(
+      name,
+      `has ${data.length} bytes, expected ${width}×${height}×${channels} = ${width * height * channels}`,
+    );
 }
 
 /** A new image filled with `fill` (default black / transparent). */
@@ -43,7 +48,11 @@ export function rgbImage(width: number, height: number, data: Uint8Array): Image
 }
 
 function checkColor(img: Image, color: Color): void {
-  if (color.length !== img.channels) throw new Mask2DiTError('IMAGE', `colour [${color.join(', ')}] has ${color.length} values, the image has ${img.channels} channels`);
+  if (color.length !== img.channels)
+    throw new Mask2DiTError(
+      'IMAGE',
+      `colour [${color.join(', ')}] has ${color.length} values, the image has ${img.channels} channels`,
+    );
 }
 
 /** Fills the rectangle `[x, x+w) × [y, y+h)`, clipped to the image. */
@@ -74,7 +83,8 @@ export function getPixel(img: Image, x: number, y: number): number[] {
 
 /** Copies `src` into `dst` with its top-left corner at (x, y), clipped; channel counts must match. */
 export function blit(dst: Image, src: Image, x: number, y: number): void {
-  if (src.channels !== dst.channels) throw new Mask2DiTError('IMAGE', `blit: source has ${src.channels} channels, destination ${dst.channels}`);
+  if (src.channels !== dst.channels)
+    throw new Mask2DiTError('IMAGE', `blit: source has ${src.channels} channels, destination ${dst.channels}`);
   const C = dst.channels;
   const sx0 = Math.max(0, -x);
   const sx1 = Math.min(src.width, dst.width - x);
@@ -87,7 +97,8 @@ export function blit(dst: Image, src: Image, x: number, y: number): void {
 
 /** Nearest-neighbour upscale by an integer factor. */
 export function upscaleNearest(img: Image, factor: number): Image {
-  if (!Number.isInteger(factor) || factor < 1) throw new Mask2DiTError('IMAGE', `upscale factor must be an integer >= 1, got ${factor}`);
+  if (!Number.isInteger(factor) || factor < 1)
+    throw new Mask2DiTError('IMAGE', `upscale factor must be an integer >= 1, got ${factor}`);
   if (factor === 1) return { ...img, data: img.data.slice() };
   const { width, height, channels: C } = img;
   const out = createImage(width * factor, height * factor, C);
@@ -157,7 +168,8 @@ export function textWidth(text: string, scale = 1): number {
 
 /** Draws one line of text with its top-left ink corner at (x, y); non-ASCII characters render as '?'. */
 export function drawText(img: Image, text: string, x: number, y: number, color: Color, scale = 1): void {
-  if (!Number.isInteger(scale) || scale < 1) throw new Mask2DiTError('IMAGE', `text scale must be an integer >= 1, got ${scale}`);
+  if (!Number.isInteger(scale) || scale < 1)
+    throw new Mask2DiTError('IMAGE', `text scale must be an integer >= 1, got ${scale}`);
   let cx = x;
   for (const ch of text) {
     const rows = glyphRows(ch);

@@ -57,23 +57,40 @@ async function f32(t: tf.Tensor): Promise<TensorToWrite> {
 
 /** Writes the latents file (atomically, replacing `file`: callers write to a reserved temp path). */
 export async function writeLatentsFile(file: string, film: FilmLatents): Promise<void> {
-  const tensors: Record<string, TensorToWrite> = { latents: await f32(film.latents), prompt_embeds: await f32(film.promptEmbeds) };
+  const tensors: Record<string, TensorToWrite> = {
+    latents: await f32(film.latents),
+    prompt_embeds: await f32(film.promptEmbeds),
+  };
   if (film.negativeEmbeds !== undefined) tensors['negative_prompt_embeds'] = await f32(film.negativeEmbeds);
-  await writeSafetensors(file, tensors, { format: LATENTS_FORMAT, version: '1', producer: 'mask2dit-ts', film: JSON.stringify(film.meta) });
+  await writeSafetensors(file, tensors, {
+    format: LATENTS_FORMAT,
+    version: '1',
+    producer: 'mask2dit-ts',
+    film: JSON.stringify(film.meta),
+  });
 }
 
 function checkMeta(file: string, raw: unknown): FilmMeta {
   const m = raw as Partial<FilmMeta> | null;
-  const bad = (field: string, want: string) => new LatentsFileError(file, `__metadata__.film.${field}: expected ${want}`);
+  const bad = (field: string, want: string) =>
+    new LatentsFileError(file, `__metadata__.film.${field}: expected ${want}`);
   if (m === null || typeof m !== 'object') throw bad('(root)', 'an object');
   if (!Array.isArray(m.scenes) || m.scenes.length === 0) throw bad('scenes', 'a non-empty array');
   m.scenes.forEach((s, i) => {
-    if (s === null || typeof s !== 'object' || typeof s.caption !== 'string' || !Number.isInteger(s.frames) || (s.prompt !== undefined && typeof s.prompt !== 'string')) {
+    if (
+      s === null ||
+      typeof s !== 'object' ||
+      typeof s.caption !== 'string' ||
+      !Number.isInteger(s.frames) ||
+      (s.prompt !== undefined && typeof s.prompt !== 'string')
+    ) {
       throw bad(`scenes[${i}]`, '{prompt?: string, caption: string, frames: integer}');
     }
   });
-  for (const k of ['width', 'height', 'fps', 'steps', 'guidance', 'seed'] as const) if (typeof m[k] !== 'number') throw bad(k, 'a number');
-  for (const k of ['sampler', 'model', 'negativePrompt'] as const) if (typeof m[k] !== 'string') throw bad(k, 'a string');
+  for (const k of ['width', 'height', 'fps', 'steps', 'guidance', 'seed'] as const)
+    if (typeof m[k] !== 'number') throw bad(k, 'a number');
+  for (const k of ['sampler', 'model', 'negativePrompt'] as const)
+    if (typeof m[k] !== 'string') throw bad(k, 'a string');
   return m as FilmMeta;
 }
 
@@ -82,7 +99,11 @@ export async function readLatentsFile(file: string): Promise<FilmLatents> {
   const src = await openSafetensors(file);
   const out: tf.Tensor[] = [];
   try {
-    if (src.metadata['format'] !== LATENTS_FORMAT) throw new LatentsFileError(file, `not a mask2dit latents file (__metadata__.format = ${src.metadata['format'] ?? 'absent'}, expected ${LATENTS_FORMAT})`);
+    if (src.metadata['format'] !== LATENTS_FORMAT)
+      throw new LatentsFileError(
+        file,
+        `not a mask2dit latents file (__metadata__.format = ${src.metadata['format'] ?? 'absent'}, expected ${LATENTS_FORMAT})`,
+      );
     let meta: FilmMeta;
     try {
       meta = checkMeta(file, JSON.parse(src.metadata['film'] ?? 'null'));
@@ -93,18 +114,27 @@ export async function readLatentsFile(file: string): Promise<FilmLatents> {
     const read = async (name: string, rank: number): Promise<tf.Tensor> => {
       if (!src.names().includes(name)) throw new LatentsFileError(file, `missing tensor "${name}"`);
       const info = src.info(name);
-      if (info.shape.length !== rank) throw new LatentsFileError(file, `tensor "${name}" has shape [${info.shape}], expected rank ${rank}`);
+      if (info.shape.length !== rank)
+        throw new LatentsFileError(file, `tensor "${name}" has shape [${info.shape}], expected rank ${rank}`);
       const data = await src.read(name);
-      const t = tf.tensor(data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>), info.shape, 'float32');
+      const t = tf.tensor(
+        data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>),
+        info.shape,
+        'float32',
+      );
       out.push(t);
       return t;
     };
     const latents = await read('latents', 5);
     const promptEmbeds = await read('prompt_embeds', 3);
-    const negativeEmbeds = src.names().includes('negative_prompt_embeds') ? await read('negative_prompt_embeds', 3) : undefined;
+    const negativeEmbeds = src.names().includes('negative_prompt_embeds')
+      ? await read('negative_prompt_embeds', 3)
+      : undefined;
     const S = meta.scenes.length;
-    if (promptEmbeds.shape[0] !== S) throw new LatentsFileError(file, `prompt_embeds has ${promptEmbeds.shape[0]} scenes, the metadata lists ${S}`);
-    if (latents.shape[0] !== 1 || latents.shape[1]! % S !== 0) throw new LatentsFileError(file, `latents [${latents.shape}] do not split into ${S} scenes of [1, f, C, h, w]`);
+    if (promptEmbeds.shape[0] !== S)
+      throw new LatentsFileError(file, `prompt_embeds has ${promptEmbeds.shape[0]} scenes, the metadata lists ${S}`);
+    if (latents.shape[0] !== 1 || latents.shape[1]! % S !== 0)
+      throw new LatentsFileError(file, `latents [${latents.shape}] do not split into ${S} scenes of [1, f, C, h, w]`);
     return { latents, promptEmbeds, ...(negativeEmbeds !== undefined ? { negativeEmbeds } : {}), meta };
   } catch (e) {
     tf.dispose(out);

@@ -10,7 +10,16 @@
 import type { Color, Image } from './image.js';
 import { gridExtent, renderSegmentGrid, type AxisSegment, type GridGeometry } from './segmentGrid.js';
 import { maskAllows } from '../scene/masks.js';
-import { LayoutError, layoutTotals, numScenes, textRange, tokenAt, validateLayout, videoRange, type SceneLayout } from '../scene/layout.js';
+import {
+  LayoutError,
+  layoutTotals,
+  numScenes,
+  textRange,
+  tokenAt,
+  validateLayout,
+  videoRange,
+  type SceneLayout,
+} from '../scene/layout.js';
 
 export const MASK_COLORS = {
   background: [255, 255, 255],
@@ -54,7 +63,10 @@ export function maskSegments(layout: SceneLayout, granularity: MaskGranularity, 
   const seg = (kind: 'T' | 'V', i: number): AxisSegment | undefined => {
     const r = kind === 'T' ? textRange(layout, i) : videoRange(layout, i);
     if (r.end === r.start) return undefined;
-    const cells = granularity === 'block' ? [r] : Array.from({ length: r.end - r.start }, (_, j) => ({ start: r.start + j, end: r.start + j + 1 }));
+    const cells =
+      granularity === 'block'
+        ? [r]
+        : Array.from({ length: r.end - r.start }, (_, j) => ({ start: r.start + j, end: r.start + j + 1 }));
     const label = `${kind}${i}${i === target ? '*' : ''}`;
     if (target === undefined) return { label, cells };
     return { label, cells, labelColor: i === target ? MASK_COLORS.targetLabel : MASK_COLORS.conditionLabel };
@@ -83,7 +95,8 @@ export function renderMaskImage(layout: SceneLayout, opts: MaskImageOptions = {}
     throw new LayoutError(`target scene ${target} outside [0, ${numScenes(layout)})`);
   }
   let granularity = opts.granularity ?? 'auto';
-  if (granularity === 'auto') granularity = gridExtent(maskSegments(layout, 'token'), 2, 1) <= maxSize ? 'token' : 'block';
+  if (granularity === 'auto')
+    granularity = gridExtent(maskSegments(layout, 'token'), 2, 1) <= maxSize ? 'token' : 'block';
   const segments = maskSegments(layout, granularity, target);
   const cell = opts.cell ?? chooseCell(segments, maxSize, granularity);
   const sceneOfSegment = segments.map((s) => tokenAt(layout, s.cells[0]!.start).scene);
@@ -96,7 +109,14 @@ export function renderMaskImage(layout: SceneLayout, opts: MaskImageOptions = {}
   };
   const lines = legend ? legendLines(layout, granularity, target) : [];
   const scale = gridExtent(segments, cell, 1) >= 256 ? 2 : 1;
-  const style = { cell, line: 1, background: MASK_COLORS.background, lineColor: MASK_COLORS.line, textColor: MASK_COLORS.text, scale };
+  const style = {
+    cell,
+    line: 1,
+    background: MASK_COLORS.background,
+    lineColor: MASK_COLORS.line,
+    textColor: MASK_COLORS.text,
+    scale,
+  };
   const { image, grid } = renderSegmentGrid(segments, segments, color, style, lines);
   return { image, grid, granularity, segments };
 }

@@ -128,7 +128,12 @@ export function encodePng(img: Image): Buffer {
   ihdr[8] = 8; // bit depth
   ihdr[9] = COLOR_TYPE[channels];
   // [10] compression 0, [11] filter method 0, [12] interlace 0
-  return Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(raw, { level: 9 })), chunk('IEND', new Uint8Array(0))]);
+  return Buffer.concat([
+    SIGNATURE,
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw, { level: 9 })),
+    chunk('IEND', new Uint8Array(0)),
+  ]);
 }
 
 /** Writes `img` as a PNG file atomically; refuses an existing file unless `force`. */
@@ -140,7 +145,12 @@ export async function writePng(file: string, img: Image, opts: AtomicOptions = {
  * Writes RGB frames as `frame_00000.png …` into `dir` (created if missing). Refuses existing frame
  * files unless `force`. Returns the written paths.
  */
-export async function writePngSequence(dir: string, frames: Iterable<Uint8Array>, size: { width: number; height: number }, opts: AtomicOptions = {}): Promise<string[]> {
+export async function writePngSequence(
+  dir: string,
+  frames: Iterable<Uint8Array>,
+  size: { width: number; height: number },
+  opts: AtomicOptions = {},
+): Promise<string[]> {
   await fs.promises.mkdir(dir, { recursive: true });
   const written: string[] = [];
   let i = 0;
@@ -204,7 +214,8 @@ export function decodePng(bytes: Uint8Array, file = 'PNG'): Image {
     const type = buf.toString('latin1', pos + 4, pos + 8);
     if (pos + 12 + len > buf.length) throw new PngError(file, `chunk ${type} truncated`);
     const data = buf.subarray(pos + 8, pos + 8 + len);
-    if (crc32(buf.subarray(pos + 4, pos + 8 + len)) !== buf.readUInt32BE(pos + 8 + len)) throw new PngError(file, `chunk ${type}: CRC mismatch`);
+    if (crc32(buf.subarray(pos + 4, pos + 8 + len)) !== buf.readUInt32BE(pos + 8 + len))
+      throw new PngError(file, `chunk ${type}: CRC mismatch`);
     pos += 12 + len;
     if (type === 'IHDR') header = readHeader(data, file);
     else if (type === 'PLTE') palette = data;
@@ -222,19 +233,29 @@ export function decodePng(bytes: Uint8Array, file = 'PNG'): Image {
   } catch (e) {
     throw new PngError(file, `bad image data: ${(e as Error).message}`);
   }
-  if (raw.length !== height * (width * bpp + 1)) throw new PngError(file, `image data has ${raw.length} bytes, expected ${height * (width * bpp + 1)}`);
+  if (raw.length !== height * (width * bpp + 1))
+    throw new PngError(file, `image data has ${raw.length} bytes, expected ${height * (width * bpp + 1)}`);
   const pixels = unfilter(raw, height, width * bpp, bpp, file);
   if (colorType !== 3) return { width, height, channels: bpp as Channels, data: pixels };
   return expandPalette(pixels, width, height, palette, alpha, file);
 }
 
-function expandPalette(idx: Uint8Array, width: number, height: number, palette: Uint8Array | undefined, alpha: Uint8Array | undefined, file: string): Image {
-  if (palette === undefined || palette.length % 3 !== 0) throw new PngError(file, 'palette image without a valid PLTE chunk');
+function expandPalette(
+  idx: Uint8Array,
+  width: number,
+  height: number,
+  palette: Uint8Array | undefined,
+  alpha: Uint8Array | undefined,
+  file: string,
+): Image {
+  if (palette === undefined || palette.length % 3 !== 0)
+    throw new PngError(file, 'palette image without a valid PLTE chunk');
   const channels: Channels = alpha === undefined ? 3 : 4;
   const data = new Uint8Array(idx.length * channels);
   for (let i = 0; i < idx.length; i++) {
     const p = idx[i]!;
-    if (3 * p + 2 >= palette.length) throw new PngError(file, `palette index ${p} outside the ${palette.length / 3}-entry palette`);
+    if (3 * p + 2 >= palette.length)
+      throw new PngError(file, `palette index ${p} outside the ${palette.length / 3}-entry palette`);
     for (let c = 0; c < 3; c++) data[i * channels + c] = palette[3 * p + c]!;
     if (alpha !== undefined) data[i * channels + 3] = p < alpha.length ? alpha[p]! : 255;
   }

@@ -15,6 +15,15 @@
  * the input is a `SafetensorsError` whose message names the file and whose `code` names the rule.
  */
 export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './float16.js';
-export { DTYPE_SIZE, DTYPES, MAX_HEADER_SIZE, findDuplicateKey, nestsDeeperThan, type DType, type TensorData, type TensorInfo } from './safetensorsHeader.js';
+export {
+  DTYPE_SIZE,
+  DTYPES,
+  MAX_HEADER_SIZE,
+  findDuplicateKey,
+  nestsDeeperThan,
+  type DType,
+  type TensorData,
+  type TensorInfo,
+} from './safetensorsHeader.js';
 export { SafetensorsFile, ShardedSafetensors, openSafetensors, type TensorSource } from './safetensorsRead.js';
 export { encodeTensorData, writeSafetensors, type TensorToWrite } from './safetensorsWrite.js';

@@ -18,7 +18,18 @@ import { SafetensorsError, type SafetensorsErrorCode } from '../errors.js';
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 /** Bytes per element. */
-export const DTYPE_SIZE: Record<DType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+export const DTYPE_SIZE: Record<DType, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
 
 export const DTYPES: readonly DType[] = Object.keys(DTYPE_SIZE) as DType[];
 
@@ -163,7 +174,14 @@ export function findDuplicateKey(text: string): { path: string; key: string } | 
     }
     if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
       const parent = stack[stack.length - 1];
-      const p = parent === undefined ? '' : parent.keys !== undefined ? (parent.path === '' ? parent.lastKey : `${parent.path}.${parent.lastKey}`) : `${parent.path}[]`;
+      const p =
+        parent === undefined
+          ? ''
+          : parent.keys !== undefined
+            ? parent.path === ''
+              ? parent.lastKey
+              : `${parent.path}.${parent.lastKey}`
+            : `${parent.path}[]`;
       stack.push({ keys: c === 0x7b ? new Set() : undefined, expectKey: c === 0x7b, path: p, lastKey: '' });
     } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
       stack.pop();
@@ -212,8 +230,10 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 export function headerLength(file: string, prefix: Uint8Array, fileSize: number): number {
   const n = Buffer.from(prefix.buffer, prefix.byteOffset, 8).readBigUInt64LE(0);
-  if (n > BigInt(MAX_HEADER_SIZE)) fail('HEADER_TOO_LARGE', file, `header length ${n} exceeds the ${MAX_HEADER_SIZE}-byte limit`);
-  if (8n + n > BigInt(fileSize)) fail('INVALID_HEADER_LENGTH', file, `header length ${n} runs past the end of the ${fileSize}-byte file`);
+  if (n > BigInt(MAX_HEADER_SIZE))
+    fail('HEADER_TOO_LARGE', file, `header length ${n} exceeds the ${MAX_HEADER_SIZE}-byte limit`);
+  if (8n + n > BigInt(fileSize))
+    fail('INVALID_HEADER_LENGTH', file, `header length ${n} runs past the end of the ${fileSize}-byte file`);
   return Number(n);
 }
 
@@ -231,7 +251,8 @@ export function parseHeader(file: string, bytes: Uint8Array, dataSize: number): 
   } catch {
     return fail('INVALID_HEADER_UTF8', file, 'header is not valid UTF-8');
   }
-  if (nestsDeeperThan(text, MAX_NESTING)) return fail('INVALID_HEADER_JSON', file, `header nests deeper than ${MAX_NESTING} levels`);
+  if (nestsDeeperThan(text, MAX_NESTING))
+    return fail('INVALID_HEADER_JSON', file, `header nests deeper than ${MAX_NESTING} levels`);
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -239,14 +260,20 @@ export function parseHeader(file: string, bytes: Uint8Array, dataSize: number): 
     return fail('INVALID_HEADER_JSON', file, `header is not valid JSON (${errnoDetail(e)})`);
   }
   if (!isPlainObject(json)) {
-    return fail('HEADER_NOT_OBJECT', file, `header must be a JSON object, got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}`);
+    return fail(
+      'HEADER_NOT_OBJECT',
+      file,
+      `header must be a JSON object, got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}`,
+    );
   }
   const dup = findDuplicateKey(text);
   if (dup !== undefined) {
     return fail(
       'DUPLICATE_NAME',
       file,
-      dup.path === '' ? `header names ${JSON.stringify(dup.key)} more than once` : `header entry ${JSON.stringify(dup.path)} has key ${JSON.stringify(dup.key)} more than once`,
+      dup.path === ''
+        ? `header names ${JSON.stringify(dup.key)} more than once`
+        : `header entry ${JSON.stringify(dup.path)} has key ${JSON.stringify(dup.key)} more than once`,
     );
   }
 
@@ -257,23 +284,48 @@ export function parseHeader(file: string, bytes: Uint8Array, dataSize: number): 
     if (name === METADATA_KEY) {
       if (!isPlainObject(entry)) return fail('INVALID_METADATA', file, `__metadata__ must be an object of strings`);
       for (const [k, v] of Object.entries(entry)) {
-        if (typeof v !== 'string') return fail('INVALID_METADATA', file, `__metadata__.${JSON.stringify(k)} must be a string, got ${v === null ? 'null' : typeof v}`);
+        if (typeof v !== 'string')
+          return fail(
+            'INVALID_METADATA',
+            file,
+            `__metadata__.${JSON.stringify(k)} must be a string, got ${v === null ? 'null' : typeof v}`,
+          );
         metadata.push([k, v]);
       }
       continue;
     }
     if (!isPlainObject(entry)) return fail('INVALID_ENTRY', file, `tensor ${q}: entry must be an object`);
     for (const k of Object.keys(entry)) {
-      if (k !== 'dtype' && k !== 'shape' && k !== 'data_offsets') return fail('INVALID_ENTRY', file, `tensor ${q}: unexpected field ${JSON.stringify(k)}`);
+      if (k !== 'dtype' && k !== 'shape' && k !== 'data_offsets')
+        return fail('INVALID_ENTRY', file, `tensor ${q}: unexpected field ${JSON.stringify(k)}`);
     }
     const { dtype, shape, data_offsets: offsets } = entry;
     if (typeof dtype !== 'string') return fail('INVALID_ENTRY', file, `tensor ${q}: "dtype" must be a string`);
-    if (!Array.isArray(shape)) return fail(hasOwn(entry, 'shape') ? 'INVALID_SHAPE' : 'INVALID_ENTRY', file, `tensor ${q}: "shape" must be an array`);
-    if (!Array.isArray(offsets)) return fail(hasOwn(entry, 'data_offsets') ? 'INVALID_OFFSETS' : 'INVALID_ENTRY', file, `tensor ${q}: "data_offsets" must be an array`);
-    if (!isDType(dtype)) return fail('UNKNOWN_DTYPE', file, `tensor ${q}: unknown dtype ${JSON.stringify(dtype.slice(0, 32))} (known: ${DTYPES.join(', ')})`);
+    if (!Array.isArray(shape))
+      return fail(
+        hasOwn(entry, 'shape') ? 'INVALID_SHAPE' : 'INVALID_ENTRY',
+        file,
+        `tensor ${q}: "shape" must be an array`,
+      );
+    if (!Array.isArray(offsets))
+      return fail(
+        hasOwn(entry, 'data_offsets') ? 'INVALID_OFFSETS' : 'INVALID_ENTRY',
+        file,
+        `tensor ${q}: "data_offsets" must be an array`,
+      );
+    if (!isDType(dtype))
+      return fail(
+        'UNKNOWN_DTYPE',
+        file,
+        `tensor ${q}: unknown dtype ${JSON.stringify(dtype.slice(0, 32))} (known: ${DTYPES.join(', ')})`,
+      );
     for (const d of shape as unknown[]) {
       if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
-        return fail('INVALID_SHAPE', file, `tensor ${q}: shape must hold non-negative integers, got ${JSON.stringify(shape).slice(0, 80)}`);
+        return fail(
+          'INVALID_SHAPE',
+          file,
+          `tensor ${q}: shape must hold non-negative integers, got ${JSON.stringify(shape).slice(0, 80)}`,
+        );
       }
     }
     const [start, end] = offsets as unknown[];
@@ -286,13 +338,26 @@ export function parseHeader(file: string, bytes: Uint8Array, dataSize: number): 
       start < 0 ||
       end < start
     ) {
-      return fail('INVALID_OFFSETS', file, `tensor ${q}: data_offsets must be two non-negative integers [start, end] with start <= end, got ${JSON.stringify(offsets).slice(0, 80)}`);
+      return fail(
+        'INVALID_OFFSETS',
+        file,
+        `tensor ${q}: data_offsets must be two non-negative integers [start, end] with start <= end, got ${JSON.stringify(offsets).slice(0, 80)}`,
+      );
     }
     const dims = shape as number[];
     const bytes = byteSizeOf(dtype, dims);
-    if (bytes === undefined) return fail('TENSOR_INVALID_INFO', file, `tensor ${q}: size of shape ${JSON.stringify(dims)} × ${DTYPE_SIZE[dtype]} bytes overflows`);
+    if (bytes === undefined)
+      return fail(
+        'TENSOR_INVALID_INFO',
+        file,
+        `tensor ${q}: size of shape ${JSON.stringify(dims)} × ${DTYPE_SIZE[dtype]} bytes overflows`,
+      );
     if (bytes !== end - start) {
-      return fail('TENSOR_INVALID_INFO', file, `tensor ${q}: ${dtype} ${JSON.stringify(dims)} needs ${bytes} bytes but data_offsets [${start}, ${end}] span ${end - start}`);
+      return fail(
+        'TENSOR_INVALID_INFO',
+        file,
+        `tensor ${q}: ${dtype} ${JSON.stringify(dims)} needs ${bytes} bytes but data_offsets [${start}, ${end}] span ${end - start}`,
+      );
     }
     tensors.push({ name, dtype, shape: dims.slice(), dataOffsets: [start, end] });
   }
@@ -307,15 +372,26 @@ export function parseHeader(file: string, bytes: Uint8Array, dataSize: number): 
       return fail(
         'INVALID_OFFSETS',
         file,
-        start < at ? `tensor ${JSON.stringify(t.name)}: data_offsets [${start}, ${end}] overlap the previous tensor (ending at ${at})` : `tensor ${JSON.stringify(t.name)}: data_offsets [${start}, ${end}] leave a hole after byte ${at}`,
+        start < at
+          ? `tensor ${JSON.stringify(t.name)}: data_offsets [${start}, ${end}] overlap the previous tensor (ending at ${at})`
+          : `tensor ${JSON.stringify(t.name)}: data_offsets [${start}, ${end}] leave a hole after byte ${at}`,
       );
     }
     if (end > dataSize) {
-      return fail('TRUNCATED', file, `tensor ${JSON.stringify(t.name)}: data_offsets [${start}, ${end}] run past the end of the data area (${dataSize} bytes): file truncated?`);
+      return fail(
+        'TRUNCATED',
+        file,
+        `tensor ${JSON.stringify(t.name)}: data_offsets [${start}, ${end}] run past the end of the data area (${dataSize} bytes): file truncated?`,
+      );
     }
     at = end;
   }
-  if (at !== dataSize) return fail('METADATA_INCOMPLETE_BUFFER', file, `the tensors cover ${at} bytes of a ${dataSize}-byte data area (trailing bytes)`);
+  if (at !== dataSize)
+    return fail(
+      'METADATA_INCOMPLETE_BUFFER',
+      file,
+      `the tensors cover ${at} bytes of a ${dataSize}-byte data area (trailing bytes)`,
+    );
   return { metadata: Object.fromEntries(metadata), tensors };
 }
 
@@ -342,19 +418,37 @@ export function parseIndex(indexPath: string, raw: Uint8Array): ParsedIndex {
   }
   if (!isPlainObject(json)) return fail('INVALID_INDEX', indexPath, 'index must be a JSON object with a "weight_map"');
   const dup = findDuplicateKey(text);
-  if (dup !== undefined) return fail('INVALID_INDEX', indexPath, `key ${JSON.stringify(dup.key)} appears more than once${dup.path === '' ? '' : ` in ${JSON.stringify(dup.path)}`}`);
+  if (dup !== undefined)
+    return fail(
+      'INVALID_INDEX',
+      indexPath,
+      `key ${JSON.stringify(dup.key)} appears more than once${dup.path === '' ? '' : ` in ${JSON.stringify(dup.path)}`}`,
+    );
   const weightMap = json['weight_map'];
-  if (!isPlainObject(weightMap)) return fail('INVALID_INDEX', indexPath, '"weight_map" must be an object of tensor name → shard file name');
+  if (!isPlainObject(weightMap))
+    return fail('INVALID_INDEX', indexPath, '"weight_map" must be an object of tensor name → shard file name');
   const meta = json['metadata'];
-  if (meta !== undefined && meta !== null && !isPlainObject(meta)) return fail('INVALID_INDEX', indexPath, '"metadata" must be an object');
+  if (meta !== undefined && meta !== null && !isPlainObject(meta))
+    return fail('INVALID_INDEX', indexPath, '"metadata" must be an object');
   // index metadata holds numbers (diffusers writes {"total_size": N}): kept as their JSON text
-  const metadata = Object.fromEntries(Object.entries(meta ?? {}).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+  const metadata = Object.fromEntries(
+    Object.entries(meta ?? {}).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
+  );
 
   const byShard = new Map<string, string[]>();
   for (const [tensor, shard] of Object.entries(weightMap)) {
-    if (typeof shard !== 'string') return fail('INVALID_INDEX', indexPath, `weight_map[${JSON.stringify(tensor)}] must be a shard file name (a string)`);
+    if (typeof shard !== 'string')
+      return fail(
+        'INVALID_INDEX',
+        indexPath,
+        `weight_map[${JSON.stringify(tensor)}] must be a shard file name (a string)`,
+      );
     if (shard === '' || shard === '.' || shard === '..' || /[/\\\0]/.test(shard) || path.basename(shard) !== shard) {
-      return fail('INVALID_INDEX', indexPath, `weight_map[${JSON.stringify(tensor)}] = ${JSON.stringify(shard)}: a shard must be a plain file name next to the index`);
+      return fail(
+        'INVALID_INDEX',
+        indexPath,
+        `weight_map[${JSON.stringify(tensor)}] = ${JSON.stringify(shard)}: a shard must be a plain file name next to the index`,
+      );
     }
     let list = byShard.get(shard);
     if (list === undefined) byShard.set(shard, (list = []));

@@ -47,7 +47,13 @@ function isErrno(e: unknown, code: string): boolean {
 }
 
 /** Reads exactly `into.byteLength` bytes at `position` (one call unless the span exceeds 1 GiB). */
-async function readExactly(fh: fs.promises.FileHandle, file: string, into: Uint8Array, position: number, what: string): Promise<void> {
+async function readExactly(
+  fh: fs.promises.FileHandle,
+  file: string,
+  into: Uint8Array,
+  position: number,
+  what: string,
+): Promise<void> {
   let done = 0;
   while (done < into.byteLength) {
     const len = Math.min(into.byteLength - done, MAX_IO_CHUNK);
@@ -57,7 +63,12 @@ async function readExactly(fh: fs.promises.FileHandle, file: string, into: Uint8
     } catch (e) {
       throw ioError(file, `reading ${what}`, e);
     }
-    if (bytesRead === 0) fail('TRUNCATED', file, `${what}: expected ${into.byteLength} bytes at offset ${position}, the file ended after ${done} (file changed or truncated?)`);
+    if (bytesRead === 0)
+      fail(
+        'TRUNCATED',
+        file,
+        `${what}: expected ${into.byteLength} bytes at offset ${position}, the file ended after ${done} (file changed or truncated?)`,
+      );
     done += bytesRead;
   }
 }
@@ -174,7 +185,13 @@ export class SafetensorsFile implements TensorSource {
     } catch (e) {
       return fail('IO', this.path, `tensor ${JSON.stringify(name)}: cannot allocate ${size} bytes (${errnoDetail(e)})`);
     }
-    await readExactly(this.handle(), this.path, out, this.dataStart + t.dataOffsets[0], `tensor ${JSON.stringify(name)}`);
+    await readExactly(
+      this.handle(),
+      this.path,
+      out,
+      this.dataStart + t.dataOffsets[0],
+      `tensor ${JSON.stringify(name)}`,
+    );
     return out;
   }
 
@@ -189,7 +206,13 @@ export class SafetensorsFile implements TensorSource {
     } catch (e) {
       return fail('IO', this.path, `tensor ${JSON.stringify(name)}: cannot allocate ${size} bytes (${errnoDetail(e)})`);
     }
-    await readExactly(this.handle(), this.path, bytes, this.dataStart + t.dataOffsets[0], `tensor ${JSON.stringify(name)}`);
+    await readExactly(
+      this.handle(),
+      this.path,
+      bytes,
+      this.dataStart + t.dataOffsets[0],
+      `tensor ${JSON.stringify(name)}`,
+    );
     if (t.dtype === 'F16') return f16ToF32(data as Uint16Array);
     if (t.dtype === 'BF16') return bf16ToF32(data as Uint16Array);
     if (t.dtype === 'BOOL') {
@@ -225,7 +248,8 @@ export class ShardedSafetensors implements TensorSource {
     // on-disk order: shard by shard (by file name), then by offset
     const shardNames = [...shards.keys()].sort(compareCodePoints);
     this.order = [];
-    for (const s of shardNames) for (const n of shards.get(s)!.names()) if (shardOf.get(n) === shards.get(s)) this.order.push(n);
+    for (const s of shardNames)
+      for (const n of shards.get(s)!.names()) if (shardOf.get(n) === shards.get(s)) this.order.push(n);
   }
 
   static async open(indexPath: string): Promise<ShardedSafetensors> {
@@ -233,7 +257,8 @@ export class ShardedSafetensors implements TensorSource {
     try {
       const st = await fs.promises.stat(indexPath);
       if (!st.isFile()) fail('IO', indexPath, 'not a regular file');
-      if (st.size > MAX_INDEX_SIZE) fail('INVALID_INDEX', indexPath, `index is ${st.size} bytes, over the ${MAX_INDEX_SIZE}-byte limit`);
+      if (st.size > MAX_INDEX_SIZE)
+        fail('INVALID_INDEX', indexPath, `index is ${st.size} bytes, over the ${MAX_INDEX_SIZE}-byte limit`);
       raw = await fs.promises.readFile(indexPath);
     } catch (e) {
       throw ioError(indexPath, 'cannot read index', e);
@@ -249,13 +274,23 @@ export class ShardedSafetensors implements TensorSource {
         try {
           await fs.promises.stat(shardPath);
         } catch (e) {
-          if (isErrno(e, 'ENOENT')) fail('MISSING_SHARD', indexPath, `shard ${JSON.stringify(shard)} listed in the index does not exist (${shardPath})`);
+          if (isErrno(e, 'ENOENT'))
+            fail(
+              'MISSING_SHARD',
+              indexPath,
+              `shard ${JSON.stringify(shard)} listed in the index does not exist (${shardPath})`,
+            );
           throw ioError(shardPath, 'cannot open shard', e);
         }
         const f = await SafetensorsFile.open(shardPath);
         shards.set(shard, f);
         for (const t of tensors) {
-          if (!f.has(t)) fail('TENSOR_NOT_FOUND', indexPath, `tensor ${JSON.stringify(t)} is mapped to shard ${JSON.stringify(shard)} (${shardPath}), which does not contain it`);
+          if (!f.has(t))
+            fail(
+              'TENSOR_NOT_FOUND',
+              indexPath,
+              `tensor ${JSON.stringify(t)} is mapped to shard ${JSON.stringify(shard)} (${shardPath}), which does not contain it`,
+            );
           shardOf.set(t, f);
         }
       }
@@ -276,7 +311,8 @@ export class ShardedSafetensors implements TensorSource {
 
   private shard(name: string): SafetensorsFile {
     const s = this.shardOf.get(name);
-    if (s === undefined) return fail('TENSOR_NOT_FOUND', this.path, `no tensor named ${JSON.stringify(name)} in the weight_map`);
+    if (s === undefined)
+      return fail('TENSOR_NOT_FOUND', this.path, `no tensor named ${JSON.stringify(name)} in the weight_map`);
     return s;
   }
 
@@ -323,7 +359,10 @@ export async function openSafetensors(target: string): Promise<TensorSource> {
     } catch (e) {
       throw ioError(target, 'cannot list folder', e);
     }
-    const files = entries.filter((e) => e.isFile() || e.isSymbolicLink()).map((e) => e.name).sort(compareCodePoints);
+    const files = entries
+      .filter((e) => e.isFile() || e.isSymbolicLink())
+      .map((e) => e.name)
+      .sort(compareCodePoints);
     const indexes = files.filter((f) => f.endsWith('.safetensors.index.json'));
     const singles = files.filter((f) => f.endsWith('.safetensors'));
     if (indexes.length === 1) return ShardedSafetensors.open(path.join(target, indexes[0]!));

@@ -68,14 +68,28 @@ export interface ShardPlan {
 }
 
 const DEFAULT_CHUNK = 16 << 20;
-const SIZE_UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30, TIB: 2 ** 40 };
+const SIZE_UNITS: Record<string, number> = {
+  B: 1,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  TB: 1e12,
+  KIB: 2 ** 10,
+  MIB: 2 ** 20,
+  GIB: 2 ** 30,
+  TIB: 2 ** 40,
+};
 
 /** A size as `save_pretrained` takes it: `"5GB"` = 5·10⁹, `"5GiB"` = 5·2³⁰, or a plain byte count. */
 export function parseSize(s: string | number): number {
   if (typeof s === 'number') return s;
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(s);
   const unit = SIZE_UNITS[(m?.[2] ?? '').toUpperCase() || 'B'];
-  if (m === null || unit === undefined) throw new Mask2DiTError('CONFIG', `not a size: ${JSON.stringify(s)} (expected e.g. "5GB", "500MiB" or a byte count)`);
+  if (m === null || unit === undefined)
+    throw new Mask2DiTError(
+      'CONFIG',
+      `not a size: ${JSON.stringify(s)} (expected e.g. "5GB", "500MiB" or a byte count)`,
+    );
   return Math.floor(Number(m[1]) * unit);
 }
 
@@ -96,10 +110,12 @@ function check(tensors: readonly StreamedTensor[], where: string): void {
   const seen = new Set<string>();
   for (const t of tensors) {
     const q = JSON.stringify(t.name);
-    if (t.name === '' || t.name === '__metadata__') throw new SafetensorsError('INVALID_ENTRY', where, `invalid tensor name ${q}`);
+    if (t.name === '' || t.name === '__metadata__')
+      throw new SafetensorsError('INVALID_ENTRY', where, `invalid tensor name ${q}`);
     if (seen.has(t.name)) throw new SafetensorsError('DUPLICATE_NAME', where, `tensor ${q} is given twice`);
     seen.add(t.name);
-    if (!DTYPES.includes(t.dtype)) throw new SafetensorsError('UNKNOWN_DTYPE', where, `tensor ${q}: unknown dtype ${JSON.stringify(t.dtype)}`);
+    if (!DTYPES.includes(t.dtype))
+      throw new SafetensorsError('UNKNOWN_DTYPE', where, `tensor ${q}: unknown dtype ${JSON.stringify(t.dtype)}`);
     if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0) || !Number.isSafeInteger(tensorBytes(t))) {
       throw new SafetensorsError('INVALID_SHAPE', where, `tensor ${q}: bad shape ${JSON.stringify(t.shape)}`);
     }
@@ -107,7 +123,10 @@ function check(tensors: readonly StreamedTensor[], where: string): void {
 }
 
 /** Which tensors go to which file (huggingface_hub's greedy split, in the order given). */
-export function planShards(tensors: readonly StreamedTensor[], options: Pick<ShardOptions, 'stem' | 'maxShardSize'>): ShardPlan {
+export function planShards(
+  tensors: readonly StreamedTensor[],
+  options: Pick<ShardOptions, 'stem' | 'maxShardSize'>,
+): ShardPlan {
   check(tensors, options.stem);
   const groups: StreamedTensor[][] = [];
   let current: StreamedTensor[] = [];
@@ -134,24 +153,39 @@ export function planShards(tensors: readonly StreamedTensor[], options: Pick<Sha
     tensors: fileOrder(g),
     bytes: g.reduce((a, t) => a + tensorBytes(t), 0),
   }));
-  return { files, totalSize: files.reduce((a, f) => a + f.bytes, 0), index: n === 1 ? undefined : `${options.stem}.safetensors.index.json` };
+  return {
+    files,
+    totalSize: files.reduce((a, f) => a + f.bytes, 0),
+    index: n === 1 ? undefined : `${options.stem}.safetensors.index.json`,
+  };
 }
 
 /**
  * The header of a file holding `tensors` in this order, as `writeSafetensors` writes it: the 8-byte
  * little-endian length, then compact JSON (`__metadata__` first), padded with spaces to 8 bytes.
  */
-export function safetensorsHeader(tensors: readonly StreamedTensor[], metadata: Record<string, string>, where = '(header)'): Buffer {
+export function safetensorsHeader(
+  tensors: readonly StreamedTensor[],
+  metadata: Record<string, string>,
+  where = '(header)',
+): Buffer {
   const parts = [`"__metadata__":${JSON.stringify(metadata)}`];
   let at = 0;
   for (const t of tensors) {
     const end = at + tensorBytes(t);
-    parts.push(`${JSON.stringify(t.name)}:{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${at},${end}]}`);
+    parts.push(
+      `${JSON.stringify(t.name)}:{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${at},${end}]}`,
+    );
     at = end;
   }
   const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
   const padded = Math.ceil(json.length / 8) * 8;
-  if (padded > MAX_HEADER_SIZE) throw new SafetensorsError('HEADER_TOO_LARGE', where, `header would be ${padded} bytes, over the ${MAX_HEADER_SIZE}-byte limit`);
+  if (padded > MAX_HEADER_SIZE)
+    throw new SafetensorsError(
+      'HEADER_TOO_LARGE',
+      where,
+      `header would be ${padded} bytes, over the ${MAX_HEADER_SIZE}-byte limit`,
+    );
   const out = Buffer.alloc(8 + padded, 0x20);
   out.writeBigUInt64LE(BigInt(padded), 0);
   json.copy(out, 8);
@@ -166,7 +200,7 @@ export function shardIndexJson(plan: ShardPlan): string {
 }
 
 async function writeAll(fh: fs.promises.FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  for (let done = 0; done < bytes.byteLength; ) {
+  for (let done = 0; done < bytes.byteLength;) {
     const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done, position + done);
     if (bytesWritten <= 0) throw new Error('write made no progress');
     done += bytesWritten;
@@ -223,7 +257,12 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 /** Writes one shard to a temp file and renames it into place. */
-async function writeShard(dir: string, shard: ShardFile, metadata: Record<string, string>, pump: ChunkPump): Promise<void> {
+async function writeShard(
+  dir: string,
+  shard: ShardFile,
+  metadata: Record<string, string>,
+  pump: ChunkPump,
+): Promise<void> {
   const file = path.join(dir, shard.file);
   const tmp = path.join(dir, `.${shard.file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   const unregister = registerCleanup(() => fs.rmSync(tmp, { force: true }));
@@ -257,7 +296,8 @@ async function writeShard(dir: string, shard: ShardFile, metadata: Record<string
 function removeStale(dir: string, stem: string, keep: string[]): void {
   const esc = stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const ours = new RegExp(`^${esc}(-\\d{5}-of-\\d{5})?\\.safetensors(\\.index\\.json)?$`);
-  for (const f of fs.readdirSync(dir)) if (ours.test(f) && !keep.includes(f)) fs.rmSync(path.join(dir, f), { force: true });
+  for (const f of fs.readdirSync(dir))
+    if (ours.test(f) && !keep.includes(f)) fs.rmSync(path.join(dir, f), { force: true });
 }
 
 /**
@@ -265,14 +305,20 @@ function removeStale(dir: string, stem: string, keep: string[]): void {
  * Returns the plan that was written. Existing outputs are refused unless `force`; with `force`, the
  * other files of the same stem (shards and index of an earlier layout) are removed afterwards.
  */
-export async function writeShardedSafetensors(dir: string, tensors: readonly StreamedTensor[], options: ShardOptions): Promise<ShardPlan> {
+export async function writeShardedSafetensors(
+  dir: string,
+  tensors: readonly StreamedTensor[],
+  options: ShardOptions,
+): Promise<ShardPlan> {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK;
-  if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0 || chunkSize % 8 !== 0) throw new Mask2DiTError('CONFIG', `chunkSize must be a positive multiple of 8, got ${chunkSize}`);
+  if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0 || chunkSize % 8 !== 0)
+    throw new Mask2DiTError('CONFIG', `chunkSize must be a positive multiple of 8, got ${chunkSize}`);
   const plan = planShards(tensors, options);
   const outputs = [...plan.files.map((f) => f.file), ...(plan.index !== undefined ? [plan.index] : [])];
   const force = options.force ?? false;
   fs.mkdirSync(dir, { recursive: true });
-  for (const f of outputs) if (!force && fs.existsSync(path.join(dir, f))) throw new OutputExistsError(path.join(dir, f));
+  for (const f of outputs)
+    if (!force && fs.existsSync(path.join(dir, f))) throw new OutputExistsError(path.join(dir, f));
   const metadata = options.metadata ?? { format: 'pt' };
   const pump = new ChunkPump(chunkSize, plan.totalSize, options.onProgress);
   const done: string[] = [];

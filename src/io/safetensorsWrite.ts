@@ -34,12 +34,19 @@ export interface TensorToWrite {
 }
 
 function checkInt(file: string, dtype: DType, v: number, i: number, lo: number, hi: number): number {
-  if (!Number.isInteger(v) || v < lo || v > hi) fail('INVALID_TENSOR_DATA', file, `${dtype} value #${i} = ${v} is not an integer in [${lo}, ${hi}]`);
+  if (!Number.isInteger(v) || v < lo || v > hi)
+    fail('INVALID_TENSOR_DATA', file, `${dtype} value #${i} = ${v} is not an integer in [${lo}, ${hi}]`);
   return v;
 }
 
 function asNumber(v: number | bigint): number {
-  return typeof v === 'bigint' ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v > 0n ? Infinity : -Infinity) : v;
+  return typeof v === 'bigint'
+    ? v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number(v)
+      : v > 0n
+        ? Infinity
+        : -Infinity
+    : v;
 }
 
 /**
@@ -47,10 +54,15 @@ function asNumber(v: number | bigint): number {
  * to nearest even, as PyTorch does); integers must be integers in range (I64 accepts bigints or safe
  * integers); BOOL takes 0/1. Out-of-range input is an INVALID_TENSOR_DATA error, never wrapped.
  */
-export function encodeTensorData(dtype: DType, values: ArrayLike<number> | ArrayLike<bigint>, what = '(values)'): Uint8Array {
+export function encodeTensorData(
+  dtype: DType,
+  values: ArrayLike<number> | ArrayLike<bigint>,
+  what = '(values)',
+): Uint8Array {
   const n = values.length;
   const get = (i: number): number | bigint => values[i]!;
-  const bytesOf = (a: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const bytesOf = (a: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }) =>
+    new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   const floats = (): Float32Array => {
     if (values instanceof Float32Array) return values;
     const out = new Float32Array(n);
@@ -74,10 +86,16 @@ export function encodeTensorData(dtype: DType, values: ArrayLike<number> | Array
       for (let i = 0; i < n; i++) {
         const v = get(i);
         if (typeof v === 'bigint') {
-          if (v < -(2n ** 63n) || v >= 2n ** 63n) fail('INVALID_TENSOR_DATA', what, `I64 value #${i} = ${v} is out of range`);
+          if (v < -(2n ** 63n) || v >= 2n ** 63n)
+            fail('INVALID_TENSOR_DATA', what, `I64 value #${i} = ${v} is out of range`);
           out[i] = v;
         } else {
-          if (!Number.isSafeInteger(v)) fail('INVALID_TENSOR_DATA', what, `I64 value #${i} = ${v} is not a safe integer (pass bigints for larger values)`);
+          if (!Number.isSafeInteger(v))
+            fail(
+              'INVALID_TENSOR_DATA',
+              what,
+              `I64 value #${i} = ${v} is not a safe integer (pass bigints for larger values)`,
+            );
           out[i] = BigInt(v);
         }
       }
@@ -151,40 +169,67 @@ interface PlannedTensor {
 }
 
 /** The header bytes (length prefix excluded, padded with spaces to a multiple of 8) and the data layout. */
-function planFile(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): { header: Buffer; order: PlannedTensor[] } {
-  if (!isPlainObject(tensors)) fail('INVALID_TENSOR_DATA', file, 'tensors must be an object of name → {dtype, shape, data}');
+function planFile(
+  file: string,
+  tensors: Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): { header: Buffer; order: PlannedTensor[] } {
+  if (!isPlainObject(tensors))
+    fail('INVALID_TENSOR_DATA', file, 'tensors must be an object of name → {dtype, shape, data}');
   const planned: PlannedTensor[] = [];
   for (const [name, t] of Object.entries(tensors)) {
     const q = JSON.stringify(name);
     if (name === METADATA_KEY) fail('INVALID_ENTRY', file, `tensor name ${q} is reserved`);
     if (!isPlainObject(t)) fail('INVALID_TENSOR_DATA', file, `tensor ${q}: expected {dtype, shape, data}`);
     const { dtype, shape, data } = t;
-    if (typeof dtype !== 'string' || !isDType(dtype)) fail('UNKNOWN_DTYPE', file, `tensor ${q}: unknown dtype ${JSON.stringify(dtype)} (known: ${DTYPES.join(', ')})`);
+    if (typeof dtype !== 'string' || !isDType(dtype))
+      fail('UNKNOWN_DTYPE', file, `tensor ${q}: unknown dtype ${JSON.stringify(dtype)} (known: ${DTYPES.join(', ')})`);
     if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
-      fail('INVALID_SHAPE', file, `tensor ${q}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+      fail(
+        'INVALID_SHAPE',
+        file,
+        `tensor ${q}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`,
+      );
     }
     const bytes = byteSizeOf(dtype, shape);
-    if (bytes === undefined) return fail('INVALID_SHAPE', file, `tensor ${q}: shape ${JSON.stringify(shape)} is too large`);
+    if (bytes === undefined)
+      return fail('INVALID_SHAPE', file, `tensor ${q}: shape ${JSON.stringify(shape)} is too large`);
     const numel = bytes / DTYPE_SIZE[dtype];
     if (!ArrayBuffer.isView(data)) return fail('INVALID_TENSOR_DATA', file, `tensor ${q}: data must be a typed array`);
     const isRaw = data instanceof Uint8Array;
     if (isRaw) {
-      if (data.byteLength !== bytes) fail('INVALID_TENSOR_DATA', file, `tensor ${q}: ${dtype} ${JSON.stringify(shape)} needs ${bytes} bytes, got ${data.byteLength}`);
+      if (data.byteLength !== bytes)
+        fail(
+          'INVALID_TENSOR_DATA',
+          file,
+          `tensor ${q}: ${dtype} ${JSON.stringify(shape)} needs ${bytes} bytes, got ${data.byteLength}`,
+        );
       if (dtype === 'BOOL') {
-        for (let i = 0; i < data.length; i++) if (data[i]! > 1) fail('INVALID_TENSOR_DATA', file, `tensor ${q}: BOOL byte #${i} is ${data[i]}, not 0 or 1`);
+        for (let i = 0; i < data.length; i++)
+          if (data[i]! > 1) fail('INVALID_TENSOR_DATA', file, `tensor ${q}: BOOL byte #${i} is ${data[i]}, not 0 or 1`);
       }
     } else {
       if (!typedMatches(dtype, data as TensorData)) {
-        fail('INVALID_TENSOR_DATA', file, `tensor ${q}: ${dtype} data must be a ${TYPED_FOR[dtype]} (or raw bytes in a Uint8Array), got ${data.constructor.name}`);
+        fail(
+          'INVALID_TENSOR_DATA',
+          file,
+          `tensor ${q}: ${dtype} data must be a ${TYPED_FOR[dtype]} (or raw bytes in a Uint8Array), got ${data.constructor.name}`,
+        );
       }
-      if ((data as TensorData).length !== numel) fail('INVALID_TENSOR_DATA', file, `tensor ${q}: shape ${JSON.stringify(shape)} has ${numel} elements, data has ${(data as TensorData).length}`);
+      if ((data as TensorData).length !== numel)
+        fail(
+          'INVALID_TENSOR_DATA',
+          file,
+          `tensor ${q}: shape ${JSON.stringify(shape)} has ${numel} elements, data has ${(data as TensorData).length}`,
+        );
     }
     planned.push({ name, dtype, shape: shape.slice(), data: data as TensorData, bytes });
   }
   if (metadata !== undefined) {
     if (!isPlainObject(metadata)) fail('INVALID_METADATA', file, 'metadata must be an object of strings');
     for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') fail('INVALID_METADATA', file, `metadata ${JSON.stringify(k)} must be a string, got ${typeof v}`);
+      if (typeof v !== 'string')
+        fail('INVALID_METADATA', file, `metadata ${JSON.stringify(k)} must be a string, got ${typeof v}`);
     }
   }
   // Largest alignment first, then by name: every tensor starts aligned to its element size.
@@ -193,12 +238,15 @@ function planFile(file: string, tensors: Record<string, TensorToWrite>, metadata
   if (metadata !== undefined) parts.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
   let at = 0;
   for (const t of planned) {
-    parts.push(`${JSON.stringify(t.name)}:{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${at},${at + t.bytes}]}`);
+    parts.push(
+      `${JSON.stringify(t.name)}:{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${at},${at + t.bytes}]}`,
+    );
     at += t.bytes;
     if (!Number.isSafeInteger(at)) fail('INVALID_TENSOR_DATA', file, 'total size is too large');
   }
   const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
-  if (json.length > MAX_HEADER_SIZE) fail('HEADER_TOO_LARGE', file, `header would be ${json.length} bytes, over the ${MAX_HEADER_SIZE}-byte limit`);
+  if (json.length > MAX_HEADER_SIZE)
+    fail('HEADER_TOO_LARGE', file, `header would be ${json.length} bytes, over the ${MAX_HEADER_SIZE}-byte limit`);
   const padded = Buffer.alloc(Math.ceil(json.length / 8) * 8, 0x20);
   json.copy(padded);
   return { header: padded, order: planned };
@@ -231,7 +279,11 @@ async function writeAll(fh: fs.promises.FileHandle, bytes: Uint8Array, position:
  * held twice. Header: `__metadata__` first if given, tensors by descending element size then name,
  * padded with spaces to a multiple of 8. On any error nothing is left behind and `path` is untouched.
  */
-export async function writeSafetensors(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensors(
+  file: string,
+  tensors: Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): Promise<void> {
   const { header, order } = planFile(file, tensors, metadata);
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   let fh: fs.promises.FileHandle | undefined;

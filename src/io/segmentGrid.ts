@@ -54,7 +54,11 @@ export interface GridGeometry {
 }
 
 /** Cell offsets and boundary-line offsets along one axis. */
-function axisOffsets(segs: readonly AxisSegment[], cell: number, line: number): { starts: number[]; lines: number[]; extent: number } {
+function axisOffsets(
+  segs: readonly AxisSegment[],
+  cell: number,
+  line: number,
+): { starts: number[]; lines: number[]; extent: number } {
   const starts: number[] = [];
   const lines: number[] = [];
   let at = 0;
@@ -111,7 +115,8 @@ export function renderSegmentGrid(
     for (const q of rs.cells) {
       let c = 0;
       cols.forEach((cs, cg) => {
-        for (const k of cs.cells) fillRect(img, x + ca.starts[c++]!, y + ra.starts[r]!, cell, cell, color(q, k, rg, cg));
+        for (const k of cs.cells)
+          fillRect(img, x + ca.starts[c++]!, y + ra.starts[r]!, cell, cell, color(q, k, rg, cg));
       });
       r++;
     }
@@ -124,11 +129,31 @@ export function renderSegmentGrid(
   });
   rows.forEach((s, g) => {
     const { start, len } = centre(ra, rows, g);
-    drawText(img, s.label, x - PAD - textWidth(s.label, scale), y + start + Math.floor((len - labelH) / 2), s.labelColor ?? style.textColor, scale);
+    drawText(
+      img,
+      s.label,
+      x - PAD - textWidth(s.label, scale),
+      y + start + Math.floor((len - labelH) / 2),
+      s.labelColor ?? style.textColor,
+      scale,
+    );
   });
-  legend.forEach((l, i) => drawText(img, l, PAD, y + ra.extent + PAD + i * LINE_HEIGHT * scale, style.textColor, scale));
+  legend.forEach((l, i) =>
+    drawText(img, l, PAD, y + ra.extent + PAD + i * LINE_HEIGHT * scale, style.textColor, scale),
+  );
 
-  const grid = { x, y, cell, line, colStarts: ca.starts, rowStarts: ra.starts, colLines: ca.lines, rowLines: ra.lines, width, height };
+  const grid = {
+    x,
+    y,
+    cell,
+    line,
+    colStarts: ca.starts,
+    rowStarts: ra.starts,
+    colLines: ca.lines,
+    rowLines: ra.lines,
+    width,
+    height,
+  };
   return { image: img, grid };
 }
 

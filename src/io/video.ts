@@ -73,7 +73,10 @@ export function findFfmpeg(): string {
   }
   cached ??= fromInstaller() ?? fromPath();
   if (cached === undefined) {
-    throw new FfmpegError('NO_FFMPEG', 'no ffmpeg found: install the npm package @ffmpeg-installer/ffmpeg, put ffmpeg on PATH, or set MASK2DIT_FFMPEG=/path/to/ffmpeg');
+    throw new FfmpegError(
+      'NO_FFMPEG',
+      'no ffmpeg found: install the npm package @ffmpeg-installer/ffmpeg, put ffmpeg on PATH, or set MASK2DIT_FFMPEG=/path/to/ffmpeg',
+    );
   }
   return cached;
 }
@@ -93,7 +96,10 @@ async function runFfmpeg(args: string[], ffmpeg = findFfmpeg()): Promise<RunResu
   child.stdout.on('data', (d: Buffer) => out.push(d));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   try {
-    const [code] = (await Promise.race([once(child, 'close'), once(child, 'error').then(([e]) => Promise.reject(e as Error))])) as [number | null];
+    const [code] = (await Promise.race([
+      once(child, 'close'),
+      once(child, 'error').then(([e]) => Promise.reject(e as Error)),
+    ])) as [number | null];
     return { code, stdout: Buffer.concat(out), stderr };
   } catch (e) {
     throw new FfmpegError('NO_FFMPEG', `cannot run ${ffmpeg}: ${(e as Error).message}`);
@@ -135,7 +141,8 @@ export interface Mp4Result {
 }
 
 function encodeArgs(o: Mp4Options, fps: number, out: { width: number; height: number }, file: string): string[] {
-  const pad = out.width !== o.width || out.height !== o.height ? ['-vf', `pad=${out.width}:${out.height}:0:0:black`] : [];
+  const pad =
+    out.width !== o.width || out.height !== o.height ? ['-vf', `pad=${out.width}:${out.height}:0:0:black`] : [];
   // prettier-ignore
   return [
     '-hide_banner', '-loglevel', 'error', '-y',
@@ -149,9 +156,11 @@ function encodeArgs(o: Mp4Options, fps: number, out: { width: number; height: nu
 function checkWriteOptions(file: string, o: Mp4Options): number {
   const fps = o.fps ?? 8;
   const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
-  if (!positiveInt(o.width) || !positiveInt(o.height)) throw new ShapeError(file, `video size must be positive integers, got ${o.width}×${o.height}`);
+  if (!positiveInt(o.width) || !positiveInt(o.height))
+    throw new ShapeError(file, `video size must be positive integers, got ${o.width}×${o.height}`);
   if (!(fps > 0 && fps <= 1000)) throw new Mask2DiTError('VIDEO', `${file}: fps must be in (0, 1000], got ${fps}`);
-  if (o.crf !== undefined && !(Number.isInteger(o.crf) && o.crf >= 0 && o.crf <= 51)) throw new Mask2DiTError('VIDEO', `${file}: crf must be an integer in [0, 51], got ${o.crf}`);
+  if (o.crf !== undefined && !(Number.isInteger(o.crf) && o.crf >= 0 && o.crf <= 51))
+    throw new Mask2DiTError('VIDEO', `${file}: crf must be an integer in [0, 51], got ${o.crf}`);
   return fps;
 }
 
@@ -160,7 +169,11 @@ function checkWriteOptions(file: string, o: Mp4Options): number {
  * Frames are streamed to ffmpeg with backpressure; a frame must not be mutated after it is yielded.
  * Refuses an existing `file` unless `force`.
  */
-export async function writeMp4(file: string, frames: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: Mp4Options): Promise<Mp4Result> {
+export async function writeMp4(
+  file: string,
+  frames: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  opts: Mp4Options,
+): Promise<Mp4Result> {
   const fps = checkWriteOptions(file, opts);
   if (opts.signal?.aborted) throw new FfmpegError('ABORTED', `${file}: aborted before writing`);
   const ffmpeg = opts.ffmpeg ?? findFfmpeg();
@@ -191,8 +204,13 @@ export async function writeMp4(file: string, frames: AsyncIterable<Uint8Array> |
   try {
     for await (const frame of frames) {
       if (opts.signal?.aborted) throw new FfmpegError('ABORTED', `${file}: aborted; no output written`);
-      if (frame.length !== frameBytes) throw new ShapeError(`${file} frame ${n}`, `has ${frame.length} bytes, expected ${opts.width}×${opts.height}×3 = ${frameBytes}`);
-      if (!child.stdin.write(frame)) await Promise.race([new Promise((resolve) => child.stdin.once('drain', resolve)), failed, aborted]);
+      if (frame.length !== frameBytes)
+        throw new ShapeError(
+          `${file} frame ${n}`,
+          `has ${frame.length} bytes, expected ${opts.width}×${opts.height}×3 = ${frameBytes}`,
+        );
+      if (!child.stdin.write(frame))
+        await Promise.race([new Promise((resolve) => child.stdin.once('drain', resolve)), failed, aborted]);
       n++;
     }
     if (n === 0) throw new Mask2DiTError('VIDEO', `${file}: no frames to write`);
@@ -212,9 +230,18 @@ export async function writeMp4(file: string, frames: AsyncIterable<Uint8Array> |
   }
 }
 
-function ffmpegFailure(file: string, ffmpeg: string, code: number | null, error: Error | undefined, stderr: string): FfmpegError {
+function ffmpegFailure(
+  file: string,
+  ffmpeg: string,
+  code: number | null,
+  error: Error | undefined,
+  stderr: string,
+): FfmpegError {
   if (error !== undefined) return new FfmpegError('NO_FFMPEG', `cannot run ${ffmpeg}: ${error.message}`);
-  return new FfmpegError('FFMPEG', `${file}: ffmpeg exited with code ${code}${stderr.trim() === '' ? '' : `: ${tail(stderr)}`}`);
+  return new FfmpegError(
+    'FFMPEG',
+    `${file}: ffmpeg exited with code ${code}${stderr.trim() === '' ? '' : `: ${tail(stderr)}`}`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,7 +265,9 @@ function checkReadable(file: string): void {
 function parseStreamHeader(file: string, stderr: string): { width: number; height: number; fps: number } {
   const line = stderr.split('\n').find((l) => /Stream #\d+:\d+.*: Video:/.test(l));
   if (line === undefined) {
-    const reason = /Invalid data found|could not find codec|moov atom not found/i.test(stderr) ? 'not a readable video' : 'no video stream';
+    const reason = /Invalid data found|could not find codec|moov atom not found/i.test(stderr)
+      ? 'not a readable video'
+      : 'no video stream';
     throw new FfmpegError('VIDEO', `${file}: ${reason}${stderr.trim() === '' ? '' : ` (${tail(stderr, 1)})`}`);
   }
   const size = /, (\d{1,5})x(\d{1,5})[ ,]/.exec(line);
@@ -250,7 +279,22 @@ function parseStreamHeader(file: string, stderr: string): { width: number; heigh
 /** Frame count, size and fps of the first video stream (counts packets without decoding). */
 export async function probeVideo(file: string): Promise<VideoInfo> {
   checkReadable(file);
-  const r = await runFfmpeg(['-hide_banner', '-nostdin', '-i', file, '-map', '0:v:0', '-c', 'copy', '-f', 'null', '-progress', 'pipe:1', '-nostats', '-']);
+  const r = await runFfmpeg([
+    '-hide_banner',
+    '-nostdin',
+    '-i',
+    file,
+    '-map',
+    '0:v:0',
+    '-c',
+    'copy',
+    '-f',
+    'null',
+    '-progress',
+    'pipe:1',
+    '-nostats',
+    '-',
+  ]);
   const header = parseStreamHeader(file, r.stderr);
   if (r.code !== 0) throw new FfmpegError('VIDEO', `${file}: ffmpeg could not read it: ${tail(r.stderr)}`);
   const counts = [...r.stdout.toString().matchAll(/^frame=(\d+)$/gm)];
@@ -271,12 +315,34 @@ export interface DecodedVideo {
 export async function readVideoFrames(file: string, opts: { maxFrames?: number } = {}): Promise<DecodedVideo> {
   checkReadable(file);
   const limit = opts.maxFrames === undefined ? [] : ['-frames:v', String(opts.maxFrames)];
-  const r = await runFfmpeg(['-hide_banner', '-nostdin', '-i', file, '-map', '0:v:0', ...limit, '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']);
+  const r = await runFfmpeg([
+    '-hide_banner',
+    '-nostdin',
+    '-i',
+    file,
+    '-map',
+    '0:v:0',
+    ...limit,
+    '-vsync',
+    '0',
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    'pipe:1',
+  ]);
   const { width, height, fps } = parseStreamHeader(file, r.stderr);
   if (r.code !== 0) throw new FfmpegError('VIDEO', `${file}: ffmpeg could not decode it: ${tail(r.stderr)}`);
   const bytes = width * height * 3;
-  if (r.stdout.length % bytes !== 0) throw new FfmpegError('VIDEO', `${file}: decoded ${r.stdout.length} bytes, not a whole number of ${width}×${height} rgb24 frames`);
-  const frames = Array.from({ length: r.stdout.length / bytes }, (_, i) => new Uint8Array(r.stdout.subarray(i * bytes, (i + 1) * bytes)));
+  if (r.stdout.length % bytes !== 0)
+    throw new FfmpegError(
+      'VIDEO',
+      `${file}: decoded ${r.stdout.length} bytes, not a whole number of ${width}×${height} rgb24 frames`,
+    );
+  const frames = Array.from(
+    { length: r.stdout.length / bytes },
+    (_, i) => new Uint8Array(r.stdout.subarray(i * bytes, (i + 1) * bytes)),
+  );
   return { width, height, fps, frames };
 }
 
@@ -292,7 +358,8 @@ export function toByte(x: number): number {
 
 /** `[3, T, H, W]` channel-first floats in [-1, 1] (row-major) → T rgb24 frames. */
 export function chwToFrames(data: Float32Array, T: number, H: number, W: number): Uint8Array[] {
-  if (data.length !== 3 * T * H * W) throw new ShapeError('video', `has ${data.length} values, expected 3×${T}×${H}×${W}`);
+  if (data.length !== 3 * T * H * W)
+    throw new ShapeError('video', `has ${data.length} values, expected 3×${T}×${H}×${W}`);
   const plane = H * W;
   return Array.from({ length: T }, (_, t) => {
     const frame = new Uint8Array(plane * 3);
@@ -305,10 +372,13 @@ export function chwToFrames(data: Float32Array, T: number, H: number, W: number)
 }
 
 /** A decoded video tensor `[1, 3, T, H, W]` (or `[3, T, H, W]`) in [-1, 1] → T rgb24 frames. Does not dispose `video`. */
-export async function tensorToFrames(video: tf.Tensor): Promise<{ width: number; height: number; frames: Uint8Array[] }> {
+export async function tensorToFrames(
+  video: tf.Tensor,
+): Promise<{ width: number; height: number; frames: Uint8Array[] }> {
   const s = video.shape;
   const [C, T, H, W] = s.length === 5 && s[0] === 1 ? s.slice(1) : s.length === 4 ? s : [];
-  if (C !== 3 || T === undefined || H === undefined || W === undefined) throw new ShapeError('video', `expected [1, 3, T, H, W] or [3, T, H, W], got [${s.join(', ')}]`);
+  if (C !== 3 || T === undefined || H === undefined || W === undefined)
+    throw new ShapeError('video', `expected [1, 3, T, H, W] or [3, T, H, W], got [${s.join(', ')}]`);
   const data = (await video.data()) as Float32Array;
   return { width: W, height: H, frames: chwToFrames(data, T, H, W) };
 }
@@ -319,7 +389,8 @@ export function framesToTensor(frames: readonly Uint8Array[], width: number, hei
   const T = frames.length;
   const out = new Float32Array(3 * T * plane);
   frames.forEach((f, t) => {
-    if (f.length !== plane * 3) throw new ShapeError(`frame ${t}`, `has ${f.length} bytes, expected ${width}×${height}×3`);
+    if (f.length !== plane * 3)
+      throw new ShapeError(`frame ${t}`, `has ${f.length} bytes, expected ${width}×${height}×3`);
     for (let c = 0; c < 3; c++) {
       const base = (c * T + t) * plane; // [c, t, :, :]
       for (let p = 0; p < plane; p++) out[base + p] = (f[3 * p + c]! / 255) * 2 - 1;

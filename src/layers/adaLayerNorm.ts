@@ -56,8 +56,15 @@ export interface AdaNormConfig {
  * Apply `fn(slice, role)` to each scene's range of `x` `[B, L, D]` and join the results in order:
  * role is 'target' for the target scene, 'cond' for the rest.
  */
-function perSegment(x: tf.Tensor, ranges: [number, number][], target: number, fn: (slice: tf.Tensor, role: 'target' | 'cond') => tf.Tensor): tf.Tensor {
-  const parts = ranges.map(([s, e], i) => fn(tf.slice(x, [0, s, 0], [-1, e - s, -1]), i === target ? 'target' : 'cond'));
+function perSegment(
+  x: tf.Tensor,
+  ranges: [number, number][],
+  target: number,
+  fn: (slice: tf.Tensor, role: 'target' | 'cond') => tf.Tensor,
+): tf.Tensor {
+  const parts = ranges.map(([s, e], i) =>
+    fn(tf.slice(x, [0, s, 0], [-1, e - s, -1]), i === target ? 'target' : 'cond'),
+  );
   return parts.length === 1 ? parts[0]! : tf.concat(parts, 1);
 }
 
@@ -88,8 +95,17 @@ export class LayerNormZero extends M2Layer {
   ) {
     super(ws.prefix || 'norm');
     const D = config.dim;
-    this.linear = this.child('linear', new Linear({ inFeatures: config.conditioningDim, outFeatures: 6 * D, bias: true }, ws.pp('linear')));
-    this.norm = this.child('norm', new LayerNorm({ dim: D, eps: config.eps, elementwiseAffine: config.elementwiseAffine, bias: true }, ws.pp('norm')));
+    this.linear = this.child(
+      'linear',
+      new Linear({ inFeatures: config.conditioningDim, outFeatures: 6 * D, bias: true }, ws.pp('linear')),
+    );
+    this.norm = this.child(
+      'norm',
+      new LayerNorm(
+        { dim: D, eps: config.eps, elementwiseAffine: config.elementwiseAffine, bias: true },
+        ws.pp('norm'),
+      ),
+    );
   }
 
   /** Six `[b, D]` chunks from `temb` `[b, E]`. */
@@ -102,13 +118,33 @@ export class LayerNormZero extends M2Layer {
    * @param encoderHidden text tokens `[B, Lt, D]`
    * @param temb          `[B, E]`
    */
-  forward(args: { hidden: tf.Tensor; encoderHidden: tf.Tensor; temb: tf.Tensor; cond?: SegmentCondition; probe?: Probe; name?: string }): ZeroNormOut {
+  forward(args: {
+    hidden: tf.Tensor;
+    encoderHidden: tf.Tensor;
+    temb: tf.Tensor;
+    cond?: SegmentCondition;
+    probe?: Probe;
+    name?: string;
+  }): ZeroNormOut {
     const { hidden, encoderHidden, temb, cond, probe, name = this.name } = args;
     return tf.tidy(() => {
-      const [sh, sc, g, esh, esc, eg] = this.chunks(temb) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-      const mod = (x: tf.Tensor, shift: tf.Tensor, scale: tf.Tensor) => tf.add(tf.mul(this.norm.forward(x), tf.add(1, expand(scale))), expand(shift));
+      const [sh, sc, g, esh, esc, eg] = this.chunks(temb) as [
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+      ];
+      const mod = (x: tf.Tensor, shift: tf.Tensor, scale: tf.Tensor) =>
+        tf.add(tf.mul(this.norm.forward(x), tf.add(1, expand(scale))), expand(shift));
       if (cond === undefined) {
-        const out = { hidden: mod(hidden, sh, sc), encoderHidden: mod(encoderHidden, esh, esc), gate: expand(g), encGate: expand(eg) };
+        const out = {
+          hidden: mod(hidden, sh, sc),
+          encoderHidden: mod(encoderHidden, esh, esc),
+          gate: expand(g),
+          encGate: expand(eg),
+        };
         if (probe !== undefined) {
           probe.capture(`${name}.hidden_states`, out.hidden);
           probe.capture(`${name}.encoder_hidden_states`, out.encoderHidden);
@@ -117,13 +153,25 @@ export class LayerNormZero extends M2Layer {
         }
         return out;
       }
-      const [csh, csc, cg, cesh, cesc, ceg] = this.chunks(cond.tembCond) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+      const [csh, csc, cg, cesh, cesc, ceg] = this.chunks(cond.tembCond) as [
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+      ];
       const B = hidden.shape[0]!;
       const D = this.config.dim;
-      const gateFor = (x: tf.Tensor, t: tf.Tensor, c: tf.Tensor, role: 'target' | 'cond') => tf.broadcastTo(expand(role === 'target' ? t : c), [B, x.shape[1]!, D]);
+      const gateFor = (x: tf.Tensor, t: tf.Tensor, c: tf.Tensor, role: 'target' | 'cond') =>
+        tf.broadcastTo(expand(role === 'target' ? t : c), [B, x.shape[1]!, D]);
       const out = {
-        hidden: perSegment(hidden, cond.videoRanges, cond.target, (x, r) => (r === 'target' ? mod(x, sh, sc) : mod(x, csh, csc))),
-        encoderHidden: perSegment(encoderHidden, cond.textRanges, cond.target, (x, r) => (r === 'target' ? mod(x, esh, esc) : mod(x, cesh, cesc))),
+        hidden: perSegment(hidden, cond.videoRanges, cond.target, (x, r) =>
+          r === 'target' ? mod(x, sh, sc) : mod(x, csh, csc),
+        ),
+        encoderHidden: perSegment(encoderHidden, cond.textRanges, cond.target, (x, r) =>
+          r === 'target' ? mod(x, esh, esc) : mod(x, cesh, cesc),
+        ),
         gate: perSegment(hidden, cond.videoRanges, cond.target, (x, r) => gateFor(x, g, cg, r)), // [B, Lv, D]
         encGate: perSegment(encoderHidden, cond.textRanges, cond.target, (x, r) => gateFor(x, eg, ceg, r)), // [B, Lt, D]
       };
@@ -132,12 +180,18 @@ export class LayerNormZero extends M2Layer {
         const [vs, ve] = cond.videoRanges[cond.target]!;
         const [ts, te] = cond.textRanges[cond.target]!;
         probe.capture(`${name}.call0.hidden_states`, tf.slice(out.hidden, [0, vs, 0], [-1, ve - vs, -1]));
-        probe.capture(`${name}.call0.encoder_hidden_states`, tf.slice(out.encoderHidden, [0, ts, 0], [-1, te - ts, -1]));
+        probe.capture(
+          `${name}.call0.encoder_hidden_states`,
+          tf.slice(out.encoderHidden, [0, ts, 0], [-1, te - ts, -1]),
+        );
         probe.capture(`${name}.call0.gate`, expand(g));
         probe.capture(`${name}.call0.enc_gate`, expand(eg));
         if (cond.videoRanges.length > 1) {
           probe.capture(`${name}.call1.hidden_states`, condTokens(out.hidden, cond.videoRanges, cond.target));
-          probe.capture(`${name}.call1.encoder_hidden_states`, condTokens(out.encoderHidden, cond.textRanges, cond.target));
+          probe.capture(
+            `${name}.call1.encoder_hidden_states`,
+            condTokens(out.encoderHidden, cond.textRanges, cond.target),
+          );
           probe.capture(`${name}.call1.gate`, expand(cg));
           probe.capture(`${name}.call1.enc_gate`, expand(ceg));
         }
@@ -170,16 +224,32 @@ export class AdaLayerNorm extends M2Layer {
     ws: WeightSource,
   ) {
     super(ws.prefix || 'norm_out');
-    this.linear = this.child('linear', new Linear({ inFeatures: config.conditioningDim, outFeatures: 2 * config.dim, bias: true }, ws.pp('linear')));
-    this.norm = this.child('norm', new LayerNorm({ dim: config.dim, eps: config.eps, elementwiseAffine: config.elementwiseAffine, bias: true }, ws.pp('norm')));
+    this.linear = this.child(
+      'linear',
+      new Linear({ inFeatures: config.conditioningDim, outFeatures: 2 * config.dim, bias: true }, ws.pp('linear')),
+    );
+    this.norm = this.child(
+      'norm',
+      new LayerNorm(
+        { dim: config.dim, eps: config.eps, elementwiseAffine: config.elementwiseAffine, bias: true },
+        ws.pp('norm'),
+      ),
+    );
   }
 
   /** @param hidden video tokens `[B, Lv, D]`; cond: only `tembCond`, `target`, `videoRanges` are used. */
-  forward(args: { hidden: tf.Tensor; temb: tf.Tensor; cond?: SegmentCondition; probe?: Probe; name?: string }): tf.Tensor {
+  forward(args: {
+    hidden: tf.Tensor;
+    temb: tf.Tensor;
+    cond?: SegmentCondition;
+    probe?: Probe;
+    name?: string;
+  }): tf.Tensor {
     const { hidden, temb, cond, probe, name = this.name } = args;
     return tf.tidy(() => {
       const shiftScale = (t: tf.Tensor) => tf.split(this.linear.forward(silu(t)), 2, 1) as [tf.Tensor, tf.Tensor];
-      const mod = (x: tf.Tensor, [shift, scale]: [tf.Tensor, tf.Tensor]) => tf.add(tf.mul(this.norm.forward(x), tf.add(1, expand(scale))), expand(shift));
+      const mod = (x: tf.Tensor, [shift, scale]: [tf.Tensor, tf.Tensor]) =>
+        tf.add(tf.mul(this.norm.forward(x), tf.add(1, expand(scale))), expand(shift));
       if (cond === undefined) {
         const out = mod(hidden, shiftScale(temb));
         probe?.capture(`${name}.out`, out);
@@ -191,7 +261,8 @@ export class AdaLayerNorm extends M2Layer {
       if (probe !== undefined) {
         const [vs, ve] = cond.videoRanges[cond.target]!;
         probe.capture(`${name}.call0.out`, tf.slice(out, [0, vs, 0], [-1, ve - vs, -1]));
-        if (cond.videoRanges.length > 1) probe.capture(`${name}.call1.out`, condTokens(out, cond.videoRanges, cond.target));
+        if (cond.videoRanges.length > 1)
+          probe.capture(`${name}.call1.out`, condTokens(out, cond.videoRanges, cond.target));
       }
       return out;
     });

@@ -98,7 +98,10 @@ export class Attention extends M2Layer {
     this.normQ = this.child('norm_q', new LayerNorm(qkNorm, ws.pp('norm_q')));
     this.normK = this.child('norm_k', new LayerNorm(qkNorm, ws.pp('norm_k')));
     const toOut = this.child('to_out', new Container(ws.pp('to_out').prefix));
-    this.toOut = toOut.add('0', new Linear({ inFeatures: inner, outFeatures: dim, bias: outBias }, ws.pp('to_out').pp(0)));
+    this.toOut = toOut.add(
+      '0',
+      new Linear({ inFeatures: inner, outFeatures: dim, bias: outBias }, ws.pp('to_out').pp(0)),
+    );
   }
 
   /**
@@ -110,7 +113,9 @@ export class Attention extends M2Layer {
     if (norm !== undefined) y = consume(y, (u) => headNorm(u, norm, this.config.heads));
     const heads = splitHeads(y, this.config.heads); // B·H × [L, d]
     y.dispose();
-    return rope === undefined ? heads : heads.map((h) => consume(h, (u) => tf.tidy(() => applyRope(u, rope.cos, rope.sin))));
+    return rope === undefined
+      ? heads
+      : heads.map((h) => consume(h, (u) => tf.tidy(() => applyRope(u, rope.cos, rope.sin))));
   }
 
   forward(args: AttentionInputs): AttentionOutputs {
@@ -126,7 +131,12 @@ export class Attention extends M2Layer {
       const k = this.heads(this.toK, x, this.normK, table);
       const v = this.heads(this.toV, x);
       tf.dispose([x, table?.cos, table?.sin].filter((t): t is tf.Tensor => t !== undefined));
-      for (const [n, t] of [['q', q], ['k', k], ['v', v]] as const) if (probe?.wants(`${name}.${n}`) === true) tf.tidy(() => probe.capture(`${name}.${n}`, stackHeads(t, B, H))); // [B, H, L, d]
+      for (const [n, t] of [
+        ['q', q],
+        ['k', k],
+        ['v', v],
+      ] as const)
+        if (probe?.wants(`${name}.${n}`) === true) tf.tidy(() => probe.capture(`${name}.${n}`, stackHeads(t, B, H))); // [B, H, L, d]
 
       // 2. masked attention (each head's q, k, v freed once used), heads merged, output projection
       const merged = maskedAttentionHeads({ q, k, v }, layout, H, {
@@ -147,20 +157,37 @@ export class Attention extends M2Layer {
     });
   }
 
-  private checkShapes(hidden: tf.Tensor, encoderHidden: tf.Tensor, layout: SceneLayout, rope: AttentionInputs['rope']): { Lt: number; Lv: number } {
+  private checkShapes(
+    hidden: tf.Tensor,
+    encoderHidden: tf.Tensor,
+    layout: SceneLayout,
+    rope: AttentionInputs['rope'],
+  ): { Lt: number; Lv: number } {
     const D = this.config.dim;
-    if (hidden.rank !== 3 || hidden.shape[2] !== D) throw new ShapeError('hidden_states', `expected [B, Lv, ${D}], got [${hidden.shape}]`);
+    if (hidden.rank !== 3 || hidden.shape[2] !== D)
+      throw new ShapeError('hidden_states', `expected [B, Lv, ${D}], got [${hidden.shape}]`);
     if (encoderHidden.rank !== 3 || encoderHidden.shape[2] !== D || encoderHidden.shape[0] !== hidden.shape[0]) {
-      throw new ShapeError('encoder_hidden_states', `expected [${hidden.shape[0]}, Lt, ${D}], got [${encoderHidden.shape}]`);
+      throw new ShapeError(
+        'encoder_hidden_states',
+        `expected [${hidden.shape[0]}, Lt, ${D}], got [${encoderHidden.shape}]`,
+      );
     }
     const Lt = encoderHidden.shape[1]!;
     const Lv = hidden.shape[1]!;
     const { textTotal, videoTotal } = layoutTotals(layout);
-    if (Lt !== textTotal) throw new ShapeError('encoder_hidden_states', `layout has ${textTotal} text tokens, tensor has ${Lt}`);
-    if (Lv !== videoTotal) throw new ShapeError('hidden_states', `layout has ${videoTotal} video tokens, tensor has ${Lv}`);
+    if (Lt !== textTotal)
+      throw new ShapeError('encoder_hidden_states', `layout has ${textTotal} text tokens, tensor has ${Lt}`);
+    if (Lv !== videoTotal)
+      throw new ShapeError('hidden_states', `layout has ${videoTotal} video tokens, tensor has ${Lv}`);
     const want = [Lv, this.config.headDim];
-    for (const [n, t] of rope !== undefined ? ([['rope.cos', rope.cos], ['rope.sin', rope.sin]] as const) : []) {
-      if (t.rank !== 2 || t.shape[0] !== want[0] || t.shape[1] !== want[1]) throw new ShapeError(n, `expected [${want}], got [${t.shape}]`);
+    for (const [n, t] of rope !== undefined
+      ? ([
+          ['rope.cos', rope.cos],
+          ['rope.sin', rope.sin],
+        ] as const)
+      : []) {
+      if (t.rank !== 2 || t.shape[0] !== want[0] || t.shape[1] !== want[1])
+        throw new ShapeError(n, `expected [${want}], got [${t.shape}]`);
     }
     return { Lt, Lv };
   }
@@ -211,7 +238,8 @@ export function splitHeads(y: tf.Tensor, H: number): tf.Tensor[] {
   const [B, L, HD] = y.shape as [number, number, number];
   const out: tf.Tensor[] = [];
   for (let b = 0; b < B; b++) {
-    const row = B === 1 ? tf.reshape(y, [L, HD]) : tf.tidy(() => tf.reshape(tf.slice(y, [b, 0, 0], [1, L, HD]), [L, HD])); // [L, H·d]
+    const row =
+      B === 1 ? tf.reshape(y, [L, HD]) : tf.tidy(() => tf.reshape(tf.slice(y, [b, 0, 0], [1, L, HD]), [L, HD])); // [L, H·d]
     out.push(...tf.split(row, H, 1)); // H × [L, d]
     row.dispose();
   }

@@ -27,13 +27,24 @@ function axisPlan(size: number, k: number, stride: number, pad: Pad): { before: 
 }
 
 /** ∂L/∂W `[kh, kw, Cin, Cout]` from the input `x` `[N, H, W, Cin]` and `dy` `[N, Ho, Wo, Cout]`. */
-export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [number, number, number, number], stride: number, pad: Pad): tf.Tensor4D {
+export function conv2dFilterGrad(
+  x: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  filterShape: [number, number, number, number],
+  stride: number,
+  pad: Pad,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const [N, H, W, C] = x.shape;
     const [kh, kw, , Co] = filterShape;
     const ph = axisPlan(H, kh, stride, pad);
     const pw = axisPlan(W, kw, stride, pad);
-    const xp = tf.pad(x, [[0, 0], [ph.before, ph.after], [pw.before, pw.after], [0, 0]]); // [N, H', W', C]
+    const xp = tf.pad(x, [
+      [0, 0],
+      [ph.before, ph.after],
+      [pw.before, pw.after],
+      [0, 0],
+    ]); // [N, H', W', C]
     if (stride === 1) {
       const xs = tf.transpose(xp, [3, 1, 2, 0]) as tf.Tensor4D; // [C, H', W', N]
       const dys = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [Ho, Wo, N, Co]
@@ -54,13 +65,28 @@ export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [
 }
 
 /** ∂L/∂x `[N, H, W, Cin]` from `dy` `[N, Ho, Wo, Cout]` and the filter `w` `[kh, kw, Cin, Cout]`. */
-export function conv2dInputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, xShape: [number, number, number, number], stride: number, pad: Pad): tf.Tensor4D {
+export function conv2dInputGrad(
+  dy: tf.Tensor4D,
+  w: tf.Tensor4D,
+  xShape: [number, number, number, number],
+  stride: number,
+  pad: Pad,
+): tf.Tensor4D {
   const [kh, kw] = w.shape;
-  if (stride !== 1 || (pad === 'same' && (kh % 2 === 0 || kw % 2 === 0))) return tf.conv2dTranspose(dy, w, xShape, stride, pad);
+  if (stride !== 1 || (pad === 'same' && (kh % 2 === 0 || kw % 2 === 0)))
+    return tf.conv2dTranspose(dy, w, xShape, stride, pad);
   return tf.tidy(() => {
     const flipped = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]); // [kh, kw, Cout, Cin]
     // 'valid' forward ↔ full padding of dy by k − 1; 'same' with an odd kernel ↔ 'same' again
-    const g = pad === 'valid' ? tf.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]) : dy;
+    const g =
+      pad === 'valid'
+        ? tf.pad(dy, [
+            [0, 0],
+            [kh - 1, kh - 1],
+            [kw - 1, kw - 1],
+            [0, 0],
+          ])
+        : dy;
     return tf.conv2d(g as tf.Tensor4D, flipped as tf.Tensor4D, 1, pad === 'valid' ? 'valid' : 'same');
   });
 }

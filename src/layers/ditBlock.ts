@@ -59,9 +59,20 @@ export class DiTBlock extends M2Layer {
   ) {
     super(ws.prefix || 'transformer_block');
     const c = config;
-    const ada = { dim: c.dim, conditioningDim: c.timeEmbedDim, eps: c.normEps, elementwiseAffine: c.normElementwiseAffine };
+    const ada = {
+      dim: c.dim,
+      conditioningDim: c.timeEmbedDim,
+      eps: c.normEps,
+      elementwiseAffine: c.normElementwiseAffine,
+    };
     this.norm1 = this.child('norm1', new LayerNormZero(ada, ws.pp('norm1')));
-    this.attn1 = this.child('attn1', new Attention({ dim: c.dim, heads: c.heads, headDim: c.headDim, qkNormEps: 1e-6, bias: c.attentionBias, outBias: true }, ws.pp('attn1')));
+    this.attn1 = this.child(
+      'attn1',
+      new Attention(
+        { dim: c.dim, heads: c.heads, headDim: c.headDim, qkNormEps: 1e-6, bias: c.attentionBias, outBias: true },
+        ws.pp('attn1'),
+      ),
+    );
     this.norm2 = this.child('norm2', new LayerNormZero(ada, ws.pp('norm2')));
     this.ff = this.child('ff', new FeedForward({ dim: c.dim, innerDim: c.ffInnerDim, bias: true }, ws.pp('ff')));
   }
@@ -76,7 +87,14 @@ export class DiTBlock extends M2Layer {
 
     // 1. attention (its own scope: only the two residual sums leave it)
     const [h1, e1] = tf.tidy(() => {
-      const n1 = this.norm1.forward({ hidden: h0, encoderHidden: e0, temb, ...condArgs, ...probeArgs, name: `${name}.norm1` });
+      const n1 = this.norm1.forward({
+        hidden: h0,
+        encoderHidden: e0,
+        temb,
+        ...condArgs,
+        ...probeArgs,
+        name: `${name}.norm1`,
+      });
       const a = this.attn1.forward({
         hidden: n1.hidden,
         encoderHidden: n1.encoderHidden,
@@ -92,7 +110,14 @@ export class DiTBlock extends M2Layer {
 
     // 2. feed-forward on [text; video]
     const out = tf.tidy(() => {
-      const n2 = this.norm2.forward({ hidden: h1, encoderHidden: e1, temb, ...condArgs, ...probeArgs, name: `${name}.norm2` });
+      const n2 = this.norm2.forward({
+        hidden: h1,
+        encoderHidden: e1,
+        temb,
+        ...condArgs,
+        ...probeArgs,
+        name: `${name}.norm2`,
+      });
       const f = this.ff.forward(tf.concat([n2.encoderHidden, n2.hidden], 1)); // [B, Lt + Lv, D]
       probe?.capture(`${name}.ff.out`, f);
       const fText = tf.slice(f, [0, 0, 0], [-1, Lt, -1]); // [B, Lt, D]

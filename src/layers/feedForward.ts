@@ -30,8 +30,17 @@ export class FeedForward extends M2Layer {
     super(ws.prefix || 'ff');
     const net = this.child('net', new Container(ws.full('net')));
     const gelu = net.add('0', new Container(ws.pp('net').full('0')));
-    this.proj = gelu.add('proj', new Linear({ inFeatures: config.dim, outFeatures: config.innerDim, bias: config.bias }, ws.pp('net').pp(0).pp('proj')));
-    this.out = net.add('2', new Linear({ inFeatures: config.innerDim, outFeatures: config.dim, bias: config.bias }, ws.pp('net').pp(2)));
+    this.proj = gelu.add(
+      'proj',
+      new Linear(
+        { inFeatures: config.dim, outFeatures: config.innerDim, bias: config.bias },
+        ws.pp('net').pp(0).pp('proj'),
+      ),
+    );
+    this.out = net.add(
+      '2',
+      new Linear({ inFeatures: config.innerDim, outFeatures: config.dim, bias: config.bias }, ws.pp('net').pp(2)),
+    );
   }
 
   /**
@@ -47,7 +56,8 @@ export class FeedForward extends M2Layer {
     return tf.tidy(() => {
       const flat = tf.reshape(x, [n, D]); // [B·L, D]
       const parts: tf.Tensor[] = [];
-      for (let s = 0; s < n; s += chunkRows) parts.push(tf.tidy(() => mlp(tf.slice(flat, [s, 0], [Math.min(chunkRows, n - s), D])))); // [rows, D]
+      for (let s = 0; s < n; s += chunkRows)
+        parts.push(tf.tidy(() => mlp(tf.slice(flat, [s, 0], [Math.min(chunkRows, n - s), D])))); // [rows, D]
       return tf.reshape(tf.concat(parts, 0), x.shape); // [B, L, D]
     });
   }

@@ -82,9 +82,7 @@ export abstract class M2Layer extends tfl.layers.Layer {
 
   /** A child by dotted path (`transformer_blocks.3.attn1`), for introspection. */
   sublayer(path: string): M2Layer | undefined {
-    let cur: M2Layer | undefined = this;
-    for (const part of path.split('.')) cur = cur?.children.get(part);
-    return cur;
+    return path.split('.').reduce<M2Layer | undefined>((cur, part) => cur?.children.get(part), this);
   }
 
   /** The variable behind a dotted reference name (in the reference layout), or undefined. */

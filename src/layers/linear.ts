@@ -69,7 +69,11 @@ export class Linear extends M2Layer {
   /** Transpose the held copy into `layout` (once), disposing the other. */
   private use(layout: Layout): void {
     if (this.layout === layout) return;
-    if (this.loadKernel !== undefined) throw new Mask2DiTError('OFFLOAD', `${this.name}: its weight is read from the checkpoint at each forward (an offloaded block): it has no held copy to name, save or train`);
+    if (this.loadKernel !== undefined)
+      throw new Mask2DiTError(
+        'OFFLOAD',
+        `${this.name}: its weight is read from the checkpoint at each forward (an offloaded block): it has no held copy to name, save or train`,
+      );
     const t = tf.tidy(() => tf.transpose(this.held)); // [in, out] ↔ [out, in]
     this.held = this.replaceParam('weight', t);
     this.layout = layout;

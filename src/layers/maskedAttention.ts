@@ -40,10 +40,15 @@ export interface MaskedAttentionOptions {
 /** Validate `[B, H, L, d]` q/k/v against the layout; returns the dimensions. */
 function dims(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, layout: SceneLayout): [number, number, number, number] {
   const L = layoutTotals(layout).total;
-  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
+  for (const [name, t] of [
+    ['q', q],
+    ['k', k],
+    ['v', v],
+  ] as const) {
     if (t.rank !== 4) throw new ShapeError(name, `expected [B, H, L, d], got [${t.shape}]`);
     if (t.shape[2] !== L) throw new ShapeError(name, `expected L = ${L} tokens (layout total), got [${t.shape}]`);
-    if (t.shape.some((s, i) => s !== q.shape[i])) throw new ShapeError(name, `expected the shape of q [${q.shape}], got [${t.shape}]`);
+    if (t.shape.some((s, i) => s !== q.shape[i]))
+      throw new ShapeError(name, `expected the shape of q [${q.shape}], got [${t.shape}]`);
   }
   return q.shape as [number, number, number, number];
 }
@@ -79,7 +84,14 @@ function scatterCols(p: tf.Tensor, ranges: TokenRange[], L: number): tf.Tensor {
 }
 
 /** One query block of one head: `softmax(q_blk · kT_blk) · v_blk` in row chunks; optionally its dense probability rows. */
-function attendBlock(qs: tf.Tensor, kT: tf.Tensor, v: tf.Tensor, block: MaskBlock, chunk: number, denseProbs: boolean): { out: tf.Tensor; probs?: tf.Tensor } {
+function attendBlock(
+  qs: tf.Tensor,
+  kT: tf.Tensor,
+  v: tf.Tensor,
+  block: MaskBlock,
+  chunk: number,
+  denseProbs: boolean,
+): { out: tf.Tensor; probs?: tf.Tensor } {
   const L = v.shape[0]!;
   const kTb = gatherCols(kT, block.keys); // [d, Lk]
   const vb = gatherRows(v, block.keys); // [Lk, d]
@@ -104,14 +116,19 @@ function attendBlock(qs: tf.Tensor, kT: tf.Tensor, v: tf.Tensor, block: MaskBloc
 /** Validated chunk size and probe selection. */
 function resolveOptions(opts: MaskedAttentionOptions, H: number, layout: SceneLayout) {
   const chunk = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  if (!Number.isInteger(chunk) || chunk < 1) throw new Mask2DiTError('OPTION', `maskedAttention: chunkSize must be an integer >= 1, got ${chunk}`);
+  if (!Number.isInteger(chunk) || chunk < 1)
+    throw new Mask2DiTError('OPTION', `maskedAttention: chunkSize must be an integer >= 1, got ${chunk}`);
   const probeName = opts.probeName ?? 'attention';
   const wantProbs = opts.probe?.wants(`${probeName}.probs`) ?? false;
   const heads = opts.probeHeads ?? opts.probe?.attention.heads ?? Array.from({ length: H }, (_, h) => h);
-  if (wantProbs && heads.some((h) => !Number.isInteger(h) || h < 0 || h >= H)) throw new Mask2DiTError('OPTION', `maskedAttention: probeHeads must lie in [0, ${H}), got [${heads}]`);
+  if (wantProbs && heads.some((h) => !Number.isInteger(h) || h < 0 || h >= H))
+    throw new Mask2DiTError('OPTION', `maskedAttention: probeHeads must lie in [0, ${H}), got [${heads}]`);
   const scene = opts.probeScene ?? opts.probe?.attention.scene;
   if (wantProbs && scene !== undefined && !(Number.isInteger(scene) && scene >= 0 && scene < numScenes(layout))) {
-    throw new Mask2DiTError('OPTION', `maskedAttention: probeScene must lie in [0, ${numScenes(layout)}), got ${scene}`);
+    throw new Mask2DiTError(
+      'OPTION',
+      `maskedAttention: probeScene must lie in [0, ${numScenes(layout)}), got ${scene}`,
+    );
   }
   return { chunk, probeName, wantProbs, heads, scene };
 }
@@ -127,7 +144,14 @@ interface HeadSource {
 }
 
 /** The per-head loop: one `[L, d]` output per head (probabilities go to the probe, if it asks). */
-function attendHeads(src: HeadSource, H: number, L: number, d: number, layout: SceneLayout, opts: MaskedAttentionOptions): tf.Tensor[] {
+function attendHeads(
+  src: HeadSource,
+  H: number,
+  L: number,
+  d: number,
+  layout: SceneLayout,
+  opts: MaskedAttentionOptions,
+): tf.Tensor[] {
   const o = resolveOptions(opts, H, layout);
   const blocks = maskBlocks(layout); // already in query order
   const probBlocks = new Set(blocks.filter((b) => o.scene === undefined || b.scene === o.scene));
@@ -141,7 +165,10 @@ function attendHeads(src: HeadSource, H: number, L: number, d: number, layout: S
       const kT = tf.transpose(kh); // [d, L], transposed once per head
       // one tidy per block: its gathered keys/values are freed before the next block gathers
       const parts = blocks.map((b) => tf.tidy(() => attendBlock(qs, kT, vh, b, o.chunk, capture && probBlocks.has(b))));
-      const out = tf.concat(parts.map((p) => p.out), 0); // [L, d], blocks are in query order
+      const out = tf.concat(
+        parts.map((p) => p.out),
+        0,
+      ); // [L, d], blocks are in query order
       const pr = parts.flatMap((p) => (p.probs !== undefined ? [p.probs] : []));
       return capture ? [out, tf.concat(pr, 0)] : [out]; // probs: [Lq, L]
     });
@@ -153,7 +180,9 @@ function attendHeads(src: HeadSource, H: number, L: number, d: number, layout: S
     const B = src.count / H;
     const picked = Array.from({ length: B }, (_, b) => o.heads.map((h) => probs.get(b * H + h)!)).flat();
     const Lq = picked[0]!.shape[0]!;
-    tf.tidy(() => opts.probe!.capture(`${o.probeName}.probs`, tf.reshape(tf.stack(picked), [B, o.heads.length, Lq, L]))); // [B, nHeads, Lq, L]
+    tf.tidy(() =>
+      opts.probe!.capture(`${o.probeName}.probs`, tf.reshape(tf.stack(picked), [B, o.heads.length, Lq, L])),
+    ); // [B, nHeads, Lq, L]
   }
   tf.dispose([...probs.values()]);
   return outs;
@@ -166,12 +195,22 @@ function attendHeads(src: HeadSource, H: number, L: number, d: number, layout: S
  * @param v `[B, H, L, d]` values
  * @returns `[B, H, L, d]`
  */
-export function maskedAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, layout: SceneLayout, opts: MaskedAttentionOptions = {}): tf.Tensor {
+export function maskedAttention(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  v: tf.Tensor,
+  layout: SceneLayout,
+  opts: MaskedAttentionOptions = {},
+): tf.Tensor {
   const [B, H, L, d] = dims(q, k, v, layout);
   return tf.tidy(() => {
     const [q3, k3, v3] = [q, k, v].map((t) => tf.reshape(t, [B * H, L, d])); // [B·H, L, d]
     const head = (t: tf.Tensor, bh: number) => tf.reshape(tf.slice(t, [bh, 0, 0], [1, L, d]), [L, d]); // [L, d]
-    const src: HeadSource = { count: B * H, get: (bh) => [head(q3!, bh), head(k3!, bh), head(v3!, bh)], done: () => {} };
+    const src: HeadSource = {
+      count: B * H,
+      get: (bh) => [head(q3!, bh), head(k3!, bh), head(v3!, bh)],
+      done: () => {},
+    };
     const outs = attendHeads(src, H, L, d, layout, opts);
     return tf.reshape(tf.stack(outs), [B, H, L, d]); // [B, H, L, d]
   });
@@ -192,12 +231,23 @@ export interface AttentionHeads {
  * @param heads B·H tensors each of q, k, v, `[L, d]`, index b·H + h
  * @returns `[B, L, H·d]`
  */
-export function maskedAttentionHeads(heads: AttentionHeads, layout: SceneLayout, H: number, opts: MaskedAttentionOptions & { consume?: boolean } = {}): tf.Tensor {
+export function maskedAttentionHeads(
+  heads: AttentionHeads,
+  layout: SceneLayout,
+  H: number,
+  opts: MaskedAttentionOptions & { consume?: boolean } = {},
+): tf.Tensor {
   const n = heads.q.length;
   const L = layoutTotals(layout).total;
   const d = heads.q[0]?.shape[1] ?? 0;
-  if (n === 0 || n % H !== 0 || heads.k.length !== n || heads.v.length !== n) throw new ShapeError('heads', `expected B·${H} tensors each of q, k, v, got ${heads.q.length}, ${heads.k.length}, ${heads.v.length}`);
-  for (const t of [...heads.q, ...heads.k, ...heads.v]) if (t.rank !== 2 || t.shape[0] !== L || t.shape[1] !== d) throw new ShapeError('heads', `expected [${L}, ${d}] per head (layout total ${L}), got [${t.shape}]`);
+  if (n === 0 || n % H !== 0 || heads.k.length !== n || heads.v.length !== n)
+    throw new ShapeError(
+      'heads',
+      `expected B·${H} tensors each of q, k, v, got ${heads.q.length}, ${heads.k.length}, ${heads.v.length}`,
+    );
+  for (const t of [...heads.q, ...heads.k, ...heads.v])
+    if (t.rank !== 2 || t.shape[0] !== L || t.shape[1] !== d)
+      throw new ShapeError('heads', `expected [${L}, ${d}] per head (layout total ${L}), got [${t.shape}]`);
   const src: HeadSource = {
     count: n,
     get: (bh) => [heads.q[bh]!, heads.k[bh]!, heads.v[bh]!],
@@ -220,7 +270,13 @@ export function maskedAttentionHeads(heads: AttentionHeads, layout: SceneLayout,
  * Dense reference: explicit boolean mask, full softmax; size-guarded by `maxTokens`.
  * @returns out `[B, H, L, d]` and probs `[B, H, L, L]` (zeros at masked keys)
  */
-export function denseMaskedAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, layout: SceneLayout, maxTokens = 4096): { out: tf.Tensor; probs: tf.Tensor } {
+export function denseMaskedAttention(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  v: tf.Tensor,
+  layout: SceneLayout,
+  maxTokens = 4096,
+): { out: tf.Tensor; probs: tf.Tensor } {
   const [, , L, d] = dims(q, k, v, layout);
   const allowed = denseMask(layout, maxTokens); // [L, L], row = query
   return tf.tidy(() => {
@@ -234,7 +290,9 @@ export function denseMaskedAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, l
 
 /** Bytes of the largest score block `maskedAttention` holds at once (float32 `[rows, keys]`, one head). */
 export function peakScoreBytes(layout: SceneLayout, chunkSize = DEFAULT_CHUNK_SIZE): number {
-  const sizes = maskBlocks(layout).map((b) => Math.min(chunkSize, rangeLength(b.query)) * b.keys.reduce((n, r) => n + rangeLength(r), 0));
+  const sizes = maskBlocks(layout).map(
+    (b) => Math.min(chunkSize, rangeLength(b.query)) * b.keys.reduce((n, r) => n + rangeLength(r), 0),
+  );
   return 4 * Math.max(...sizes);
 }
 

@@ -59,12 +59,24 @@ function sincos1d(out: Float64Array, positions: Float32Array, d: number, offset:
  * `[sincos(col / spatialScale) | sincos(row / spatialScale)]`. Positions are float32 (numpy
  * `arange(float32) / scale`), the trigonometry float64 (numpy), the result rounded to float32.
  */
-export function sincosPosEmbed3d(dim: number, gridH: number, gridW: number, frames: number, spatialInterpolationScale = 1.875, temporalInterpolationScale = 1.0): Float32Array {
+export function sincosPosEmbed3d(
+  dim: number,
+  gridH: number,
+  gridW: number,
+  frames: number,
+  spatialInterpolationScale = 1.875,
+  temporalInterpolationScale = 1.0,
+): Float32Array {
   if (!Number.isInteger(dim) || dim % 16 !== 0) {
-    throw new ConfigError('(config)', 'num_attention_heads*attention_head_dim', `the 3D sin-cos table splits dim into dim/4 (temporal) and 3·dim/4 (two spatial halves), each with sin and cos halves, so dim must be a multiple of 16; got ${dim}`);
+    throw new ConfigError(
+      '(config)',
+      'num_attention_heads*attention_head_dim',
+      `the 3D sin-cos table splits dim into dim/4 (temporal) and 3·dim/4 (two spatial halves), each with sin and cos halves, so dim must be a multiple of 16; got ${dim}`,
+    );
   }
   for (const [k, v] of Object.entries({ gridH, gridW, frames })) {
-    if (!Number.isInteger(v) || v < 1) throw new ShapeError('pos_embedding', `${k} must be a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v < 1)
+      throw new ShapeError('pos_embedding', `${k} must be a positive integer, got ${v}`);
   }
   const dt = dim / 4;
   const ds = (3 * dim) / 4;
@@ -296,16 +308,37 @@ export class CogVideoXPatchEmbed extends M2Layer {
     const p = c.patch_size;
     const pt = c.patch_size_t;
     if (this.hasPositions()) {
-      if (pt !== null) throw new ConfigError('(config)', 'patch_size_t', 'sin-cos / learned positional embeddings with temporal patching (CogVideoX 1.5) are unsupported; 1.5 checkpoints use RoPE');
-      if (D % 16 !== 0) throw new ConfigError('(config)', 'num_attention_heads*attention_head_dim', `the 3D sin-cos position table needs the inner dim to be a multiple of 16, got ${D}`);
+      if (pt !== null)
+        throw new ConfigError(
+          '(config)',
+          'patch_size_t',
+          'sin-cos / learned positional embeddings with temporal patching (CogVideoX 1.5) are unsupported; 1.5 checkpoints use RoPE',
+        );
+      if (D % 16 !== 0)
+        throw new ConfigError(
+          '(config)',
+          'num_attention_heads*attention_head_dim',
+          `the 3D sin-cos position table needs the inner dim to be a multiple of 16, got ${D}`,
+        );
     }
     if (pt === null) {
-      this.proj = this.child('proj', new PatchConv({ inChannels: c.in_channels, embedDim: D, patchSize: p, bias: c.patch_bias }, ws.pp('proj')));
+      this.proj = this.child(
+        'proj',
+        new PatchConv({ inChannels: c.in_channels, embedDim: D, patchSize: p, bias: c.patch_bias }, ws.pp('proj')),
+      );
     } else {
-      this.proj = this.child('proj', new Linear({ inFeatures: c.in_channels * pt * p * p, outFeatures: D, bias: true }, ws.pp('proj')));
+      this.proj = this.child(
+        'proj',
+        new Linear({ inFeatures: c.in_channels * pt * p * p, outFeatures: D, bias: true }, ws.pp('proj')),
+      );
     }
-    this.textProj = this.child('text_proj', new Linear({ inFeatures: c.text_embed_dim, outFeatures: D, bias: true }, ws.pp('text_proj')));
-    this.posEmbedding = c.use_learned_positional_embeddings ? this.param('pos_embedding', ws.get('pos_embedding', [1, c.max_text_seq_length + this.baseTokens(), D])) : undefined;
+    this.textProj = this.child(
+      'text_proj',
+      new Linear({ inFeatures: c.text_embed_dim, outFeatures: D, bias: true }, ws.pp('text_proj')),
+    );
+    this.posEmbedding = c.use_learned_positional_embeddings
+      ? this.param('pos_embedding', ws.get('pos_embedding', [1, c.max_text_seq_length + this.baseTokens(), D]))
+      : undefined;
   }
 
   private hasPositions(): boolean {
@@ -315,7 +348,11 @@ export class CogVideoXPatchEmbed extends M2Layer {
   /** `[T0, h0, w0]`: latent frames and patch grid of the sample size. */
   private baseGrid(): [number, number, number] {
     const c = this.config;
-    return [Math.floor((c.sample_frames - 1) / c.temporal_compression_ratio) + 1, Math.floor(c.sample_height / c.patch_size), Math.floor(c.sample_width / c.patch_size)];
+    return [
+      Math.floor((c.sample_frames - 1) / c.temporal_compression_ratio) + 1,
+      Math.floor(c.sample_height / c.patch_size),
+      Math.floor(c.sample_width / c.patch_size),
+    ];
   }
 
   private baseTokens(): number {
@@ -329,9 +366,18 @@ export class CogVideoXPatchEmbed extends M2Layer {
     const { latents, text } = inputs;
     if (latents.rank !== 5) throw new ShapeError('hidden_states', `expected [B, F, C, H, W], got [${latents.shape}]`);
     const [B, F, C, H, W] = latents.shape as [number, number, number, number, number];
-    if (C !== c.in_channels) throw new ShapeError('hidden_states', `expected ${c.in_channels} channels, got ${C} in [${latents.shape}]`);
-    if (H % c.patch_size !== 0 || W % c.patch_size !== 0) throw new ShapeError('hidden_states', `height ${H} and width ${W} must be multiples of patch_size ${c.patch_size}`);
-    if (c.patch_size_t !== null && F % c.patch_size_t !== 0) throw new ShapeError('hidden_states', `${F} frames are not a multiple of patch_size_t ${c.patch_size_t} (pad the latents first, as the reference does)`);
+    if (C !== c.in_channels)
+      throw new ShapeError('hidden_states', `expected ${c.in_channels} channels, got ${C} in [${latents.shape}]`);
+    if (H % c.patch_size !== 0 || W % c.patch_size !== 0)
+      throw new ShapeError(
+        'hidden_states',
+        `height ${H} and width ${W} must be multiples of patch_size ${c.patch_size}`,
+      );
+    if (c.patch_size_t !== null && F % c.patch_size_t !== 0)
+      throw new ShapeError(
+        'hidden_states',
+        `${F} frames are not a multiple of patch_size_t ${c.patch_size_t} (pad the latents first, as the reference does)`,
+      );
     if (text.rank !== 3 || text.shape[0] !== B || text.shape[2] !== c.text_embed_dim) {
       throw new ShapeError('encoder_hidden_states', `expected [${B}, Lt, ${c.text_embed_dim}], got [${text.shape}]`);
     }
@@ -373,7 +419,11 @@ export class CogVideoXPatchEmbed extends M2Layer {
   private positionRows(Lt: number, F: number, H: number, W: number): PositionRows {
     const key = `${Lt},${F},${H},${W}`;
     if (this.posCache?.key === key) return this.posCache.rows;
-    const rows = tf.tidy(() => (this.config._class_name === 'MultiPromptCogVideoXTransformer3DModel' ? this.rowsVideoXFun(Lt, F, H, W) : this.rowsDiffusers(Lt, F, H, W)));
+    const rows = tf.tidy(() =>
+      this.config._class_name === 'MultiPromptCogVideoXTransformer3DModel'
+        ? this.rowsVideoXFun(Lt, F, H, W)
+        : this.rowsDiffusers(Lt, F, H, W),
+    );
     if (this.trainable && this.posEmbedding !== undefined) return rows; // the table may change: no cache (caller's tidy frees it)
     if (this.posCache !== undefined) {
       this.posCache.rows.text?.dispose();
@@ -391,15 +441,36 @@ export class CogVideoXPatchEmbed extends M2Layer {
     const D = this.dim;
     const p = c.patch_size;
     if (Lt !== c.max_text_seq_length) {
-      throw new ShapeError('encoder_hidden_states', `the reference adds a [1, max_text_seq_length + video tokens, D] position table, so the text must have exactly max_text_seq_length = ${c.max_text_seq_length} tokens; got ${Lt}`);
+      throw new ShapeError(
+        'encoder_hidden_states',
+        `the reference adds a [1, max_text_seq_length + video tokens, D] position table, so the text must have exactly max_text_seq_length = ${c.max_text_seq_length} tokens; got ${Lt}`,
+      );
     }
     if (c.use_learned_positional_embeddings && (H !== c.sample_height || W !== c.sample_width)) {
-      throw new ShapeError('hidden_states', `learned positional embeddings only exist for the sample size ${c.sample_height}×${c.sample_width} latents; got ${H}×${W}`);
+      throw new ShapeError(
+        'hidden_states',
+        `learned positional embeddings only exist for the sample size ${c.sample_height}×${c.sample_width} latents; got ${H}×${W}`,
+      );
     }
     const preCompressionFrames = (F - 1) * c.temporal_compression_ratio + 1;
-    if (H !== c.sample_height || W !== c.sample_width || preCompressionFrames !== c.sample_frames || this.posEmbedding === undefined) {
+    if (
+      H !== c.sample_height ||
+      W !== c.sample_width ||
+      preCompressionFrames !== c.sample_frames ||
+      this.posEmbedding === undefined
+    ) {
       // rebuilt for the input (diffusers does this even for a learned table when only the frame count differs)
-      const video = tf.tensor2d(sincosPosEmbed3d(D, Math.floor(H / p), Math.floor(W / p), F, c.spatial_interpolation_scale, c.temporal_interpolation_scale), [F * (H / p) * (W / p), D]);
+      const video = tf.tensor2d(
+        sincosPosEmbed3d(
+          D,
+          Math.floor(H / p),
+          Math.floor(W / p),
+          F,
+          c.spatial_interpolation_scale,
+          c.temporal_interpolation_scale,
+        ),
+        [F * (H / p) * (W / p), D],
+      );
       return { text: undefined, video };
     }
     const table = tf.reshape(this.posEmbedding, [-1, D]);
@@ -416,7 +487,10 @@ export class CogVideoXPatchEmbed extends M2Layer {
     const [h, w] = [Math.floor(H / p), Math.floor(W / p)];
     const T1 = Math.floor((T0 * Lt) / maxText);
     if (T1 < F) {
-      throw new ShapeError('hidden_states', `Mask²DiT's position table covers ${T0} latent frames per ${maxText} text tokens, i.e. ${T1} frames for ${Lt} text tokens; got ${F} frames`);
+      throw new ShapeError(
+        'hidden_states',
+        `Mask²DiT's position table covers ${T0} latent frames per ${maxText} text tokens, i.e. ${T1} frames for ${Lt} text tokens; got ${F} frames`,
+      );
     }
     let textRows: tf.Tensor | undefined;
     let video: tf.Tensor; // [T, h, w, D]
@@ -425,7 +499,10 @@ export class CogVideoXPatchEmbed extends M2Layer {
       textRows = resizeAxis(tf.slice(table, [0, 0], [maxText, D]), 0, Lt);
       video = tf.reshape(tf.slice(table, [maxText, 0], [-1, D]), [T0, h0, w0, D]);
     } else {
-      video = tf.tensor4d(sincosPosEmbed3d(D, h0, w0, T0, c.spatial_interpolation_scale, c.temporal_interpolation_scale), [T0, h0, w0, D]);
+      video = tf.tensor4d(
+        sincosPosEmbed3d(D, h0, w0, T0, c.spatial_interpolation_scale, c.temporal_interpolation_scale),
+        [T0, h0, w0, D],
+      );
     }
     video = resizeAxis(resizeAxis(resizeAxis(video, 0, T1), 1, h), 2, w);
     video = tf.reshape(tf.slice(video, [0, 0, 0, 0], [F, h, w, D]), [F * h * w, D]);
@@ -450,7 +527,8 @@ export class CogVideoXPatchEmbed extends M2Layer {
   /** tfjs-layers adapter: `apply([latents, text])`. */
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     const [latents, text] = inputs as tf.Tensor[];
-    if (latents === undefined || text === undefined) throw new ShapeError('patch_embed inputs', 'expected [latents, text]');
+    if (latents === undefined || text === undefined)
+      throw new ShapeError('patch_embed inputs', 'expected [latents, text]');
     return this.forward({ latents, text });
   }
 
@@ -472,4 +550,3 @@ export class CogVideoXPatchEmbed extends M2Layer {
   }
 }
 tf.serialization.registerClass(CogVideoXPatchEmbed, 'Mask2DiT');
-

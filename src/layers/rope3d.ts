@@ -153,7 +153,11 @@ export interface Rope3dData {
 /** Head-dim split of the reference: `[dim_t, dim_h, dim_w]`. */
 export function ropeAxisDims(headDim: number): [number, number, number] {
   if (!Number.isInteger(headDim) || headDim < 16 || headDim % 16 !== 0) {
-    throw new ConfigError('(config)', 'attention_head_dim', `3D RoPE splits the head dim into headDim/4 + 2·(3·headDim/8), each even, so it must be a multiple of 16; got ${headDim}`);
+    throw new ConfigError(
+      '(config)',
+      'attention_head_dim',
+      `3D RoPE splits the head dim into headDim/4 + 2·(3·headDim/8), each even, so it must be a multiple of 16; got ${headDim}`,
+    );
   }
   return [headDim / 4, (headDim / 8) * 3, (headDim / 8) * 3];
 }
@@ -163,7 +167,8 @@ export function rope3dData(opts: Rope3dOptions): Rope3dData {
   const { headDim, frames, gridH, gridW, baseH, baseW } = opts;
   const theta = opts.theta ?? 10000;
   const [dt, dh, dw] = ropeAxisDims(headDim);
-  if (!Number.isInteger(frames) || frames < 1) throw new ShapeError('rope frames', `expected a positive integer, got ${frames}`);
+  if (!Number.isInteger(frames) || frames < 1)
+    throw new ShapeError('rope frames', `expected a positive integer, got ${frames}`);
   let rowsPos: Float32Array;
   let colsPos: Float32Array;
   if ((opts.gridType ?? 'linspace') === 'linspace') {
@@ -172,7 +177,10 @@ export function rope3dData(opts: Rope3dOptions): Rope3dData {
     colsPos = g.cols;
   } else {
     if (gridH > baseH || gridW > baseW) {
-      throw new ShapeError('rope grid', `the 'slice' grid (CogVideoX 1.5) takes positions from the base grid ${baseH}×${baseW}, so the ${gridH}×${gridW} patch grid must fit in it`);
+      throw new ShapeError(
+        'rope grid',
+        `the 'slice' grid (CogVideoX 1.5) takes positions from the base grid ${baseH}×${baseW}, so the ${gridH}×${gridW} patch grid must fit in it`,
+      );
     }
     rowsPos = Float32Array.from({ length: gridH }, (_, i) => i);
     colsPos = Float32Array.from({ length: gridW }, (_, i) => i);
@@ -205,7 +213,10 @@ export function rope3dData(opts: Rope3dOptions): Rope3dData {
 /** RoPE cos/sin tables `[frames·gridH·gridW, headDim]` as tensors (the caller owns them). */
 export function rope3dTables(opts: Rope3dOptions): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
   const d = rope3dData(opts);
-  return { cos: tf.tensor2d(d.cos, [d.rows, d.headDim], 'float32'), sin: tf.tensor2d(d.sin, [d.rows, d.headDim], 'float32') };
+  return {
+    cos: tf.tensor2d(d.cos, [d.rows, d.headDim], 'float32'),
+    sin: tf.tensor2d(d.sin, [d.rows, d.headDim], 'float32'),
+  };
 }
 
 /** The config keys the tables depend on (reference names). */
@@ -219,9 +230,19 @@ export interface RopeConfigLike {
 }
 
 /** The `rope3dTables` options for `frames` latent frames of `latentH × latentW` latents under `config`. */
-export function rope3dOptionsForConfig(config: RopeConfigLike, frames: number, latentH: number, latentW: number, theta = 10000): Rope3dOptions {
+export function rope3dOptionsForConfig(
+  config: RopeConfigLike,
+  frames: number,
+  latentH: number,
+  latentW: number,
+  theta = 10000,
+): Rope3dOptions {
   const p = config.patch_size;
-  if (latentH % p !== 0 || latentW % p !== 0) throw new ShapeError('hidden_states', `latent height ${latentH} and width ${latentW} must be multiples of patch_size ${p}`);
+  if (latentH % p !== 0 || latentW % p !== 0)
+    throw new ShapeError(
+      'hidden_states',
+      `latent height ${latentH} and width ${latentW} must be multiples of patch_size ${p}`,
+    );
   const pt = config.patch_size_t ?? null;
   return {
     headDim: config.attention_head_dim,
@@ -240,7 +261,13 @@ export function rope3dOptionsForConfig(config: RopeConfigLike, frames: number, l
  * the config. (The diffusers 0.30.3 CogVideoX pipeline hard-codes a 480×720-pixel base, i.e. 30×45 at
  * p = 2 and VAE factor 8, which is the same grid for the released checkpoints' sample size 60×90.)
  */
-export function rope3dForConfig(config: RopeConfigLike, frames: number, latentH: number, latentW: number, theta = 10000): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+export function rope3dForConfig(
+  config: RopeConfigLike,
+  frames: number,
+  latentH: number,
+  latentW: number,
+  theta = 10000,
+): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
   return rope3dTables(rope3dOptionsForConfig(config, frames, latentH, latentW, theta));
 }
 
@@ -280,11 +307,20 @@ export class RoPE3D extends M2Layer {
 
   /** `{cos, sin}` `[tokens, headDim]`, fresh tensors owned by the caller. */
   forward(inputs: RoPE3DInputs): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
-    const opts = rope3dOptionsForConfig(this.config, inputs.frames, inputs.latentHeight, inputs.latentWidth, this.config.theta);
+    const opts = rope3dOptionsForConfig(
+      this.config,
+      inputs.frames,
+      inputs.latentHeight,
+      inputs.latentWidth,
+      this.config.theta,
+    );
     const key = JSON.stringify(opts);
     if (this.cache?.key !== key) this.cache = { key, data: rope3dData(opts) };
     const d = this.cache.data;
-    return { cos: tf.tensor2d(d.cos, [d.rows, d.headDim], 'float32'), sin: tf.tensor2d(d.sin, [d.rows, d.headDim], 'float32') };
+    return {
+      cos: tf.tensor2d(d.cos, [d.rows, d.headDim], 'float32'),
+      sin: tf.tensor2d(d.sin, [d.rows, d.headDim], 'float32'),
+    };
   }
 
   /** tfjs-layers adapter: latents `[B, F, C, H, W]` in, `[cos, sin]` out. */

@@ -32,13 +32,24 @@ export interface SinusoidOptions {
  * @param flipSinToCos `[cos | sin]` when true (CogVideoX), `[sin | cos]` otherwise
  * @param freqShift    diffusers `downscale_freq_shift` (the config's `freq_shift`, 0 for CogVideoX)
  */
-export function timestepSinusoid(timesteps: readonly number[], dim: number, flipSinToCos: boolean, freqShift: number, options: SinusoidOptions = {}): tf.Tensor2D {
-  if (!Number.isInteger(dim) || dim < 1) throw new ShapeError('time_proj', `embedding dim must be a positive integer, got ${dim}`);
+export function timestepSinusoid(
+  timesteps: readonly number[],
+  dim: number,
+  flipSinToCos: boolean,
+  freqShift: number,
+  options: SinusoidOptions = {},
+): tf.Tensor2D {
+  if (!Number.isInteger(dim) || dim < 1)
+    throw new ShapeError('time_proj', `embedding dim must be a positive integer, got ${dim}`);
   if (timesteps.length === 0) throw new ShapeError('timestep', 'expected at least one timestep');
   const bad = timesteps.findIndex((t) => !Number.isFinite(t));
   if (bad >= 0) throw new ShapeError('timestep', `value ${bad} is not a finite number: ${timesteps[bad]}`);
   const half = Math.floor(dim / 2);
-  if (half === freqShift) throw new ShapeError('time_proj', `half the embedding dim (${half}) equals freq_shift: the frequencies divide by zero`);
+  if (half === freqShift)
+    throw new ShapeError(
+      'time_proj',
+      `half the embedding dim (${half}) equals freq_shift: the frequencies divide by zero`,
+    );
   const scale = options.scale ?? 1;
   const logPeriod = Math.log(options.maxPeriod ?? 10000);
   const freqs = new Float64Array(half);
@@ -82,7 +93,8 @@ export class TimestepEmbedding extends M2Layer {
 
   constructor(config: TimestepEmbeddingConfig, ws: WeightSource) {
     super(ws.prefix || 'time_embedding');
-    if (config.act !== undefined && config.act !== 'silu') throw new ShapeError('time_embedding', `unsupported activation ${String(config.act)} (only silu)`);
+    if (config.act !== undefined && config.act !== 'silu')
+      throw new ShapeError('time_embedding', `unsupported activation ${String(config.act)} (only silu)`);
     this.config = {
       inChannels: config.inChannels,
       timeEmbedDim: config.timeEmbedDim,
@@ -91,8 +103,14 @@ export class TimestepEmbedding extends M2Layer {
       act: 'silu',
     };
     const c = this.config;
-    this.linear1 = this.child('linear_1', new Linear({ inFeatures: c.inChannels, outFeatures: c.timeEmbedDim, bias: c.sampleProjBias }, ws.pp('linear_1')));
-    this.linear2 = this.child('linear_2', new Linear({ inFeatures: c.timeEmbedDim, outFeatures: c.outDim, bias: c.sampleProjBias }, ws.pp('linear_2')));
+    this.linear1 = this.child(
+      'linear_1',
+      new Linear({ inFeatures: c.inChannels, outFeatures: c.timeEmbedDim, bias: c.sampleProjBias }, ws.pp('linear_1')),
+    );
+    this.linear2 = this.child(
+      'linear_2',
+      new Linear({ inFeatures: c.timeEmbedDim, outFeatures: c.outDim, bias: c.sampleProjBias }, ws.pp('linear_2')),
+    );
   }
 
   /** @param x `[B, inChannels]` (the sinusoid) → `[B, outDim]` */

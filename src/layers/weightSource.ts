@@ -27,7 +27,10 @@ export class WeightLoadError extends Mask2DiTError {
   ) {
     const parts: string[] = [];
     if (missing.length > 0) parts.push(`missing ${missing.length}: ${missing.join(', ')}`);
-    if (wrongShape.length > 0) parts.push(`wrong shape ${wrongShape.length}: ${wrongShape.map((w) => `${w.name} expected [${w.expected}] got [${w.got}]`).join(', ')}`);
+    if (wrongShape.length > 0)
+      parts.push(
+        `wrong shape ${wrongShape.length}: ${wrongShape.map((w) => `${w.name} expected [${w.expected}] got [${w.got}]`).join(', ')}`,
+      );
     if (unexpected.length > 0) parts.push(`unexpected ${unexpected.length}: ${unexpected.join(', ')}`);
     super('WEIGHTS', `${source}: ${parts.join('; ')}`);
   }
@@ -65,12 +68,19 @@ interface LoadState {
   readonly wrongShape: { name: string; expected: number[]; got: number[] }[];
 }
 
-const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((d, i) => d === b[i]);
 
 /** `[out, in]` → `[in, out]`. */
 const swapped = (shape: readonly number[]): number[] => [shape[1]!, shape[0]!];
 
-const newState = (label: string, parts: Pick<LoadState, 'shapeOf' | 'fetch' | 'available' | 'release'>): LoadState => ({ label, ...parts, used: new Set(), missing: [], wrongShape: [] });
+const newState = (label: string, parts: Pick<LoadState, 'shapeOf' | 'fetch' | 'available' | 'release'>): LoadState => ({
+  label,
+  ...parts,
+  used: new Set(),
+  missing: [],
+  wrongShape: [],
+});
 
 export class WeightSource {
   private constructor(
@@ -200,7 +210,12 @@ export class WeightSource {
         shapeOf: (name) => reader.shape(name),
         // wasm copies the values into its heap at once, so a reused buffer is safe there (cpu and
         // webgpu keep the array: those get a fresh one)
-        fetch: (name, shape, transpose) => tf.tensor(reader.readF32(name, transpose, tf.getBackend() === 'wasm'), transpose ? swapped(shape) : [...shape], 'float32'),
+        fetch: (name, shape, transpose) =>
+          tf.tensor(
+            reader.readF32(name, transpose, tf.getBackend() === 'wasm'),
+            transpose ? swapped(shape) : [...shape],
+            'float32',
+          ),
         available: () => reader.names(),
         release: () => {},
       }),
@@ -214,7 +229,9 @@ export class WeightSource {
     const draw = (name: string, shape: readonly number[]): tf.Tensor => {
       const s = seed * 1000003 + counter++;
       if (shape.length === 1) {
-        return name.endsWith('bias') ? tf.randomNormal(shape as number[], 0, 0.1, 'float32', s) : tf.randomNormal(shape as number[], 1, 0.2, 'float32', s);
+        return name.endsWith('bias')
+          ? tf.randomNormal(shape as number[], 0, 0.1, 'float32', s)
+          : tf.randomNormal(shape as number[], 1, 0.2, 'float32', s);
       }
       const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
       return tf.randomNormal(shape as number[], 0, 1 / Math.sqrt(fanIn), 'float32', s);
@@ -223,7 +240,8 @@ export class WeightSource {
       newState(label, {
         shapeOf: (_name, requested) => requested,
         // the reference-layout draw, transposed: the same values whichever layout a layer holds
-        fetch: (name, shape, transpose) => (transpose ? tf.tidy(() => tf.transpose(draw(name, shape))) : draw(name, shape)),
+        fetch: (name, shape, transpose) =>
+          transpose ? tf.tidy(() => tf.transpose(draw(name, shape))) : draw(name, shape),
         available: () => [],
         release: () => {},
       }),

@@ -68,24 +68,38 @@ export interface ExtendResult {
 }
 
 export class Mask2DiTExtendPipeline extends PipelineBase {
-
   /** Clean conditioning latents `[1, (S−1)·f, C, h, w]` from the previous scenes, and the scene geometry. */
   private async conditioning(previous: PreviousScenes, scenesBefore: number, seed: number): Promise<tf.Tensor> {
     const C = this.transformer.config.in_channels;
     if ('latents' in previous) {
       const z = previous.latents;
       if (z.rank !== 5 || z.shape[0] !== 1 || z.shape[2] !== C || z.shape[1]! % scenesBefore !== 0) {
-        throw new ShapeError('previous.latents', `expected [1, ${scenesBefore}·f, ${C}, h, w] for ${scenesBefore} previous scenes, got [${z.shape}]`);
+        throw new ShapeError(
+          'previous.latents',
+          `expected [1, ${scenesBefore}·f, ${C}, h, w] for ${scenesBefore} previous scenes, got [${z.shape}]`,
+        );
       }
       return tf.clone(z);
     }
     const vae = this.vae;
-    if (vae === undefined || !('encode' in vae)) throw new PipelineInputError('previous.videos', 'encoding videos needs a VAE with encode(); pass previous.latents instead');
-    if (previous.videos.length !== scenesBefore) throw new PipelineInputError('previous.videos', `got ${previous.videos.length} videos for ${scenesBefore} previous scenes (prompts − 1)`);
+    if (vae === undefined || !('encode' in vae))
+      throw new PipelineInputError(
+        'previous.videos',
+        'encoding videos needs a VAE with encode(); pass previous.latents instead',
+      );
+    if (previous.videos.length !== scenesBefore)
+      throw new PipelineInputError(
+        'previous.videos',
+        `got ${previous.videos.length} videos for ${scenesBefore} previous scenes (prompts − 1)`,
+      );
     const parts: tf.Tensor[] = [];
     try {
       for (const [s, video] of previous.videos.entries()) {
-        if (video.rank !== 5 || video.shape[0] !== 1 || video.shape[2] !== 3) throw new ShapeError(`previous.videos[${s}]`, `expected [1, frames, 3, H, W] (pixels in [−1, 1]), got [${video.shape}]`);
+        if (video.rank !== 5 || video.shape[0] !== 1 || video.shape[2] !== 3)
+          throw new ShapeError(
+            `previous.videos[${s}]`,
+            `expected [1, frames, 3, H, W] (pixels in [−1, 1]), got [${video.shape}]`,
+          );
         const x = tf.transpose(video, [0, 2, 1, 3, 4]); // [1, 3, frames, H, W]
         let post;
         try {
@@ -94,7 +108,11 @@ export class Mask2DiTExtendPipeline extends PipelineBase {
           x.dispose();
         }
         const eps = gaussianNoise(post.mean.shape, seed, STREAM.posterior + s);
-        parts.push(tf.tidy(() => tf.transpose(tf.mul(tf.add(post.mean, tf.mul(post.std, eps)), vae.scalingFactor), [0, 2, 1, 3, 4]))); // [1, f, C, h, w]
+        parts.push(
+          tf.tidy(() =>
+            tf.transpose(tf.mul(tf.add(post.mean, tf.mul(post.std, eps)), vae.scalingFactor), [0, 2, 1, 3, 4]),
+          ),
+        ); // [1, f, C, h, w]
         eps.dispose();
         if (post.dispose !== undefined) post.dispose();
         else tf.dispose([post.mean, post.std, ...(post.logvar !== undefined ? [post.logvar] : [])]);
@@ -108,15 +126,28 @@ export class Mask2DiTExtendPipeline extends PipelineBase {
   /** Generate the last scene given the previous ones. Input tensors are not disposed. */
   async extend(opts: ExtendOptions): Promise<ExtendResult> {
     const output = opts.output ?? 'video';
-    if (output === 'video' && this.vae === undefined) throw new PipelineInputError('output', "'video' needs a VAE; pass one to the pipeline or use output 'latent'");
+    if (output === 'video' && this.vae === undefined)
+      throw new PipelineInputError('output', "'video' needs a VAE; pass one to the pipeline or use output 'latent'");
     const seed = checkSeed(opts.seed ?? 0);
-    const sampler = resolveSampler({ transformer: this.transformer, ...(this.scheduler !== undefined ? { scheduler: this.scheduler } : {}) }, opts);
-    const guidance: GuidanceSchedule = { scale: opts.guidanceScale ?? 6, dynamic: opts.dynamicCfg ?? 'off', steps: sampler.timesteps.length, numTrainTimesteps: sampler.numTrainTimesteps };
+    const sampler = resolveSampler(
+      { transformer: this.transformer, ...(this.scheduler !== undefined ? { scheduler: this.scheduler } : {}) },
+      opts,
+    );
+    const guidance: GuidanceSchedule = {
+      scale: opts.guidanceScale ?? 6,
+      dynamic: opts.dynamicCfg ?? 'off',
+      steps: sampler.timesteps.length,
+      numTrainTimesteps: sampler.numTrainTimesteps,
+    };
     const context = buildContext(this.transformer, opts.prompts, opts.negative, undefined, usesGuidance(guidance));
     const S = context.scenes;
     const owned: tf.Tensor[] = [context.cond, ...(context.uncond !== undefined ? [context.uncond] : [])];
     try {
-      if (S < 2) throw new PipelineInputError('prompts', `extension needs the prompts of the previous scenes and of the new one (≥ 2), got ${S}`);
+      if (S < 2)
+        throw new PipelineInputError(
+          'prompts',
+          `extension needs the prompts of the previous scenes and of the new one (≥ 2), got ${S}`,
+        );
       const clean = await this.conditioning(opts.previous, S - 1, seed);
       owned.push(clean);
       // geometry from the conditioning latents: f latent frames per scene, h × w
@@ -143,7 +174,9 @@ export class Mask2DiTExtendPipeline extends PipelineBase {
       }
       const latents = tf.concat([noised, fresh], 1); // [1, S·f, C, h, w]
       fresh.dispose();
-      const rope = this.transformer.config.use_rotary_positional_embeddings ? this.transformer.ropeFor(S * geo.f, h, w) : undefined;
+      const rope = this.transformer.config.use_rotary_positional_embeddings
+        ? this.transformer.ropeFor(S * geo.f, h, w)
+        : undefined;
       const frames = sceneFrameRange(S * geo.f, S, S - 1); // the new scene's latent frames
       if (rope !== undefined) owned.push(rope.cos, rope.sin);
       const final = await denoise({
@@ -166,7 +199,10 @@ export class Mask2DiTExtendPipeline extends PipelineBase {
       const result: ExtendResult = { latents: final, sceneLatents, cleanLatents, timesteps: [...sampler.timesteps] };
       if (output === 'latent') return result;
       try {
-        result.video = (opts.decode ?? 'all') === 'all' ? await decodeScenes(this.vae!, final, S) : await decodeScenes(this.vae!, sceneLatents, 1);
+        result.video =
+          (opts.decode ?? 'all') === 'all'
+            ? await decodeScenes(this.vae!, final, S)
+            : await decodeScenes(this.vae!, sceneLatents, 1);
         return result;
       } catch (e) {
         tf.dispose([final, sceneLatents, cleanLatents]);

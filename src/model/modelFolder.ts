@@ -42,7 +42,12 @@ export const DEFAULT_MODEL_DIR = fileURLToPath(new URL(`../../${DEFAULT_MODEL_NA
 
 export const PIPELINE_CLASS = 'Mask2DiTPipeline';
 /** `_class_name`s of model_index.json this project can run. */
-export const SUPPORTED_PIPELINES = [PIPELINE_CLASS, 'CogVideoXPipeline', 'MultiPromptCogVideoXFunPipeline', 'CondtionalMultiPromptCogVideoXFunPipeline'] as const;
+export const SUPPORTED_PIPELINES = [
+  PIPELINE_CLASS,
+  'CogVideoXPipeline',
+  'MultiPromptCogVideoXFunPipeline',
+  'CondtionalMultiPromptCogVideoXFunPipeline',
+] as const;
 
 /** A pipeline folder that is missing a part or holds one this project does not support. */
 export class ModelFolderError extends Mask2DiTError {
@@ -90,7 +95,11 @@ function readJson(file: string, what: string): unknown {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError(file, '(file)', `cannot read ${what}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new ConfigError(
+      file,
+      '(file)',
+      `cannot read ${what}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
   }
   try {
     return JSON.parse(text);
@@ -104,21 +113,23 @@ export function readModelIndex(dir: string): ModelIndex {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new ModelFolderError(dir, 'no such model folder');
   const file = path.join(dir, 'model_index.json');
   if (!fs.existsSync(file)) {
-    throw new ModelFolderError(dir, 'not a pipeline folder: model_index.json is missing (expected model_index.json, transformer/, vae/, scheduler/ and optionally text_encoder/, tokenizer/)');
+    throw new ModelFolderError(
+      dir,
+      'not a pipeline folder: model_index.json is missing (expected model_index.json, transformer/, vae/, scheduler/ and optionally text_encoder/, tokenizer/)',
+    );
   }
   const raw = readJson(file, 'model_index.json');
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '(root)', 'expected a JSON object');
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new ConfigError(file, '(root)', 'expected a JSON object');
   const cls = (raw as Record<string, unknown>)['_class_name'];
   if (typeof cls !== 'string' || !(SUPPORTED_PIPELINES as readonly string[]).includes(cls)) {
-    throw new ConfigError(file, '_class_name', `unsupported pipeline ${JSON.stringify(cls)}; this project runs ${SUPPORTED_PIPELINES.join(' and ')} folders`);
+    throw new ConfigError(
+      file,
+      '_class_name',
+      `unsupported pipeline ${JSON.stringify(cls)}; this project runs ${SUPPORTED_PIPELINES.join(' and ')} folders`,
+    );
   }
   return raw as ModelIndex;
-}
-
-/** The `[library, class]` entry of a component, or undefined when absent / `[null, null]`. */
-function entry(index: ModelIndex, name: string): [string, string] | undefined {
-  const e = index[name];
-  return Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'string' ? [e[0], e[1]] : undefined;
 }
 
 function requireComponent(dir: string, name: string, file: string, what: string): string {
@@ -134,8 +145,12 @@ function requireComponent(dir: string, name: string, file: string, what: string)
  */
 function loadTokenizer(dir: string, maxLength: number): { tokenizer?: AnyTokenizer; note?: string } {
   const tdir = path.join(dir, 'tokenizer');
-  const noPrompts = 'prompts cannot be encoded with this model, so give every scene an "embeddings" file (precomputed prompt embeddings) in the scene file instead of a "prompt"';
-  if (!fs.existsSync(tdir)) return { note: `${dir}: no tokenizer (expected tokenizer/spiece.model, or tokenizer/tokenizer.json of this project's word tokenizer); ${noPrompts}` };
+  const noPrompts =
+    'prompts cannot be encoded with this model, so give every scene an "embeddings" file (precomputed prompt embeddings) in the scene file instead of a "prompt"';
+  if (!fs.existsSync(tdir))
+    return {
+      note: `${dir}: no tokenizer (expected tokenizer/spiece.model, or tokenizer/tokenizer.json of this project's word tokenizer); ${noPrompts}`,
+    };
   if (fs.existsSync(path.join(tdir, 'spiece.model'))) return { tokenizer: loadPromptTokenizer(dir, { maxLength }) };
   try {
     return { tokenizer: loadPromptTokenizer(dir, { maxLength }) };
@@ -145,17 +160,34 @@ function loadTokenizer(dir: string, maxLength: number): { tokenizer?: AnyTokeniz
   }
 }
 
-function checkTextFits(dir: string, transformer: Mask2DiTTransformer, encoder: T5Encoder, tokenizer: AnyTokenizer): void {
+function checkTextFits(
+  dir: string,
+  transformer: Mask2DiTTransformer,
+  encoder: T5Encoder,
+  tokenizer: AnyTokenizer,
+): void {
   const c = transformer.config;
   const tcfg = path.join(dir, 'transformer', 'config.json');
   if (encoder.config.d_model !== c.text_embed_dim) {
-    throw new ConfigError(tcfg, 'text_embed_dim', `the text encoder's d_model is ${encoder.config.d_model} (text_encoder/config.json), the transformer expects ${c.text_embed_dim}`);
+    throw new ConfigError(
+      tcfg,
+      'text_embed_dim',
+      `the text encoder's d_model is ${encoder.config.d_model} (text_encoder/config.json), the transformer expects ${c.text_embed_dim}`,
+    );
   }
   if (tokenizer.length !== c.max_text_seq_length) {
-    throw new ConfigError(tcfg, 'max_text_seq_length', `the tokenizer pads to ${tokenizer.length} tokens (tokenizer/), the transformer expects ${c.max_text_seq_length}`);
+    throw new ConfigError(
+      tcfg,
+      'max_text_seq_length',
+      `the tokenizer pads to ${tokenizer.length} tokens (tokenizer/), the transformer expects ${c.max_text_seq_length}`,
+    );
   }
   if (tokenizer.vocabSize > encoder.config.vocab_size) {
-    throw new ConfigError(path.join(dir, 'text_encoder', 'config.json'), 'vocab_size', `the tokenizer has ${tokenizer.vocabSize} tokens, the encoder's table only ${encoder.config.vocab_size}`);
+    throw new ConfigError(
+      path.join(dir, 'text_encoder', 'config.json'),
+      'vocab_size',
+      `the tokenizer has ${tokenizer.vocabSize} tokens, the encoder's table only ${encoder.config.vocab_size}`,
+    );
   }
 }
 
@@ -184,7 +216,10 @@ export async function loadModelFolder(dir: string, options: LoadOptions = {}): P
   const notes: string[] = [];
   const offloadNotes: string[] = [];
   const owned: { dispose(): unknown }[] = [];
-  const offload = { offload: options.offload ?? 'auto', onDecision: (d: OffloadDecision) => d.mode === 'blocks' && offloadNotes.push(d.note) };
+  const offload = {
+    offload: options.offload ?? 'auto',
+    onDecision: (d: OffloadDecision) => d.mode === 'blocks' && offloadNotes.push(d.note),
+  };
   try {
     const transformer = await Mask2DiTTransformer.fromPretrained(tDir, offload);
     owned.push(transformer);
@@ -195,7 +230,10 @@ export async function loadModelFolder(dir: string, options: LoadOptions = {}): P
       const { tokenizer, note } = loadTokenizer(dir, transformer.config.max_text_seq_length);
       if (note !== undefined) notes.push(note);
       const hasEncoder = fs.existsSync(path.join(dir, 'text_encoder', 'config.json'));
-      if (tokenizer !== undefined && !hasEncoder) notes.push(`${dir}: no text encoder (text_encoder/config.json); give every scene an "embeddings" file instead of a "prompt"`);
+      if (tokenizer !== undefined && !hasEncoder)
+        notes.push(
+          `${dir}: no text encoder (text_encoder/config.json); give every scene an "embeddings" file instead of a "prompt"`,
+        );
       if (tokenizer !== undefined && hasEncoder) {
         const textEncoder = await T5Encoder.fromPretrained(path.join(dir, 'text_encoder'), offload);
         owned.push(textEncoder);
@@ -205,8 +243,19 @@ export async function loadModelFolder(dir: string, options: LoadOptions = {}): P
       }
     }
     notes.push(...offloadNotes);
-    const where = { transformer: transformer.offload, ...(parts.textEncoder !== undefined ? { textEncoder: parts.textEncoder.offload } : {}), notes: offloadNotes };
-    return { ...parts, dir, pipelineClass: index._class_name, notes, offload: where, dispose: () => owned.forEach((m) => m.dispose()) };
+    const where = {
+      transformer: transformer.offload,
+      ...(parts.textEncoder !== undefined ? { textEncoder: parts.textEncoder.offload } : {}),
+      notes: offloadNotes,
+    };
+    return {
+      ...parts,
+      dir,
+      pipelineClass: index._class_name,
+      notes,
+      offload: where,
+      dispose: () => owned.forEach((m) => m.dispose()),
+    };
   } catch (e) {
     owned.forEach((m) => m.dispose());
     throw e;
@@ -222,7 +271,12 @@ export function modelIndexFor(parts: ModelParts): ModelIndex {
     _mask2dit_ts_version: VERSION,
     scheduler: ['diffusers', parts.schedulerConfig._class_name],
     text_encoder: parts.textEncoder !== undefined ? ['transformers', 'T5EncoderModel'] : [null, null],
-    tokenizer: parts.tokenizer === undefined ? [null, null] : parts.tokenizer instanceof WordTokenizer ? ['mask2dit', 'WordTokenizer'] : ['transformers', 'T5Tokenizer'],
+    tokenizer:
+      parts.tokenizer === undefined
+        ? [null, null]
+        : parts.tokenizer instanceof WordTokenizer
+          ? ['mask2dit', 'WordTokenizer']
+          : ['transformers', 'T5Tokenizer'],
     transformer: [tcls === 'MultiPromptCogVideoXTransformer3DModel' ? 'videox_fun' : 'diffusers', tcls],
     vae: ['diffusers', 'AutoencoderKLCogVideoX'],
   };
@@ -256,15 +310,25 @@ export async function saveModelFolder(dir: string, parts: ModelParts, options: S
     await parts.vae.save(path.join(tmp, 'vae'));
     if (parts.textEncoder !== undefined) await parts.textEncoder.save(path.join(tmp, 'text_encoder'));
     if (parts.tokenizer !== undefined) {
-      if (!(parts.tokenizer instanceof WordTokenizer)) throw new ModelFolderError(dir, 'saving a SentencePiece tokenizer is not supported: copy tokenizer/ from the folder it came from');
+      if (!(parts.tokenizer instanceof WordTokenizer))
+        throw new ModelFolderError(
+          dir,
+          'saving a SentencePiece tokenizer is not supported: copy tokenizer/ from the folder it came from',
+        );
       fs.mkdirSync(path.join(tmp, 'tokenizer'));
       await writeFileAtomic(path.join(tmp, 'tokenizer', 'tokenizer.json'), json(parts.tokenizer.toJSON()));
     }
     fs.mkdirSync(path.join(tmp, 'scheduler'));
     // a velocity-predicting flow model's config stays exactly diffusers' (`prediction_type` is our extension)
-    const { prediction_type: prediction, ...standard } = parts.schedulerConfig as SchedulerConfig & { prediction_type?: string };
-    const scheduler = isFlowMatchConfig(parts.schedulerConfig) && prediction === 'flow_prediction' ? standard : parts.schedulerConfig;
-    await writeFileAtomic(path.join(tmp, 'scheduler', 'scheduler_config.json'), json({ _diffusers_version: DIFFUSERS_VERSION, ...scheduler }));
+    const { prediction_type: prediction, ...standard } = parts.schedulerConfig as SchedulerConfig & {
+      prediction_type?: string;
+    };
+    const scheduler =
+      isFlowMatchConfig(parts.schedulerConfig) && prediction === 'flow_prediction' ? standard : parts.schedulerConfig;
+    await writeFileAtomic(
+      path.join(tmp, 'scheduler', 'scheduler_config.json'),
+      json({ _diffusers_version: DIFFUSERS_VERSION, ...scheduler }),
+    );
     for (const [name, text] of Object.entries(options.files ?? {})) await writeFileAtomic(path.join(tmp, name), text);
     await writeFileAtomic(path.join(tmp, 'model_index.json'), json(modelIndexFor(parts)));
     replaceFolder(tmp, target);

@@ -33,7 +33,10 @@ export const OFFLOAD_MODES: readonly OffloadMode[] = ['auto', 'none', 'blocks'];
 /** An offload mode from a flag or option value; a typed error otherwise. */
 export function parseOffloadMode(value: string, what = '--offload'): OffloadMode {
   if ((OFFLOAD_MODES as readonly string[]).includes(value)) return value as OffloadMode;
-  throw new Mask2DiTError('OPTION', `${what}: expected one of ${OFFLOAD_MODES.join(', ')}, got ${JSON.stringify(value)}`);
+  throw new Mask2DiTError(
+    'OPTION',
+    `${what}: expected one of ${OFFLOAD_MODES.join(', ')}, got ${JSON.stringify(value)}`,
+  );
 }
 
 /** An offloaded model refused work it cannot do (training, assigning weights). */
@@ -44,7 +47,12 @@ export class OffloadError extends Mask2DiTError {
 }
 
 /** Bytes for people: `3.50 GiB`, `212.0 MiB`, `96.3 kB`. */
-const size = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${(b / 1000).toFixed(1)} kB`);
+const size = (b: number) =>
+  b >= 2 ** 30
+    ? `${(b / 2 ** 30).toFixed(2)} GiB`
+    : b >= 2 ** 20
+      ? `${(b / 2 ** 20).toFixed(1)} MiB`
+      : `${(b / 1000).toFixed(1)} kB`;
 
 // ---------------------------------------------------------------------------------------------
 // Widening (pure): stored bytes → float32, optionally transposed, in one pass
@@ -57,7 +65,13 @@ const isFloat = (d: string): d is FloatDType => d in FLOAT_SIZE;
 const TILE = 64;
 
 /** `out[j·rows + i] = bits(src[i·cols + j])` with bf16 widening (`shift` 16) or a plain 32-bit copy (`shift` 0). */
-function transposeBits(src: Uint16Array | Uint32Array, shift: 0 | 16, rows: number, cols: number, out: Uint32Array): void {
+function transposeBits(
+  src: Uint16Array | Uint32Array,
+  shift: 0 | 16,
+  rows: number,
+  cols: number,
+  out: Uint32Array,
+): void {
   for (let i0 = 0; i0 < rows; i0 += TILE) {
     const i1 = Math.min(i0 + TILE, rows);
     for (let j0 = 0; j0 < cols; j0 += TILE) {
@@ -93,7 +107,13 @@ function decodeInto(dtype: FloatDType, raw: Uint8Array, out: Float32Array): Floa
  * Stored bytes (aligned, little-endian) → float32 values; a 2-D `[rows, cols]` tensor comes out as
  * `[cols, rows]` when `transpose`. BF16 and F32 widen and transpose in one pass; F16/F64 decode first.
  */
-export function widenToF32(dtype: FloatDType, raw: Uint8Array, shape: readonly number[], transpose: boolean, out?: Float32Array): Float32Array {
+export function widenToF32(
+  dtype: FloatDType,
+  raw: Uint8Array,
+  shape: readonly number[],
+  transpose: boolean,
+  out?: Float32Array,
+): Float32Array {
   const n = shape.reduce((a, b) => a * b, 1);
   out ??= new Float32Array(n);
   if (out.length !== n) throw new RangeError(`widenToF32: output length ${out.length} != ${n} values`);
@@ -129,13 +149,19 @@ function locate(src: TensorSource): Map<string, { file: SafetensorsFile }> {
     for (const n of src.names()) out.set(n, { file: src });
     return out;
   }
-  if (!(src instanceof ShardedSafetensors)) throw new SafetensorsError('IO', src.path, 'offloading needs a safetensors file or a sharded index on disk');
+  if (!(src instanceof ShardedSafetensors))
+    throw new SafetensorsError('IO', src.path, 'offloading needs a safetensors file or a sharded index on disk');
   const shards = [...src.shards.values()];
   for (const n of src.names()) {
     const want = src.info(n);
     // the index maps each name to one shard; a shard holding the same name with another entry is not it
     const file = shards.find((f) => f.has(n) && JSON.stringify(f.info(n)) === JSON.stringify(want));
-    if (file === undefined) throw new SafetensorsError('TENSOR_NOT_FOUND', src.path, `tensor ${JSON.stringify(n)}: no shard holds it as the index says`);
+    if (file === undefined)
+      throw new SafetensorsError(
+        'TENSOR_NOT_FOUND',
+        src.path,
+        `tensor ${JSON.stringify(n)}: no shard holds it as the index says`,
+      );
     out.set(n, { file });
   }
   return out;
@@ -173,7 +199,13 @@ export class StoredWeights implements TensorReader {
       const short = name.slice(prefix.length);
       if (!name.startsWith(prefix) || !isFloat(info.dtype) || ignore.has(short)) continue;
       const [start, end] = info.dataOffsets;
-      entries.set(short, { dtype: info.dtype, shape: info.shape, file: file.path, position: file.dataStart + start, bytes: end - start });
+      entries.set(short, {
+        dtype: info.dtype,
+        shape: info.shape,
+        file: file.path,
+        position: file.dataStart + start,
+        bytes: end - start,
+      });
     }
     return new StoredWeights(src.path, entries);
   }
@@ -197,12 +229,14 @@ export class StoredWeights implements TensorReader {
 
   private entry(name: string): StoredEntry {
     const e = this.entries.get(name);
-    if (e === undefined) throw new SafetensorsError('TENSOR_NOT_FOUND', this.label, `no float tensor named ${JSON.stringify(name)}`);
+    if (e === undefined)
+      throw new SafetensorsError('TENSOR_NOT_FOUND', this.label, `no float tensor named ${JSON.stringify(name)}`);
     return e;
   }
 
   private fd(file: string): number {
-    if (this.closed) throw new SafetensorsError('IO', file, 'the offloaded model was disposed: its checkpoint is closed');
+    if (this.closed)
+      throw new SafetensorsError('IO', file, 'the offloaded model was disposed: its checkpoint is closed');
     let fd = this.fds.get(file);
     if (fd === undefined) {
       try {
@@ -227,7 +261,12 @@ export class StoredWeights implements TensorReader {
       } catch (e) {
         throw new SafetensorsError('IO', file, `reading ${what}: ${(e as Error).message}`);
       }
-      if (n === 0) throw new SafetensorsError('TRUNCATED', file, `${what}: expected ${into.byteLength} bytes at offset ${position}, the file ended after ${done} (file changed or truncated?)`);
+      if (n === 0)
+        throw new SafetensorsError(
+          'TRUNCATED',
+          file,
+          `${what}: expected ${into.byteLength} bytes at offset ${position}, the file ended after ${done} (file changed or truncated?)`,
+        );
       done += n;
     }
   }
@@ -250,7 +289,13 @@ export class StoredWeights implements TensorReader {
     const raw = new Uint8Array(this.scratch('scratchRaw', e.bytes), 0, e.bytes);
     this.readAt(e.file, raw, e.position, `tensor ${JSON.stringify(name)}`);
     const n = e.bytes / FLOAT_SIZE[e.dtype];
-    return widenToF32(e.dtype, raw, e.shape, transpose, transient ? new Float32Array(this.scratch('scratchF32', 4 * n), 0, n) : undefined);
+    return widenToF32(
+      e.dtype,
+      raw,
+      e.shape,
+      transpose,
+      transient ? new Float32Array(this.scratch('scratchF32', 4 * n), 0, n) : undefined,
+    );
   }
 
   /** A reused buffer of at least `bytes` (grown when needed). */
@@ -270,7 +315,8 @@ export class StoredWeights implements TensorReader {
     const raw = new Uint8Array(rowBytes);
     for (let k = 0; k < rows.length; k++) {
       const r = rows[k]!;
-      if (!Number.isInteger(r) || r < 0 || r >= R) throw new ShapeError('input_ids', `id ${r} is outside the ${R}-row table ${name}`);
+      if (!Number.isInteger(r) || r < 0 || r >= R)
+        throw new ShapeError('input_ids', `id ${r} is outside the ${R}-row table ${name}`);
       const seen = firstAt.get(r);
       if (seen !== undefined) {
         out.copyWithin(k * C, seen * C, (seen + 1) * C);
@@ -348,12 +394,23 @@ export function blockOf(name: string, layout: BlockLayout): number | undefined {
 
 export function footprint(store: StoredWeights, layout?: BlockLayout): WeightFootprint {
   const n = layout?.count ?? 0;
-  const fp: WeightFootprint = { params: 0, residentBytes: 0, keptBytes: 0, blockBytes: Array(n).fill(0), packedBytes: 0, keptPackedBytes: 0, blockPackedBytes: Array(n).fill(0), largestTensorBytes: 0, largestOffloadTensorBytes: 0 };
+  const fp: WeightFootprint = {
+    params: 0,
+    residentBytes: 0,
+    keptBytes: 0,
+    blockBytes: Array(n).fill(0),
+    packedBytes: 0,
+    keptPackedBytes: 0,
+    blockPackedBytes: Array(n).fill(0),
+    largestTensorBytes: 0,
+    largestOffloadTensorBytes: 0,
+  };
   const largestMatrix: number[] = Array(n).fill(0);
   for (const name of store.names()) {
     const bytes = 4 * store.numel(name);
     // models without a layout (the VAE) are not modelled: no packed copies counted
-    const packed = layout !== undefined && store.shape(name)!.length >= 2 && layout.gathered?.(name) !== true ? bytes : 0;
+    const packed =
+      layout !== undefined && store.shape(name)!.length >= 2 && layout.gathered?.(name) !== true ? bytes : 0;
     fp.params += bytes / 4;
     fp.residentBytes += bytes;
     fp.packedBytes += packed;
@@ -362,7 +419,8 @@ export function footprint(store: StoredWeights, layout?: BlockLayout): WeightFoo
     fp.largestOffloadTensorBytes = Math.max(fp.largestOffloadTensorBytes, bytes);
     const b = layout !== undefined ? blockOf(name, layout) : undefined;
     if (b !== undefined) {
-      if (packed > 0) largestMatrix[b] = Math.max(largestMatrix[b]!, bytes); // streamed: one at a time
+      if (packed > 0)
+        largestMatrix[b] = Math.max(largestMatrix[b]!, bytes); // streamed: one at a time
       else fp.blockBytes[b]! += bytes;
     } else {
       fp.keptBytes += bytes;
@@ -419,15 +477,24 @@ export interface Need {
 export function memoryNeeded(mode: 'none' | 'blocks', fp: WeightFootprint, avail: MemoryAvailable): Need {
   const wasm = avail.backend === 'wasm';
   const block = (i: number) => fp.blockBytes[i]! + (wasm ? fp.blockPackedBytes[i]! : 0);
-  const backend = mode === 'none' ? fp.residentBytes + (wasm ? fp.packedBytes : 0) : fp.keptBytes + (wasm ? fp.keptPackedBytes : 0) + Math.max(0, ...fp.blockBytes.map((_, i) => block(i)));
+  const backend =
+    mode === 'none'
+      ? fp.residentBytes + (wasm ? fp.packedBytes : 0)
+      : fp.keptBytes + (wasm ? fp.keptPackedBytes : 0) + Math.max(0, ...fp.blockBytes.map((_, i) => block(i)));
   const perTensor = mode === 'none' ? fp.largestTensorBytes : fp.largestOffloadTensorBytes;
   return { backend, perTensor, js: 2 * perTensor + (avail.backendInJs ? backend : 0) };
 }
 
 /** The first limit `need` exceeds (with `share` of the backend/JS budget), or undefined when it fits. */
-function shortfall(need: Need, avail: MemoryAvailable, share = 1): { needed: number; limit: number; where: string } | undefined {
-  if (avail.backendBytes !== undefined && need.backend > share * avail.backendBytes) return { needed: need.backend, limit: share * avail.backendBytes, where: avail.backend };
-  if (avail.perTensorBytes !== undefined && need.perTensor > avail.perTensorBytes) return { needed: need.perTensor, limit: avail.perTensorBytes, where: `${avail.backend} (one tensor)` };
+function shortfall(
+  need: Need,
+  avail: MemoryAvailable,
+  share = 1,
+): { needed: number; limit: number; where: string } | undefined {
+  if (avail.backendBytes !== undefined && need.backend > share * avail.backendBytes)
+    return { needed: need.backend, limit: share * avail.backendBytes, where: avail.backend };
+  if (avail.perTensorBytes !== undefined && need.perTensor > avail.perTensorBytes)
+    return { needed: need.perTensor, limit: avail.perTensorBytes, where: `${avail.backend} (one tensor)` };
   const jsShare = avail.backendInJs ? share : 1;
   if (need.js > jsShare * avail.jsBytes) return { needed: need.js, limit: jsShare * avail.jsBytes, where: 'free RAM' };
   return undefined;
@@ -446,7 +513,13 @@ export interface OffloadDecision {
  * @param canOffload false for models without blocks (only 'none' applies)
  * @throws MemoryBudgetError when the requested mode (for 'auto': even offload) does not fit
  */
-export function chooseOffload(what: string, requested: OffloadMode, fp: WeightFootprint, avail: MemoryAvailable, canOffload: boolean): OffloadDecision {
+export function chooseOffload(
+  what: string,
+  requested: OffloadMode,
+  fp: WeightFootprint,
+  avail: MemoryAvailable,
+  canOffload: boolean,
+): OffloadDecision {
   const blocks = fp.blockBytes.length;
   const resident = memoryNeeded('none', fp, avail);
   const offload = memoryNeeded('blocks', fp, avail);
@@ -460,13 +533,19 @@ export function chooseOffload(what: string, requested: OffloadMode, fp: WeightFo
   const refuse = (miss: { needed: number; limit: number; where: string }, detail: string): never => {
     throw new MemoryBudgetError(`loading ${what}`, miss.needed, miss.limit, miss.where, detail);
   };
-  const packed = avail.backend === 'wasm' && fp.packedBytes > 0 ? ` + ${size(fp.packedBytes)} for XNNPACK's packed copies of the matrices` : '';
+  const packed =
+    avail.backend === 'wasm' && fp.packedBytes > 0
+      ? ` + ${size(fp.packedBytes)} for XNNPACK's packed copies of the matrices`
+      : '';
   const residentDetail = `its ${fp.params} parameters as float32 take ${size(fp.residentBytes)}${packed}`;
   const offloadDetail = `too large even for offload: the kept part (${size(fp.keptBytes)}) + a running block (${size(largestBlock)}) do not fit; use a backend with more memory (webgpu on a GPU)`;
 
   if (requested === 'none' || !canBlocks) {
     if (residentMiss !== undefined) {
-      const hint = canBlocks && offloadMiss === undefined ? `; load with offload 'blocks' (--offload blocks) to read one block at a time` : '';
+      const hint =
+        canBlocks && offloadMiss === undefined
+          ? `; load with offload 'blocks' (--offload blocks) to read one block at a time`
+          : '';
       refuse(residentMiss, `${residentDetail}${hint}`);
     }
     return { mode: 'none', note: residentNote, footprint: fp };
@@ -479,7 +558,13 @@ export function chooseOffload(what: string, requested: OffloadMode, fp: WeightFo
   const tight = shortfall(resident, avail, 1 - AUTO_ACTIVATION_SHARE);
   if (tight === undefined) return { mode: 'none', note: residentNote, footprint: fp };
   if (offloadMiss !== undefined) refuse(offloadMiss, offloadDetail);
-  return { mode: 'blocks', note: offloadNote(`resident would need ${size(tight.needed)}, ${tight.where} allows ${size(tight.limit)} with room for activations`), footprint: fp };
+  return {
+    mode: 'blocks',
+    note: offloadNote(
+      `resident would need ${size(tight.needed)}, ${tight.where} allows ${size(tight.limit)} with room for activations`,
+    ),
+    footprint: fp,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

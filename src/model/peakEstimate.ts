@@ -87,7 +87,8 @@ export function transformerPeakEstimate(d: TransformerDims): PeakEstimate {
   const score = peakScoreBytes(d.layout, d.chunkSize);
   const head = 4 * (d.Lt + d.Lv) * (d.headDim ?? d.dim / d.heads);
   const tables = d.rope === false ? 0 : 2 * head; // cos and sin
-  const held = (OUTER_ACTS + LAYER_ACTS * (d.heldBlockOutputs ?? 1) + (d.segment === true ? SEGMENT_ACTS : 0)) * act + tables;
+  const held =
+    (OUTER_ACTS + LAYER_ACTS * (d.heldBlockOutputs ?? 1) + (d.segment === true ? SEGMENT_ACTS : 0)) * act + tables;
   const ffStage = n > rows ? 4 * act + 3 * ff + 2 * chunkOut : 3 * act + Math.max(3 * ff, 2 * ff + 2 * act);
   const attn = Math.max(ATTN_PROJ_ACTS * act, ATTN_LOOP_ACTS * act + 2 * score + 8 * head) + tables; // + the joint-sequence tables
   const block = Math.max(MLP_END_ACTS * act, ffStage, attn);

@@ -17,7 +17,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { COGVIDEOX_5B_SCHEDULER, type SchedulerConfig } from '../config/schedulerConfig.js';
 import { Mask2DiTError, ShapeError } from '../errors.js';
 import { createSampler, type SamplerOptions } from '../sampler/index.js';
-import { combineBatchedGuidance, combineGuidance, guidanceScaleAt, usesGuidance, type DynamicCfg, type GuidanceSchedule } from '../sampler/guidance.js';
+import {
+  combineBatchedGuidance,
+  combineGuidance,
+  guidanceScaleAt,
+  usesGuidance,
+  type DynamicCfg,
+  type GuidanceSchedule,
+} from '../sampler/guidance.js';
 import { gaussianNoise, STREAM } from '../sampler/noise.js';
 import type { NoiseSource, Sampler, SamplerName } from '../sampler/sampler.js';
 import type { Probe } from '../layers/probe.js';
@@ -165,16 +172,31 @@ export function vaeFactors(vae: VideoDecoder | undefined): { spatial: number; te
 }
 
 /** Check frames / height / width against the VAE and patch factors. */
-export function sceneGeometry(transformer: Mask2DiTTransformer, vae: VideoDecoder | undefined, frames: number, height: number, width: number): SceneGeometry {
+export function sceneGeometry(
+  transformer: Mask2DiTTransformer,
+  vae: VideoDecoder | undefined,
+  frames: number,
+  height: number,
+  width: number,
+): SceneGeometry {
   const { spatial, temporal } = vaeFactors(vae);
   const p = transformer.config.patch_size;
   if (!Number.isInteger(frames) || frames < 1 || (frames - 1) % temporal !== 0) {
-    throw new PipelineInputError('frames', `frames per scene must have the form ${temporal}k + 1 (1, ${temporal + 1}, ${2 * temporal + 1}, …), got ${frames}`);
+    throw new PipelineInputError(
+      'frames',
+      `frames per scene must have the form ${temporal}k + 1 (1, ${temporal + 1}, ${2 * temporal + 1}, …), got ${frames}`,
+    );
   }
   const unit = spatial * p;
-  for (const [name, v] of [['height', height], ['width', width]] as const) {
+  for (const [name, v] of [
+    ['height', height],
+    ['width', width],
+  ] as const) {
     if (!Number.isInteger(v) || v < unit || v % unit !== 0) {
-      throw new PipelineInputError(name, `must be a positive multiple of ${unit} (VAE factor ${spatial} × patch size ${p}), got ${v}`);
+      throw new PipelineInputError(
+        name,
+        `must be a positive multiple of ${unit} (VAE factor ${spatial} × patch size ${p}), got ${v}`,
+      );
     }
   }
   return { frames, height, width, f: (frames - 1) / temporal + 1, h: height / spatial, w: width / spatial };
@@ -189,8 +211,16 @@ export function sceneBlocks(transformer: Mask2DiTTransformer, emb: PromptEmbeddi
   try {
     list.forEach((e, s) => {
       const shape = e.rank === 3 && e.shape[0] === 1 ? e.shape.slice(1) : e.shape;
-      if (shape[shape.length - 1] !== D) throw new ShapeError(`${field}[${s}]`, `embedding width ${shape[shape.length - 1]} does not match the transformer's text_embed_dim ${D} (shape [${e.shape}])`);
-      if (shape.length !== 2 || shape[0] !== T) throw new ShapeError(`${field}[${s}]`, `expected [${T}, ${D}] (max_text_seq_length × text_embed_dim), got [${e.shape}]`);
+      if (shape[shape.length - 1] !== D)
+        throw new ShapeError(
+          `${field}[${s}]`,
+          `embedding width ${shape[shape.length - 1]} does not match the transformer's text_embed_dim ${D} (shape [${e.shape}])`,
+        );
+      if (shape.length !== 2 || shape[0] !== T)
+        throw new ShapeError(
+          `${field}[${s}]`,
+          `expected [${T}, ${D}] (max_text_seq_length × text_embed_dim), got [${e.shape}]`,
+        );
       out.push(tf.reshape(e, [T, D]));
     });
     return out;
@@ -220,14 +250,33 @@ export function buildContext(
     throw e;
   };
   if (S === 0) fail(new PipelineInputError('prompts', 'at least one scene prompt embedding is needed'));
-  if (scenes !== undefined && scenes !== S) fail(new PipelineInputError('prompts', `got ${S} prompt embeddings for ${scenes} scenes; give exactly one per scene`));
-  if (!transformer.config.multiScene && S !== 1) fail(new PipelineInputError('prompts', `the transformer (${transformer.config._class_name}) takes one scene, got ${S} prompts`));
-  if (guidance && negative === undefined) fail(new PipelineInputError('negative', 'guidance scale > 1 needs negative prompt embeddings (e.g. the text encoder output of the empty prompt)'));
+  if (scenes !== undefined && scenes !== S)
+    fail(
+      new PipelineInputError('prompts', `got ${S} prompt embeddings for ${scenes} scenes; give exactly one per scene`),
+    );
+  if (!transformer.config.multiScene && S !== 1)
+    fail(
+      new PipelineInputError(
+        'prompts',
+        `the transformer (${transformer.config._class_name}) takes one scene, got ${S} prompts`,
+      ),
+    );
+  if (guidance && negative === undefined)
+    fail(
+      new PipelineInputError(
+        'negative',
+        'guidance scale > 1 needs negative prompt embeddings (e.g. the text encoder output of the empty prompt)',
+      ),
+    );
   let negBlocks: tf.Tensor[] = [];
   try {
     if (guidance) {
       negBlocks = sceneBlocks(transformer, negative!, 'negative');
-      if (negBlocks.length !== 1 && negBlocks.length !== S) throw new PipelineInputError('negative', `expected one negative embedding or one per scene (${S}), got ${negBlocks.length}`);
+      if (negBlocks.length !== 1 && negBlocks.length !== S)
+        throw new PipelineInputError(
+          'negative',
+          `expected one negative embedding or one per scene (${S}), got ${negBlocks.length}`,
+        );
     }
     return tf.tidy(() => {
       const cond = tf.expandDims(tf.concat(blocks, 0), 0); // [1, S·T, D]
@@ -243,14 +292,23 @@ export function buildContext(
 
 export function resolveSampler(components: PipelineComponents, opts: SamplingOptions): Sampler {
   const s = opts.sampler ?? 'ddim';
-  const sampler = typeof s === 'string' ? createSampler(s, s === 'flow-euler' ? components.scheduler : (components.scheduler ?? COGVIDEOX_5B_SCHEDULER), opts.samplerOptions) : s;
-  if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new PipelineInputError('steps', `must be a positive integer, got ${opts.steps}`);
+  const sampler =
+    typeof s === 'string'
+      ? createSampler(
+          s,
+          s === 'flow-euler' ? components.scheduler : (components.scheduler ?? COGVIDEOX_5B_SCHEDULER),
+          opts.samplerOptions,
+        )
+      : s;
+  if (!Number.isInteger(opts.steps) || opts.steps < 1)
+    throw new PipelineInputError('steps', `must be a positive integer, got ${opts.steps}`);
   sampler.setTimesteps(opts.steps);
   return sampler;
 }
 
 export function checkSeed(seed: number): number {
-  if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw new PipelineInputError('seed', `must be an integer in [0, 2^53), got ${seed}`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER)
+    throw new PipelineInputError('seed', `must be an integer in [0, 2^53), got ${seed}`);
   return seed;
 }
 
@@ -292,16 +350,29 @@ function predict(a: DenoiseArgs, x: tf.Tensor, t: number, g: number, probe: Prob
     ...(a.chunkSize !== undefined ? { chunkSize: a.chunkSize } : {}),
   };
   const { cond, uncond } = a.context;
-  if (uncond === undefined) return a.transformer.forward({ hiddenStates: x, encoderHiddenStates: cond, timestep: [t], ...common, ...probed });
+  if (uncond === undefined)
+    return a.transformer.forward({ hiddenStates: x, encoderHiddenStates: cond, timestep: [t], ...common, ...probed });
   if (a.cfgBatch === 'batched') {
     return tf.tidy(() => {
-      const out = a.transformer.forward({ hiddenStates: tf.concat([x, x], 0), encoderHiddenStates: tf.concat([uncond, cond], 0), timestep: [t, t], ...common, ...probed }); // captures: row 1 is the conditional branch
+      const out = a.transformer.forward({
+        hiddenStates: tf.concat([x, x], 0),
+        encoderHiddenStates: tf.concat([uncond, cond], 0),
+        timestep: [t, t],
+        ...common,
+        ...probed,
+      }); // captures: row 1 is the conditional branch
       return combineBatchedGuidance(out, g); // rows: [uncond, cond]
     });
   }
   return tf.tidy(() => {
     const u = a.transformer.forward({ hiddenStates: x, encoderHiddenStates: uncond, timestep: [t], ...common });
-    const c = a.transformer.forward({ hiddenStates: x, encoderHiddenStates: cond, timestep: [t], ...common, ...probed });
+    const c = a.transformer.forward({
+      hiddenStates: x,
+      encoderHiddenStates: cond,
+      timestep: [t],
+      ...common,
+      ...probed,
+    });
     return combineGuidance(u, c, g);
   });
 }
@@ -365,7 +436,9 @@ export async function decodeScenes(vae: VideoDecoder, latents: tf.Tensor, scenes
   try {
     for (let s = 0; s < scenes; s++) {
       const r = sceneFrameRange(F, scenes, s);
-      const z = tf.tidy(() => tf.div(tf.transpose(tf.slice(latents, [0, r.start], [-1, rangeLength(r)]), [0, 2, 1, 3, 4]), vae.scalingFactor)); // [1, C, f, h, w]
+      const z = tf.tidy(() =>
+        tf.div(tf.transpose(tf.slice(latents, [0, r.start], [-1, rangeLength(r)]), [0, 2, 1, 3, 4]), vae.scalingFactor),
+      ); // [1, C, f, h, w]
       let x: tf.Tensor;
       try {
         x = await vae.decode(z, { tiling: 'auto' });
@@ -397,15 +470,23 @@ export abstract class PipelineBase {
 }
 
 export class Mask2DiTPipeline extends PipelineBase {
-
   /** Generate all scenes jointly. Input tensors are not disposed; the result's tensors belong to the caller. */
   async generate(opts: GenerateOptions): Promise<PipelineResult> {
     const output = opts.output ?? 'video';
-    if (output === 'video' && this.vae === undefined) throw new PipelineInputError('output', "'video' needs a VAE; pass one to the pipeline or use output 'latent'");
+    if (output === 'video' && this.vae === undefined)
+      throw new PipelineInputError('output', "'video' needs a VAE; pass one to the pipeline or use output 'latent'");
     const geo = sceneGeometry(this.transformer, this.vae, opts.frames, opts.height, opts.width);
     const seed = checkSeed(opts.seed ?? 0);
-    const sampler = resolveSampler({ transformer: this.transformer, ...(this.scheduler !== undefined ? { scheduler: this.scheduler } : {}) }, opts);
-    const guidance: GuidanceSchedule = { scale: opts.guidanceScale ?? 6, dynamic: opts.dynamicCfg ?? 'off', steps: sampler.timesteps.length, numTrainTimesteps: sampler.numTrainTimesteps };
+    const sampler = resolveSampler(
+      { transformer: this.transformer, ...(this.scheduler !== undefined ? { scheduler: this.scheduler } : {}) },
+      opts,
+    );
+    const guidance: GuidanceSchedule = {
+      scale: opts.guidanceScale ?? 6,
+      dynamic: opts.dynamicCfg ?? 'off',
+      steps: sampler.timesteps.length,
+      numTrainTimesteps: sampler.numTrainTimesteps,
+    };
     const context = buildContext(this.transformer, opts.prompts, opts.negative, opts.scenes, usesGuidance(guidance));
     const S = context.scenes;
     const C = this.transformer.config.in_channels;
@@ -424,7 +505,9 @@ export class Mask2DiTPipeline extends PipelineBase {
         latents = tf.mul(unscaled, sampler.initNoiseSigma);
         unscaled.dispose();
       }
-      const rope = this.transformer.config.use_rotary_positional_embeddings ? this.transformer.ropeFor(S * geo.f, geo.h, geo.w) : undefined;
+      const rope = this.transformer.config.use_rotary_positional_embeddings
+        ? this.transformer.ropeFor(S * geo.f, geo.h, geo.w)
+        : undefined;
       if (rope !== undefined) owned.push(rope.cos, rope.sin);
       const final = await denoise({
         transformer: this.transformer,

@@ -19,7 +19,16 @@ import { openSafetensors, type TensorSource } from '../io/safetensors.js';
 import type { M2Layer } from '../layers/layer.js';
 import { WeightSource } from '../layers/weightSource.js';
 import { log } from '../log.js';
-import { chooseOffload, footprint, memoryAvailable, StoredWeights, type BlockLayout, type MemoryAvailable, type OffloadDecision, type OffloadMode } from './offload.js';
+import {
+  chooseOffload,
+  footprint,
+  memoryAvailable,
+  StoredWeights,
+  type BlockLayout,
+  type MemoryAvailable,
+  type OffloadDecision,
+  type OffloadMode,
+} from './offload.js';
 
 export interface PretrainedOptions {
   /** Tolerate unexpected keys (default false: they are an error). */
@@ -75,14 +84,28 @@ export async function loadPretrained<C, T extends M2Layer>(
 ): Promise<T> {
   const root = fs.existsSync(path.join(dir, sub, 'config.json')) ? path.join(dir, sub) : dir;
   const configPath = path.join(root, 'config.json');
-  if (!fs.existsSync(configPath)) throw new ConfigError(configPath, '(file)', `missing: expected ${what} folder (or a pipeline folder with ${sub}/) holding config.json`);
+  if (!fs.existsSync(configPath))
+    throw new ConfigError(
+      configPath,
+      '(file)',
+      `missing: expected ${what} folder (or a pipeline folder with ${sub}/) holding config.json`,
+    );
   const config = readConfig(configPath);
   const src = await openSafetensors(options.weights ?? root);
   let store: StoredWeights | undefined;
   try {
-    store = StoredWeights.fromSource(src, { ...(options.prefix !== undefined ? { prefix: options.prefix } : {}), ignore: options.ignore ?? [] });
+    store = StoredWeights.fromSource(src, {
+      ...(options.prefix !== undefined ? { prefix: options.prefix } : {}),
+      ignore: options.ignore ?? [],
+    });
     const layout = options.blocks?.(config);
-    const decision = chooseOffload(`${sub} (${root})`, options.offload ?? 'auto', footprint(store, layout), options.memory ?? memoryAvailable(), layout !== undefined);
+    const decision = chooseOffload(
+      `${sub} (${root})`,
+      options.offload ?? 'auto',
+      footprint(store, layout),
+      options.memory ?? memoryAvailable(),
+      layout !== undefined,
+    );
     log.info(decision.note);
     options.onDecision?.(decision);
     const ws = WeightSource.fromReader(store);

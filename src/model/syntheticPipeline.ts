@@ -66,7 +66,11 @@ const UP = 'CogVideoXUpBlock3D';
 function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
   if (v === null || typeof v !== 'object') return v;
-  return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Json)[k])]));
+  return Object.fromEntries(
+    Object.keys(v)
+      .sort()
+      .map((k) => [k, sortKeys((v as Json)[k])]),
+  );
 }
 
 /** Keys whose values are Python floats in the reference configs (written `1.0`, `1e-05`, as Python does). */
@@ -98,7 +102,11 @@ export function pythonFloat(v: number): string {
 
 /** A config file's text as `json.dumps(config, indent=2, sort_keys=True) + "\\n"` writes it. */
 export function configText(v: unknown): string {
-  const marked = JSON.stringify(sortKeys(v), (k, x: unknown) => (typeof x === 'number' && FLOAT_KEYS.has(k) ? `\u0000${pythonFloat(x)}` : x), 2);
+  const marked = JSON.stringify(
+    sortKeys(v),
+    (k, x: unknown) => (typeof x === 'number' && FLOAT_KEYS.has(k) ? `\u0000${pythonFloat(x)}` : x),
+    2,
+  );
   return `${marked.replace(/"\\u0000([^"]*)"/g, '$1')}\n`;
 }
 
@@ -252,7 +260,10 @@ export function syntheticSpec(scale: Scale): SyntheticSpec {
     maxTextLength: d.maxText,
     // full: save_pretrained(max_shard_size="5GB") as diffusers' convert_cogvideox_to_diffusers.py;
     // tiny: small enough that the transformer and the text encoder each come in several shards
-    maxShardSize: scale === 'full' ? { transformer: 5 * GB, textEncoder: 5 * GB, vae: 5 * GB } : { transformer: 32_000, textEncoder: 32_000, vae: 5 * GB },
+    maxShardSize:
+      scale === 'full'
+        ? { transformer: 5 * GB, textEncoder: 5 * GB, vae: 5 * GB }
+        : { transformer: 32_000, textEncoder: 32_000, vae: 5 * GB },
   };
 }
 
@@ -279,7 +290,10 @@ export function transformerParameterShapes(c: TransformerConfig): Map<string, nu
   if (c.patch_bias) m.set('patch_embed.proj.bias', [D]);
   linear('patch_embed.text_proj', D, c.text_embed_dim);
   if (c.use_learned_positional_embeddings) {
-    const tokens = (Math.floor((c.sample_frames - 1) / c.temporal_compression_ratio) + 1) * Math.floor(c.sample_height / p) * Math.floor(c.sample_width / p);
+    const tokens =
+      (Math.floor((c.sample_frames - 1) / c.temporal_compression_ratio) + 1) *
+      Math.floor(c.sample_height / p) *
+      Math.floor(c.sample_width / p);
     m.set('patch_embed.pos_embedding', [1, c.max_text_seq_length + tokens, D]);
   }
   linear('time_embedding.linear_1', E, D);
@@ -374,7 +388,11 @@ export function parameterCount(shapes: Map<string, readonly number[]>): number {
 }
 
 /** The three components' parameter lists of a spec (configs parsed by the project's readers). */
-export function syntheticShapes(spec: SyntheticSpec): { transformer: Map<string, number[]>; textEncoder: Map<string, number[]>; vae: Map<string, number[]> } {
+export function syntheticShapes(spec: SyntheticSpec): {
+  transformer: Map<string, number[]>;
+  textEncoder: Map<string, number[]>;
+  vae: Map<string, number[]>;
+} {
   return {
     transformer: transformerParameterShapes(parseTransformerConfig(spec.transformer, 'transformer/config.json').config),
     textEncoder: t5ParameterShapes(parseTextEncoderConfig(spec.textEncoder, 'text_encoder/config.json').config),
@@ -387,16 +405,26 @@ export function syntheticShapes(spec: SyntheticSpec): { transformer: Map<string,
 
 /** Φ⁻¹(p), Acklam's rational approximation (relative error < 1.2e-9). */
 function inverseNormal(p: number): number {
-  const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
+  const a = [
+    -39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239,
+  ];
   const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
-  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const c = [
+    -0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968,
+    2.938163982698783,
+  ];
   const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
-  const tail = (q: number) => (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
+  const tail = (q: number) =>
+    (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) /
+    ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
   if (p < 0.02425) return tail(Math.sqrt(-2 * Math.log(p)));
   if (p > 1 - 0.02425) return -tail(Math.sqrt(-2 * Math.log(1 - p)));
   const q = p - 0.5;
   const r = q * q;
-  return ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) / (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1);
+  return (
+    ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) /
+    (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1)
+  );
 }
 
 let quantiles: Float64Array | undefined;
@@ -472,7 +500,8 @@ export function randomBf16Tensor(name: string, shape: readonly number[], seed: n
     shape,
     fill(chunk: Uint8Array, start: number): void {
       if (start === 0) state = seedState(seed, name);
-      if (chunk.byteOffset % 4 !== 0 || chunk.byteLength % 2 !== 0) throw new Mask2DiTError('IO', `${name}: chunk must be 4-byte aligned and whole bf16 values`);
+      if (chunk.byteOffset % 4 !== 0 || chunk.byteLength % 2 !== 0)
+        throw new Mask2DiTError('IO', `${name}: chunk must be 4-byte aligned and whole bf16 values`);
       const pairs = chunk.byteLength >>> 2;
       fillPairs(new Uint32Array(chunk.buffer, chunk.byteOffset, pairs), table, state);
       if (chunk.byteLength % 4 === 2) {
@@ -498,7 +527,8 @@ export function sentencePieceCount(bytes: Uint8Array): number {
   const varint = (): number => {
     let v = 0;
     for (let shift = 0; ; shift += 7) {
-      if (at >= bytes.length || shift > 49) throw new Mask2DiTError('IO', 'spiece.model: not a SentencePiece model (bad varint)');
+      if (at >= bytes.length || shift > 49)
+        throw new Mask2DiTError('IO', 'spiece.model: not a SentencePiece model (bad varint)');
       const b = bytes[at++]!;
       v += (b & 0x7f) * 2 ** shift;
       if (b < 0x80) return v;
@@ -514,21 +544,30 @@ export function sentencePieceCount(bytes: Uint8Array): number {
     else if (wire === 2) {
       const n = varint(); // read before adding: `at += varint()` would add to the old `at`
       at += n;
-    }
-    else throw new Mask2DiTError('IO', `spiece.model: not a SentencePiece model (wire type ${wire})`);
+    } else throw new Mask2DiTError('IO', `spiece.model: not a SentencePiece model (wire type ${wire})`);
     if (Math.floor(tag / 8) === 1) pieces++;
   }
   if (at !== bytes.length) throw new Mask2DiTError('IO', 'spiece.model: truncated');
   return pieces;
 }
 
-const special = (content: string, strip = false) => ({ content, lstrip: strip, normalized: false, rstrip: strip, single_word: false });
+const special = (content: string, strip = false) => ({
+  content,
+  lstrip: strip,
+  normalized: false,
+  rstrip: strip,
+  single_word: false,
+});
 
 /** tokenizer_config.json, special_tokens_map.json and added_tokens.json of a T5Tokenizer with `pieces` pieces. */
 export function tokenizerFiles(pieces: number, maxLength: number): Record<string, string> {
   const extra = Array.from({ length: 100 }, (_, i) => `<extra_id_${i}>`);
   const idOf = (i: number) => pieces + 99 - i; // <extra_id_0> is the last id
-  const decoder: Json = { 0: { ...special('<pad>'), special: true }, 1: { ...special('</s>'), special: true }, 2: { ...special('<unk>'), special: true } };
+  const decoder: Json = {
+    0: { ...special('<pad>'), special: true },
+    1: { ...special('</s>'), special: true },
+    2: { ...special('<unk>'), special: true },
+  };
   for (let i = 99; i >= 0; i--) decoder[idOf(i)] = { ...special(extra[i]!, true), special: true };
   return {
     'tokenizer_config.json': configText({
@@ -545,7 +584,12 @@ export function tokenizerFiles(pieces: number, maxLength: number): Record<string
       tokenizer_class: 'T5Tokenizer',
       unk_token: '<unk>',
     }),
-    'special_tokens_map.json': configText({ additional_special_tokens: extra, eos_token: special('</s>'), pad_token: special('<pad>'), unk_token: special('<unk>') }),
+    'special_tokens_map.json': configText({
+      additional_special_tokens: extra,
+      eos_token: special('</s>'),
+      pad_token: special('<pad>'),
+      unk_token: special('<unk>'),
+    }),
     'added_tokens.json': configText(Object.fromEntries(extra.map((t, i) => [t, idOf(i)]))),
   };
 }
@@ -588,7 +632,11 @@ export interface SyntheticSummary {
 
 function summary(shapes: Map<string, number[]>, plan: ShardPlan, sub: string): ComponentSummary {
   const files = plan.files.map((f) => `${sub}/${f.file}`);
-  return { parameters: parameterCount(shapes), bytes: plan.totalSize, files: plan.index !== undefined ? [...files, `${sub}/${plan.index}`] : files };
+  return {
+    parameters: parameterCount(shapes),
+    bytes: plan.totalSize,
+    files: plan.index !== undefined ? [...files, `${sub}/${plan.index}`] : files,
+  };
 }
 
 function readme(spec: SyntheticSpec, s: Omit<SyntheticSummary, 'dir'>): string {
@@ -619,11 +667,23 @@ fine-tune), so that loading, memory and benchmark code can run at ${s.scale === 
 }
 
 /** Write `tensors` as `dir/<sub>/config.json` + sharded safetensors. */
-async function writeComponent(dir: string, sub: string, config: Json, stem: string, tensors: StreamedTensor[], maxShardSize: number, onProgress?: SyntheticOptions['onProgress']) {
+async function writeComponent(
+  dir: string,
+  sub: string,
+  config: Json,
+  stem: string,
+  tensors: StreamedTensor[],
+  maxShardSize: number,
+  onProgress?: SyntheticOptions['onProgress'],
+) {
   const d = path.join(dir, sub);
   fs.mkdirSync(d);
   fs.writeFileSync(path.join(d, 'config.json'), configText(config));
-  return writeShardedSafetensors(d, tensors, { stem, maxShardSize, ...(onProgress !== undefined ? { onProgress: (w, t) => onProgress(sub, w, t) } : {}) });
+  return writeShardedSafetensors(d, tensors, {
+    stem,
+    maxShardSize,
+    ...(onProgress !== undefined ? { onProgress: (w, t) => onProgress(sub, w, t) } : {}),
+  });
 }
 
 /**
@@ -643,7 +703,11 @@ export async function writeSyntheticPipeline(dir: string, options: SyntheticOpti
   const spiece = fs.readFileSync(options.spiece ?? DEFAULT_SPIECE);
   const pieces = sentencePieceCount(spiece);
   const vocab = spec.textEncoder['vocab_size'] as number;
-  if (pieces + 100 > vocab) throw new Mask2DiTError('CONFIG', `${options.spiece ?? DEFAULT_SPIECE}: ${pieces} pieces + 100 extra ids exceed the encoder's ${vocab} rows`);
+  if (pieces + 100 > vocab)
+    throw new Mask2DiTError(
+      'CONFIG',
+      `${options.spiece ?? DEFAULT_SPIECE}: ${pieces} pieces + 100 extra ids exceed the encoder's ${vocab} rows`,
+    );
   parseSchedulerConfig(spec.scheduler, 'scheduler/scheduler_config.json');
   const shapes = syntheticShapes(spec);
 
@@ -656,12 +720,44 @@ export async function writeSyntheticPipeline(dir: string, options: SyntheticOpti
     fs.writeFileSync(path.join(tmp, 'scheduler', 'scheduler_config.json'), configText(spec.scheduler));
     fs.mkdirSync(path.join(tmp, 'tokenizer'));
     fs.writeFileSync(path.join(tmp, 'tokenizer', 'spiece.model'), spiece);
-    for (const [name, text] of Object.entries(tokenizerFiles(pieces, spec.maxTextLength))) fs.writeFileSync(path.join(tmp, 'tokenizer', name), text);
+    for (const [name, text] of Object.entries(tokenizerFiles(pieces, spec.maxTextLength)))
+      fs.writeFileSync(path.join(tmp, 'tokenizer', name), text);
     const p = options.onProgress;
-    const t = await writeComponent(tmp, 'transformer', spec.transformer, 'diffusion_pytorch_model', randomWeights(shapes.transformer, seed), options.transformerShardSize ?? spec.maxShardSize.transformer, p);
-    const e = await writeComponent(tmp, 'text_encoder', spec.textEncoder, 'model', randomWeights(shapes.textEncoder, seed), spec.maxShardSize.textEncoder, p);
-    const v = await writeComponent(tmp, 'vae', spec.vae, 'diffusion_pytorch_model', randomWeights(shapes.vae, seed), spec.maxShardSize.vae, p);
-    const result = { scale, seed, transformer: summary(shapes.transformer, t, 'transformer'), textEncoder: summary(shapes.textEncoder, e, 'text_encoder'), vae: summary(shapes.vae, v, 'vae'), tokenizerPieces: pieces };
+    const t = await writeComponent(
+      tmp,
+      'transformer',
+      spec.transformer,
+      'diffusion_pytorch_model',
+      randomWeights(shapes.transformer, seed),
+      options.transformerShardSize ?? spec.maxShardSize.transformer,
+      p,
+    );
+    const e = await writeComponent(
+      tmp,
+      'text_encoder',
+      spec.textEncoder,
+      'model',
+      randomWeights(shapes.textEncoder, seed),
+      spec.maxShardSize.textEncoder,
+      p,
+    );
+    const v = await writeComponent(
+      tmp,
+      'vae',
+      spec.vae,
+      'diffusion_pytorch_model',
+      randomWeights(shapes.vae, seed),
+      spec.maxShardSize.vae,
+      p,
+    );
+    const result = {
+      scale,
+      seed,
+      transformer: summary(shapes.transformer, t, 'transformer'),
+      textEncoder: summary(shapes.textEncoder, e, 'text_encoder'),
+      vae: summary(shapes.vae, v, 'vae'),
+      tokenizerPieces: pieces,
+    };
     fs.writeFileSync(path.join(tmp, 'README.md'), readme(spec, result));
     replaceFolder(tmp, target);
     return { dir: target, ...result };

@@ -97,7 +97,10 @@ export class Mask2DiTTransformer extends M2Layer {
     const c = config;
     const D = c.innerDim;
     this.patchEmbed = this.child('patch_embed', new CogVideoXPatchEmbed(c, ws.pp('patch_embed')));
-    this.timeEmbedding = this.child('time_embedding', new TimestepEmbedding({ inChannels: D, timeEmbedDim: c.time_embed_dim }, ws.pp('time_embedding')));
+    this.timeEmbedding = this.child(
+      'time_embedding',
+      new TimestepEmbedding({ inChannels: D, timeEmbedDim: c.time_embed_dim }, ws.pp('time_embedding')),
+    );
     const list = this.child('transformer_blocks', new Container('transformer_blocks'));
     const blockCfg = {
       dim: D,
@@ -110,15 +113,33 @@ export class Mask2DiTTransformer extends M2Layer {
       ffInnerDim: 4 * D,
     };
     const layout = Mask2DiTTransformer.blockLayout(c);
-    if (store === undefined) this.blocks = Array.from({ length: c.num_layers }, (_, i) => list.add(String(i), new DiTBlock(blockCfg, ws.pp(layout.prefix).pp(i))));
+    if (store === undefined)
+      this.blocks = Array.from({ length: c.num_layers }, (_, i) =>
+        list.add(String(i), new DiTBlock(blockCfg, ws.pp(layout.prefix).pp(i))),
+      );
     else {
       this.blocks = [];
       this.offloaded = new OffloadedBlocks(store, layout, (bws) => new DiTBlock(blockCfg, bws), ws);
     }
-    this.normFinal = this.child('norm_final', new LayerNorm({ dim: D, eps: c.norm_eps, elementwiseAffine: c.norm_elementwise_affine, bias: true }, ws.pp('norm_final')));
-    this.normOut = this.child('norm_out', new AdaLayerNorm({ dim: D, conditioningDim: c.time_embed_dim, eps: c.norm_eps, elementwiseAffine: c.norm_elementwise_affine }, ws.pp('norm_out')));
+    this.normFinal = this.child(
+      'norm_final',
+      new LayerNorm(
+        { dim: D, eps: c.norm_eps, elementwiseAffine: c.norm_elementwise_affine, bias: true },
+        ws.pp('norm_final'),
+      ),
+    );
+    this.normOut = this.child(
+      'norm_out',
+      new AdaLayerNorm(
+        { dim: D, conditioningDim: c.time_embed_dim, eps: c.norm_eps, elementwiseAffine: c.norm_elementwise_affine },
+        ws.pp('norm_out'),
+      ),
+    );
     const p = c.patch_size;
-    this.projOut = this.child('proj_out', new Linear({ inFeatures: D, outFeatures: p * p * c.outChannels, bias: true }, ws.pp('proj_out')));
+    this.projOut = this.child(
+      'proj_out',
+      new Linear({ inFeatures: D, outFeatures: p * p * c.outChannels, bias: true }, ws.pp('proj_out')),
+    );
   }
 
   /** How the parameters split into blocks (what offload reads per use). */
@@ -144,26 +165,44 @@ export class Mask2DiTTransformer extends M2Layer {
     const [B, F, C, H, W] = x.shape as [number, number, number, number, number];
     const e = inputs.encoderHiddenStates;
     if (e.rank !== 3 || e.shape[0] !== B || e.shape[2] !== c.text_embed_dim) {
-      throw new ShapeError('encoder_hidden_states', `expected [${B}, S·${c.max_text_seq_length}, ${c.text_embed_dim}], got [${e.shape}]`);
+      throw new ShapeError(
+        'encoder_hidden_states',
+        `expected [${B}, S·${c.max_text_seq_length}, ${c.text_embed_dim}], got [${e.shape}]`,
+      );
     }
-    if (C !== c.in_channels) throw new ShapeError('hidden_states', `expected ${c.in_channels} channels (config in_channels), got ${C}`);
+    if (C !== c.in_channels)
+      throw new ShapeError('hidden_states', `expected ${c.in_channels} channels (config in_channels), got ${C}`);
     const p = c.patch_size;
-    if (H % p !== 0 || W % p !== 0) throw new ShapeError('hidden_states', `height ${H} and width ${W} must be multiples of patch_size ${p}`);
-    if (inputs.timestep.length !== B) throw new ShapeError('timestep', `expected ${B} values (one per batch row), got ${inputs.timestep.length}`);
+    if (H % p !== 0 || W % p !== 0)
+      throw new ShapeError('hidden_states', `height ${H} and width ${W} must be multiples of patch_size ${p}`);
+    if (inputs.timestep.length !== B)
+      throw new ShapeError('timestep', `expected ${B} values (one per batch row), got ${inputs.timestep.length}`);
     const Lt = e.shape[1]!;
     let scenes = 1;
     if (c.multiScene) {
-      if (Lt % c.max_text_seq_length !== 0) throw new ShapeError('encoder_hidden_states', `text length ${Lt} is not a multiple of max_text_seq_length ${c.max_text_seq_length}`);
+      if (Lt % c.max_text_seq_length !== 0)
+        throw new ShapeError(
+          'encoder_hidden_states',
+          `text length ${Lt} is not a multiple of max_text_seq_length ${c.max_text_seq_length}`,
+        );
       scenes = Lt / c.max_text_seq_length;
     }
-    if (F % scenes !== 0) throw new ShapeError('hidden_states', `${F} latent frames cannot be split evenly into ${scenes} scenes`);
-    if (inputs.clipIdx !== undefined && !(Number.isInteger(inputs.clipIdx) && inputs.clipIdx >= 0 && inputs.clipIdx < scenes)) {
+    if (F % scenes !== 0)
+      throw new ShapeError('hidden_states', `${F} latent frames cannot be split evenly into ${scenes} scenes`);
+    if (
+      inputs.clipIdx !== undefined &&
+      !(Number.isInteger(inputs.clipIdx) && inputs.clipIdx >= 0 && inputs.clipIdx < scenes)
+    ) {
       throw new ShapeError('clip_idx', `expected an integer scene index in [0, ${scenes}), got ${inputs.clipIdx}`);
     }
     const tokensPerFrame = (H / p) * (W / p);
     const video = Array.from({ length: scenes }, (_, s) => rangeLength(sceneFrameRange(F, scenes, s)) * tokensPerFrame);
     const layout: SceneLayout = { text: Array(scenes).fill(Lt / scenes), video };
-    const opts = { frames: F, ...(inputs.clipIdx !== undefined ? { target: inputs.clipIdx } : {}), ...(inputs.chunkSize !== undefined ? { chunkSize: inputs.chunkSize } : {}) };
+    const opts = {
+      frames: F,
+      ...(inputs.clipIdx !== undefined ? { target: inputs.clipIdx } : {}),
+      ...(inputs.chunkSize !== undefined ? { chunkSize: inputs.chunkSize } : {}),
+    };
     return { B, F, C, H, W, scenes, ...scenePlan(layout, opts) };
   }
 
@@ -171,7 +210,14 @@ export class Mask2DiTTransformer extends M2Layer {
   ropeFor(F: number, H: number, W: number): { cos: tf.Tensor; sin: tf.Tensor } {
     const c = this.config;
     const p = c.patch_size;
-    return rope3dTables({ headDim: c.attention_head_dim, frames: F, gridH: H / p, gridW: W / p, baseH: c.sample_height / p, baseW: c.sample_width / p });
+    return rope3dTables({
+      headDim: c.attention_head_dim,
+      frames: F,
+      gridH: H / p,
+      gridW: W / p,
+      baseH: c.sample_height / p,
+      baseW: c.sample_width / p,
+    });
   }
 
   /** `ropeFor`, built once per input size and kept until the size changes or the model is disposed. */
@@ -236,14 +282,14 @@ export class Mask2DiTTransformer extends M2Layer {
       for (let i = 0; i < c.num_layers; i++) {
         const o = this.withBlock(i, (block) =>
           block.forward({
-          hidden: h,
-          encoderHidden: e,
-          temb,
-          ...attentionPlan(plan),
-          ...(rope !== undefined ? { rope } : {}),
-          ...(segment !== undefined ? { cond: segment } : {}),
-          ...probeArgs,
-          name: `block.${i}`,
+            hidden: h,
+            encoderHidden: e,
+            temb,
+            ...attentionPlan(plan),
+            ...(rope !== undefined ? { rope } : {}),
+            ...(segment !== undefined ? { cond: segment } : {}),
+            ...probeArgs,
+            name: `block.${i}`,
           }),
         );
         h = o.hidden;
@@ -259,7 +305,13 @@ export class Mask2DiTTransformer extends M2Layer {
         h = this.normFinal.forward(h);
         probe?.capture('norm_final.out', h);
       }
-      h = this.normOut.forward({ hidden: h, temb, ...(segment !== undefined ? { cond: segment } : {}), ...probeArgs, name: 'norm_out' });
+      h = this.normOut.forward({
+        hidden: h,
+        temb,
+        ...(segment !== undefined ? { cond: segment } : {}),
+        ...probeArgs,
+        name: 'norm_out',
+      });
       h = this.projOut.forward(h); // [B, Lv, p·p·C_out]
       probe?.capture('proj_out.out', h);
 
@@ -280,7 +332,16 @@ export class Mask2DiTTransformer extends M2Layer {
     const c = this.config;
     const { textTotal: Lt, videoTotal: Lv } = layoutTotals(plan.layout);
     const chunkSize = plan.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    const est = transformerPeakEstimate({ B: plan.B, Lt, Lv, dim: c.innerDim, heads: c.num_attention_heads, ffInner: 4 * c.innerDim, chunkSize, layout: plan.layout });
+    const est = transformerPeakEstimate({
+      B: plan.B,
+      Lt,
+      Lv,
+      dim: c.innerDim,
+      heads: c.num_attention_heads,
+      ffInner: 4 * c.innerDim,
+      chunkSize,
+      layout: plan.layout,
+    });
     if (this.offloaded === undefined) return est;
     // the running block's weights, built as separate tensors, and on wasm XNNPACK's packed copy of each matMul operand
     const block = this.offloaded.largestBlockBytes() * (tf.getBackend() === 'wasm' ? 2 : 1);
@@ -296,7 +357,11 @@ export class Mask2DiTTransformer extends M2Layer {
 
   /** Training needs every weight as a variable: refused for an offloaded model. */
   override setTrainable(trainable: boolean): void {
-    if (trainable && this.offloaded !== undefined) throw new OffloadError('transformer', 'its blocks are offloaded (read from the checkpoint per forward), so it cannot be trained; load it with offload: \'none\'');
+    if (trainable && this.offloaded !== undefined)
+      throw new OffloadError(
+        'transformer',
+        "its blocks are offloaded (read from the checkpoint per forward), so it cannot be trained; load it with offload: 'none'",
+      );
     super.setTrainable(trainable);
   }
 
@@ -333,7 +398,11 @@ export class Mask2DiTTransformer extends M2Layer {
    * bit. Refuses existing files unless `force`.
    */
   async save(dir: string, options: { force?: boolean } = {}): Promise<void> {
-    await writeDiffusersComponent(dir, { config: { _diffusers_version: DIFFUSERS_VERSION, ...this.configJson() }, tensors: this.referenceTensors(), force: options.force ?? false });
+    await writeDiffusersComponent(dir, {
+      config: { _diffusers_version: DIFFUSERS_VERSION, ...this.configJson() },
+      tensors: this.referenceTensors(),
+      force: options.force ?? false,
+    });
   }
 
   /** Every parameter as a reference-layout tensor: the variables, then the offloaded blocks' (each disposed when the next is taken). */
@@ -350,12 +419,21 @@ export class Mask2DiTTransformer extends M2Layer {
    * whether the blocks stay in the checkpoint (see model/offload.ts).
    * @throws MemoryBudgetError before reading when the model cannot fit even offloaded
    */
-  static async fromPretrained(dir: string, options: PretrainedOptions & OffloadOptions = {}): Promise<Mask2DiTTransformer> {
-    return loadPretrained(dir, 'transformer', 'a diffusers transformer', (f) => readTransformerConfig(f).config, (c, ws, store) => new Mask2DiTTransformer(c, ws, store), {
-      ...options,
-      blocks: (c) => Mask2DiTTransformer.blockLayout(c),
-    });
+  static async fromPretrained(
+    dir: string,
+    options: PretrainedOptions & OffloadOptions = {},
+  ): Promise<Mask2DiTTransformer> {
+    return loadPretrained(
+      dir,
+      'transformer',
+      'a diffusers transformer',
+      (f) => readTransformerConfig(f).config,
+      (c, ws, store) => new Mask2DiTTransformer(c, ws, store),
+      {
+        ...options,
+        blocks: (c) => Mask2DiTTransformer.blockLayout(c),
+      },
+    );
   }
 }
 tf.serialization.registerClass(Mask2DiTTransformer, 'Mask2DiT');
-

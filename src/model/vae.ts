@@ -8,7 +8,6 @@
  * frames are batched is part of the math (`FrameBatching`); the default reproduces the reference.
  * `decode` does not apply `scaling_factor`: divide latents by it first (the pipeline's job).
  */
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { readVaeConfig, type VaeConfig } from '../config/vaeConfig.js';
 import { ShapeError } from '../errors.js';
@@ -23,7 +22,15 @@ import type { Probe } from '../layers/probe.js';
 import { loadPretrained, type PretrainedOptions } from './pretrained.js';
 import { sliceAxis, splitAxis } from '../layers/axis.js';
 import { checkVaeMemory, chooseVaeTiling, type VaeWorkSize } from './vaeMemory.js';
-import { defaultVaeTiling, needsTiling, planTiles, resolveVaeTiling, runTiled, type TilePlan, type VaeTiling } from './vaeTiling.js';
+import {
+  defaultVaeTiling,
+  needsTiling,
+  planTiles,
+  resolveVaeTiling,
+  runTiled,
+  type TilePlan,
+  type VaeTiling,
+} from './vaeTiling.js';
 
 /**
  * How latent frames are split into decoder calls:
@@ -45,7 +52,10 @@ const VIDEO_FRAMES_PER_CALL = 8;
 function batchesWithRemainderFirst(n: number, size: number): [number, number][] {
   const rest = n % size;
   const count = Math.max(Math.floor(n / size), 1);
-  return Array.from({ length: count }, (_, i): [number, number] => [i === 0 ? 0 : size * i + rest, Math.min(size * (i + 1) + rest, n)]);
+  return Array.from({ length: count }, (_, i): [number, number] => [
+    i === 0 ? 0 : size * i + rest,
+    Math.min(size * (i + 1) + rest, n),
+  ]);
 }
 
 /** The `[start, end)` latent frame range of each decoder call for `n` latent frames. */
@@ -65,7 +75,8 @@ export function encodeCallRanges(n: number): [number, number][] {
 /** Output frames of decoding `n` latent frames: `4·(n−1)+1` with the default batching. */
 export function decodedFrameCount(n: number, batching: FrameBatching, temporalCompressLevel: number): number {
   const up = (t: number, mode: TimeUpsampling) => {
-    for (let l = 0; l < temporalCompressLevel; l++) t = mode === 'none' || (mode === 'auto' && t === 1) ? t : mode === 'auto' && t % 2 === 1 ? 2 * t - 1 : 2 * t;
+    for (let l = 0; l < temporalCompressLevel; l++)
+      t = mode === 'none' || (mode === 'auto' && t === 1) ? t : mode === 'auto' && t % 2 === 1 ? 2 * t - 1 : 2 * t;
     return t;
   };
   return decodeCallRanges(n, batching).reduce((sum, [s, e], i) => sum + up(e - s, timeModeOf(batching, i)), 0);
@@ -139,7 +150,8 @@ function posterior(moments: tf.Tensor): LatentDistribution {
     std,
     sample: ({ seed = 0, noise } = {}) =>
       tf.tidy(() => {
-        if (noise !== undefined && (noise.rank !== mean.rank || !noise.shape.every((d, i) => d === mean.shape[i]))) throw new ShapeError('noise', `expected [${mean.shape}], got [${noise.shape}]`);
+        if (noise !== undefined && (noise.rank !== mean.rank || !noise.shape.every((d, i) => d === mean.shape[i])))
+          throw new ShapeError('noise', `expected [${mean.shape}], got [${noise.shape}]`);
         const eps = noise ?? tf.randomNormal(mean.shape, 0, 1, 'float32', seed);
         return tf.add(mean, tf.mul(std, eps));
       }),
@@ -218,7 +230,12 @@ export class CogVideoXVAE extends M2Layer {
 
   /** `'auto'`: untiled if the call fits the memory budget, else this VAE's tiling (`enableTiling`'s or the default), else smaller tiles. */
   private autoTiling(size: VaeWorkSize): VaeTiling | false {
-    return chooseVaeTiling(this.config, size, { shrink: true, ...(this.tilingState !== null ? { tiling: this.tilingState } : {}) }) ?? false;
+    return (
+      chooseVaeTiling(this.config, size, {
+        shrink: true,
+        ...(this.tilingState !== null ? { tiling: this.tilingState } : {}),
+      }) ?? false
+    );
   }
 
   /** The tiling a call uses, or null. */
@@ -231,13 +248,20 @@ export class CogVideoXVAE extends M2Layer {
   }
 
   /** The tile plan a decode of latent `[h, w]` (kind 'decode') or an encode of pixels `[H, W]` uses; null if untiled. */
-  tilePlan(kind: 'decode' | 'encode', hw: [number, number], tiling: TilingOption | undefined = undefined): TilePlan | null {
+  tilePlan(
+    kind: 'decode' | 'encode',
+    hw: [number, number],
+    tiling: TilingOption | undefined = undefined,
+  ): TilePlan | null {
     const t = this.tilingFor(tiling);
-    return t === null || !needsTiling(kind, hw, t, this.spatialCompression) ? null : planTiles(kind, hw, t, this.spatialCompression);
+    return t === null || !needsTiling(kind, hw, t, this.spatialCompression)
+      ? null
+      : planTiles(kind, hw, t, this.spatialCompression);
   }
 
   private checkInput(x: tf.Tensor, name: string, channels: number): void {
-    if (x.rank !== 5 || x.shape[1] !== channels || x.shape[2] === 0) throw new ShapeError(name, `expected [B, ${channels}, T ≥ 1, H, W], got [${x.shape}]`);
+    if (x.rank !== 5 || x.shape[1] !== channels || x.shape[2] === 0)
+      throw new ShapeError(name, `expected [B, ${channels}, T ≥ 1, H, W], got [${x.shape}]`);
   }
 
   /**
@@ -296,7 +320,8 @@ export class CogVideoXVAE extends M2Layer {
     if (options.tiling === 'auto') options = { ...options, tiling: this.autoTiling(size) };
     if (options.checkMemory ?? true) checkVaeMemory(this.config, size, { tiling: this.tilingFor(options.tiling) });
     const plan = this.tilePlan('encode', [H, W], options.tiling);
-    if (plan !== null) return runTiled(x, plan, (tile) => this.encodeMoments(tile, { ...options, tiling: false, checkMemory: false }));
+    if (plan !== null)
+      return runTiled(x, plan, (tile) => this.encodeMoments(tile, { ...options, tiling: false, checkMemory: false }));
     const cache: ConvCache = new Map();
     const parts: tf.Tensor[] = [];
     try {
@@ -355,7 +380,11 @@ export class CogVideoXVAE extends M2Layer {
   async save(dir: string, options: { force?: boolean } = {}): Promise<void> {
     const { tensors, converted } = this.referenceTensors();
     try {
-      await writeDiffusersComponent(dir, { config: { _diffusers_version: DIFFUSERS_VERSION, ...this.configJson() }, tensors, force: options.force ?? false });
+      await writeDiffusersComponent(dir, {
+        config: { _diffusers_version: DIFFUSERS_VERSION, ...this.configJson() },
+        tensors,
+        force: options.force ?? false,
+      });
     } finally {
       tf.dispose(converted);
     }
@@ -363,7 +392,12 @@ export class CogVideoXVAE extends M2Layer {
 
   override getConfig(): tf.serialization.ConfigDict {
     const { latents_mean, latents_std, ...rest } = this.config;
-    return { ...super.getConfig(), ...rest, latents_mean: latents_mean === null ? null : [...latents_mean], latents_std: latents_std === null ? null : [...latents_std] } as tf.serialization.ConfigDict;
+    return {
+      ...super.getConfig(),
+      ...rest,
+      latents_mean: latents_mean === null ? null : [...latents_mean],
+      latents_std: latents_std === null ? null : [...latents_std],
+    } as tf.serialization.ConfigDict;
   }
 
   /**
@@ -373,7 +407,14 @@ export class CogVideoXVAE extends M2Layer {
    * wrongly shaped tensor.
    */
   static async fromPretrained(dir: string, options: PretrainedOptions = {}): Promise<CogVideoXVAE> {
-    return loadPretrained(dir, 'vae', 'a diffusers VAE', (f) => readVaeConfig(f).config, (c, ws) => new CogVideoXVAE(c, ws), options);
+    return loadPretrained(
+      dir,
+      'vae',
+      'a diffusers VAE',
+      (f) => readVaeConfig(f).config,
+      (c, ws) => new CogVideoXVAE(c, ws),
+      options,
+    );
   }
 }
 tf.serialization.registerClass(CogVideoXVAE, 'Mask2DiT');
@@ -384,4 +425,3 @@ export function tfConvToTorch(w: tf.Tensor): tf.Tensor {
   if (w.rank === 4) return tf.transpose(w, [3, 2, 0, 1]);
   throw new ShapeError('conv kernel', `expected rank 4 or 5, got [${w.shape}]`);
 }
-

@@ -30,10 +30,23 @@
  * memory a backend keeps outside tensors (XNNPACK's conv buffers on wasm).
  */
 import type { VaeConfig } from '../config/vaeConfig.js';
-import { MemoryBudgetError, checkMemoryBudget, memoryLimits, type MemoryLimits, type PeakEstimate } from '../backend/memoryBudget.js';
+import {
+  MemoryBudgetError,
+  checkMemoryBudget,
+  memoryLimits,
+  type MemoryLimits,
+  type PeakEstimate,
+} from '../backend/memoryBudget.js';
 import { timeUpsampleIndices, type TimeUpsampling } from '../layers/vae/upsample3d.js';
 import { decodeCallRanges, encodeCallRanges, type FrameBatching } from './vae.js';
-import { defaultVaeTiling, needsTiling, planTiles, resolveVaeTiling, type TilePlan, type VaeTiling } from './vaeTiling.js';
+import {
+  defaultVaeTiling,
+  needsTiling,
+  planTiles,
+  resolveVaeTiling,
+  type TilePlan,
+  type VaeTiling,
+} from './vaeTiling.js';
 
 const F32 = 4;
 
@@ -221,12 +234,17 @@ function encodePeak(c: VaeConfig, B: number, F: number, H0: number, W0: number):
 }
 
 function outputShape(c: VaeConfig, size: VaeWorkSize): [number, number] {
-  return size.kind === 'decode' ? [size.height * c.spatialCompression, size.width * c.spatialCompression] : [Math.floor(size.height / c.spatialCompression), Math.floor(size.width / c.spatialCompression)];
+  return size.kind === 'decode'
+    ? [size.height * c.spatialCompression, size.width * c.spatialCompression]
+    : [Math.floor(size.height / c.spatialCompression), Math.floor(size.width / c.spatialCompression)];
 }
 
 function describeWork(c: VaeConfig, size: VaeWorkSize, plan: TilePlan | null): string {
   const [oh, ow] = outputShape(c, size);
-  const what = size.kind === 'decode' ? `VAE decode of ${size.frames}×${size.height}×${size.width} latents (${oh}×${ow} pixels)` : `VAE encode of ${size.frames}×${size.height}×${size.width} pixels`;
+  const what =
+    size.kind === 'decode'
+      ? `VAE decode of ${size.frames}×${size.height}×${size.width} latents (${oh}×${ow} pixels)`
+      : `VAE encode of ${size.frames}×${size.height}×${size.width} pixels`;
   if (plan === null) return what;
   const t = plan.tiles[0]!;
   return `${what}, tiled (${plan.tiles.length} tiles of up to ${t.inRows[1] - t.inRows[0]}×${t.inCols[1] - t.inCols[0]})`;
@@ -244,10 +262,19 @@ export function vaePeakEstimate(config: VaeConfig, size: VaeWorkSize, tiling: Va
   const walks = new Map<string, Peak>(); // tiles come in at most 4 sizes
   const untiled = (h: number, w: number): Peak => {
     const key = `${h}×${w}`;
-    if (!walks.has(key)) walks.set(key, size.kind === 'decode' ? decodePeak(config, B, size.frames, h, w, batching) : encodePeak(config, B, size.frames, h, w));
+    if (!walks.has(key))
+      walks.set(
+        key,
+        size.kind === 'decode'
+          ? decodePeak(config, B, size.frames, h, w, batching)
+          : encodePeak(config, B, size.frames, h, w),
+      );
     return walks.get(key)!;
   };
-  const plan = tiling !== null && needsTiling(size.kind, [size.height, size.width], tiling, s) ? planTiles(size.kind, [size.height, size.width], tiling, s) : null;
+  const plan =
+    tiling !== null && needsTiling(size.kind, [size.height, size.width], tiling, s)
+      ? planTiles(size.kind, [size.height, size.width], tiling, s)
+      : null;
   const hint =
     size.kind === 'decode'
       ? 'decode with tiling (smaller tiles need less), use fewer frames per call (batching mask2dit or auto_split, not one_call), a smaller size, or a backend with more memory'
@@ -259,16 +286,30 @@ export function vaePeakEstimate(config: VaeConfig, size: VaeWorkSize, tiling: Va
   // one tile at a time on top of the kept output so far, the tile's input and the strips later tiles
   // blend with (two rows of them); then the blend and crop of the tile; at the end the concatenation
   const T = size.kind === 'decode' ? decodedFrames(config, size.frames, batching) : encodedFrames(config, size.frames);
-  const [Cin, Cout] = size.kind === 'decode' ? [config.latent_channels, config.out_channels] : [config.in_channels, 2 * config.latent_channels];
+  const [Cin, Cout] =
+    size.kind === 'decode'
+      ? [config.latent_channels, config.out_channels]
+      : [config.in_channels, 2 * config.latent_channels];
   const out = act(B, T, plan.outHW[0], plan.outHW[1], Cout);
-  const tileIn = Math.max(...plan.tiles.map((t) => act(B, size.frames, t.inRows[1] - t.inRows[0], t.inCols[1] - t.inCols[0], Cin)));
+  const tileIn = Math.max(
+    ...plan.tiles.map((t) => act(B, size.frames, t.inRows[1] - t.inRows[0], t.inCols[1] - t.inCols[0], Cin)),
+  );
   const tileOut = Math.max(...plan.tiles.map((t) => act(B, T, t.outHW[0], t.outHW[1], Cout)));
-  const [tileH, tileW] = [Math.max(...plan.tiles.map((t) => t.outHW[0])), Math.max(...plan.tiles.map((t) => t.outHW[1]))];
-  const strips = 2 * act(B, T, Math.min(plan.height.blendOut, tileH), plan.outHW[1], Cout) + 2 * act(B, T, tileH, Math.min(plan.width.blendOut, tileW), Cout);
+  const [tileH, tileW] = [
+    Math.max(...plan.tiles.map((t) => t.outHW[0])),
+    Math.max(...plan.tiles.map((t) => t.outHW[1])),
+  ];
+  const strips =
+    2 * act(B, T, Math.min(plan.height.blendOut, tileH), plan.outHW[1], Cout) +
+    2 * act(B, T, tileH, Math.min(plan.width.blendOut, tileW), Cout);
   const tilePeaks = plan.tiles.map((t) => untiled(t.inRows[1] - t.inRows[0], t.inCols[1] - t.inCols[0]));
   const held = out + tileIn + strips;
   const total = held + Math.max(Math.max(...tilePeaks.map((p) => p.total)), 4 * tileOut);
-  return { totalBytes: VAE_ESTIMATE_MARGIN * Math.max(total, 2 * out), largestTensorBytes: Math.max(out, ...tilePeaks.map((p) => p.largest)), hint };
+  return {
+    totalBytes: VAE_ESTIMATE_MARGIN * Math.max(total, 2 * out),
+    largestTensorBytes: Math.max(out, ...tilePeaks.map((p) => p.largest)),
+    hint,
+  };
 }
 
 /** Output frames of decoding `F` latent frames. */
@@ -305,7 +346,12 @@ export interface VaeMemoryOptions {
 const GiB = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
 
 /** The MemoryBudgetError `est` earns against `limits`, or undefined if it fits (see VaeMemoryOptions.liveBytes). */
-function overBudget(what: string, est: PeakEstimate, limits: MemoryLimits, live: number | undefined): MemoryBudgetError | undefined {
+function overBudget(
+  what: string,
+  est: PeakEstimate,
+  limits: MemoryLimits,
+  live: number | undefined,
+): MemoryBudgetError | undefined {
   if (live === undefined) {
     try {
       checkMemoryBudget(what, est, limits);
@@ -316,10 +362,22 @@ function overBudget(what: string, est: PeakEstimate, limits: MemoryLimits, live:
     }
   }
   if (limits.totalBytes !== undefined && live + est.totalBytes > limits.totalBytes) {
-    return new MemoryBudgetError(what, live + est.totalBytes, limits.totalBytes, limits.backend, `${GiB(live)} already live + about ${GiB(est.totalBytes)} for the VAE; ${est.hint}`);
+    return new MemoryBudgetError(
+      what,
+      live + est.totalBytes,
+      limits.totalBytes,
+      limits.backend,
+      `${GiB(live)} already live + about ${GiB(est.totalBytes)} for the VAE; ${est.hint}`,
+    );
   }
   if (limits.perTensorBytes !== undefined && est.largestTensorBytes > limits.perTensorBytes) {
-    return new MemoryBudgetError(what, est.largestTensorBytes, limits.perTensorBytes, `${limits.backend} (one tensor)`, `its largest tensor is about ${GiB(est.largestTensorBytes)}; ${est.hint}`);
+    return new MemoryBudgetError(
+      what,
+      est.largestTensorBytes,
+      limits.perTensorBytes,
+      `${limits.backend} (one tensor)`,
+      `its largest tensor is about ${GiB(est.largestTensorBytes)}; ${est.hint}`,
+    );
   }
   return undefined;
 }
@@ -330,7 +388,12 @@ export function checkVaeMemory(config: VaeConfig, size: VaeWorkSize, options: Va
   const s = config.spatialCompression;
   const hw: [number, number] = [size.height, size.width];
   const plan = tiling !== null && needsTiling(size.kind, hw, tiling, s) ? planTiles(size.kind, hw, tiling, s) : null;
-  const err = overBudget(describeWork(config, size, plan), vaePeakEstimate(config, size, tiling), options.limits ?? memoryLimits(), options.liveBytes);
+  const err = overBudget(
+    describeWork(config, size, plan),
+    vaePeakEstimate(config, size, tiling),
+    options.limits ?? memoryLimits(),
+    options.liveBytes,
+  );
   if (err !== undefined) throw err;
 }
 
@@ -353,18 +416,34 @@ function exactTileSizes(kind: 'decode' | 'encode', factor: number, s: number, ma
  * The smaller tiling (same overlap factors) that fits and keeps the output size with the fewest
  * tiles (then the largest tile); undefined if none does.
  */
-function smallerFittingTiling(c: VaeConfig, size: VaeWorkSize, t: VaeTiling, fits: (t: VaeTiling) => boolean): VaeTiling | undefined {
+function smallerFittingTiling(
+  c: VaeConfig,
+  size: VaeWorkSize,
+  t: VaeTiling,
+  fits: (t: VaeTiling) => boolean,
+): VaeTiling | undefined {
   const s = c.spatialCompression;
   const hw: [number, number] = [size.height, size.width];
-  const exact: [number, number] = size.kind === 'decode' ? [size.height * s, size.width * s] : [Math.floor(size.height / s), Math.floor(size.width / s)];
+  const exact: [number, number] =
+    size.kind === 'decode'
+      ? [size.height * s, size.width * s]
+      : [Math.floor(size.height / s), Math.floor(size.width / s)];
   const area = (x: VaeTiling) => x.tileSampleMinHeight * x.tileSampleMinWidth;
   const candidates = exactTileSizes(size.kind, t.overlapFactorHeight, s, t.tileSampleMinHeight)
-    .flatMap((h) => exactTileSizes(size.kind, t.overlapFactorWidth, s, t.tileSampleMinWidth).map((w): VaeTiling => ({ ...t, tileSampleMinHeight: h, tileSampleMinWidth: w })))
+    .flatMap((h) =>
+      exactTileSizes(size.kind, t.overlapFactorWidth, s, t.tileSampleMinWidth).map((w): VaeTiling => ({
+        ...t,
+        tileSampleMinHeight: h,
+        tileSampleMinWidth: w,
+      })),
+    )
     .filter((x) => area(x) < area(t) && needsTiling(size.kind, hw, x, s))
     .flatMap((x) => {
       try {
         const plan = planTiles(size.kind, hw, x, s);
-        return plan.outHW[0] === exact[0] && plan.outHW[1] === exact[1] ? [{ tiling: x, tiles: plan.tiles.length }] : [];
+        return plan.outHW[0] === exact[0] && plan.outHW[1] === exact[1]
+          ? [{ tiling: x, tiles: plan.tiles.length }]
+          : [];
       } catch {
         return []; // an edge tile too small to encode
       }
@@ -390,7 +469,11 @@ export interface ChooseVaeTilingOptions extends Omit<VaeMemoryOptions, 'tiling'>
  * MemoryBudgetError that names the work and the largest tile size that would fit (if any), or with
  * `shrink`, that smaller tiling.
  */
-export function chooseVaeTiling(config: VaeConfig, size: VaeWorkSize, options: ChooseVaeTilingOptions = {}): VaeTiling | null {
+export function chooseVaeTiling(
+  config: VaeConfig,
+  size: VaeWorkSize,
+  options: ChooseVaeTilingOptions = {},
+): VaeTiling | null {
   const limits = options.limits ?? memoryLimits();
   const live = options.liveBytes;
   const s = config.spatialCompression;
@@ -402,11 +485,22 @@ export function chooseVaeTiling(config: VaeConfig, size: VaeWorkSize, options: C
   if (tiles && fits(tiling)) return tiling;
   const smaller = smallerFittingTiling(config, size, tiling, fits);
   if (smaller !== undefined && options.shrink === true) return smaller;
-  const err = overBudget(describeWork(config, size, tiles ? planTiles(size.kind, hw, tiling, s) : null), vaePeakEstimate(config, size, tiling), limits, live)!;
+  const err = overBudget(
+    describeWork(config, size, tiles ? planTiles(size.kind, hw, tiling, s) : null),
+    vaePeakEstimate(config, size, tiling),
+    limits,
+    live,
+  )!;
   const tile = `${tiling.tileSampleMinHeight}×${tiling.tileSampleMinWidth}`;
   const advice =
     smaller === undefined
       ? 'no smaller tile fits either: use a smaller size, fewer frames, or a backend with more memory'
       : `tiles of ${smaller.tileSampleMinHeight}×${smaller.tileSampleMinWidth} pixels would fit: tiling { tileSampleMinHeight: ${smaller.tileSampleMinHeight}, tileSampleMinWidth: ${smaller.tileSampleMinWidth} } (or chooseVaeTiling with shrink)`;
-  throw new MemoryBudgetError(err.what, err.neededBytes, err.limitBytes, err.backend, `${tiles ? `even tiles of ${tile} pixels do not fit` : `the input is not larger than one ${tile}-pixel tile`}; ${advice}`);
+  throw new MemoryBudgetError(
+    err.what,
+    err.neededBytes,
+    err.limitBytes,
+    err.backend,
+    `${tiles ? `even tiles of ${tile} pixels do not fit` : `the input is not larger than one ${tile}-pixel tile`}; ${advice}`,
+  );
 }

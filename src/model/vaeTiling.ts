@@ -50,7 +50,12 @@ export interface VaeTiling {
  * (Later diffusers replaced the overlap factors by `tile_sample_stride_*` arguments.)
  */
 export function defaultVaeTiling(sampleHeight: number, sampleWidth: number): VaeTiling {
-  return { tileSampleMinHeight: Math.floor(sampleHeight / 2), tileSampleMinWidth: Math.floor(sampleWidth / 2), overlapFactorHeight: 1 / 6, overlapFactorWidth: 1 / 5 };
+  return {
+    tileSampleMinHeight: Math.floor(sampleHeight / 2),
+    tileSampleMinWidth: Math.floor(sampleWidth / 2),
+    overlapFactorHeight: 1 / 6,
+    overlapFactorWidth: 1 / 5,
+  };
 }
 
 /** `enable_tiling(**partial)`: each missing (or 0, Python's `or`) argument takes the default. */
@@ -63,7 +68,8 @@ export function resolveVaeTiling(partial: Partial<VaeTiling>, defaults: VaeTilin
     overlapFactorWidth: pick('overlapFactorWidth'),
   };
   for (const k of ['tileSampleMinHeight', 'tileSampleMinWidth'] as const) {
-    if (!Number.isInteger(t[k]) || t[k] < 1) throw new ShapeError(`tiling.${k}`, `expected a positive integer (pixels), got ${t[k]}`);
+    if (!Number.isInteger(t[k]) || t[k] < 1)
+      throw new ShapeError(`tiling.${k}`, `expected a positive integer (pixels), got ${t[k]}`);
   }
   for (const k of ['overlapFactorHeight', 'overlapFactorWidth'] as const) {
     if (!(t[k] >= 0 && t[k] < 1)) throw new ShapeError(`tiling.${k}`, `expected a fraction in [0, 1), got ${t[k]}`);
@@ -97,13 +103,26 @@ export function tileOutSize(kind: TilingKind, n: number, spatialCompression: num
 }
 
 /** The derived tiling of one axis: `tileSampleMin` pixels, overlap `factor`. */
-export function axisTiling(kind: TilingKind, tileSampleMin: number, factor: number, spatialCompression: number): AxisTiling {
+export function axisTiling(
+  kind: TilingKind,
+  tileSampleMin: number,
+  factor: number,
+  spatialCompression: number,
+): AxisTiling {
   const tileLatentMin = Math.trunc(tileSampleMin / spatialCompression);
-  if (tileLatentMin < 1) throw new ShapeError('tiling', `tile of ${tileSampleMin} pixels is under one latent pixel (${spatialCompression} pixels)`);
+  if (tileLatentMin < 1)
+    throw new ShapeError(
+      'tiling',
+      `tile of ${tileSampleMin} pixels is under one latent pixel (${spatialCompression} pixels)`,
+    );
   const [tileIn, outMin] = kind === 'decode' ? [tileLatentMin, tileSampleMin] : [tileSampleMin, tileLatentMin];
   const strideIn = Math.trunc(tileIn * (1 - factor));
   const blendOut = Math.trunc(outMin * factor);
-  if (strideIn < 1) throw new ShapeError('tiling', `overlap ${factor} of ${tileIn} leaves a stride of 0 (the reference's range() would fail)`);
+  if (strideIn < 1)
+    throw new ShapeError(
+      'tiling',
+      `overlap ${factor} of ${tileIn} leaves a stride of 0 (the reference's range() would fail)`,
+    );
   return { tileIn, strideIn, blendOut, keepOut: outMin - blendOut };
 }
 
@@ -130,13 +149,22 @@ export interface TilePlan {
 }
 
 /** Starts `range(0, n, stride)` with each tile's `[start, min(start + tile, n))` and its kept output extent. */
-function axisTiles(kind: TilingKind, n: number, a: AxisTiling, s: number): { inRange: [number, number]; out: number; kept: [number, number] }[] {
+function axisTiles(
+  kind: TilingKind,
+  n: number,
+  a: AxisTiling,
+  s: number,
+): { inRange: [number, number]; out: number; kept: [number, number] }[] {
   const tiles = [];
   let at = 0;
   for (let start = 0; start < n; start += a.strideIn) {
     const end = Math.min(start + a.tileIn, n);
     const out = tileOutSize(kind, end - start, s);
-    if (out < 1) throw new ShapeError('tiling', `the edge tile [${start}, ${end}) of ${n} is too small to encode; choose another tile size or overlap`);
+    if (out < 1)
+      throw new ShapeError(
+        'tiling',
+        `the edge tile [${start}, ${end}) of ${n} is too small to encode; choose another tile size or overlap`,
+      );
     const keep = Math.min(a.keepOut, out);
     tiles.push({ inRange: [start, end] as [number, number], out, kept: [at, at + keep] as [number, number] });
     at += keep;
@@ -148,19 +176,37 @@ function axisTiles(kind: TilingKind, n: number, a: AxisTiling, s: number): { inR
  * Whether the reference tiles an input of `[h, w]` (latent for decode, pixels for encode): only when
  * it is larger than one tile along either axis.
  */
-export function needsTiling(kind: TilingKind, [h, w]: [number, number], tiling: VaeTiling, spatialCompression: number): boolean {
+export function needsTiling(
+  kind: TilingKind,
+  [h, w]: [number, number],
+  tiling: VaeTiling,
+  spatialCompression: number,
+): boolean {
   const min = (px: number) => (kind === 'decode' ? Math.trunc(px / spatialCompression) : px);
   return h > min(tiling.tileSampleMinHeight) || w > min(tiling.tileSampleMinWidth);
 }
 
 /** The tiles of an input of spatial size `[h, w]` (latent for decode, pixels for encode). */
-export function planTiles(kind: TilingKind, [h, w]: [number, number], tiling: VaeTiling, spatialCompression: number): TilePlan {
+export function planTiles(
+  kind: TilingKind,
+  [h, w]: [number, number],
+  tiling: VaeTiling,
+  spatialCompression: number,
+): TilePlan {
   const height = axisTiling(kind, tiling.tileSampleMinHeight, tiling.overlapFactorHeight, spatialCompression);
   const width = axisTiling(kind, tiling.tileSampleMinWidth, tiling.overlapFactorWidth, spatialCompression);
   const rows = axisTiles(kind, h, height, spatialCompression);
   const cols = axisTiles(kind, w, width, spatialCompression);
   const tiles = rows.flatMap((r, row) =>
-    cols.map((c, col): TileSpec => ({ row, col, inRows: r.inRange, inCols: c.inRange, outHW: [r.out, c.out], keptOutRows: r.kept, keptOutCols: c.kept })),
+    cols.map((c, col): TileSpec => ({
+      row,
+      col,
+      inRows: r.inRange,
+      inCols: c.inRange,
+      outHW: [r.out, c.out],
+      keptOutRows: r.kept,
+      keptOutCols: c.kept,
+    })),
   );
   return { kind, height, width, tiles, outHW: [rows[rows.length - 1]!.kept[1], cols[cols.length - 1]!.kept[1]] };
 }
@@ -180,11 +226,21 @@ export function blendAlong(a: tf.Tensor, b: tf.Tensor, extent: number, axis: 3 |
     // rank-3 views [outer, e, inner] (rows) or rank-2 [outer, e] (columns): no rank-5 broadcasts
     const view = (t: tf.Tensor) => (axis === 3 ? tf.reshape(t, [-1, e, t.shape[4]!]) : tf.reshape(t, [-1, e]));
     const wShape = axis === 3 ? [e, 1] : [e];
-    const wA = tf.tensor(Float32Array.from({ length: e }, (_, y) => 1 - y / e), wShape); // 1 − y/e
-    const wB = tf.tensor(Float32Array.from({ length: e }, (_, y) => y / e), wShape); // y/e
+    const wA = tf.tensor(
+      Float32Array.from({ length: e }, (_, y) => 1 - y / e),
+      wShape,
+    ); // 1 − y/e
+    const wB = tf.tensor(
+      Float32Array.from({ length: e }, (_, y) => y / e),
+      wShape,
+    ); // y/e
     const aTail = view(sliceAxis(a, axis, a.shape[axis]! - e, e)); // a[..., −e:]
     const bHead = view(sliceAxis(b, axis, 0, e)); // b[..., :e]
-    const mixed = tf.reshape(tf.add(tf.mul(aTail, wA), tf.mul(bHead, wB)), [...b.shape.slice(0, axis), e, ...b.shape.slice(axis + 1)]);
+    const mixed = tf.reshape(tf.add(tf.mul(aTail, wA), tf.mul(bHead, wB)), [
+      ...b.shape.slice(0, axis),
+      e,
+      ...b.shape.slice(axis + 1),
+    ]);
     return e === nb ? mixed : tf.concat([mixed, sliceAxis(b, axis, e, nb - e)], axis); // (tf.concat: no views of the parts)
   });
 }
@@ -228,7 +284,10 @@ export function runTiled(x: tf.Tensor, plan: TilePlan, fn: (tile: tf.Tensor, spe
           const [, , , h, w] = tile.shape as [number, number, number, number, number];
           if (h !== spec.outHW[0] || w !== spec.outHW[1]) {
             tile.dispose();
-            throw new ShapeError(`tile (${spec.row}, ${spec.col})`, `expected output ${spec.outHW.join('×')}, got ${h}×${w}`);
+            throw new ShapeError(
+              `tile (${spec.row}, ${spec.col})`,
+              `expected output ${spec.outHW.join('×')}, got ${h}×${w}`,
+            );
           }
           if (r > 0) tile = consumeTile(tile, (t) => blendV(above[spec.col]!, t, eH));
           if (spec.col > 0) tile = consumeTile(tile, (t) => blendH(left!, t, eW));

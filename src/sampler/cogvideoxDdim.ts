@@ -90,7 +90,8 @@ function roundHalfEven(x: number): number {
 /** The inference timesteps for `n` steps under `timestep_spacing`, as the reference computes them. */
 export function cogvideoxTimesteps(c: CogVideoXSchedulerConfig, n: number): number[] {
   const T = c.num_train_timesteps;
-  if (!Number.isInteger(n) || n < 1 || n > T) throw new Mask2DiTError('STEPS', `steps must be an integer in [1, ${T}] (num_train_timesteps), got ${n}`);
+  if (!Number.isInteger(n) || n < 1 || n > T)
+    throw new Mask2DiTError('STEPS', `steps must be an integer in [1, ${T}] (num_train_timesteps), got ${n}`);
   let ts: number[];
   if (c.timestep_spacing === 'linspace') {
     const step = n === 1 ? 0 : (T - 1) / (n - 1); // numpy linspace(0, T − 1, n): i·step, last = T − 1
@@ -102,7 +103,9 @@ export function cogvideoxTimesteps(c: CogVideoXSchedulerConfig, n: number): numb
     ts = numpyArange(T, 0, -T / n).map((v) => roundHalfEven(v) - 1);
   }
   if (ts.length > n && ts[ts.length - 1]! < 0) {
-    log.debug(`trailing timesteps for ${n} steps: numpy's arange yields an extra timestep ${ts[ts.length - 1]}; dropped`);
+    log.debug(
+      `trailing timesteps for ${n} steps: numpy's arange yields an extra timestep ${ts[ts.length - 1]}; dropped`,
+    );
     ts = ts.filter((t) => t >= 0).slice(0, n);
   }
   return ts;
@@ -149,9 +152,11 @@ export abstract class CogVideoXSamplerBase implements Sampler {
   protected timestepPair(i: number): { t: number; prevT: number } {
     const n = this.schedule.length;
     if (n === 0) throw new Mask2DiTError('STEPS', `${this.name}: call setTimesteps before step`);
-    if (!Number.isInteger(i) || i < 0 || i >= n) throw new Mask2DiTError('STEPS', `${this.name}: step index must be in [0, ${n}), got ${i}`);
+    if (!Number.isInteger(i) || i < 0 || i >= n)
+      throw new Mask2DiTError('STEPS', `${this.name}: step index must be in [0, ${n}), got ${i}`);
     const t = this.schedule[i]!;
-    const prevT = this.prevTimestepRule === 'reference' ? t - Math.floor(this.numTrainTimesteps / n) : (this.schedule[i + 1] ?? -1);
+    const prevT =
+      this.prevTimestepRule === 'reference' ? t - Math.floor(this.numTrainTimesteps / n) : (this.schedule[i + 1] ?? -1);
     return { t, prevT };
   }
 
@@ -175,14 +180,22 @@ export abstract class CogVideoXSamplerBase implements Sampler {
 
   /** √ᾱ and √(1−ᾱ) per batch row, with ᾱ cast to float32 before the roots (reference `add_noise`). */
   private rowCoefficients(timesteps: readonly number[], batch: number, rank: number): [tf.Tensor, tf.Tensor] {
-    if (timesteps.length !== batch && timesteps.length !== 1) throw new Mask2DiTError('STEPS', `addNoise: expected 1 or ${batch} timesteps, got ${timesteps.length}`);
+    if (timesteps.length !== batch && timesteps.length !== 1)
+      throw new Mask2DiTError('STEPS', `addNoise: expected 1 or ${batch} timesteps, got ${timesteps.length}`);
     const ts = timesteps.length === 1 ? Array<number>(batch).fill(timesteps[0]!) : timesteps;
     const a = ts.map((t) => {
-      if (!Number.isInteger(t) || t < 0 || t >= this.numTrainTimesteps) throw new Mask2DiTError('STEPS', `timestep must be an integer in [0, ${this.numTrainTimesteps}), got ${t}`);
+      if (!Number.isInteger(t) || t < 0 || t >= this.numTrainTimesteps)
+        throw new Mask2DiTError('STEPS', `timestep must be an integer in [0, ${this.numTrainTimesteps}), got ${t}`);
       return f32(this.alphasCumprod[t]!);
     });
-    const sqrtA = tf.tensor(a.map((x) => f32(Math.sqrt(x))), rowShape(batch, rank));
-    const sqrtB = tf.tensor(a.map((x) => f32(Math.sqrt(f32(1 - x)))), rowShape(batch, rank));
+    const sqrtA = tf.tensor(
+      a.map((x) => f32(Math.sqrt(x))),
+      rowShape(batch, rank),
+    );
+    const sqrtB = tf.tensor(
+      a.map((x) => f32(Math.sqrt(f32(1 - x)))),
+      rowShape(batch, rank),
+    );
     return [sqrtA, sqrtB];
   }
 

@@ -37,8 +37,13 @@ export class CogVideoXDPMSampler extends CogVideoXSamplerBase {
 
   step(modelOutput: tf.Tensor, stepIndex: number, sample: tf.Tensor, options: StepOptions = {}): StepOutput {
     const { t, prevT } = this.timestepPair(stepIndex);
-    if (stepIndex !== this.nextIndex) throw new Mask2DiTError('STEPS', `dpm: steps must be taken in order (expected step ${this.nextIndex}, got ${stepIndex}); call setTimesteps to restart`);
-    if (options.noise === undefined) throw new Mask2DiTError('STEPS', 'dpm: this sampler adds noise at every step; pass options.noise');
+    if (stepIndex !== this.nextIndex)
+      throw new Mask2DiTError(
+        'STEPS',
+        `dpm: steps must be taken in order (expected step ${this.nextIndex}, got ${stepIndex}); call setTimesteps to restart`,
+      );
+    if (options.noise === undefined)
+      throw new Mask2DiTError('STEPS', 'dpm: this sampler adds noise at every step; pass options.noise');
     const acT = this.alphaAt(t);
     const acPrev = this.alphaAt(prevT);
     const lamb = lambda(acT);

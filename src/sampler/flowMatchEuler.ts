@@ -72,7 +72,8 @@ export class FlowMatchEulerSampler implements Sampler {
   }
 
   setTimesteps(steps: number): void {
-    if (!Number.isInteger(steps) || steps < 1) throw new Mask2DiTError('STEPS', `steps must be a positive integer, got ${steps}`);
+    if (!Number.isInteger(steps) || steps < 1)
+      throw new Mask2DiTError('STEPS', `steps must be a positive integer, got ${steps}`);
     const T = this.numTrainTimesteps;
     const [hi, lo] = this.schedule === 'reference' ? [this.trainSigmas[0]!, this.trainSigmas[T - 1]!] : [1, 1 / T];
     const sig = numpyLinspace(hi * T, lo * T, steps).map((t) => f32(this.shift(t / T)));
@@ -87,11 +88,13 @@ export class FlowMatchEulerSampler implements Sampler {
   step(modelOutput: tf.Tensor, stepIndex: number, sample: tf.Tensor, options: StepOptions = {}): StepOutput {
     const n = this.ts.length;
     if (n === 0) throw new Mask2DiTError('STEPS', 'flow-euler: call setTimesteps before step');
-    if (!Number.isInteger(stepIndex) || stepIndex < 0 || stepIndex >= n) throw new Mask2DiTError('STEPS', `flow-euler: step index must be in [0, ${n}), got ${stepIndex}`);
+    if (!Number.isInteger(stepIndex) || stepIndex < 0 || stepIndex >= n)
+      throw new Mask2DiTError('STEPS', `flow-euler: step index must be in [0, ${n}), got ${stepIndex}`);
     const sigma = this.sigmas[stepIndex]!;
     const next = this.sigmas[stepIndex + 1]!;
     const dt = f32(next - sigma);
-    if (this.config.stochastic_sampling) return this.stochasticStep(modelOutput, sigma, next, stepIndex, sample, options);
+    if (this.config.stochastic_sampling)
+      return this.stochasticStep(modelOutput, sigma, next, stepIndex, sample, options);
     if (this.config.prediction_type === 'sample') {
       // the model predicts x̂₀: v = (x − x̂₀)/σ, so x + (σ_next − σ)·v = x̂₀ + (σ_next/σ)·(x − x̂₀)
       return tf.tidy(() => ({
@@ -106,11 +109,20 @@ export class FlowMatchEulerSampler implements Sampler {
   }
 
   /** x ← (1 − σ_next)·x̂₀ + σ_next·ε with fresh ε (none drawn at the last step, where σ_next = 0). */
-  private stochasticStep(modelOutput: tf.Tensor, sigma: number, next: number, stepIndex: number, sample: tf.Tensor, options: StepOptions): StepOutput {
-    if (next > 0 && options.noise === undefined) throw new Mask2DiTError('STEPS', 'flow-euler: stochastic_sampling draws noise at every step; pass options.noise');
+  private stochasticStep(
+    modelOutput: tf.Tensor,
+    sigma: number,
+    next: number,
+    stepIndex: number,
+    sample: tf.Tensor,
+    options: StepOptions,
+  ): StepOutput {
+    if (next > 0 && options.noise === undefined)
+      throw new Mask2DiTError('STEPS', 'flow-euler: stochastic_sampling draws noise at every step; pass options.noise');
     const noise = next > 0 ? options.noise!(sample.shape, stepIndex, 0) : null;
     const out = tf.tidy(() => {
-      const x0 = this.config.prediction_type === 'sample' ? tf.clone(modelOutput) : tf.sub(sample, tf.mul(modelOutput, sigma)); // x̂₀
+      const x0 =
+        this.config.prediction_type === 'sample' ? tf.clone(modelOutput) : tf.sub(sample, tf.mul(modelOutput, sigma)); // x̂₀
       const prev = noise === null ? tf.clone(x0) : tf.add(tf.mul(x0, f32(1 - next)), tf.mul(noise, next));
       return { prevSample: prev, predOriginalSample: x0 };
     });
@@ -124,7 +136,8 @@ export class FlowMatchEulerSampler implements Sampler {
    */
   addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: readonly number[]): tf.Tensor {
     const B = original.shape[0]!;
-    if (timesteps.length !== B && timesteps.length !== 1) throw new Mask2DiTError('STEPS', `addNoise: expected 1 or ${B} timesteps, got ${timesteps.length}`);
+    if (timesteps.length !== B && timesteps.length !== 1)
+      throw new Mask2DiTError('STEPS', `addNoise: expected 1 or ${B} timesteps, got ${timesteps.length}`);
     const ts = timesteps.length === 1 ? Array<number>(B).fill(timesteps[0]!) : timesteps;
     const sig = ts.map((t) => {
       const i = this.ts.indexOf(f32(t));
@@ -132,7 +145,10 @@ export class FlowMatchEulerSampler implements Sampler {
     });
     return tf.tidy(() => {
       const s = tf.tensor(sig, rowShape(B, original.rank));
-      const oneMinus = tf.tensor(sig.map((v) => f32(1 - v)), rowShape(B, original.rank));
+      const oneMinus = tf.tensor(
+        sig.map((v) => f32(1 - v)),
+        rowShape(B, original.rank),
+      );
       return tf.add(tf.mul(s, noise), tf.mul(oneMinus, original));
     });
   }

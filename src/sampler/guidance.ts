@@ -40,14 +40,19 @@ export function guidanceScaleAt(g: GuidanceSchedule, t: number): number {
 
 /** `v_u + g·(v_c − v_u)` for unconditional and conditional predictions of the same shape. */
 export function combineGuidance(uncond: tf.Tensor, cond: tf.Tensor, scale: number): tf.Tensor {
-  if (uncond.shape.join() !== cond.shape.join()) throw new ShapeError('guidance', `unconditional [${uncond.shape}] and conditional [${cond.shape}] predictions differ in shape`);
+  if (uncond.shape.join() !== cond.shape.join())
+    throw new ShapeError(
+      'guidance',
+      `unconditional [${uncond.shape}] and conditional [${cond.shape}] predictions differ in shape`,
+    );
   return tf.tidy(() => tf.add(uncond, tf.mul(tf.sub(cond, uncond), scale)));
 }
 
 /** Guidance on a batched prediction `[2B, …]`: rows `[0, B)` unconditional, `[B, 2B)` conditional. */
 export function combineBatchedGuidance(out: tf.Tensor, scale: number): tf.Tensor {
   const B2 = out.shape[0]!;
-  if (B2 % 2 !== 0) throw new ShapeError('guidance', `batched prediction needs an even batch (uncond rows, then cond rows), got ${B2}`);
+  if (B2 % 2 !== 0)
+    throw new ShapeError('guidance', `batched prediction needs an even batch (uncond rows, then cond rows), got ${B2}`);
   return tf.tidy(() => {
     const [u, c] = tf.split(out, 2, 0);
     return combineGuidance(u!, c!, scale);

@@ -101,7 +101,7 @@ function sinSeries(x: number): number {
   let term = x;
   let sum = x;
   for (let k = 1; k <= 11; k++) {
-    term *= -x2 / ((2 * k) * (2 * k + 1));
+    term *= -x2 / (2 * k * (2 * k + 1));
     sum += term;
   }
   return sum;
@@ -128,14 +128,22 @@ export function cosSin2Pi(u: number): [number, number] {
   const c = cosSeries(a);
   const s = sinSeries(a);
   switch (octant) {
-    case 0: return [c, s];
-    case 1: return [s, c];
-    case 2: return [-s, c];
-    case 3: return [-c, s];
-    case 4: return [-c, -s];
-    case 5: return [-s, -c];
-    case 6: return [s, -c];
-    default: return [c, -s];
+    case 0:
+      return [c, s];
+    case 1:
+      return [s, c];
+    case 2:
+      return [-s, c];
+    case 3:
+      return [-c, s];
+    case 4:
+      return [-c, -s];
+    case 5:
+      return [-s, -c];
+    case 6:
+      return [s, -c];
+    default:
+      return [c, -s];
   }
 }
 
@@ -150,8 +158,10 @@ function checkSeed(seed: number): void {
 /** `count` float32 N(0, 1) values of (seed, stream), starting at element `offset` (even). */
 export function gaussianArray(count: number, seed: number, stream = 0, offset = 0): Float32Array {
   checkSeed(seed);
-  if (!Number.isInteger(stream) || stream < 0 || stream >= TWO32) throw new Mask2DiTError('SEED', `stream must be a uint32, got ${stream}`);
-  if (!Number.isInteger(offset) || offset < 0 || offset % 2 !== 0) throw new Mask2DiTError('SEED', `offset must be an even non-negative integer, got ${offset}`);
+  if (!Number.isInteger(stream) || stream < 0 || stream >= TWO32)
+    throw new Mask2DiTError('SEED', `stream must be a uint32, got ${stream}`);
+  if (!Number.isInteger(offset) || offset < 0 || offset % 2 !== 0)
+    throw new Mask2DiTError('SEED', `offset must be an even non-negative integer, got ${offset}`);
   const key = [seed % TWO32, Math.floor(seed / TWO32)];
   const out = new Float32Array(count);
   const firstBlock = offset / 2;

@@ -40,21 +40,27 @@ export class LayoutError extends Mask2DiTError {
 
 /** A layout of `numScenes` scenes with equal text and video lengths (the reference's layout). */
 export function uniformLayout(numScenes: number, textPerScene: number, videoPerScene: number): SceneLayout {
-  const layout = { text: new Array<number>(numScenes).fill(textPerScene), video: new Array<number>(numScenes).fill(videoPerScene) };
+  const layout = {
+    text: new Array<number>(numScenes).fill(textPerScene),
+    video: new Array<number>(numScenes).fill(videoPerScene),
+  };
   validateLayout(layout);
   return layout;
 }
 
 /** Throws a LayoutError unless the layout has ≥1 scene, integer lengths ≥ 0 and ≥1 video token per scene. */
 export function validateLayout(l: SceneLayout): void {
-  if (!Array.isArray(l.text) || !Array.isArray(l.video)) throw new LayoutError('expected { text: number[], video: number[] }');
-  if (l.text.length !== l.video.length) throw new LayoutError(`text has ${l.text.length} scenes but video has ${l.video.length}`);
+  if (!Array.isArray(l.text) || !Array.isArray(l.video))
+    throw new LayoutError('expected { text: number[], video: number[] }');
+  if (l.text.length !== l.video.length)
+    throw new LayoutError(`text has ${l.text.length} scenes but video has ${l.video.length}`);
   if (l.video.length < 1) throw new LayoutError('expected at least one scene, got 0');
   l.text.forEach((n, i) => {
     if (!Number.isInteger(n) || n < 0) throw new LayoutError(`text[${i}] must be an integer >= 0, got ${n}`);
   });
   l.video.forEach((n, i) => {
-    if (!Number.isInteger(n) || n < 1) throw new LayoutError(`video[${i}] must be an integer >= 1 (every scene needs a video token), got ${n}`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new LayoutError(`video[${i}] must be an integer >= 1 (every scene needs a video token), got ${n}`);
   });
 }
 
@@ -73,7 +79,8 @@ export function layoutTotals(l: SceneLayout): { textTotal: number; videoTotal: n
 }
 
 function checkScene(l: SceneLayout, i: number): void {
-  if (!Number.isInteger(i) || i < 0 || i >= numScenes(l)) throw new LayoutError(`scene index ${i} outside [0, ${numScenes(l)})`);
+  if (!Number.isInteger(i) || i < 0 || i >= numScenes(l))
+    throw new LayoutError(`scene index ${i} outside [0, ${numScenes(l)})`);
 }
 
 /** Range of scene i's tokens within one stream (`lengths` = `l.text` or `l.video`). */
@@ -115,7 +122,8 @@ export function allVideoRange(l: SceneLayout): TokenRange {
 /** Scene and stream of joint-sequence position `pos`. */
 export function tokenAt(l: SceneLayout, pos: number): { scene: number; kind: TokenKind } {
   const { textTotal, total } = layoutTotals(l);
-  if (!Number.isInteger(pos) || pos < 0 || pos >= total) throw new LayoutError(`token position ${pos} outside [0, ${total})`);
+  if (!Number.isInteger(pos) || pos < 0 || pos >= total)
+    throw new LayoutError(`token position ${pos} outside [0, ${total})`);
   const kind: TokenKind = pos < textTotal ? 'text' : 'video';
   const lengths = kind === 'text' ? l.text : l.video;
   let rest = kind === 'text' ? pos : pos - textTotal;
@@ -135,7 +143,8 @@ export function rangeLength(r: TokenRange): number {
  */
 export function sceneFrameRange(frames: number, scenes: number, s: number): FrameRange {
   if (!Number.isInteger(scenes) || scenes < 1) throw new LayoutError(`expected at least one scene, got ${scenes}`);
-  if (!Number.isInteger(frames) || frames < 0 || frames % scenes !== 0) throw new LayoutError(`${frames} latent frames cannot be split evenly into ${scenes} scenes`);
+  if (!Number.isInteger(frames) || frames < 0 || frames % scenes !== 0)
+    throw new LayoutError(`${frames} latent frames cannot be split evenly into ${scenes} scenes`);
   if (!Number.isInteger(s) || s < 0 || s >= scenes) throw new LayoutError(`scene index ${s} outside [0, ${scenes})`);
   const f = frames / scenes;
   return { start: s * f, end: (s + 1) * f };

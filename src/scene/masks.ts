@@ -39,7 +39,10 @@ export class MaskTooLargeError extends Mask2DiTError {
     readonly tokens: number,
     readonly maxTokens: number,
   ) {
-    super('MASK_TOO_LARGE', `dense mask of ${tokens}×${tokens} tokens refused (limit ${maxTokens} tokens); use maskBlocks() instead`);
+    super(
+      'MASK_TOO_LARGE',
+      `dense mask of ${tokens}×${tokens} tokens refused (limit ${maxTokens} tokens); use maskBlocks() instead`,
+    );
   }
 }
 
@@ -75,10 +78,16 @@ export function maskBlocks(layout: SceneLayout): MaskBlock[] {
   const blocks: MaskBlock[] = [];
   for (let i = 0; i < S; i++) {
     const query = textRange(layout, i);
-    if (rangeLength(query) > 0) blocks.push({ scene: i, kind: 'text', query, keys: compact([query, videoRange(layout, i)]) });
+    if (rangeLength(query) > 0)
+      blocks.push({ scene: i, kind: 'text', query, keys: compact([query, videoRange(layout, i)]) });
   }
   for (let i = 0; i < S; i++) {
-    blocks.push({ scene: i, kind: 'video', query: videoRange(layout, i), keys: compact([textRange(layout, i), allVideoRange(layout)]) });
+    blocks.push({
+      scene: i,
+      kind: 'video',
+      query: videoRange(layout, i),
+      keys: compact([textRange(layout, i), allVideoRange(layout)]),
+    });
   }
   return blocks;
 }
@@ -106,7 +115,8 @@ export function denseMask(layout: SceneLayout, maxTokens = 4096): Uint8Array {
 
 function checkTarget(layout: SceneLayout, target: number): void {
   const S = numScenes(layout);
-  if (!Number.isInteger(target) || target < 0 || target >= S) throw new LayoutError(`target scene ${target} outside [0, ${S})`);
+  if (!Number.isInteger(target) || target < 0 || target >= S)
+    throw new LayoutError(`target scene ${target} outside [0, ${S})`);
 }
 
 export interface RenderOptions {
@@ -146,7 +156,8 @@ export function renderMaskAscii(layout: SceneLayout, opts: RenderOptions = {}): 
   const { granularity = 'block', target, maxTokens = 256 } = opts;
   if (target !== undefined) checkTarget(layout, target);
   const segs = segments(layout, target);
-  const role = (s: Segment) => (target === undefined ? '' : s.scene === target ? '  target (t)' : '  condition (t_cond)');
+  const role = (s: Segment) =>
+    target === undefined ? '' : s.scene === target ? '  target (t)' : '  condition (t_cond)';
   const allows = (q: number, k: number) => maskAllows(layout, q, k);
   const w = Math.max(...segs.map((s) => s.label.length)) + 1;
   const lines: string[] = [];
@@ -164,11 +175,15 @@ export function renderMaskAscii(layout: SceneLayout, opts: RenderOptions = {}): 
     lines.push(' '.repeat(rw) + segs.map((s, g) => s.label.padEnd(gw[g]!)).join(' '));
     for (const r of segs) {
       for (let q = r.range.start; q < r.range.end; q++) {
-        const group = (c: Segment, g: number) => Array.from({ length: rangeLength(c.range) }, (_, j) => (allows(q, c.range.start + j) ? ON : OFF)).join('').padEnd(gw[g]!);
+        const group = (c: Segment, g: number) =>
+          Array.from({ length: rangeLength(c.range) }, (_, j) => (allows(q, c.range.start + j) ? ON : OFF))
+            .join('')
+            .padEnd(gw[g]!);
         lines.push(`${r.label}:${q - r.range.start}`.padEnd(rw) + segs.map(group).join(' ') + role(r));
       }
     }
   }
-  if (target !== undefined) lines.push(`* target scene ${target}: denoised with timestep t; other scenes are clean conditioning (t_cond)`);
+  if (target !== undefined)
+    lines.push(`* target scene ${target}: denoised with timestep t; other scenes are clean conditioning (t_cond)`);
   return lines.map((l) => l.trimEnd()).join('\n');
 }

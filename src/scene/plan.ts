@@ -6,7 +6,17 @@
  * Every range is the half-open `{ start, end }` of layout.ts: the target's text tokens index the text
  * stream, its video tokens the video stream, its frames the latent frames.
  */
-import { LayoutError, numScenes, sceneFrameRange, textStreamRange, validateLayout, videoStreamRange, type FrameRange, type SceneLayout, type TokenRange } from './layout.js';
+import {
+  LayoutError,
+  numScenes,
+  sceneFrameRange,
+  textStreamRange,
+  validateLayout,
+  videoStreamRange,
+  type FrameRange,
+  type SceneLayout,
+  type TokenRange,
+} from './layout.js';
 
 /** The target segment of the conditional mask: denoised (timestep t) while the other scenes condition it. */
 export interface TargetSegment {
@@ -50,7 +60,12 @@ export function scenePlan(layout: SceneLayout, opts: ScenePlanOptions = {}): Sce
   if (opts.target !== undefined) {
     const t = opts.target;
     if (!Number.isInteger(t) || t < 0 || t >= S) throw new LayoutError(`target scene ${t} outside [0, ${S})`);
-    plan.target = { scene: t, text: textStreamRange(layout, t), video: videoStreamRange(layout, t), ...(F !== undefined ? { frames: frames[t]! } : {}) };
+    plan.target = {
+      scene: t,
+      text: textStreamRange(layout, t),
+      video: videoStreamRange(layout, t),
+      ...(F !== undefined ? { frames: frames[t]! } : {}),
+    };
   }
   if (opts.chunkSize !== undefined) plan.chunkSize = opts.chunkSize;
   return plan;

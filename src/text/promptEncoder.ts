@@ -42,7 +42,11 @@ export class PromptEncoder {
   ) {
     const c = encoder.config;
     if (tokenizer.vocabSize > c.vocab_size) {
-      throw new ConfigError('text_encoder/config.json', 'vocab_size', `the tokenizer has ${tokenizer.vocabSize} ids, the encoder's embedding table only ${c.vocab_size} rows`);
+      throw new ConfigError(
+        'text_encoder/config.json',
+        'vocab_size',
+        `the tokenizer has ${tokenizer.vocabSize} ids, the encoder's embedding table only ${c.vocab_size} rows`,
+      );
     }
   }
 
@@ -73,17 +77,24 @@ export class PromptEncoder {
    * diffusers `CogVideoXPipeline.encode_prompt`: `{ prompt, negative }` each `[N·n, L, D]` (n = numVideosPerPrompt);
    * `negative` only with guidance.
    */
-  encodePrompt(prompts: string | readonly string[], options: { negativePrompt?: string | readonly string[]; numVideosPerPrompt?: number; guidance?: boolean } = {}): { prompt: tf.Tensor; negative?: tf.Tensor } {
+  encodePrompt(
+    prompts: string | readonly string[],
+    options: { negativePrompt?: string | readonly string[]; numVideosPerPrompt?: number; guidance?: boolean } = {},
+  ): { prompt: tf.Tensor; negative?: tf.Tensor } {
     const list = typeof prompts === 'string' ? [prompts] : [...prompts];
     const n = options.numVideosPerPrompt ?? 1;
-    if (!Number.isInteger(n) || n < 1) throw new ShapeError('num_videos_per_prompt', `expected a positive integer, got ${n}`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new ShapeError('num_videos_per_prompt', `expected a positive integer, got ${n}`);
     const prompt = repeatRows(this.encode(list), n);
     if (!(options.guidance ?? true)) return { prompt };
     const neg = options.negativePrompt ?? '';
     const negList = typeof neg === 'string' ? Array<string>(list.length).fill(neg) : [...neg];
     if (negList.length !== list.length) {
       prompt.dispose();
-      throw new ShapeError('negative_prompt', `expected one negative prompt or ${list.length} (one per prompt), got ${negList.length}`);
+      throw new ShapeError(
+        'negative_prompt',
+        `expected one negative prompt or ${list.length} (one per prompt), got ${negList.length}`,
+      );
     }
     return { prompt, negative: repeatRows(this.encode(negList), n) };
   }
@@ -92,7 +103,10 @@ export class PromptEncoder {
    * Mask²DiT's multi-scene context: `prompts` flat and batch-major (`batchSize · S` strings) →
    * `[2·batchSize, S·L, D]` (negative rows first) with guidance, `[batchSize, S·L, D]` without.
    */
-  multiSceneContext(prompts: readonly string[], options: { batchSize?: number; negativePrompt?: string | readonly string[]; guidance?: boolean } = {}): tf.Tensor {
+  multiSceneContext(
+    prompts: readonly string[],
+    options: { batchSize?: number; negativePrompt?: string | readonly string[]; guidance?: boolean } = {},
+  ): tf.Tensor {
     const B = options.batchSize ?? 1;
     if (!Number.isInteger(B) || B < 1 || prompts.length % B !== 0 || prompts.length === 0) {
       throw new ShapeError('prompt', `${prompts.length} prompts do not split into batch_size ${B} rows of scenes`);
@@ -107,7 +121,10 @@ export class PromptEncoder {
     const negList = typeof neg === 'string' ? Array<string>(prompts.length).fill(neg) : [...neg];
     if (negList.length !== prompts.length) {
       pos.dispose();
-      throw new ShapeError('negative_prompt', `expected one negative prompt or ${prompts.length} (one per prompt), got ${negList.length}`);
+      throw new ShapeError(
+        'negative_prompt',
+        `expected one negative prompt or ${prompts.length} (one per prompt), got ${negList.length}`,
+      );
     }
     const negative = this.encode(negList);
     const negCtx = toContext(negative);

@@ -126,7 +126,8 @@ class WireReader {
   /** A length-delimited field: [start, end) inside the buffer. */
   span(): Span {
     const n = this.varint().value;
-    if (n > this.end - this.pos) this.fail(`truncated: a field of ${n} bytes at byte ${this.pos}, only ${this.end - this.pos} remain`);
+    if (n > this.end - this.pos)
+      this.fail(`truncated: a field of ${n} bytes at byte ${this.pos}, only ${this.end - this.pos} remain`);
     const start = this.pos;
     this.pos += n;
     return { start, end: this.pos };
@@ -180,12 +181,35 @@ function parsePiece(s: Span, bytes: Uint8Array, fail: (d: string) => never): Pie
 
 function parseTrainerSpec(s: Span, bytes: Uint8Array, fail: (d: string) => never): TrainerSpec {
   const t: TrainerSpec = {
-    modelType: 1, vocabSize: 8000, unkId: 0, bosId: 1, eosId: 2, padId: -1,
-    unkPiece: '<unk>', bosPiece: '<s>', eosPiece: '</s>', padPiece: '<pad>', unkSurface: ' \u2047 ',
-    byteFallback: false, treatWhitespaceAsSuffix: false,
+    modelType: 1,
+    vocabSize: 8000,
+    unkId: 0,
+    bosId: 1,
+    eosId: 2,
+    padId: -1,
+    unkPiece: '<unk>',
+    bosPiece: '<s>',
+    eosPiece: '</s>',
+    padPiece: '<pad>',
+    unkSurface: ' \u2047 ',
+    byteFallback: false,
+    treatWhitespaceAsSuffix: false,
   };
-  const ints: Record<number, 'modelType' | 'vocabSize' | 'unkId' | 'bosId' | 'eosId' | 'padId'> = { 3: 'modelType', 4: 'vocabSize', 40: 'unkId', 41: 'bosId', 42: 'eosId', 43: 'padId' };
-  const strings: Record<number, 'unkPiece' | 'bosPiece' | 'eosPiece' | 'padPiece' | 'unkSurface'> = { 44: 'unkSurface', 45: 'unkPiece', 46: 'bosPiece', 47: 'eosPiece', 48: 'padPiece' };
+  const ints: Record<number, 'modelType' | 'vocabSize' | 'unkId' | 'bosId' | 'eosId' | 'padId'> = {
+    3: 'modelType',
+    4: 'vocabSize',
+    40: 'unkId',
+    41: 'bosId',
+    42: 'eosId',
+    43: 'padId',
+  };
+  const strings: Record<number, 'unkPiece' | 'bosPiece' | 'eosPiece' | 'padPiece' | 'unkSurface'> = {
+    44: 'unkSurface',
+    45: 'unkPiece',
+    46: 'bosPiece',
+    47: 'eosPiece',
+    48: 'padPiece',
+  };
   const m = new WireReader(bytes, s.start, s.end, fail);
   while (!m.done) {
     const { field, wire } = m.tag();
@@ -201,7 +225,13 @@ function parseTrainerSpec(s: Span, bytes: Uint8Array, fail: (d: string) => never
 }
 
 function parseNormalizerSpec(s: Span, bytes: Uint8Array, fail: (d: string) => never): NormalizerSpec {
-  const n: NormalizerSpec = { name: '', precompiledCharsmap: new Uint8Array(0), addDummyPrefix: true, removeExtraWhitespaces: true, escapeWhitespaces: true };
+  const n: NormalizerSpec = {
+    name: '',
+    precompiledCharsmap: new Uint8Array(0),
+    addDummyPrefix: true,
+    removeExtraWhitespaces: true,
+    escapeWhitespaces: true,
+  };
   const m = new WireReader(bytes, s.start, s.end, fail);
   while (!m.done) {
     const { field, wire } = m.tag();
@@ -220,7 +250,10 @@ function parseNormalizerSpec(s: Span, bytes: Uint8Array, fail: (d: string) => ne
 /** Parse a serialized `ModelProto`; errors name `file` and say what was expected. */
 export function parseModelProto(bytes: Uint8Array, file: string): ModelProto {
   const fail = (detail: string): never => {
-    throw new TokenizerFileError(file, `not a SentencePiece model (expected a serialized ModelProto protobuf, as spiece.model): ${detail}`);
+    throw new TokenizerFileError(
+      file,
+      `not a SentencePiece model (expected a serialized ModelProto protobuf, as spiece.model): ${detail}`,
+    );
   };
   const r = new WireReader(bytes, 0, bytes.length, fail);
   const pieces: Piece[] = [];
@@ -244,8 +277,16 @@ export function parseModelProto(bytes: Uint8Array, file: string): ModelProto {
     } else r.skip(wire);
   }
   if (pieces.length === 0) fail('no pieces (field 1)');
-  if (trainerSpec === undefined || normalizerSpec === undefined) fail(`no ${trainerSpec === undefined ? 'trainer_spec (field 2)' : 'normalizer_spec (field 3)'}: the file is truncated or incomplete`);
-  return { pieces, trainerSpec: trainerSpec!, normalizerSpec: normalizerSpec!, ...(denormalizerSpec !== undefined ? { denormalizerSpec } : {}) };
+  if (trainerSpec === undefined || normalizerSpec === undefined)
+    fail(
+      `no ${trainerSpec === undefined ? 'trainer_spec (field 2)' : 'normalizer_spec (field 3)'}: the file is truncated or incomplete`,
+    );
+  return {
+    pieces,
+    trainerSpec: trainerSpec!,
+    normalizerSpec: normalizerSpec!,
+    ...(denormalizerSpec !== undefined ? { denormalizerSpec } : {}),
+  };
 }
 
 // ───────────────────────────── tries ─────────────────────────────
@@ -306,7 +347,8 @@ class CharsMap {
     const fail = (d: string): never => {
       throw new TokenizerFileError(file, `normalizer_spec.precompiled_charsmap is broken: ${d}`);
     };
-    if (blob.length <= 4) fail(`${blob.length} bytes, expected a 4-byte trie size, the trie and the replacement strings`);
+    if (blob.length <= 4)
+      fail(`${blob.length} bytes, expected a 4-byte trie size, the trie and the replacement strings`);
     const dv = new DataView(blob.buffer, blob.byteOffset, blob.length);
     const trieSize = dv.getUint32(0, true);
     if (trieSize >= blob.length) fail(`trie size ${trieSize} exceeds the blob (${blob.length} bytes)`);
@@ -374,7 +416,13 @@ function validCharLen(bytes: Uint8Array, i: number, end: number): number {
   if (n === 0 || i + n > end) return 0;
   for (let k = 1; k < n; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return 0;
   const b1 = bytes[i + 1]!;
-  if ((b === 0xe0 && b1 < 0xa0) || (b === 0xed && b1 >= 0xa0) || (b === 0xf0 && b1 < 0x90) || (b === 0xf4 && b1 >= 0x90)) return 0;
+  if (
+    (b === 0xe0 && b1 < 0xa0) ||
+    (b === 0xed && b1 >= 0xa0) ||
+    (b === 0xf0 && b1 < 0x90) ||
+    (b === 0xf4 && b1 >= 0x90)
+  )
+    return 0;
   return n;
 }
 
@@ -482,7 +530,10 @@ export class SentencePieceModel {
   ) {
     const { pieces, trainerSpec } = proto;
     if (trainerSpec.modelType !== 1) {
-      throw new TokenizerFileError(file, `trainer_spec.model_type is ${MODEL_TYPES[trainerSpec.modelType] ?? trainerSpec.modelType}; only Unigram (UNIGRAM, the T5 tokenizer's type) is supported`);
+      throw new TokenizerFileError(
+        file,
+        `trainer_spec.model_type is ${MODEL_TYPES[trainerSpec.modelType] ?? trainerSpec.modelType}; only Unigram (UNIGRAM, the T5 tokenizer's type) is supported`,
+      );
     }
     this.pieces = pieces;
     this.trainerSpec = trainerSpec;
@@ -493,10 +544,15 @@ export class SentencePieceModel {
     let hasUserDefined = false;
     pieces.forEach((p, id) => {
       if (p.piece === '') throw new TokenizerFileError(file, `piece ${id} is empty`);
-      if (p.type < 1 || p.type > 6) throw new TokenizerFileError(file, `piece ${id} (${JSON.stringify(p.piece)}) has unknown type ${p.type}`);
+      if (p.type < 1 || p.type > 6)
+        throw new TokenizerFileError(file, `piece ${id} (${JSON.stringify(p.piece)}) has unknown type ${p.type}`);
       const isNormal = p.type === PieceType.NORMAL || p.type === PieceType.USER_DEFINED || p.type === PieceType.UNUSED;
       const map = isNormal ? this.normal : this.reserved;
-      if (map.has(p.piece)) throw new TokenizerFileError(file, `piece ${JSON.stringify(p.piece)} is defined twice (ids ${map.get(p.piece)} and ${id})`);
+      if (map.has(p.piece))
+        throw new TokenizerFileError(
+          file,
+          `piece ${JSON.stringify(p.piece)} is defined twice (ids ${map.get(p.piece)} and ${id})`,
+        );
       map.set(p.piece, id);
       if (isNormal) this.trie.insert(encoder.encode(p.piece), id);
       if (p.type === PieceType.USER_DEFINED) {
@@ -507,7 +563,8 @@ export class SentencePieceModel {
         if (unk >= 0) throw new TokenizerFileError(file, `two unknown pieces (ids ${unk} and ${id})`);
         unk = id;
       }
-      if (p.type === PieceType.BYTE && !trainerSpec.byteFallback) throw new TokenizerFileError(file, `byte piece ${id} in a model without byte_fallback`);
+      if (p.type === PieceType.BYTE && !trainerSpec.byteFallback)
+        throw new TokenizerFileError(file, `byte piece ${id} in a model without byte_fallback`);
       if (p.type === PieceType.NORMAL) {
         minScore = Math.min(minScore, p.score);
         maxScore = Math.max(maxScore, p.score);
@@ -518,8 +575,16 @@ export class SentencePieceModel {
     this.unkId = unk;
     this.minScore = minScore;
     this.maxScore = maxScore;
-    this.normalizer = new Normalizer(proto.normalizerSpec, trainerSpec.treatWhitespaceAsSuffix, hasUserDefined ? userDefined : undefined, file);
-    this.denormalizer = proto.denormalizerSpec !== undefined && proto.denormalizerSpec.precompiledCharsmap.length > 0 ? new Normalizer(proto.denormalizerSpec, false, undefined, file) : undefined;
+    this.normalizer = new Normalizer(
+      proto.normalizerSpec,
+      trainerSpec.treatWhitespaceAsSuffix,
+      hasUserDefined ? userDefined : undefined,
+      file,
+    );
+    this.denormalizer =
+      proto.denormalizerSpec !== undefined && proto.denormalizerSpec.precompiledCharsmap.length > 0
+        ? new Normalizer(proto.denormalizerSpec, false, undefined, file)
+        : undefined;
   }
 
   static fromBytes(bytes: Uint8Array, file = 'spiece.model'): SentencePieceModel {
@@ -531,14 +596,20 @@ export class SentencePieceModel {
     try {
       bytes = fs.readFileSync(file);
     } catch (e) {
-      throw new TokenizerFileError(file, `cannot read the SentencePiece model (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new TokenizerFileError(
+        file,
+        `cannot read the SentencePiece model (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
     }
     return SentencePieceModel.fromBytes(bytes, file);
   }
 
   /** The same model with other normalizer flags (T5Tokenizer `legacy=False` turns off the dummy prefix). */
   withNormalizer(changes: Partial<NormalizerSpec>): SentencePieceModel {
-    return new SentencePieceModel({ ...this.proto, normalizerSpec: { ...this.proto.normalizerSpec, ...changes } }, this.file);
+    return new SentencePieceModel(
+      { ...this.proto, normalizerSpec: { ...this.proto.normalizerSpec, ...changes } },
+      this.file,
+    );
   }
 
   get vocabSize(): number {
@@ -547,7 +618,8 @@ export class SentencePieceModel {
 
   idToPiece(id: number): string {
     const p = this.pieces[id];
-    if (p === undefined) throw new Mask2DiTError('TOKENIZER', `id ${id} is outside the vocabulary [0, ${this.pieces.length})`);
+    if (p === undefined)
+      throw new Mask2DiTError('TOKENIZER', `id ${id} is outside the vocabulary [0, ${this.pieces.length})`);
     return p.piece;
   }
 

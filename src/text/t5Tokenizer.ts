@@ -73,6 +73,7 @@ export interface PromptReport {
 }
 
 /** Python's `str.isspace()` characters (what `lstrip()`/`rstrip()` remove). */
+// eslint-disable-next-line no-control-regex -- \x1c-\x1f are whitespace to Python
 const PY_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
 const lstrip = (s: string) => {
   let i = 0;
@@ -113,8 +114,10 @@ export class T5Tokenizer {
   ) {
     const extraIds = options.extraIds ?? 100;
     const length = options.length ?? 226;
-    if (!Number.isInteger(extraIds) || extraIds < 0) throw new Mask2DiTError('TOKENIZER', `extra_ids must be an integer ≥ 0, got ${extraIds}`);
-    if (!Number.isInteger(length) || length < 1) throw new Mask2DiTError('TOKENIZER', `length (max_sequence_length) must be an integer ≥ 1, got ${length}`);
+    if (!Number.isInteger(extraIds) || extraIds < 0)
+      throw new Mask2DiTError('TOKENIZER', `extra_ids must be an integer ≥ 0, got ${extraIds}`);
+    if (!Number.isInteger(length) || length < 1)
+      throw new Mask2DiTError('TOKENIZER', `length (max_sequence_length) must be an integer ≥ 1, got ${length}`);
     this.extraIds = extraIds;
     this.length = length;
     this.legacy = options.legacy ?? true;
@@ -129,12 +132,17 @@ export class T5Tokenizer {
     const additional = options.additionalSpecialTokens ?? extra;
     const extraGiven = additional.filter((t) => t.includes('<extra_id_')).length;
     if (options.additionalSpecialTokens !== undefined && extraIds > 0 && extraGiven > 0 && extraGiven !== extraIds) {
-      throw new Mask2DiTError('TOKENIZER', `additional_special_tokens name ${extraGiven} <extra_id_N> tokens, extra_ids says ${extraIds}`);
+      throw new Mask2DiTError(
+        'TOKENIZER',
+        `additional_special_tokens name ${extraGiven} <extra_id_N> tokens, extra_ids says ${extraIds}`,
+      );
     }
     const sentinels = extraGiven > 0 ? extra : [];
     const allAdditional = extraGiven > 0 ? additional : [...additional, ...extra];
     // T5Tokenizer.__init__: <extra_id_i> = pieces − 1 + extra_ids − i, lstrip and rstrip
-    sentinels.forEach((content, i) => this.addToken({ content, id: sp.vocabSize - 1 + extraIds - i, lstrip: true, rstrip: true, special: true }));
+    sentinels.forEach((content, i) =>
+      this.addToken({ content, id: sp.vocabSize - 1 + extraIds - i, lstrip: true, rstrip: true, special: true }),
+    );
     for (const t of options.addedTokens ?? []) this.addToken(t);
     // special tokens not yet added: their vocabulary id, or a new id at the end
     let next = Math.max(sp.vocabSize + extraIds, ...[...this.addedById.keys()].map((id) => id + 1));
@@ -181,10 +189,11 @@ export class T5Tokenizer {
   private splitAdded(text: string): string[] {
     const parts: string[] = [];
     let start = 0;
-    for (let i = 0; i < text.length; ) {
+    for (let i = 0; i < text.length;) {
       let best = '';
       if (this.firstChars.has(text[i]!)) {
-        for (const content of this.added.keys()) if (content.length > best.length && text.startsWith(content, i)) best = content;
+        for (const content of this.added.keys())
+          if (content.length > best.length && text.startsWith(content, i)) best = content;
       }
       if (best === '') {
         i++;
@@ -219,13 +228,21 @@ export class T5Tokenizer {
       if (this.added.has(part)) tokens.push(part);
       else tokens.push(...this.segmentPieces(part));
     }
-    if (!this.legacy && text.length > 0 && tokens.length > 1 && tokens[0] === SPIECE_UNDERLINE && this.specialTokens.has(tokens[1]!)) tokens.shift();
+    if (
+      !this.legacy &&
+      text.length > 0 &&
+      tokens.length > 1 &&
+      tokens[0] === SPIECE_UNDERLINE &&
+      this.specialTokens.has(tokens[1]!)
+    )
+      tokens.shift();
     return tokens;
   }
 
   /** T5Tokenizer `_tokenize`: one text segment → SentencePiece pieces. */
   private segmentPieces(segment: string): string[] {
-    if (this.legacy || !(segment.startsWith(SPIECE_UNDERLINE) || segment.startsWith(' '))) return this.spm.encodePieces(segment).map((p) => p.piece);
+    if (this.legacy || !(segment.startsWith(SPIECE_UNDERLINE) || segment.startsWith(' ')))
+      return this.spm.encodePieces(segment).map((p) => p.piece);
     this.unkLength ??= this.spm.encodePieces(this.unkToken).length;
     const pieces = this.spm.encodePieces(this.unkToken + segment).map((p) => p.piece);
     return pieces.length >= this.unkLength ? pieces.slice(this.unkLength) : pieces;
@@ -255,7 +272,10 @@ export class T5Tokenizer {
     const keep = c.ids.length + 1 > maxLength ? Math.max(0, maxLength - 1) : c.ids.length;
     const t = this.withEos(c.ids.slice(0, keep), c.pieces.slice(0, keep));
     const pad = Math.max(0, maxLength - t.ids.length);
-    return { ids: [...t.ids, ...Array<number>(pad).fill(this.padId)], pieces: [...t.pieces, ...Array<string>(pad).fill(this.padToken)] };
+    return {
+      ids: [...t.ids, ...Array<number>(pad).fill(this.padId)],
+      pieces: [...t.pieces, ...Array<string>(pad).fill(this.padToken)],
+    };
   }
 
   /** One prompt → `length` ids: prompt ids (first `length − 1` at most), EOS, padding. */
@@ -304,7 +324,14 @@ export class T5Tokenizer {
     const unknown = c.pieces.filter((_, i) => c.ids[i] === this.unkId);
     const keep = c.ids.length + 1 > maxLength ? Math.max(0, maxLength - 1) : c.ids.length;
     const cut = c.ids.slice(keep);
-    return { text, tokens: full.ids.length, unknown, truncated: cut.length > 0, dropped: cut.length, droppedText: this.decode(cut) };
+    return {
+      text,
+      tokens: full.ids.length,
+      unknown,
+      truncated: cut.length > 0,
+      dropped: cut.length,
+      droppedText: this.decode(cut),
+    };
   }
 }
 
@@ -318,7 +345,8 @@ function readJson(file: string): Record<string, unknown> | undefined {
   } catch (e) {
     throw new ConfigError(file, '(file)', `not valid JSON (${(e as Error).message})`);
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(file, '(file)', 'expected a JSON object');
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new ConfigError(file, '(file)', 'expected a JSON object');
   return v as Record<string, unknown>;
 }
 
@@ -326,11 +354,18 @@ function readJson(file: string): Record<string, unknown> | undefined {
 function tokenContent(file: string, field: string, v: unknown): string | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string') return v;
-  if (typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  if (typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string')
+    return (v as { content: string }).content;
   throw new ConfigError(file, field, `expected a string or {"content": string}, got ${JSON.stringify(v)}`);
 }
 
-function optionalType<T>(file: string, cfg: Record<string, unknown>, key: string, ok: (v: unknown) => boolean, want: string): T | undefined {
+function optionalType<T>(
+  file: string,
+  cfg: Record<string, unknown>,
+  key: string,
+  ok: (v: unknown) => boolean,
+  want: string,
+): T | undefined {
   const v = cfg[key];
   if (v === undefined || v === null) return undefined;
   if (!ok(v)) throw new ConfigError(file, key, `expected ${want}, got ${JSON.stringify(v)}`);
@@ -339,14 +374,25 @@ function optionalType<T>(file: string, cfg: Record<string, unknown>, key: string
 
 function addedTokensDecoder(file: string, v: unknown): AddedToken[] {
   if (v === undefined || v === null) return [];
-  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(file, 'added_tokens_decoder', 'expected an object {id: {content, lstrip, rstrip, …}}');
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw new ConfigError(file, 'added_tokens_decoder', 'expected an object {id: {content, lstrip, rstrip, …}}');
   return Object.entries(v as Record<string, unknown>).map(([key, t]) => {
     const id = Number(key);
     const o = t as Record<string, unknown> | null;
     if (!Number.isInteger(id) || id < 0 || o === null || typeof o !== 'object' || typeof o['content'] !== 'string') {
-      throw new ConfigError(file, `added_tokens_decoder.${key}`, 'expected a non-negative integer key and {"content": string, …}');
+      throw new ConfigError(
+        file,
+        `added_tokens_decoder.${key}`,
+        'expected a non-negative integer key and {"content": string, …}',
+      );
     }
-    return { content: o['content'], id, lstrip: o['lstrip'] === true, rstrip: o['rstrip'] === true, special: o['special'] === true };
+    return {
+      content: o['content'],
+      id,
+      lstrip: o['lstrip'] === true,
+      rstrip: o['rstrip'] === true,
+      special: o['special'] === true,
+    };
   });
 }
 
@@ -364,16 +410,30 @@ function legacyAddedTokens(dir: string, specials: string[]): AddedToken[] {
   const byId = new Map<number, AddedToken>();
   const addedFile = path.join(dir, 'added_tokens.json');
   for (const [content, id] of Object.entries(readJson(addedFile) ?? {})) {
-    if (!Number.isInteger(id) || (id as number) < 0) throw new ConfigError(addedFile, content, `expected a non-negative integer id, got ${JSON.stringify(id)}`);
-    byId.set(id as number, { content, id: id as number, lstrip: false, rstrip: false, special: specials.includes(content) });
+    if (!Number.isInteger(id) || (id as number) < 0)
+      throw new ConfigError(addedFile, content, `expected a non-negative integer id, got ${JSON.stringify(id)}`);
+    byId.set(id as number, {
+      content,
+      id: id as number,
+      lstrip: false,
+      rstrip: false,
+      special: specials.includes(content),
+    });
   }
   const fastFile = path.join(dir, 'tokenizer.json');
   const fast = readJson(fastFile)?.['added_tokens'];
   if (Array.isArray(fast)) {
     for (const t of fast as Record<string, unknown>[]) {
       const id = t?.['id'];
-      if (!Number.isInteger(id) || typeof t['content'] !== 'string') throw new ConfigError(fastFile, 'added_tokens', 'expected [{"id": integer, "content": string, …}]');
-      byId.set(id as number, { content: t['content'], id: id as number, lstrip: t['lstrip'] === true, rstrip: t['rstrip'] === true, special: t['special'] === true });
+      if (!Number.isInteger(id) || typeof t['content'] !== 'string')
+        throw new ConfigError(fastFile, 'added_tokens', 'expected [{"id": integer, "content": string, …}]');
+      byId.set(id as number, {
+        content: t['content'],
+        id: id as number,
+        lstrip: t['lstrip'] === true,
+        rstrip: t['rstrip'] === true,
+        special: t['special'] === true,
+      });
     }
   }
   return [...byId.values()];
@@ -388,14 +448,21 @@ function configOptions(dir: string): T5TokenizerOptions {
   const file = path.join(dir, 'tokenizer_config.json');
   const cfg = readJson(file) ?? {};
   const cls = cfg['tokenizer_class'];
-  if (cls !== undefined && cls !== 'T5Tokenizer' && cls !== 'T5TokenizerFast') throw new ConfigError(file, 'tokenizer_class', `${JSON.stringify(cls)} is not supported (expected T5Tokenizer)`);
+  if (cls !== undefined && cls !== 'T5Tokenizer' && cls !== 'T5TokenizerFast')
+    throw new ConfigError(file, 'tokenizer_class', `${JSON.stringify(cls)} is not supported (expected T5Tokenizer)`);
   const isBool = (v: unknown) => typeof v === 'boolean';
   const isCount = (v: unknown) => Number.isInteger(v) && (v as number) >= 0;
   const out: T5TokenizerOptions = {};
   const legacy = optionalType<boolean>(file, cfg, 'legacy', isBool, 'true, false or null');
   const extraIds = optionalType<number>(file, cfg, 'extra_ids', isCount, 'an integer ≥ 0');
   const addPrefixSpace = optionalType<boolean>(file, cfg, 'add_prefix_space', isBool, 'true or false');
-  const maxLen = optionalType<number>(file, cfg, 'model_max_length', (v) => typeof v === 'number' && v > 0, 'a positive number');
+  const maxLen = optionalType<number>(
+    file,
+    cfg,
+    'model_max_length',
+    (v) => typeof v === 'number' && v > 0,
+    'a positive number',
+  );
   if (legacy !== undefined) out.legacy = legacy;
   if (extraIds !== undefined) out.extraIds = extraIds;
   if (addPrefixSpace !== undefined) out.addPrefixSpace = addPrefixSpace;
@@ -404,7 +471,8 @@ function configOptions(dir: string): T5TokenizerOptions {
   const savedDecoder = cfg['added_tokens_decoder'] !== undefined && cfg['added_tokens_decoder'] !== null;
   const mapFile = path.join(dir, 'special_tokens_map.json');
   const map = savedDecoder ? {} : (readJson(mapFile) ?? {});
-  const pick = (key: 'eos_token' | 'unk_token' | 'pad_token') => tokenContent(mapFile, key, map[key]) ?? tokenContent(file, key, cfg[key]);
+  const pick = (key: 'eos_token' | 'unk_token' | 'pad_token') =>
+    tokenContent(mapFile, key, map[key]) ?? tokenContent(file, key, cfg[key]);
   const [eos, unk, pad] = [pick('eos_token'), pick('unk_token'), pick('pad_token')];
   if (eos !== undefined) out.eosToken = eos;
   if (unk !== undefined) out.unkToken = unk;
@@ -435,7 +503,11 @@ export function tokenizerDir(p: string): string {
 }
 
 function loadT5Tokenizer(p: string, options: T5TokenizerOptions): T5Tokenizer {
-  if (!fs.existsSync(p)) throw new TokenizerFileError(p, 'no such file or folder (expected a pipeline folder with tokenizer/spiece.model, a tokenizer folder, or a spiece.model file)');
+  if (!fs.existsSync(p))
+    throw new TokenizerFileError(
+      p,
+      'no such file or folder (expected a pipeline folder with tokenizer/spiece.model, a tokenizer folder, or a spiece.model file)',
+    );
   if (fs.statSync(p).isFile()) return new T5Tokenizer(SentencePieceModel.fromFile(p), options);
   const dir = tokenizerDir(p);
   const model = path.join(dir, 'spiece.model');

@@ -38,7 +38,13 @@ import { Container, M2Layer } from '../layers/layer.js';
 import { Linear } from '../layers/linear.js';
 import { geluTanh } from '../layers/math.js';
 import { WeightSource } from '../layers/weightSource.js';
-import { OffloadedBlocks, OffloadError, StoredEmbedding, type BlockLayout, type StoredWeights } from '../model/offload.js';
+import {
+  OffloadedBlocks,
+  OffloadError,
+  StoredEmbedding,
+  type BlockLayout,
+  type StoredWeights,
+} from '../model/offload.js';
 import { loadPretrained, type OffloadOptions, type PretrainedOptions } from '../model/pretrained.js';
 import type { PromptTokenizer } from './promptEncoder.js';
 import { PAD_ID } from './tokenizer.js';
@@ -70,14 +76,19 @@ export function relativePositionBucket(relative: number, numBuckets: number, max
 /** Buckets for an L×L attention, row-major `[query, key]`. */
 export function bucketTable(L: number, numBuckets: number, maxDistance: number): Int32Array {
   const out = new Int32Array(L * L);
-  for (let q = 0; q < L; q++) for (let k = 0; k < L; k++) out[q * L + k] = relativePositionBucket(k - q, numBuckets, maxDistance);
+  for (let q = 0; q < L; q++)
+    for (let k = 0; k < L; k++) out[q * L + k] = relativePositionBucket(k - q, numBuckets, maxDistance);
   return out;
 }
 
 /** The position bias `[1, H, L, L]` from a relative position table `[num_buckets, H]`. */
 function relativePositionBias(table: Embedding, c: TextEncoderConfig, L: number): tf.Tensor {
   return tf.tidy(() => {
-    const buckets = tf.tensor(bucketTable(L, c.relative_attention_num_buckets, c.relative_attention_max_distance), [L, L], 'int32');
+    const buckets = tf.tensor(
+      bucketTable(L, c.relative_attention_num_buckets, c.relative_attention_max_distance),
+      [L, L],
+      'int32',
+    );
     const values = table.forward(buckets); // [L, L, H]
     return tf.expandDims(tf.transpose(values, [2, 0, 1]), 0); // [1, H, L, L]
   });
@@ -133,7 +144,9 @@ export class Embedding extends M2Layer {
   forward(ids: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const flat = tf.reshape(ids, [-1]); // [N]
-      const rows = this.trainable ? tf.matMul(tf.oneHot(flat, this.config.rows), this.weight) : tf.gather(this.weight, flat); // [N, dim]
+      const rows = this.trainable
+        ? tf.matMul(tf.oneHot(flat, this.config.rows), this.weight)
+        : tf.gather(this.weight, flat); // [N, dim]
       return tf.reshape(rows, [...ids.shape, this.config.dim]);
     });
   }
@@ -163,19 +176,27 @@ export class T5Attention extends M2Layer {
   ) {
     super(ws.prefix || 'SelfAttention');
     const { d_model: D, d_kv: dk, num_heads: H } = config;
-    const proj = (name: string, inF: number, outF: number) => part(parts, this.child(name, new Linear({ inFeatures: inF, outFeatures: outF, bias: false }, ws.pp(name))));
+    const proj = (name: string, inF: number, outF: number) =>
+      part(parts, this.child(name, new Linear({ inFeatures: inF, outFeatures: outF, bias: false }, ws.pp(name))));
     this.q = proj('q', D, H * dk);
     this.k = proj('k', D, H * dk);
     this.v = proj('v', D, H * dk);
     this.o = proj('o', H * dk, D);
     this.relativeBias = hasRelativeBias
-      ? part(parts, this.child('relative_attention_bias', new Embedding({ rows: config.relative_attention_num_buckets, dim: H }, ws.pp('relative_attention_bias'))))
+      ? part(
+          parts,
+          this.child(
+            'relative_attention_bias',
+            new Embedding({ rows: config.relative_attention_num_buckets, dim: H }, ws.pp('relative_attention_bias')),
+          ),
+        )
       : undefined;
   }
 
   /** The position bias `[1, H, L, L]` from this layer's table (block 0 only). */
   positionBias(L: number): tf.Tensor {
-    if (this.relativeBias === undefined) throw new ShapeError('relative_attention_bias', 'only the first block owns the relative position table');
+    if (this.relativeBias === undefined)
+      throw new ShapeError('relative_attention_bias', 'only the first block owns the relative position table');
     return relativePositionBias(this.relativeBias, this.config, L);
   }
 
@@ -225,7 +246,8 @@ export class T5DenseFF extends M2Layer {
   ) {
     super(ws.prefix || 'DenseReluDense');
     const { d_model: D, d_ff: F } = config;
-    const lin = (name: string, inF: number, outF: number) => part(parts, this.child(name, new Linear({ inFeatures: inF, outFeatures: outF, bias: false }, ws.pp(name))));
+    const lin = (name: string, inF: number, outF: number) =>
+      part(parts, this.child(name, new Linear({ inFeatures: inF, outFeatures: outF, bias: false }, ws.pp(name))));
     this.wi = config.feed_forward_proj === 'gated-gelu' ? [lin('wi_0', D, F), lin('wi_1', D, F)] : [lin('wi', D, F)];
     this.wo = lin('wo', F, D);
   }
@@ -251,7 +273,13 @@ export class T5Block extends M2Layer {
   readonly norm1: T5LayerNorm;
   readonly ff: T5DenseFF;
   /** @param ownsRelativeBias block 0 owns the relative position table (false: it is held elsewhere, offload) */
-  constructor(config: TextEncoderConfig, index: number, ws: WeightSource, parts: Parts, ownsRelativeBias = index === 0) {
+  constructor(
+    config: TextEncoderConfig,
+    index: number,
+    ws: WeightSource,
+    parts: Parts,
+    ownsRelativeBias = index === 0,
+  ) {
     super(ws.prefix || `block.${index}`);
     const layer = this.child('layer', new Container(ws.full('layer')));
     const l0 = layer.add('0', new Container(ws.pp('layer').full('0')));
@@ -310,7 +338,8 @@ export function t5InitTensors(c: TextEncoderConfig, seed: number): Map<string, t
   const std = (name: string): number => {
     if (name === 'shared.weight') return 1;
     if (name.endsWith('.q.weight')) return (D * dk) ** -0.5;
-    if (name.endsWith('.k.weight') || name.endsWith('.v.weight') || name.includes('relative_attention_bias')) return D ** -0.5;
+    if (name.endsWith('.k.weight') || name.endsWith('.v.weight') || name.includes('relative_attention_bias'))
+      return D ** -0.5;
     if (name.endsWith('.o.weight')) return (H * dk) ** -0.5;
     if (name.endsWith('.wo.weight')) return F ** -0.5;
     return D ** -0.5; // wi, wi_0, wi_1
@@ -318,7 +347,12 @@ export function t5InitTensors(c: TextEncoderConfig, seed: number): Map<string, t
   const out = new Map<string, tf.Tensor>();
   let i = 0;
   for (const [name, shape] of t5ParameterShapes(c)) {
-    out.set(name, name.endsWith('layer_norm.weight') ? tf.ones(shape) : tf.randomNormal(shape, 0, std(name), 'float32', seed * 7919 + i));
+    out.set(
+      name,
+      name.endsWith('layer_norm.weight')
+        ? tf.ones(shape)
+        : tf.randomNormal(shape, 0, std(name), 'float32', seed * 7919 + i),
+    );
     i++;
   }
   return out;
@@ -350,7 +384,10 @@ function residentRelativeTable(c: TextEncoderConfig, list: Container, wsBlocks: 
   const layer = b0.add('layer', new Container(wsBlocks.pp(0).full('layer')));
   const l0 = layer.add('0', new Container(wsBlocks.pp(0).pp('layer').full('0')));
   const attn = l0.add('SelfAttention', new Container(ws.prefix));
-  return attn.add('relative_attention_bias', new Embedding({ rows: c.relative_attention_num_buckets, dim: c.num_heads }, ws.pp('relative_attention_bias')));
+  return attn.add(
+    'relative_attention_bias',
+    new Embedding({ rows: c.relative_attention_num_buckets, dim: c.num_heads }, ws.pp('relative_attention_bias')),
+  );
 }
 
 /** Hugging Face `T5EncoderModel`: ids → hidden states `[B, L, d_model]`. */
@@ -385,23 +422,48 @@ export class T5Encoder extends M2Layer {
     const list = encoder.add('block', new Container('encoder.block'));
     const wsBlocks = ws.pp('encoder').pp('block');
     if (store === undefined) {
-      this.shared = part(this.parts, this.child('shared', new Embedding({ rows: c.vocab_size, dim: c.d_model }, ws.pp('shared'))));
-      this.blocks = Array.from({ length: c.num_layers }, (_, i) => part(this.parts, list.add(String(i), new T5Block(c, i, wsBlocks.pp(i), this.parts))));
+      this.shared = part(
+        this.parts,
+        this.child('shared', new Embedding({ rows: c.vocab_size, dim: c.d_model }, ws.pp('shared'))),
+      );
+      this.blocks = Array.from({ length: c.num_layers }, (_, i) =>
+        part(this.parts, list.add(String(i), new T5Block(c, i, wsBlocks.pp(i), this.parts))),
+      );
       this.relativeTable = this.blocks[0]!.attention.relativeBias!;
     } else {
       ws.checkOnly().pp('shared').get('weight', [c.vocab_size, c.d_model]).dispose(); // checked, left in the file
-      this.shared = this.child('shared', new StoredEmbedding({ rows: c.vocab_size, dim: c.d_model }, store, 'shared.weight'));
+      this.shared = this.child(
+        'shared',
+        new StoredEmbedding({ rows: c.vocab_size, dim: c.d_model }, store, 'shared.weight'),
+      );
       this.relativeTable = part(this.parts, residentRelativeTable(c, list, wsBlocks));
       this.blocks = [];
-      this.offloaded = new OffloadedBlocks(store, T5Encoder.blockLayout(c), (bws, i) => new T5Block(c, i, bws, [], false), ws);
+      this.offloaded = new OffloadedBlocks(
+        store,
+        T5Encoder.blockLayout(c),
+        (bws, i) => new T5Block(c, i, bws, [], false),
+        ws,
+      );
     }
-    this.finalNorm = part(this.parts, encoder.add('final_layer_norm', new T5LayerNorm({ dim: c.d_model, eps: c.layer_norm_epsilon }, ws.pp('encoder').pp('final_layer_norm'))));
+    this.finalNorm = part(
+      this.parts,
+      encoder.add(
+        'final_layer_norm',
+        new T5LayerNorm({ dim: c.d_model, eps: c.layer_norm_epsilon }, ws.pp('encoder').pp('final_layer_norm')),
+      ),
+    );
   }
 
   /** How the parameters split into blocks (what offload reads per use); the token table is read by rows. */
   static blockLayout(c: TextEncoderConfig): BlockLayout {
     const table = (n: string) => n === 'shared.weight' || n.endsWith('.relative_attention_bias.weight'); // gathered, not matMul operands
-    return { prefix: 'encoder.block', count: c.num_layers, resident: (n) => n.endsWith('.relative_attention_bias.weight'), rowsOnly: ['shared.weight'], gathered: table };
+    return {
+      prefix: 'encoder.block',
+      count: c.num_layers,
+      resident: (n) => n.endsWith('.relative_attention_bias.weight'),
+      rowsOnly: ['shared.weight'],
+      gathered: table,
+    };
   }
 
   /** Where the blocks' weights live: 'none' = resident, 'blocks' = read from the checkpoint per forward. */
@@ -421,7 +483,11 @@ export class T5Encoder extends M2Layer {
   override set trainable(on: boolean) {
     // `offloaded` and `parts` are undefined while the base constructor runs
     const self = this as unknown as { parts?: Parts; offloaded?: unknown };
-    if (on && self.offloaded !== undefined) throw new OffloadError('text_encoder', "its blocks are offloaded (read from the checkpoint per forward), so it cannot be trained; load it with offload: 'none'");
+    if (on && self.offloaded !== undefined)
+      throw new OffloadError(
+        'text_encoder',
+        "its blocks are offloaded (read from the checkpoint per forward), so it cannot be trained; load it with offload: 'none'",
+      );
     super.trainable = on;
     for (const p of self.parts ?? []) p.trainable = on;
   }
@@ -448,15 +514,18 @@ export class T5Encoder extends M2Layer {
   /** `[B, L, d_model]` hidden states; see `T5AttentionMask` for how padding is treated (default: unmasked, as the reference pipelines). */
   forward(inputs: TextEncoderInputs): tf.Tensor {
     const { ids } = inputs;
-    if (ids.rank !== 2 || ids.dtype !== 'int32') throw new ShapeError('input_ids', `expected int32 [B, L], got ${ids.dtype} [${ids.shape}]`);
+    if (ids.rank !== 2 || ids.dtype !== 'int32')
+      throw new ShapeError('input_ids', `expected int32 [B, L], got ${ids.dtype} [${ids.shape}]`);
     const [B, L] = ids.shape as [number, number];
     const m = inputs.attentionMask ?? 'none';
-    if (typeof m !== 'string' && (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== L)) throw new ShapeError('attention_mask', `expected [${B}, ${L}], got [${m.shape}]`);
+    if (typeof m !== 'string' && (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== L))
+      throw new ShapeError('attention_mask', `expected [${B}, ${L}], got [${m.shape}]`);
     checkMemoryBudget('T5 text encoder forward', this.peakEstimate(B, L, m !== 'none'));
     return tf.tidy(() => {
       let bias = relativePositionBias(this.relativeTable, this.config, L); // [1, H, L, L]
       const keep = m === 'none' ? undefined : m === 'padding' ? tf.notEqual(ids, this.config.pad_token_id) : m; // [B, L]
-      if (keep !== undefined) bias = tf.add(bias, tf.reshape(tf.mul(tf.sub(1, tf.cast(keep, 'float32')), MASKED), [B, 1, 1, L])); // [B, H, L, L]
+      if (keep !== undefined)
+        bias = tf.add(bias, tf.reshape(tf.mul(tf.sub(1, tf.cast(keep, 'float32')), MASKED), [B, 1, 1, L])); // [B, H, L, L]
       let h = this.shared.forward(ids); // [B, L, D]
       for (let i = 0; i < this.config.num_layers; i++) h = this.withBlock(i, (block) => block.forward(h, bias));
       return this.finalNorm.forward(h);
@@ -466,15 +535,30 @@ export class T5Encoder extends M2Layer {
   /** Estimated peak bytes of one forward on `[B, L]` ids (`t5PeakEstimate`), plus the running block (and on wasm its packed copy) when offloaded. */
   peakEstimate(B: number, L: number, paddingMask: boolean): PeakEstimate {
     const c = this.config;
-    const est = t5PeakEstimate({ B, L, dModel: c.d_model, heads: c.num_heads, dKv: c.d_kv, dFF: c.d_ff, layers: c.num_layers, gated: c.feed_forward_proj === 'gated-gelu', paddingMask });
+    const est = t5PeakEstimate({
+      B,
+      L,
+      dModel: c.d_model,
+      heads: c.num_heads,
+      dKv: c.d_kv,
+      dFF: c.d_ff,
+      layers: c.num_layers,
+      gated: c.feed_forward_proj === 'gated-gelu',
+      paddingMask,
+    });
     if (this.offloaded === undefined) return est;
     const block = this.offloaded.largestBlockBytes() * (tf.getBackend() === 'wasm' ? 2 : 1);
-    return { ...est, totalBytes: est.totalBytes + block, ...(est.heapBytes !== undefined ? { heapBytes: est.heapBytes + block } : {}) };
+    return {
+      ...est,
+      totalBytes: est.totalBytes + block,
+      ...(est.heapBytes !== undefined ? { heapBytes: est.heapBytes + block } : {}),
+    };
   }
 
   /** Convenience: ids `[B·L]` (row-major) → `[B, L, d_model]`. */
   encodeIds(ids: Int32Array, batch: number, attentionMask: 'none' | 'padding' = 'none'): tf.Tensor {
-    if (ids.length % batch !== 0) throw new ShapeError('input_ids', `${ids.length} ids do not split into ${batch} rows`);
+    if (ids.length % batch !== 0)
+      throw new ShapeError('input_ids', `${ids.length} ids do not split into ${batch} rows`);
     const t = tf.tensor2d(ids, [batch, ids.length / batch], 'int32');
     try {
       return this.forward({ ids: t, attentionMask });
@@ -496,20 +580,29 @@ export class T5Encoder extends M2Layer {
    */
   static async fromPretrained(dir: string, options: PretrainedOptions & OffloadOptions = {}): Promise<T5Encoder> {
     const ignore = ['encoder.embed_tokens.weight'];
-    return loadPretrained(dir, 'text_encoder', 'a T5 encoder', (f) => readTextEncoderConfig(f).config, (c, ws, store) => new T5Encoder(c, ws, store), {
-      ...options,
-      ignore,
-      blocks: (c) => T5Encoder.blockLayout(c),
-    });
+    return loadPretrained(
+      dir,
+      'text_encoder',
+      'a T5 encoder',
+      (f) => readTextEncoderConfig(f).config,
+      (c, ws, store) => new T5Encoder(c, ws, store),
+      {
+        ...options,
+        ignore,
+        blocks: (c) => T5Encoder.blockLayout(c),
+      },
+    );
   }
 
   /** Write `dir/config.json` and `dir/model.safetensors` (F32), each atomically (offloaded parameters are read from the checkpoint). */
   async save(dir: string): Promise<void> {
     fs.mkdirSync(dir, { recursive: true });
     const tensors: Record<string, TensorToWrite> = {};
-    for (const [name, v] of this.namedWeights()) tensors[name] = { dtype: 'F32', shape: [...v.shape] as number[], data: (await v.read().data()) as Float32Array };
+    for (const [name, v] of this.namedWeights())
+      tensors[name] = { dtype: 'F32', shape: [...v.shape] as number[], data: (await v.read().data()) as Float32Array };
     if (this.store !== undefined) {
-      for (const name of ['shared.weight', ...this.offloaded!.names()]) tensors[name] = { dtype: 'F32', shape: [...this.store.shape(name)!], data: this.store.readF32(name, false) };
+      for (const name of ['shared.weight', ...this.offloaded!.names()])
+        tensors[name] = { dtype: 'F32', shape: [...this.store.shape(name)!], data: this.store.readF32(name, false) };
     }
     await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
     const json = { architectures: ['T5EncoderModel'], ...this.config };
@@ -526,9 +619,18 @@ tf.serialization.registerClass(T5Encoder, 'Mask2DiT');
 export function encodePrompts(tokenizer: PromptTokenizer, encoder: T5Encoder, captions: readonly string[]): tf.Tensor {
   if (captions.length === 0) throw new ShapeError('captions', 'expected at least one caption');
   if (tokenizer.vocabSize > encoder.config.vocab_size) {
-    throw new ConfigError('text_encoder/config.json', 'vocab_size', `the tokenizer has ${tokenizer.vocabSize} tokens, the encoder's table only ${encoder.config.vocab_size}`);
+    throw new ConfigError(
+      'text_encoder/config.json',
+      'vocab_size',
+      `the tokenizer has ${tokenizer.vocabSize} tokens, the encoder's table only ${encoder.config.vocab_size}`,
+    );
   }
-  if (encoder.config.pad_token_id !== PAD_ID) throw new ConfigError('text_encoder/config.json', 'pad_token_id', `expected ${PAD_ID} (the tokenizer's <pad>), got ${encoder.config.pad_token_id}`);
+  if (encoder.config.pad_token_id !== PAD_ID)
+    throw new ConfigError(
+      'text_encoder/config.json',
+      'pad_token_id',
+      `expected ${PAD_ID} (the tokenizer's <pad>), got ${encoder.config.pad_token_id}`,
+    );
   const S = captions.length;
   const L = tokenizer.length;
   return tf.tidy(() => {

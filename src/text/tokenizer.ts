@@ -35,9 +35,13 @@ export class WordTokenizer {
     readonly length: number,
   ) {
     if (vocab[PAD_ID] !== PAD || vocab[EOS_ID] !== EOS || vocab[UNK_ID] !== UNK) {
-      throw new Mask2DiTError('TOKENIZER', `vocabulary must start with ${PAD}, ${EOS}, ${UNK}; got ${vocab.slice(0, 3).join(', ')}`);
+      throw new Mask2DiTError(
+        'TOKENIZER',
+        `vocabulary must start with ${PAD}, ${EOS}, ${UNK}; got ${vocab.slice(0, 3).join(', ')}`,
+      );
     }
-    if (!Number.isInteger(length) || length < 2) throw new Mask2DiTError('TOKENIZER', `length must be an integer ≥ 2, got ${length}`);
+    if (!Number.isInteger(length) || length < 2)
+      throw new Mask2DiTError('TOKENIZER', `length must be an integer ≥ 2, got ${length}`);
     this.ids = new Map(vocab.map((w, i) => [w, i]));
     if (this.ids.size !== vocab.length) throw new Mask2DiTError('TOKENIZER', 'vocabulary has duplicate entries');
   }
@@ -49,7 +53,14 @@ export class WordTokenizer {
 
   static fromJSON(json: unknown, file = 'tokenizer.json'): WordTokenizer {
     const j = json as Partial<TokenizerJson> | null;
-    if (j === null || typeof j !== 'object' || j.type !== 'word' || !Array.isArray(j.vocab) || !j.vocab.every((w) => typeof w === 'string') || typeof j.length !== 'number') {
+    if (
+      j === null ||
+      typeof j !== 'object' ||
+      j.type !== 'word' ||
+      !Array.isArray(j.vocab) ||
+      !j.vocab.every((w) => typeof w === 'string') ||
+      typeof j.length !== 'number'
+    ) {
       throw new Mask2DiTError('TOKENIZER', `${file}: expected {"type": "word", "vocab": string[], "length": number}`);
     }
     return new WordTokenizer(j.vocab, j.length);
@@ -74,10 +85,24 @@ export class WordTokenizer {
   }
 
   /** What `encode` loses of a caption: words outside the vocabulary (→ `<unk>`) and words cut to fit `length`. */
-  report(text: string): { text: string; tokens: number; unknown: string[]; truncated: boolean; dropped: number; droppedText: string } {
+  report(text: string): {
+    text: string;
+    tokens: number;
+    unknown: string[];
+    truncated: boolean;
+    dropped: number;
+    droppedText: string;
+  } {
     const all = words(text);
     const cut = all.slice(this.length - 1);
-    return { text, tokens: all.length + 1, unknown: all.filter((w) => !this.ids.has(w)), truncated: cut.length > 0, dropped: cut.length, droppedText: cut.join(' ') };
+    return {
+      text,
+      tokens: all.length + 1,
+      unknown: all.filter((w) => !this.ids.has(w)),
+      truncated: cut.length > 0,
+      dropped: cut.length,
+      droppedText: cut.join(' '),
+    };
   }
 
   /** Captions → `[N·length]` ids, row-major `[N, length]`. */

@@ -65,11 +65,19 @@ export class AdamW {
 
   /** Restore `state()` output (values are copied); every parameter's moments must be present with its shape. */
   loadState(state: Map<string, tf.Tensor>, t: number, source = 'checkpoint'): void {
-    for (const [kind, store] of [['m', this.m], ['v', this.v]] as const) {
+    for (const [kind, store] of [
+      ['m', this.m],
+      ['v', this.v],
+    ] as const) {
       for (const [name, variable] of store) {
         const s = state.get(`${kind}.${name}`);
-        if (s === undefined) throw new Mask2DiTError('CHECKPOINT', `${source}: optimizer state ${kind}.${name} missing`);
-        if (s.shape.join(',') !== variable.shape.join(',')) throw new Mask2DiTError('CHECKPOINT', `${source}: optimizer state ${kind}.${name} has shape [${s.shape}], expected [${variable.shape}]`);
+        if (s === undefined)
+          throw new Mask2DiTError('CHECKPOINT', `${source}: optimizer state ${kind}.${name} missing`);
+        if (s.shape.join(',') !== variable.shape.join(','))
+          throw new Mask2DiTError(
+            'CHECKPOINT',
+            `${source}: optimizer state ${kind}.${name} has shape [${s.shape}], expected [${variable.shape}]`,
+          );
         variable.assign(s);
       }
     }
@@ -85,7 +93,9 @@ export class AdamW {
 
 /** Scale gradients so their global L2 norm is at most `maxNorm` (in place in the map); returns the norm before clipping. */
 export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): number {
-  const norm = tf.tidy(() => Math.sqrt([...grads.values()].reduce((s, g) => s + (tf.sum(tf.square(g)).dataSync()[0] ?? 0), 0)));
+  const norm = tf.tidy(() =>
+    Math.sqrt([...grads.values()].reduce((s, g) => s + (tf.sum(tf.square(g)).dataSync()[0] ?? 0), 0)),
+  );
   if (Number.isFinite(maxNorm) && norm > maxNorm) {
     const scale = maxNorm / (norm + 1e-6);
     for (const [n, g] of grads) {

@@ -17,7 +17,11 @@ export interface CheckpointMeta {
   configs: Record<string, string>;
 }
 
-export async function saveCheckpoint(file: string, tensors: Map<string, tf.Tensor>, meta: CheckpointMeta): Promise<void> {
+export async function saveCheckpoint(
+  file: string,
+  tensors: Map<string, tf.Tensor>,
+  meta: CheckpointMeta,
+): Promise<void> {
   const out: Record<string, TensorToWrite> = {};
   for (const [name, t] of tensors) out[name] = { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array };
   await writeSafetensors(file, out, {
@@ -32,10 +36,15 @@ export async function saveCheckpoint(file: string, tensors: Map<string, tf.Tenso
 
 /** The `__metadata__` of a training checkpoint, validated. */
 function parseMeta(md: Record<string, string>, file: string): CheckpointMeta {
-  if (md['format'] !== 'mask2dit-train') throw new Mask2DiTError('CHECKPOINT', `${file}: not a mask2dit training checkpoint (__metadata__.format = ${md['format'] ?? 'absent'}, expected mask2dit-train)`);
+  if (md['format'] !== 'mask2dit-train')
+    throw new Mask2DiTError(
+      'CHECKPOINT',
+      `${file}: not a mask2dit training checkpoint (__metadata__.format = ${md['format'] ?? 'absent'}, expected mask2dit-train)`,
+    );
   const num = (k: string) => {
     const v = Number(md[k]);
-    if (!Number.isInteger(v) || v < 0) throw new Mask2DiTError('CHECKPOINT', `${file}: __metadata__.${k} must be a non-negative integer, got ${md[k]}`);
+    if (!Number.isInteger(v) || v < 0)
+      throw new Mask2DiTError('CHECKPOINT', `${file}: __metadata__.${k} must be a non-negative integer, got ${md[k]}`);
     return v;
   };
   return {
@@ -43,7 +52,11 @@ function parseMeta(md: Record<string, string>, file: string): CheckpointMeta {
     step: num('step'),
     optimizerT: num('optimizer_t'),
     seed: num('seed'),
-    configs: Object.fromEntries(Object.entries(md).filter(([k]) => k.startsWith('config.')).map(([k, v]) => [k.slice(7), v])),
+    configs: Object.fromEntries(
+      Object.entries(md)
+        .filter(([k]) => k.startsWith('config.'))
+        .map(([k, v]) => [k.slice(7), v]),
+    ),
   };
 }
 
@@ -62,7 +75,8 @@ export async function loadCheckpoint(file: string): Promise<{ tensors: Map<strin
   try {
     const meta = parseMeta(src.metadata, file);
     const tensors = new Map<string, tf.Tensor>();
-    for (const name of src.names()) tensors.set(name, tf.tensor((await src.read(name)) as Float32Array, src.info(name).shape, 'float32'));
+    for (const name of src.names())
+      tensors.set(name, tf.tensor((await src.read(name)) as Float32Array, src.info(name).shape, 'float32'));
     return { tensors, meta };
   } finally {
     await src.close();
@@ -70,13 +84,23 @@ export async function loadCheckpoint(file: string): Promise<{ tensors: Map<strin
 }
 
 /** Assign `prefix<name>` tensors to variables; every variable must be present with its shape. */
-export function assignFrom(tensors: Map<string, tf.Tensor>, prefix: string, vars: Map<string, tf.Variable>, file: string): void {
+export function assignFrom(
+  tensors: Map<string, tf.Tensor>,
+  prefix: string,
+  vars: Map<string, tf.Variable>,
+  file: string,
+): void {
   const problems: string[] = [];
   for (const [name, v] of vars) {
     const t = tensors.get(prefix + name);
     if (t === undefined) problems.push(`missing ${prefix}${name}`);
-    else if (t.shape.join(',') !== v.shape.join(',')) problems.push(`${prefix}${name}: shape [${t.shape}], model has [${v.shape}]`);
+    else if (t.shape.join(',') !== v.shape.join(','))
+      problems.push(`${prefix}${name}: shape [${t.shape}], model has [${v.shape}]`);
   }
-  if (problems.length > 0) throw new Mask2DiTError('CHECKPOINT', `${file} does not match the model: ${problems.slice(0, 10).join('; ')}${problems.length > 10 ? `; … ${problems.length - 10} more` : ''}`);
+  if (problems.length > 0)
+    throw new Mask2DiTError(
+      'CHECKPOINT',
+      `${file} does not match the model: ${problems.slice(0, 10).join('; ')}${problems.length > 10 ? `; … ${problems.length - 10} more` : ''}`,
+    );
   for (const [name, v] of vars) v.assign(tensors.get(prefix + name)!);
 }

@@ -48,13 +48,23 @@ export interface DitObjectiveOptions {
 
 function checkDataset(model: Mask2DiTTransformer, data: LatentDataset, text: TextConditioner | undefined): void {
   if (data.size < 1) throw new Mask2DiTError('DATA', 'training data is empty');
-  if (text !== undefined && data.tokens === undefined) throw new Mask2DiTError('DATA', 'a text encoder is being trained but the dataset has no token ids');
-  if (text === undefined && data.embeddings === undefined) throw new Mask2DiTError('DATA', 'the dataset has neither prompt embeddings nor token ids');
+  if (text !== undefined && data.tokens === undefined)
+    throw new Mask2DiTError('DATA', 'a text encoder is being trained but the dataset has no token ids');
+  if (text === undefined && data.embeddings === undefined)
+    throw new Mask2DiTError('DATA', 'the dataset has neither prompt embeddings nor token ids');
   const [F, C] = data.latentShape;
-  if (C !== model.config.in_channels) throw new Mask2DiTError('DATA', `latents have ${C} channels, the transformer's in_channels is ${model.config.in_channels}`);
-  if (F % data.scenes !== 0) throw new Mask2DiTError('DATA', `${F} latent frames do not split into ${data.scenes} scenes`);
+  if (C !== model.config.in_channels)
+    throw new Mask2DiTError(
+      'DATA',
+      `latents have ${C} channels, the transformer's in_channels is ${model.config.in_channels}`,
+    );
+  if (F % data.scenes !== 0)
+    throw new Mask2DiTError('DATA', `${F} latent frames do not split into ${data.scenes} scenes`);
   if (data.tokens !== undefined && data.tokens(0).length !== data.scenes * model.config.max_text_seq_length) {
-    throw new Mask2DiTError('DATA', `token ids have ${data.tokens(0).length} per clip, expected ${data.scenes} scenes × max_text_seq_length ${model.config.max_text_seq_length}`);
+    throw new Mask2DiTError(
+      'DATA',
+      `token ids have ${data.tokens(0).length} per clip, expected ${data.scenes} scenes × max_text_seq_length ${model.config.max_text_seq_length}`,
+    );
   }
 }
 
@@ -69,17 +79,26 @@ const concat = (parts: (Float32Array | Int32Array)[]) => {
  * @param data one dataset, or several (e.g. one per scene count): each step draws one of them,
  *   then `batchSize` clips from it.
  */
-export function ditObjective(model: Mask2DiTTransformer, data: LatentDataset | LatentDataset[], opts: DitObjectiveOptions, text?: TextConditioner): Objective {
+export function ditObjective(
+  model: Mask2DiTTransformer,
+  data: LatentDataset | LatentDataset[],
+  opts: DitObjectiveOptions,
+  text?: TextConditioner,
+): Objective {
   const sets = Array.isArray(data) ? data : [data];
   if (sets.length === 0) throw new Mask2DiTError('DATA', 'training data is empty');
   for (const d of sets) checkDataset(model, d, text);
   const fgWeight = opts.foregroundWeight ?? 1;
   if (!(fgWeight >= 1)) throw new Mask2DiTError('DATA', `foregroundWeight must be ≥ 1, got ${fgWeight}`);
   if (fgWeight !== 1 && sets.some((d) => d.foreground === undefined)) {
-    throw new Mask2DiTError('DATA', 'a foreground weight was asked for but the latent dataset has no foreground masks (re-run `train prepare`)');
+    throw new Mask2DiTError(
+      'DATA',
+      'a foreground weight was asked for but the latent dataset has no foreground masks (re-run `train prepare`)',
+    );
   }
   const L = model.config.max_text_seq_length;
-  if ((opts.pDropText ?? 0) > 0 && opts.emptyTokens?.length !== L) throw new Mask2DiTError('DATA', `pDropText needs emptyTokens of length max_text_seq_length ${L}`);
+  if ((opts.pDropText ?? 0) > 0 && opts.emptyTokens?.length !== L)
+    throw new Mask2DiTError('DATA', `pDropText needs emptyTokens of length max_text_seq_length ${L}`);
   return (_step, rng) => {
     const d = sets.length === 1 ? sets[0]! : sets[rng.int(0, sets.length)]!;
     const [F, C, h, w] = d.latentShape;
@@ -105,20 +124,51 @@ export function ditObjective(model: Mask2DiTTransformer, data: LatentDataset | L
       weights = tf.tensor(fg, [B, F, 1, h, w], 'float32'); // [B, F, 1, h, w]
     }
     return {
-      loss: () => tf.tidy(() => flowMatchingLoss(model, { latents, text: embeds ?? text!.encode(ids!), scenes: d.scenes, prediction: opts.prediction ?? 'flow_prediction', ...(weights !== undefined && { weights }) }, draw, noise)),
-      info: { scenes: d.scenes, objective: draw.target === undefined ? 'joint' : `conditional:${draw.target}`, sigma: Number(draw.sigma[0]!.toFixed(4)) },
-      dispose: () => tf.dispose([latents, noise, ...(weights !== undefined ? [weights] : []), ...(ids !== undefined ? [ids] : []), ...(embeds !== undefined ? [embeds] : [])]),
+      loss: () =>
+        tf.tidy(() =>
+          flowMatchingLoss(
+            model,
+            {
+              latents,
+              text: embeds ?? text!.encode(ids!),
+              scenes: d.scenes,
+              prediction: opts.prediction ?? 'flow_prediction',
+              ...(weights !== undefined && { weights }),
+            },
+            draw,
+            noise,
+          ),
+        ),
+      info: {
+        scenes: d.scenes,
+        objective: draw.target === undefined ? 'joint' : `conditional:${draw.target}`,
+        sigma: Number(draw.sigma[0]!.toFixed(4)),
+      },
+      dispose: () =>
+        tf.dispose([
+          latents,
+          noise,
+          ...(weights !== undefined ? [weights] : []),
+          ...(ids !== undefined ? [ids] : []),
+          ...(embeds !== undefined ? [embeds] : []),
+        ]),
     };
   };
 }
 
 /** A T5-style encoder as the DiT's text conditioner: ids `[B, S·L]` → each scene encoded alone → `[B, S·L, D]`. */
-export function perSceneText(encoder: { forward(inputs: { ids: tf.Tensor; attentionMask?: 'padding' }): tf.Tensor }, sceneLength: number): TextConditioner {
+export function perSceneText(
+  encoder: { forward(inputs: { ids: tf.Tensor; attentionMask?: 'padding' }): tf.Tensor },
+  sceneLength: number,
+): TextConditioner {
   return {
     encode: (ids) =>
       tf.tidy(() => {
         const [B, SL] = ids.shape as [number, number];
-        const h = encoder.forward({ ids: tf.reshape(ids, [(B * SL) / sceneLength, sceneLength]), attentionMask: 'padding' }); // [B·S, L, D]
+        const h = encoder.forward({
+          ids: tf.reshape(ids, [(B * SL) / sceneLength, sceneLength]),
+          attentionMask: 'padding',
+        }); // [B·S, L, D]
         return tf.reshape(h, [B, SL, h.shape[2]!]); // [B, S·L, D]
       }),
   };

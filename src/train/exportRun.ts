@@ -20,9 +20,17 @@ import type { StepRecord } from './trainer.js';
 
 /** Steps, wall time and final loss of a stage, from its loss log. */
 function stageSummary(dir: string): { steps: number; hours: number; finalLoss: number } {
-  const recs = fs.readFileSync(path.join(dir, 'loss.jsonl'), 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as StepRecord);
+  const recs = fs
+    .readFileSync(path.join(dir, 'loss.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as StepRecord);
   const last = recs.slice(-50);
-  return { steps: recs.length, hours: recs.reduce((a, r) => a + r.ms, 0) / 3.6e6, finalLoss: last.reduce((a, r) => a + r.loss, 0) / Math.max(1, last.length) };
+  return {
+    steps: recs.length,
+    hours: recs.reduce((a, r) => a + r.ms, 0) / 3.6e6,
+    finalLoss: last.reduce((a, r) => a + r.loss, 0) / Math.max(1, last.length),
+  };
 }
 
 interface CardFacts {
@@ -34,7 +42,11 @@ interface CardFacts {
   objective: { foregroundWeight?: number; sigmaSampling?: string };
 }
 
-function modelCard(run: string, parts: { transformer: Mask2DiTTransformer; vae: CogVideoXVAE; textEncoder: T5Encoder }, meta: CardFacts): string {
+function modelCard(
+  run: string,
+  parts: { transformer: Mask2DiTTransformer; vae: CogVideoXVAE; textEncoder: T5Encoder },
+  meta: CardFacts,
+): string {
   const v = stageSummary(path.join(run, 'vae'));
   const d = stageSummary(path.join(run, 'dit'));
   const t = parts.transformer.config;
@@ -43,7 +55,9 @@ function modelCard(run: string, parts: { transformer: Mask2DiTTransformer; vae: 
   const objective = [
     `${x0 ? 'x₀-prediction' : 'flow-matching (velocity)'} loss`,
     `σ ${meta.objective.sigmaSampling ?? 'uniform'}`,
-    ...((meta.objective.foregroundWeight ?? 1) !== 1 ? [`character latent pixels weighted ${meta.objective.foregroundWeight}×`] : []),
+    ...((meta.objective.foregroundWeight ?? 1) !== 1
+      ? [`character latent pixels weighted ${meta.objective.foregroundWeight}×`]
+      : []),
   ].join(', ');
   const sampler = `FlowMatchEulerDiscreteScheduler, shift ${meta.scheduler.shift}${x0 ? ', prediction_type sample (the model predicts x₀)' : ''}${meta.scheduler.stochastic_sampling ? ', stochastic sampling (fresh noise each step)' : ''}`;
   return `# mask2dit-world
@@ -55,7 +69,7 @@ grammar, later scenes say "it"). Weights are the EMA of training. Layout: \`weig
 | part | architecture | parameters | training |
 |---|---|---|---|
 | vae/ | AutoencoderKLCogVideoX, block_out_channels [${parts.vae.config.block_out_channels.join(', ')}], ${parts.vae.config.latent_channels} latent channels, ${parts.vae.spatialCompression}× space / ${parts.vae.temporalCompression}× time, scaling_factor ${parts.vae.config.scaling_factor} | ${n(parts.vae.countParams())} | ${v.steps} steps, ${v.hours.toFixed(2)} h; final loss (L1, character pixels weighted as in the commands below, + 1e-4·KL; mean of last 50) ${v.finalLoss.toFixed(4)} |
-| transformer/ | MultiPromptCogVideoXTransformer3DModel, ${t.num_layers} layers, ${t.num_attention_heads}×${t.attention_head_dim} heads, ${t.use_rotary_positional_embeddings === true ? "3D RoPE" : "3D sin-cos positions"}, patch ${t.patch_size}, ${t.max_text_seq_length} text tokens a scene | ${n(parts.transformer.countParams())} | ${d.steps} steps jointly with the text encoder, ${d.hours.toFixed(2)} h; final loss (${objective}; mean of last 50) ${d.finalLoss.toFixed(4)} |
+| transformer/ | MultiPromptCogVideoXTransformer3DModel, ${t.num_layers} layers, ${t.num_attention_heads}×${t.attention_head_dim} heads, ${t.use_rotary_positional_embeddings === true ? '3D RoPE' : '3D sin-cos positions'}, patch ${t.patch_size}, ${t.max_text_seq_length} text tokens a scene | ${n(parts.transformer.countParams())} | ${d.steps} steps jointly with the text encoder, ${d.hours.toFixed(2)} h; final loss (${objective}; mean of last 50) ${d.finalLoss.toFixed(4)} |
 | text_encoder/ | T5-style encoder, d_model ${parts.textEncoder.config.d_model}, ${parts.textEncoder.config.num_layers} layers | ${n(parts.textEncoder.countParams())} | trained jointly with the transformer (from T5's initialisation) |
 | tokenizer/ | word tokenizer of the world's grammar, ${t.max_text_seq_length} ids a scene | – | – |
 | scheduler/ | ${sampler} | – | – |
@@ -90,16 +104,35 @@ export async function exportRun(run: string, o: ExportOptions): Promise<void> {
   const dir = path.join(run, 'dit');
   const tRaw = readJson(path.join(dir, 'transformer.json'));
   const eRaw = readJson(path.join(dir, 'text_encoder.json'));
-  const transformer = new Mask2DiTTransformer(parseTransformerConfig(tRaw, 'dit/transformer.json').config, WeightSource.zeros());
+  const transformer = new Mask2DiTTransformer(
+    parseTransformerConfig(tRaw, 'dit/transformer.json').config,
+    WeightSource.zeros(),
+  );
   const textEncoder = new T5Encoder(parseTextEncoderConfig(eRaw, 'dit/text_encoder.json').config, WeightSource.zeros());
-  const { configs } = await loadEma(path.join(dir, 'checkpoint.safetensors'), { transformer, text_encoder: textEncoder });
+  const { configs } = await loadEma(path.join(dir, 'checkpoint.safetensors'), {
+    transformer,
+    text_encoder: textEncoder,
+  });
   const metadata = await readLatentsMetadata(path.join(run, 'latents.safetensors')); // header only
   await checkLatentsFresh(run, metadata, vaeStep);
-  const trained = fs.existsSync(path.join(dir, 'scheduler.json')) ? readJson(path.join(dir, 'scheduler.json')) : { shift: 1.0 };
-  const scheduler = FlowMatchSchedulerConfigSchema.parse({ ...trained, ...(o.stochasticSampling && { stochastic_sampling: true }) });
+  const trained = fs.existsSync(path.join(dir, 'scheduler.json'))
+    ? readJson(path.join(dir, 'scheduler.json'))
+    : { shift: 1.0 };
+  const scheduler = FlowMatchSchedulerConfigSchema.parse({
+    ...trained,
+    ...(o.stochasticSampling && { stochastic_sampling: true }),
+  });
   const objective = configs['objective'] !== undefined ? JSON.parse(configs['objective']) : {};
-  const card = modelCard(run, { transformer, vae, textEncoder }, { clips: metadata['clips'] ?? '?', machine: o.machine, commands: o.commands, scheduler, objective });
+  const card = modelCard(
+    run,
+    { transformer, vae, textEncoder },
+    { clips: metadata['clips'] ?? '?', machine: o.machine, commands: o.commands, scheduler, objective },
+  );
   const tokenizer = WordTokenizer.forWorld(transformer.config.max_text_seq_length);
-  await saveModelFolder(o.out, { transformer, vae, textEncoder, tokenizer, schedulerConfig: scheduler, samplerName: 'flow-euler' }, { force: o.force, files: { 'README.md': card } });
+  await saveModelFolder(
+    o.out,
+    { transformer, vae, textEncoder, tokenizer, schedulerConfig: scheduler, samplerName: 'flow-euler' },
+    { force: o.force, files: { 'README.md': card } },
+  );
   for (const m of [vae, transformer, textEncoder]) m.dispose();
 }

@@ -55,14 +55,25 @@ function drawSigmas(rng: StepRng, batch: number, sampling: SigmaSampling): numbe
 }
 
 /** Draw σ per clip, the objective and ε for one step (deterministic from the step's rng). */
-export function drawFlow(rng: StepRng, batch: number, scenes: number, pConditional: number, sampling: SigmaSampling = 'uniform'): FlowDraw {
+export function drawFlow(
+  rng: StepRng,
+  batch: number,
+  scenes: number,
+  pConditional: number,
+  sampling: SigmaSampling = 'uniform',
+): FlowDraw {
   const sigma = drawSigmas(rng, batch, sampling).map((u) => Math.min(0.999, Math.max(0.001, u)));
   const cond = scenes > 1 && rng.uniforms(1)[0]! < pConditional;
   return cond ? { sigma, target: rng.int(1, scenes) } : { sigma };
 }
 
 /** The loss (a scalar) for one batch; call inside `tf.variableGrads`. */
-export function flowMatchingLoss(model: Mask2DiTTransformer, b: FlowBatch, draw: FlowDraw, noise: tf.Tensor): tf.Scalar {
+export function flowMatchingLoss(
+  model: Mask2DiTTransformer,
+  b: FlowBatch,
+  draw: FlowDraw,
+  noise: tf.Tensor,
+): tf.Scalar {
   return tf.tidy(() => {
     const [B, F] = b.latents.shape as [number, number];
     const sigma = tf.reshape(tf.tensor1d(draw.sigma), [B, 1, 1, 1, 1]); // [B, 1, 1, 1, 1]
@@ -77,8 +88,19 @@ export function flowMatchingLoss(model: Mask2DiTTransformer, b: FlowBatch, draw:
     const { start: s0, end: s1 } = sceneFrameRange(F, b.scenes, draw.target);
     const perScene = s1 - s0;
     const frames = (x: tf.Tensor, a: number, n: number) => tf.slice(x, [0, a, 0, 0, 0], [-1, n, -1, -1, -1]);
-    noisy = tf.concat([frames(b.latents, 0, s0), frames(noisy, s0, perScene), frames(b.latents, s1, F - s1)].filter((t) => t.shape[1]! > 0), 1);
-    const pred = model.forward({ hiddenStates: noisy, encoderHiddenStates: b.text, timestep, clipIdx: draw.target, timestepCond: 0 });
+    noisy = tf.concat(
+      [frames(b.latents, 0, s0), frames(noisy, s0, perScene), frames(b.latents, s1, F - s1)].filter(
+        (t) => t.shape[1]! > 0,
+      ),
+      1,
+    );
+    const pred = model.forward({
+      hiddenStates: noisy,
+      encoderHiddenStates: b.text,
+      timestep,
+      clipIdx: draw.target,
+      timestepCond: 0,
+    });
     const w = b.weights !== undefined ? frames(b.weights, s0, perScene) : undefined;
     return meanSquaredError(frames(pred, s0, perScene), frames(target, s0, perScene), w);
   });

@@ -31,7 +31,15 @@ export interface LatentGroup {
  * stands for pixel frame 0 and frame k ≥ 1 for pixel frames (k−1)·r+1 … k·r (the causal VAE's
  * grouping, r = (T − 1)/(f − 1)); space is pooled in (H/h)×(W/w) blocks.
  */
-export function latentForeground(frames: Float32Array, T: number, H: number, W: number, f: number, h: number, w: number): Uint8Array {
+export function latentForeground(
+  frames: Float32Array,
+  T: number,
+  H: number,
+  W: number,
+  f: number,
+  h: number,
+  w: number,
+): Uint8Array {
   if ((f > 1 && (T - 1) % (f - 1) !== 0) || (f === 1 && T !== 1) || H % h !== 0 || W % w !== 0) {
     throw new Mask2DiTError('DATA', `pixel frames ${T}×${H}×${W} do not pool onto latent frames ${f}×${h}×${w}`);
   }
@@ -51,13 +59,29 @@ export function latentForeground(frames: Float32Array, T: number, H: number, W: 
 }
 
 /** Encode the clips of seeds `[firstSeed, firstSeed + clips)`; `onClip` reports progress. */
-export function encodeWorldClips(vae: CogVideoXVAE, tokenizer: WordTokenizer, opts: { clips: number; firstSeed: number; world: WorldOptions; onClip?: (i: number) => void }): LatentGroup[] {
-  const groups = new Map<number, { latents: Float32Array[]; tokens: Int32Array[]; foreground: Uint8Array[]; shape?: [number, number, number, number] }>();
+export function encodeWorldClips(
+  vae: CogVideoXVAE,
+  tokenizer: WordTokenizer,
+  opts: { clips: number; firstSeed: number; world: WorldOptions; onClip?: (i: number) => void },
+): LatentGroup[] {
+  const groups = new Map<
+    number,
+    {
+      latents: Float32Array[];
+      tokens: Int32Array[];
+      foreground: Uint8Array[];
+      shape?: [number, number, number, number];
+    }
+  >();
   for (let i = 0; i < opts.clips; i++) {
     const clip = sampleClip(opts.firstSeed + i, opts.world);
     const S = clip.scenes.length;
     const [T, H, W] = [clip.framesPerScene, clip.height, clip.width];
-    const x = tf.tensor(Float32Array.from(clip.scenes.flatMap((s) => Array.from(s.frames))), [S, 3, T, H, W], 'float32'); // scenes as a batch
+    const x = tf.tensor(
+      Float32Array.from(clip.scenes.flatMap((s) => Array.from(s.frames))),
+      [S, 3, T, H, W],
+      'float32',
+    ); // scenes as a batch
     const z = tf.tidy(() => {
       const post = vae.encode(x);
       const m = tf.mul(post.mean, vae.scalingFactor); // [S, C, f, h, w]
@@ -77,25 +101,50 @@ export function encodeWorldClips(vae: CogVideoXVAE, tokenizer: WordTokenizer, op
   const cat = <A extends Float32Array | Int32Array | Uint8Array>(parts: A[], make: (n: number) => A): A => {
     const out = make(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
-    for (const p of parts) (out.set(p, at), (at += p.length));
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
     return out;
   };
-  return [...groups].sort(([a], [b]) => a - b).map(([S, g]) => ({ scenes: S, latentShape: g.shape!, latents: cat(g.latents, (n) => new Float32Array(n)), tokens: cat(g.tokens, (n) => new Int32Array(n)), foreground: cat(g.foreground, (n) => new Uint8Array(n)), count: g.latents.length }));
+  return [...groups]
+    .sort(([a], [b]) => a - b)
+    .map(([S, g]) => ({
+      scenes: S,
+      latentShape: g.shape!,
+      latents: cat(g.latents, (n) => new Float32Array(n)),
+      tokens: cat(g.tokens, (n) => new Int32Array(n)),
+      foreground: cat(g.foreground, (n) => new Uint8Array(n)),
+      count: g.latents.length,
+    }));
 }
 
-export async function saveLatentGroups(file: string, groups: LatentGroup[], metadata: Record<string, string>): Promise<void> {
+export async function saveLatentGroups(
+  file: string,
+  groups: LatentGroup[],
+  metadata: Record<string, string>,
+): Promise<void> {
   const t: Record<string, TensorToWrite> = {};
   for (const g of groups) {
     t[`latents.S${g.scenes}`] = { dtype: 'F32', shape: [g.count, ...g.latentShape], data: g.latents };
     t[`tokens.S${g.scenes}`] = { dtype: 'I32', shape: [g.count, g.tokens.length / g.count], data: g.tokens };
-    if (g.foreground !== undefined) t[`foreground.S${g.scenes}`] = { dtype: 'U8', shape: [g.count, g.latentShape[0], g.latentShape[2], g.latentShape[3]], data: g.foreground };
+    if (g.foreground !== undefined)
+      t[`foreground.S${g.scenes}`] = {
+        dtype: 'U8',
+        shape: [g.count, g.latentShape[0], g.latentShape[2], g.latentShape[3]],
+        data: g.foreground,
+      };
   }
   await writeSafetensors(file, t, { format: 'mask2dit-latents', ...metadata });
 }
 
 /** Refuse a safetensors file that `train prepare` did not write. */
 function checkLatentsFormat(file: string, metadata: Record<string, string>): void {
-  if (metadata['format'] !== 'mask2dit-latents') throw new Mask2DiTError('DATA', `${file}: not a latent dataset (__metadata__.format = ${metadata['format'] ?? 'absent'}, expected mask2dit-latents)`);
+  if (metadata['format'] !== 'mask2dit-latents')
+    throw new Mask2DiTError(
+      'DATA',
+      `${file}: not a latent dataset (__metadata__.format = ${metadata['format'] ?? 'absent'}, expected mask2dit-latents)`,
+    );
 }
 
 /** A latent dataset's `__metadata__` only (clips, vae_step, …): reads the header, not the tensors. */
@@ -109,7 +158,9 @@ export async function readLatentsMetadata(file: string): Promise<Record<string, 
   }
 }
 
-export async function loadLatentGroups(file: string): Promise<{ groups: LatentGroup[]; metadata: Record<string, string> }> {
+export async function loadLatentGroups(
+  file: string,
+): Promise<{ groups: LatentGroup[]; metadata: Record<string, string> }> {
   const src = await openSafetensors(file);
   try {
     checkLatentsFormat(file, src.metadata);
@@ -119,13 +170,24 @@ export async function loadLatentGroups(file: string): Promise<{ groups: LatentGr
       const tokName = `tokens.S${S}`;
       if (!src.has(tokName)) throw new Mask2DiTError('DATA', `${file}: ${name} has no ${tokName}`);
       const shape = src.info(name).shape;
-      if (shape.length !== 5 || src.info(tokName).shape[0] !== shape[0]) throw new Mask2DiTError('DATA', `${file}: ${name} [${shape}] and ${tokName} [${src.info(tokName).shape}] do not match`);
-      const group: LatentGroup = { scenes: S, latentShape: shape.slice(1) as [number, number, number, number], count: shape[0]!, latents: (await src.read(name)) as Float32Array, tokens: (await src.read(tokName)) as Int32Array };
+      if (shape.length !== 5 || src.info(tokName).shape[0] !== shape[0])
+        throw new Mask2DiTError(
+          'DATA',
+          `${file}: ${name} [${shape}] and ${tokName} [${src.info(tokName).shape}] do not match`,
+        );
+      const group: LatentGroup = {
+        scenes: S,
+        latentShape: shape.slice(1) as [number, number, number, number],
+        count: shape[0]!,
+        latents: (await src.read(name)) as Float32Array,
+        tokens: (await src.read(tokName)) as Int32Array,
+      };
       const fgName = `foreground.S${S}`;
       if (src.has(fgName)) {
         const fg = src.info(fgName);
         const want = [shape[0]!, shape[1]!, shape[3]!, shape[4]!];
-        if (fg.dtype !== 'U8' || fg.shape.join() !== want.join()) throw new Mask2DiTError('DATA', `${file}: ${fgName} is ${fg.dtype} [${fg.shape}], expected U8 [${want}]`);
+        if (fg.dtype !== 'U8' || fg.shape.join() !== want.join())
+          throw new Mask2DiTError('DATA', `${file}: ${fgName} is ${fg.dtype} [${fg.shape}], expected U8 [${want}]`);
         group.foreground = (await src.read(fgName)) as Uint8Array;
       }
       groups.push(group);
@@ -147,6 +209,9 @@ export function asDataset(g: LatentGroup): LatentDataset {
     latentShape: g.latentShape,
     latents: (i) => g.latents.subarray(i * per, (i + 1) * per),
     tokens: (i) => g.tokens.subarray(i * tok, (i + 1) * tok),
-    ...(g.foreground !== undefined && { foreground: (i: number) => g.foreground!.subarray((i * per) / g.latentShape[1], ((i + 1) * per) / g.latentShape[1]) }),
+    ...(g.foreground !== undefined && {
+      foreground: (i: number) =>
+        g.foreground!.subarray((i * per) / g.latentShape[1], ((i + 1) * per) / g.latentShape[1]),
+    }),
   };
 }

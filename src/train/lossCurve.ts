@@ -17,10 +17,14 @@ export function lossCurveImage(losses: number[], title: string, width = 640, hei
   const span = Math.max(hi - lo, 1e-6);
   const x = (i: number) => l + Math.round((i / Math.max(1, losses.length - 1)) * (pw - 1));
   const y = (v: number) => t + Math.round((1 - (Math.log10(v) - lo) / span) * (ph - 1));
-  const plot = (vals: number[], color: number[]) => vals.forEach((v, i) => Number.isFinite(v) && v > 0 && fillRect(img, x(i), y(v), 2, 2, color));
+  const plot = (vals: number[], color: number[]) =>
+    vals.forEach((v, i) => Number.isFinite(v) && v > 0 && fillRect(img, x(i), y(v), 2, 2, color));
   plot(losses, [190, 190, 190]);
   const k = Math.max(1, Math.round(losses.length / 50));
-  plot(losses.map((_, i) => losses.slice(Math.max(0, i - k + 1), i + 1).reduce((a, c) => a + c, 0) / Math.min(k, i + 1)), [30, 80, 200]);
+  plot(
+    losses.map((_, i) => losses.slice(Math.max(0, i - k + 1), i + 1).reduce((a, c) => a + c, 0) / Math.min(k, i + 1)),
+    [30, 80, 200],
+  );
   drawText(img, (10 ** hi).toPrecision(3), 2, t, [0, 0, 0]);
   drawText(img, (10 ** lo).toPrecision(3), 2, t + ph - 7, [0, 0, 0]);
   drawText(img, `step ${losses.length}`, width - r - 60, height - 12, [0, 0, 0]);

@@ -36,7 +36,8 @@ export const TRAIN_WORLD = { framesPerScene: 9, width: 64, height: 64, minScenes
 /** Training clips use world seeds below this; evaluation uses seeds from it on. */
 export const TRAIN_SEEDS = HELD_OUT_FIRST_SEED;
 
-export const readJson = (file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+export const readJson = (file: string): Record<string, unknown> =>
+  JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
 const writeJson = (file: string, raw: unknown) => fs.writeFileSync(file, JSON.stringify(raw, null, 2) + '\n');
 
 /** A stage ready to run: its trainer, and what to free once it ran. */
@@ -56,9 +57,21 @@ export interface VaeArchitecture {
 
 function vaeConfigFor(a: VaeArchitecture): Record<string, unknown> {
   return {
-    _class_name: 'AutoencoderKLCogVideoX', in_channels: 3, out_channels: 3, latent_channels: a.latentChannels, layers_per_block: 1, norm_num_groups: 4, norm_eps: 1e-6,
-    block_out_channels: a.widths, down_block_types: a.widths.map(() => 'CogVideoXDownBlock3D'), up_block_types: a.widths.map(() => 'CogVideoXUpBlock3D'),
-    temporal_compression_ratio: a.temporalCompression, sample_height: TRAIN_WORLD.height, sample_width: TRAIN_WORLD.width, scaling_factor: 1.0, shift_factor: null,
+    _class_name: 'AutoencoderKLCogVideoX',
+    in_channels: 3,
+    out_channels: 3,
+    latent_channels: a.latentChannels,
+    layers_per_block: 1,
+    norm_num_groups: 4,
+    norm_eps: 1e-6,
+    block_out_channels: a.widths,
+    down_block_types: a.widths.map(() => 'CogVideoXDownBlock3D'),
+    up_block_types: a.widths.map(() => 'CogVideoXUpBlock3D'),
+    temporal_compression_ratio: a.temporalCompression,
+    sample_height: TRAIN_WORLD.height,
+    sample_width: TRAIN_WORLD.width,
+    scaling_factor: 1.0,
+    shift_factor: null,
   };
 }
 
@@ -83,7 +96,13 @@ export function vaeStage(dir: string, o: VaeStageOptions): Stage {
   const { config } = parseVaeConfig(raw, cfgFile);
   if (o.architecture !== undefined) writeJson(cfgFile, raw);
   const vae = new CogVideoXVAE(config, WeightSource.random(o.train.seed + 1));
-  const objective = vaeObjective(vae, { batchSize: o.batchSize, klWeight: 1e-4, world: TRAIN_WORLD, clipSeeds: TRAIN_SEEDS, foregroundWeight: o.foregroundWeight });
+  const objective = vaeObjective(vae, {
+    batchSize: o.batchSize,
+    klWeight: 1e-4,
+    world: TRAIN_WORLD,
+    clipSeeds: TRAIN_SEEDS,
+    foregroundWeight: o.foregroundWeight,
+  });
   const trainer = new Trainer('vae', { vae }, objective, o.train, { vae: JSON.stringify(trainedVaeConfig(raw)) });
   return {
     trainer,
@@ -132,7 +151,10 @@ export async function emaVae(run: string): Promise<{ vae: CogVideoXVAE; step: nu
  * The VAE `scaling_factor`: 1/std of the posterior means over 16 training clips (as CogVideoX
  * calibrates its VAE), to 6 digits; `std` is that of the unscaled latents.
  */
-export function calibrateScalingFactor(vae: CogVideoXVAE, tokenizer: WordTokenizer): { scalingFactor: number; std: number } {
+export function calibrateScalingFactor(
+  vae: CogVideoXVAE,
+  tokenizer: WordTokenizer,
+): { scalingFactor: number; std: number } {
   const probe = encodeWorldClips(vae, tokenizer, { clips: 16, firstSeed: 0, world: TRAIN_WORLD });
   const all = probe.flatMap((g) => Array.from(g.latents));
   const mean = all.reduce((a, b) => a + b, 0) / all.length;
@@ -151,7 +173,10 @@ export interface PreparedLatents {
  * `train prepare`: calibrate the EMA VAE's `scaling_factor` (written into RUN/vae/config.json) and
  * encode `clips` training clips with it into RUN/latents.safetensors, recording the VAE step.
  */
-export async function prepareLatents(run: string, o: { clips: number; onClip?: (i: number) => void }): Promise<PreparedLatents> {
+export async function prepareLatents(
+  run: string,
+  o: { clips: number; onClip?: (i: number) => void },
+): Promise<PreparedLatents> {
   const { vae, step: vaeStep } = await emaVae(run);
   const tokenizer = WordTokenizer.forWorld(16);
   const { scalingFactor, std } = calibrateScalingFactor(vae, tokenizer);
@@ -162,8 +187,17 @@ export async function prepareLatents(run: string, o: { clips: number; onClip?: (
   const scaled = new CogVideoXVAE(parseVaeConfig(raw, cfgFile).config, WeightSource.zeros());
   for (const [n, v] of scaled.variables()) v.assign(vae.variables().get(n)!);
   vae.dispose();
-  const groups = encodeWorldClips(scaled, tokenizer, { clips: o.clips, firstSeed: 0, world: TRAIN_WORLD, ...(o.onClip !== undefined && { onClip: o.onClip }) });
-  await saveLatentGroups(path.join(run, 'latents.safetensors'), groups, { scaling_factor: String(scalingFactor), clips: String(o.clips), vae_step: String(vaeStep) });
+  const groups = encodeWorldClips(scaled, tokenizer, {
+    clips: o.clips,
+    firstSeed: 0,
+    world: TRAIN_WORLD,
+    ...(o.onClip !== undefined && { onClip: o.onClip }),
+  });
+  await saveLatentGroups(path.join(run, 'latents.safetensors'), groups, {
+    scaling_factor: String(scalingFactor),
+    clips: String(o.clips),
+    vae_step: String(vaeStep),
+  });
   scaled.dispose();
   return { scalingFactor, std, groups };
 }
@@ -173,13 +207,20 @@ export async function prepareLatents(run: string, o: { clips: number; onClip?: (
  * with: after the VAE trained on or was retrained they are stale. Datasets written before prepare
  * recorded the step (no `vae_step`) are taken as they are.
  */
-export async function checkLatentsFresh(run: string, metadata: Record<string, string>, vaeStep?: number): Promise<void> {
+export async function checkLatentsFresh(
+  run: string,
+  metadata: Record<string, string>,
+  vaeStep?: number,
+): Promise<void> {
   const encodedAt = metadata['vae_step'];
   if (encodedAt === undefined) return;
   const file = path.join(run, 'vae', 'checkpoint.safetensors');
   const now = vaeStep ?? (await readCheckpointMeta(file)).step;
   if (String(now) !== encodedAt) {
-    throw new Mask2DiTError('DATA', `${path.join(run, 'latents.safetensors')} was encoded by the VAE at step ${encodedAt}, but ${file} is now at step ${now}: run \`train prepare\` again (the latents and the scaling_factor are stale)`);
+    throw new Mask2DiTError(
+      'DATA',
+      `${path.join(run, 'latents.safetensors')} was encoded by the VAE at step ${encodedAt}, but ${file} is now at step ${now}: run \`train prepare\` again (the latents and the scaling_factor are stale)`,
+    );
   }
 }
 
@@ -208,17 +249,44 @@ export interface DitStageOptions {
 }
 
 /** The transformer and text-encoder configs of a new DiT stage, sized to the latents and the world's tokenizer. */
-function ditConfigsFor(run: string, a: DitArchitecture, latentShape: [number, number, number, number], tokenizer: WordTokenizer): { transformer: Record<string, unknown>; textEncoder: Record<string, unknown> } {
+function ditConfigsFor(
+  run: string,
+  a: DitArchitecture,
+  latentShape: [number, number, number, number],
+  tokenizer: WordTokenizer,
+): { transformer: Record<string, unknown>; textEncoder: Record<string, unknown> } {
   const [, C, h, w] = latentShape;
   const D = a.heads * a.headDim;
   const transformer = {
-    _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: a.heads, attention_head_dim: a.headDim,
-    num_layers: a.layers, in_channels: C, out_channels: C, text_embed_dim: D, max_text_seq_length: tokenizer.length, time_embed_dim: D,
-    sample_height: h, sample_width: w, sample_frames: TRAIN_WORLD.framesPerScene, patch_size: a.patchSize, temporal_compression_ratio: vaeTemporalCompression(run), use_rotary_positional_embeddings: a.positions === 'rope', attn_msk_version: 2,
+    _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+    num_attention_heads: a.heads,
+    attention_head_dim: a.headDim,
+    num_layers: a.layers,
+    in_channels: C,
+    out_channels: C,
+    text_embed_dim: D,
+    max_text_seq_length: tokenizer.length,
+    time_embed_dim: D,
+    sample_height: h,
+    sample_width: w,
+    sample_frames: TRAIN_WORLD.framesPerScene,
+    patch_size: a.patchSize,
+    temporal_compression_ratio: vaeTemporalCompression(run),
+    use_rotary_positional_embeddings: a.positions === 'rope',
+    attn_msk_version: 2,
   };
   const textEncoder = {
-    vocab_size: tokenizer.vocabSize, d_model: D, d_kv: a.headDim, num_heads: a.heads, d_ff: 2 * D, num_layers: a.textLayers,
-    feed_forward_proj: 'gated-gelu', relative_attention_num_buckets: 8, relative_attention_max_distance: 16, pad_token_id: 0, eos_token_id: 1,
+    vocab_size: tokenizer.vocabSize,
+    d_model: D,
+    d_kv: a.headDim,
+    num_heads: a.heads,
+    d_ff: 2 * D,
+    num_layers: a.textLayers,
+    feed_forward_proj: 'gated-gelu',
+    relative_attention_num_buckets: 8,
+    relative_attention_max_distance: 16,
+    pad_token_id: 0,
+    eos_token_id: 1,
   };
   return { transformer, textEncoder };
 }
@@ -233,25 +301,47 @@ export async function ditStage(run: string, o: DitStageOptions): Promise<Stage> 
   await checkLatentsFresh(run, metadata);
   const tokenizer = WordTokenizer.forWorld(16);
   const [tFile, eFile] = [path.join(dir, 'transformer.json'), path.join(dir, 'text_encoder.json')];
-  const raw = o.architecture === undefined ? { transformer: readJson(tFile), textEncoder: readJson(eFile) } : ditConfigsFor(run, o.architecture, groups[0]!.latentShape, tokenizer);
+  const raw =
+    o.architecture === undefined
+      ? { transformer: readJson(tFile), textEncoder: readJson(eFile) }
+      : ditConfigsFor(run, o.architecture, groups[0]!.latentShape, tokenizer);
   const tCfg = parseTransformerConfig(raw.transformer, tFile).config;
   const eCfg = parseTextEncoderConfig(raw.textEncoder, eFile).config;
   if (o.architecture !== undefined) {
     writeJson(tFile, raw.transformer);
     writeJson(eFile, raw.textEncoder);
-    writeJson(path.join(dir, 'scheduler.json'), FlowMatchSchedulerConfigSchema.parse({ shift: 1.0, prediction_type: o.prediction }));
+    writeJson(
+      path.join(dir, 'scheduler.json'),
+      FlowMatchSchedulerConfigSchema.parse({ shift: 1.0, prediction_type: o.prediction }),
+    );
   }
   const transformer = new Mask2DiTTransformer(tCfg, WeightSource.random(o.train.seed + 2));
   const textEncoder = T5Encoder.init(eCfg, o.train.seed + 3);
   const objective = ditObjective(
     transformer,
     groups.map(asDataset),
-    { batchSize: o.batchSize, pConditional: o.pConditional, pDropText: o.pDropText, emptyTokens: tokenizer.encode(''), foregroundWeight: o.foregroundWeight, prediction: o.prediction, sigmaSampling: o.sigmaSampling },
+    {
+      batchSize: o.batchSize,
+      pConditional: o.pConditional,
+      pDropText: o.pDropText,
+      emptyTokens: tokenizer.encode(''),
+      foregroundWeight: o.foregroundWeight,
+      prediction: o.prediction,
+      sigmaSampling: o.sigmaSampling,
+    },
     perSceneText(textEncoder, tokenizer.length),
   );
   // the default objective keeps the key set of checkpoints written before --prediction and --sigma-sampling existed
-  const objectiveConfig = JSON.stringify({ foregroundWeight: o.foregroundWeight, ...(o.prediction === 'sample' && { prediction: o.prediction }), ...(o.sigmaSampling !== 'uniform' && { sigmaSampling: o.sigmaSampling }) });
-  const trainer = new Trainer('dit', { transformer, text_encoder: textEncoder }, objective, o.train, { transformer: JSON.stringify(raw.transformer), text_encoder: JSON.stringify(raw.textEncoder), objective: objectiveConfig });
+  const objectiveConfig = JSON.stringify({
+    foregroundWeight: o.foregroundWeight,
+    ...(o.prediction === 'sample' && { prediction: o.prediction }),
+    ...(o.sigmaSampling !== 'uniform' && { sigmaSampling: o.sigmaSampling }),
+  });
+  const trainer = new Trainer('dit', { transformer, text_encoder: textEncoder }, objective, o.train, {
+    transformer: JSON.stringify(raw.transformer),
+    text_encoder: JSON.stringify(raw.textEncoder),
+    objective: objectiveConfig,
+  });
   return {
     trainer,
     dispose: () => {

@@ -29,7 +29,16 @@ export interface TrainOptions {
   seed: number;
 }
 
-export const TRAIN_DEFAULTS: TrainOptions = { lr: 3e-4, warmupSteps: 50, totalSteps: 1000, minLr: 3e-5, weightDecay: 0.01, clipNorm: 1, emaDecay: 0.999, seed: 0 };
+export const TRAIN_DEFAULTS: TrainOptions = {
+  lr: 3e-4,
+  warmupSteps: 50,
+  totalSteps: 1000,
+  minLr: 3e-5,
+  weightDecay: 0.01,
+  clipNorm: 1,
+  emaDecay: 0.999,
+  seed: 0,
+};
 
 /** One step's loss closure: `loss()` is run under `tf.variableGrads`. */
 export interface StepObjective {
@@ -76,7 +85,10 @@ export class Trainer {
   }
 
   /** Run steps until `untilStep` completed steps (or the signal aborts between steps). */
-  async run(untilStep: number, hooks: { onStep?: (r: StepRecord) => void | Promise<void>; signal?: AbortSignal; log?: string } = {}): Promise<StepRecord[]> {
+  async run(
+    untilStep: number,
+    hooks: { onStep?: (r: StepRecord) => void | Promise<void>; signal?: AbortSignal; log?: string } = {},
+  ): Promise<StepRecord[]> {
     const records: StepRecord[] = [];
     const byVarName = new Map([...this.params].map(([ref, v]) => [v.name, ref]));
     while (this.step < untilStep) {
@@ -93,7 +105,10 @@ export class Trainer {
       if (!Number.isFinite(loss)) {
         tf.dispose(Object.values(grads));
         s.dispose?.();
-        throw new Mask2DiTError('TRAIN_DIVERGED', `${this.kind}: loss is ${loss} at step ${this.step}; lower the learning rate (now ${this.options.lr}) or check the data`);
+        throw new Mask2DiTError(
+          'TRAIN_DIVERGED',
+          `${this.kind}: loss is ${loss} at step ${this.step}; lower the learning rate (now ${this.options.lr}) or check the data`,
+        );
       }
       const named = new Map(Object.entries(grads).map(([vn, g]) => [byVarName.get(vn)!, g]));
       const gradNorm = clipByGlobalNorm(named, this.options.clipNorm);
@@ -122,16 +137,24 @@ export class Trainer {
     for (const [n, v] of this.params) t.set(n, v);
     for (const [n, v] of this.ema.shadow) t.set(`ema.${n}`, v);
     for (const [n, v] of this.opt.state()) t.set(`optim.${n}`, v);
-    await saveCheckpoint(file, t, { kind: this.kind, step: this.step, optimizerT: this.opt.t, seed: this.options.seed, configs: { ...this.configs, trainer: JSON.stringify(this.options) } });
+    await saveCheckpoint(file, t, {
+      kind: this.kind,
+      step: this.step,
+      optimizerT: this.opt.t,
+      seed: this.options.seed,
+      configs: { ...this.configs, trainer: JSON.stringify(this.options) },
+    });
   }
 
   /** Continue from a checkpoint of the same modules; refuses a mismatch before any step runs. */
   async resume(file: string): Promise<void> {
     const { tensors, meta } = await loadCheckpoint(file);
     try {
-      if (meta.kind !== this.kind) throw new Mask2DiTError('CHECKPOINT', `${file}: a ${meta.kind || 'unknown'} checkpoint, expected ${this.kind}`);
+      if (meta.kind !== this.kind)
+        throw new Mask2DiTError('CHECKPOINT', `${file}: a ${meta.kind || 'unknown'} checkpoint, expected ${this.kind}`);
       for (const [k, v] of Object.entries(this.configs)) {
-        if (meta.configs[k] !== undefined && meta.configs[k] !== v) throw new Mask2DiTError('CHECKPOINT', `${file}: the ${k} config differs from the model being trained`);
+        if (meta.configs[k] !== undefined && meta.configs[k] !== v)
+          throw new Mask2DiTError('CHECKPOINT', `${file}: the ${k} config differs from the model being trained`);
       }
       assignFrom(tensors, '', this.params, file);
       assignFrom(tensors, 'ema.', this.ema.shadow, file);

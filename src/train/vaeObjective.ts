@@ -28,14 +28,26 @@ export interface VaeObjectiveOptions {
 }
 
 /** Per-pixel loss weights `[B, 1, T, H, W]`: `fg` where any channel differs from the clip's corner colour by > 0.05, else 1. */
-export function foregroundWeights(data: Float32Array, B: number, T: number, H: number, W: number, fg: number): Float32Array {
+export function foregroundWeights(
+  data: Float32Array,
+  B: number,
+  T: number,
+  H: number,
+  W: number,
+  fg: number,
+): Float32Array {
   const plane = T * H * W;
   const w = new Float32Array(B * plane).fill(1);
   for (let b = 0; b < B; b++) {
     const x = data.subarray(b * 3 * plane, (b + 1) * 3 * plane); // [3, T, H, W]
     const bg = [x[0]!, x[plane]!, x[2 * plane]!];
     for (let i = 0; i < plane; i++) {
-      if (Math.abs(x[i]! - bg[0]!) > 0.05 || Math.abs(x[plane + i]! - bg[1]!) > 0.05 || Math.abs(x[2 * plane + i]! - bg[2]!) > 0.05) w[b * plane + i] = fg;
+      if (
+        Math.abs(x[i]! - bg[0]!) > 0.05 ||
+        Math.abs(x[plane + i]! - bg[1]!) > 0.05 ||
+        Math.abs(x[2 * plane + i]! - bg[2]!) > 0.05
+      )
+        w[b * plane + i] = fg;
     }
   }
   return w;
@@ -70,7 +82,10 @@ export function vaeObjective(vae: CogVideoXVAE, opts: VaeObjectiveOptions): Obje
           const z = tf.add(post.mean, tf.mul(post.std, noise)); // [B, Cz, F, h, w]
           const err = tf.abs(tf.sub(vae.decode(z), x)); // [B, 3, T, H, W]
           const recon = w === undefined ? tf.mean(err) : tf.div(tf.sum(tf.mul(err, w)), tf.mul(tf.sum(w), 3));
-          const kl = tf.mul(0.5, tf.mean(tf.sub(tf.add(tf.square(post.mean), tf.exp(post.logvar)), tf.add(1, post.logvar))));
+          const kl = tf.mul(
+            0.5,
+            tf.mean(tf.sub(tf.add(tf.square(post.mean), tf.exp(post.logvar)), tf.add(1, post.logvar))),
+          );
           return tf.add(recon, tf.mul(kl, opts.klWeight)) as tf.Scalar;
         }),
       dispose: () => tf.dispose([x, ...(w !== undefined ? [w] : []), ...(noise !== undefined ? [noise] : [])]),

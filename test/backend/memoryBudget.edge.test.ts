@@ -11,8 +11,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import {
-  MemoryBudgetError, WasmHeapError, checkMemoryBudget, installWasmHeapGuard, occupyWasmHeapHoles, resetWasmHighWater, setWasmHeapLimitForTesting,
-  wasmHeapNeed, wasmHeapStats, type PeakEstimate,
+  MemoryBudgetError,
+  WasmHeapError,
+  checkMemoryBudget,
+  installWasmHeapGuard,
+  occupyWasmHeapHoles,
+  resetWasmHighWater,
+  setWasmHeapLimitForTesting,
+  wasmHeapNeed,
+  wasmHeapStats,
+  type PeakEstimate,
 } from '../../src/backend/memoryBudget.js';
 import { transformerPeakEstimate } from '../../src/model/peakEstimate.js';
 import { parseTransformerConfig } from '../../src/config/transformerConfig.js';
@@ -30,15 +38,29 @@ afterAll(() => shutdownBackends());
 
 function model(): Mask2DiTTransformer {
   const { config } = parseTransformerConfig({
-    _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: 48, attention_head_dim: 64, num_layers: 1, in_channels: 4, out_channels: 4,
-    text_embed_dim: 64, max_text_seq_length: TEXT, time_embed_dim: 64, sample_height: 16, sample_width: 16, use_rotary_positional_embeddings: true,
+    _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+    num_attention_heads: 48,
+    attention_head_dim: 64,
+    num_layers: 1,
+    in_channels: 4,
+    out_channels: 4,
+    text_embed_dim: 64,
+    max_text_seq_length: TEXT,
+    time_embed_dim: 64,
+    sample_height: 16,
+    sample_width: 16,
+    use_rotary_positional_embeddings: true,
   });
   return new Mask2DiTTransformer(config, WeightSource.zeros()); // the memory does not depend on the values; 140 M random draws take minutes under jest
 }
 
 /** One scene, `frames` latent frames of 16×16 (64 video tokens each) + 16 text tokens. */
 function inputs(frames: number): TransformerInputs {
-  return { hiddenStates: tf.randomNormal([1, frames, 4, 16, 16], 0, 1, 'float32', frames), encoderHiddenStates: tf.randomNormal([1, TEXT, 64], 0, 1, 'float32', 99), timestep: [500] };
+  return {
+    hiddenStates: tf.randomNormal([1, frames, 4, 16, 16], 0, 1, 'float32', frames),
+    encoderHiddenStates: tf.randomNormal([1, TEXT, 64], 0, 1, 'float32', 99),
+    timestep: [500],
+  };
 }
 
 /** The estimate for the forward over `x`, with every term the model has (layers, no segment). */
@@ -46,7 +68,18 @@ function estimate(m: Mask2DiTTransformer, x: TransformerInputs): PeakEstimate {
   const { layout, B } = m.plan(x);
   const c = m.config;
   const Lv = layout.video.reduce((a, b) => a + b, 0);
-  return transformerPeakEstimate({ B, Lt: TEXT, Lv, dim: c.innerDim, heads: c.num_attention_heads, ffInner: 4 * c.innerDim, chunkSize: 1024, layout, heldBlockOutputs: c.num_layers, headDim: c.attention_head_dim });
+  return transformerPeakEstimate({
+    B,
+    Lt: TEXT,
+    Lv,
+    dim: c.innerDim,
+    heads: c.num_attention_heads,
+    ffInner: 4 * c.innerDim,
+    chunkSize: 1024,
+    layout,
+    heldBlockOutputs: c.num_layers,
+    headDim: c.attention_head_dim,
+  });
 }
 
 /** Set the wasm budget to exactly `bytes` (MiB with a fraction: scaling by 2^20 is exact). */
@@ -137,7 +170,9 @@ describe('wasm memory budget at the edge (D 3072, 48 heads)', () => {
     const hole = occupyWasmHeapHoles(); // and had no free block left
     try {
       expect(() => tf.tidy(() => tf.add(tf.mul(big, 2), 1))).toThrow(WasmHeapError);
-      expect(() => tf.tidy(() => tf.mul(big, 2))).toThrow(/wasm heap exhausted: no room for a tensor of 4\.0 MiB .* nothing was overwritten/);
+      expect(() => tf.tidy(() => tf.mul(big, 2))).toThrow(
+        /wasm heap exhausted: no room for a tensor of 4\.0 MiB .* nothing was overwritten/,
+      );
     } finally {
       hole.release();
       setWasmHeapLimitForTesting(undefined);

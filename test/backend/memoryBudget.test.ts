@@ -8,7 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import {
-  MemoryBudgetError, checkMemoryBudget, memoryLimits, occupyWasmHeapHoles, resetWasmHighWater, wasmHeapNeed, wasmHeapStats, WASM_BUDGET_BYTES,
+  MemoryBudgetError,
+  checkMemoryBudget,
+  memoryLimits,
+  occupyWasmHeapHoles,
+  resetWasmHighWater,
+  wasmHeapNeed,
+  wasmHeapStats,
+  WASM_BUDGET_BYTES,
 } from '../../src/backend/memoryBudget.js';
 import { transformerPeakEstimate } from '../../src/model/peakEstimate.js';
 import { parseTransformerConfig } from '../../src/config/transformerConfig.js';
@@ -19,8 +26,18 @@ afterAll(() => shutdownBackends());
 
 function model(): Mask2DiTTransformer {
   const { config } = parseTransformerConfig({
-    _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: 2, attention_head_dim: 32, num_layers: 2, in_channels: 4, out_channels: 4,
-    text_embed_dim: 32, max_text_seq_length: 8, time_embed_dim: 32, sample_height: 16, sample_width: 16, use_rotary_positional_embeddings: true,
+    _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+    num_attention_heads: 2,
+    attention_head_dim: 32,
+    num_layers: 2,
+    in_channels: 4,
+    out_channels: 4,
+    text_embed_dim: 32,
+    max_text_seq_length: 8,
+    time_embed_dim: 32,
+    sample_height: 16,
+    sample_width: 16,
+    use_rotary_positional_embeddings: true,
   });
   return new Mask2DiTTransformer(config, WeightSource.random(1));
 }
@@ -28,8 +45,18 @@ function model(): Mask2DiTTransformer {
 /** 4 heads × 64, 2 layers, 32 text tokens a scene: long sequences in a second or two per forward. */
 function wideModel(): Mask2DiTTransformer {
   const { config } = parseTransformerConfig({
-    _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: 4, attention_head_dim: 64, num_layers: 2, in_channels: 4, out_channels: 4,
-    text_embed_dim: 64, max_text_seq_length: 32, time_embed_dim: 64, sample_height: 32, sample_width: 36, use_rotary_positional_embeddings: true,
+    _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+    num_attention_heads: 4,
+    attention_head_dim: 64,
+    num_layers: 2,
+    in_channels: 4,
+    out_channels: 4,
+    text_embed_dim: 64,
+    max_text_seq_length: 32,
+    time_embed_dim: 64,
+    sample_height: 32,
+    sample_width: 36,
+    use_rotary_positional_embeddings: true,
   });
   return new Mask2DiTTransformer(config, WeightSource.random(2));
 }
@@ -56,8 +83,17 @@ function estimate(m: Mask2DiTTransformer, x: TransformerInputs) {
   const c = m.config;
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
   return transformerPeakEstimate({
-    B, Lt: sum(layout.text), Lv: sum(layout.video), dim: c.innerDim, heads: c.num_attention_heads, ffInner: 4 * c.innerDim, chunkSize: 1024, layout,
-    heldBlockOutputs: c.num_layers, segment: x.clipIdx !== undefined, headDim: c.attention_head_dim,
+    B,
+    Lt: sum(layout.text),
+    Lv: sum(layout.video),
+    dim: c.innerDim,
+    heads: c.num_attention_heads,
+    ffInner: 4 * c.innerDim,
+    chunkSize: 1024,
+    layout,
+    heldBlockOutputs: c.num_layers,
+    segment: x.clipIdx !== undefined,
+    headDim: c.attention_head_dim,
   });
 }
 
@@ -66,7 +102,11 @@ describe('the estimate bounds the measured peak on the wasm heap', () => {
   beforeAll(async () => {
     await selectBackend('wasm');
     m = wideModel();
-    const warm = { hiddenStates: tf.randomNormal([1, 1, 4, 4, 4]), encoderHiddenStates: tf.randomNormal([1, 32, 64]), timestep: [500] };
+    const warm = {
+      hiddenStates: tf.randomNormal([1, 1, 4, 4, 4]),
+      encoderHiddenStates: tf.randomNormal([1, 32, 64]),
+      timestep: [500],
+    };
     tf.dispose(m.forward(warm)); // weights packed by XNNPACK, as for a sampler's later steps
     tf.dispose([warm.hiddenStates, warm.encoderHiddenStates]);
   });
@@ -140,7 +180,9 @@ describe('memory budget', () => {
 
   it('a tensor over the per-tensor limit is refused (the webgpu binding rule)', () => {
     const est = { totalBytes: 1, largestTensorBytes: 200 * 2 ** 20, hint: 'use a smaller chunk' };
-    expect(() => checkMemoryBudget('op', est, { backend: 'webgpu', perTensorBytes: 128 * 2 ** 20 })).toThrow(/largest tensor .* use a smaller chunk/);
+    expect(() => checkMemoryBudget('op', est, { backend: 'webgpu', perTensorBytes: 128 * 2 ** 20 })).toThrow(
+      /largest tensor .* use a smaller chunk/,
+    );
     expect(() => checkMemoryBudget('op', est, { backend: 'webgpu', perTensorBytes: 256 * 2 ** 20 })).not.toThrow();
   });
 

@@ -65,7 +65,9 @@ it('a pool worker that dies before loading ends the try at once; the next try ru
   try {
     const { result: info, stderr } = await withStderr(() => selectBackend('wasm', { threads: 2 }));
     expect(info.threads).toBe(2);
-    expect(stderr).toMatch(/threaded start 1\/3 pthread worker 1 exited \(code \d+\) before it loaded; its pool: 8 workers: /);
+    expect(stderr).toMatch(
+      /threaded start 1\/3 pthread worker 1 exited \(code \d+\) before it loaded; its pool: 8 workers: /,
+    );
     expect(stderr).not.toMatch(/threaded start 2\/3|falling back/);
   } finally {
     sabotage.restore();
@@ -80,7 +82,9 @@ it('a try whose pool never loads is given up after initTimeoutMs and its workers
   try {
     const { result: info, stderr } = await withStderr(() => selectBackend('wasm', { threads: 2, initTimeoutMs: 3000 }));
     expect(info.threads).toBe(2);
-    expect(stderr).toMatch(/threaded start 1\/3 did not start within 3 s; its pool: 8 workers: \d online, 0 loaded, 0 exited/);
+    expect(stderr).toMatch(
+      /threaded start 1\/3 did not start within 3 s; its pool: 8 workers: \d online, 0 loaded, 0 exited/,
+    );
   } finally {
     sabotage.restore();
   }
@@ -90,7 +94,9 @@ it('a try whose pool never loads is given up after initTimeoutMs and its workers
 });
 
 it('falls back to one wasm thread after initAttempts tries, and the dropped starts never replace it', async () => {
-  const { result: info, stderr } = await withStderr(() => selectBackend('wasm', { threads: 2, initTimeoutMs: 1, initAttempts: 2 }));
+  const { result: info, stderr } = await withStderr(() =>
+    selectBackend('wasm', { threads: 2, initTimeoutMs: 1, initAttempts: 2 }),
+  );
   expect(info.threads).toBe(1);
   expect(tf.getBackend()).toBe('wasm');
   expect(stderr).toMatch(/threaded start 1\/2 did not start within 0\.001 s/);
@@ -105,5 +111,7 @@ it('falls back to one wasm thread after initAttempts tries, and the dropped star
 
 it('refuses a bad initTimeoutMs / initAttempts by name', async () => {
   await expect(selectBackend('wasm', { threads: 2, initAttempts: 0 })).rejects.toThrow(BackendError);
-  await expect(selectBackend('wasm', { threads: 2, initTimeoutMs: 1.5 })).rejects.toThrow(/initTimeoutMs must be a positive integer, got 1.5/);
+  await expect(selectBackend('wasm', { threads: 2, initTimeoutMs: 1.5 })).rejects.toThrow(
+    /initTimeoutMs must be a positive integer, got 1.5/,
+  );
 });

@@ -118,13 +118,20 @@ shutdownBackends();
       timeout: 90_000,
       env: { ...process.env, TMPDIR: tmp, TMP: tmp, TEMP: tmp, MASK2DIT_THREADS: '2', MASK2DIT_LOG: 'warn' },
     });
-    expect({ code: r.status, stdout: r.stdout.trim(), stderr: r.stderr }).toEqual({ code: 0, stdout: '2 19,22,43,50', stderr: '' });
+    expect({ code: r.status, stdout: r.stdout.trim(), stderr: r.stderr }).toEqual({
+      code: 0,
+      stdout: '2 19,22,43,50',
+      stderr: '',
+    });
     const folders = fs.readdirSync(tmp).filter((f) => f.startsWith('mask2dit-')); // (tsx keeps its cache there too)
     expect(folders).toEqual([expect.stringMatching(/^mask2dit-wasm-mt-/)]);
     const dir = path.join(tmp, folders[0]!);
     return new Map(fs.readdirSync(dir).map((f) => [f, fs.statSync(path.join(dir, f)).ino]));
   };
   const first = run();
-  expect([...first.keys()].sort()).toEqual([expect.stringMatching(/^wasm-main-[0-9a-f]{16}\.js$/), expect.stringMatching(/^wasm-worker-[0-9a-f]{16}\.js$/)]);
+  expect([...first.keys()].sort()).toEqual([
+    expect.stringMatching(/^wasm-main-[0-9a-f]{16}\.js$/),
+    expect.stringMatching(/^wasm-worker-[0-9a-f]{16}\.js$/),
+  ]);
   expect(run()).toEqual(first); // the same files, not written again
 }, 240_000);

@@ -21,7 +21,14 @@ interface Case {
 const caseArb: fc.Arbitrary<Case> = fc
   .record({
     shape: fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 6 }),
-    cuts: fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 0, max: 4 })), { minLength: 6, maxLength: 6 }),
+    cuts: fc.array(
+      fc.tuple(
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 0, max: 4 }),
+      ),
+      { minLength: 6, maxLength: 6 },
+    ),
     dtype: fc.constantFrom('float32' as const, 'int32' as const, 'bool' as const),
   })
   .map(({ shape, cuts, dtype }) => {
@@ -29,17 +36,37 @@ const caseArb: fc.Arbitrary<Case> = fc
     const size: number[] = [];
     shape.forEach((n, a) => {
       const [u, w, kind] = cuts[a]!;
-      if (kind === 0) { begin.push(0); size.push(n); } // whole axis
-      else if (kind === 1) { const b = Math.floor(u * n); begin.push(b); size.push(-1); } // to the end
-      else { const b = Math.floor(u * n); begin.push(b); size.push(Math.min(n - b, Math.floor(w * (n - b + 1)))); } // any fit, 0 allowed
+      if (kind === 0) {
+        begin.push(0);
+        size.push(n);
+      } // whole axis
+      else if (kind === 1) {
+        const b = Math.floor(u * n);
+        begin.push(b);
+        size.push(-1);
+      } // to the end
+      else {
+        const b = Math.floor(u * n);
+        begin.push(b);
+        size.push(Math.min(n - b, Math.floor(w * (n - b + 1))));
+      } // any fit, 0 allowed
     });
     return { shape, begin, size, dtype };
   });
 
 function values(c: Case): tf.Tensor {
   const n = c.shape.reduce((a, b) => a * b, 1);
-  if (c.dtype === 'bool') return tf.tensor(Array.from({ length: n }, (_, i) => i % 3 === 0), c.shape, 'bool');
-  return tf.tensor(Array.from({ length: n }, (_, i) => (c.dtype === 'int32' ? i * 7 - 11 : i * 0.5 - 3)), c.shape, c.dtype);
+  if (c.dtype === 'bool')
+    return tf.tensor(
+      Array.from({ length: n }, (_, i) => i % 3 === 0),
+      c.shape,
+      'bool',
+    );
+  return tf.tensor(
+    Array.from({ length: n }, (_, i) => (c.dtype === 'int32' ? i * 7 - 11 : i * 0.5 - 3)),
+    c.shape,
+    c.dtype,
+  );
 }
 
 const run = (c: Case) => tf.tidy(() => Array.from(tf.slice(values(c), c.begin, c.size).dataSync()));
@@ -82,7 +109,10 @@ describe('wasm Slice kernel', () => {
     const run = (k: (typeof cases)[number]) =>
       tf.tidy(() => {
         const x = values(k.c);
-        return [...tf.split(x, k.split, k.axis), ...tf.unstack(x, k.axis)].map((t) => [t.shape, Array.from(t.dataSync())]);
+        return [...tf.split(x, k.split, k.axis), ...tf.unstack(x, k.axis)].map((t) => [
+          t.shape,
+          Array.from(t.dataSync()),
+        ]);
       });
     await selectBackend('cpu');
     const want = cases.map(run);
@@ -122,7 +152,15 @@ describe('wasm Slice kernel', () => {
     const x = Float32Array.from({ length: 2 * 3 * 4 }, (_, i) => i);
     const out = new Float32Array(2 * 2 * 4);
     const calls: number[] = [];
-    const spy = new Proxy(out, { get: (t, p) => (p === 'set' ? (v: Float32Array, at: number) => { calls.push(v.length); t.set(v, at); } : Reflect.get(t, p)) });
+    const spy = new Proxy(out, {
+      get: (t, p) =>
+        p === 'set'
+          ? (v: Float32Array, at: number) => {
+              calls.push(v.length);
+              t.set(v, at);
+            }
+          : Reflect.get(t, p),
+    });
     copySlice(x, [2, 3, 4], [0, 1, 0], [2, 2, 4], spy as Float32Array);
     expect(calls).toEqual([8, 8]); // two runs of 2·4, not four rows of 4
     expect(Array.from(out)).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23]);

@@ -27,7 +27,22 @@ console.log(JSON.stringify({ component: 'step', config: 'small: cfg ' + (a.inclu
   return file;
 }
 
-const tsRow = (config: string, ms: number): BenchRow => ({ component: 'step', config, backend: 'wasm', device: 'x', msPerCall: ms, tokensPerS: 1, gflops: 1, flops: 1e9, flopFormula: 'f', peakMiB: 1, reps: 1, skipped: null, machine: 'm', date: 'd' });
+const tsRow = (config: string, ms: number): BenchRow => ({
+  component: 'step',
+  config,
+  backend: 'wasm',
+  device: 'x',
+  msPerCall: ms,
+  tokensPerS: 1,
+  gflops: 1,
+  flops: 1e9,
+  flopFormula: 'f',
+  peakMiB: 1,
+  reps: 1,
+  skipped: null,
+  machine: 'm',
+  date: 'd',
+});
 
 describe('PyTorch reference rows', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm2d-ref-'));
@@ -37,7 +52,16 @@ describe('PyTorch reference rows', () => {
   fs.writeFileSync(script, '# stands in for pytorch_step.py\n');
 
   it('runs the script once per schedule with the given threads and makes rows of its JSON line', async () => {
-    const rows = await referenceStepRows({ python: fakePython(dir), script, threads: 3, quick: true, reps: 2, flops: 4e9, flopFormula: 'F', expectConfig: 'small: cfg quick' });
+    const rows = await referenceStepRows({
+      python: fakePython(dir),
+      script,
+      threads: 3,
+      quick: true,
+      reps: 2,
+      flops: 4e9,
+      flopFormula: 'F',
+      expectConfig: 'small: cfg quick',
+    });
     expect(rows.map((r) => [r.backend, r.config, r.device, r.msPerCall, r.gflops, r.skipped])).toEqual([
       ['torch 9.9 cpu (block-wise, as the reference)', 'small: cfg quick', 'cpu, 3 threads', 100, 40, null],
       ['torch 9.9 cpu (naive dense mask)', 'small: cfg quick', 'cpu, 3 threads', 200, 20, null],
@@ -46,8 +70,17 @@ describe('PyTorch reference rows', () => {
   });
 
   it('refuses a result for another geometry than the TypeScript row (no ratio of different work)', async () => {
-    const rows = await referenceStepRows({ python: fakePython(dir), script, threads: 1, quick: false, reps: 1, expectConfig: 'small: cfg quick' });
-    expect(rows[0]!.skipped).toContain('the script measured "small: cfg full", not the TypeScript row\'s "small: cfg quick"');
+    const rows = await referenceStepRows({
+      python: fakePython(dir),
+      script,
+      threads: 1,
+      quick: false,
+      reps: 1,
+      expectConfig: 'small: cfg quick',
+    });
+    expect(rows[0]!.skipped).toContain(
+      'the script measured "small: cfg full", not the TypeScript row\'s "small: cfg quick"',
+    );
     expect(rows.every((r) => r.msPerCall === null)).toBe(true);
   });
 
@@ -57,22 +90,45 @@ describe('PyTorch reference rows', () => {
     const rows = await referenceStepRows({ python: slow, script, threads: 1, quick: true, reps: 1, timeoutMs: 300 });
     expect(rows[0]!.skipped).toContain('timed out after 0.3 s');
     expect(Date.now() - t0).toBeLessThan(10_000);
-    const gone = await referenceStepRows({ python: fakePython(dir), script: path.join(dir, 'missing.py'), threads: 1, quick: true, reps: 1 });
+    const gone = await referenceStepRows({
+      python: fakePython(dir),
+      script: path.join(dir, 'missing.py'),
+      threads: 1,
+      quick: true,
+      reps: 1,
+    });
     expect(gone[0]!.skipped).toContain('missing.py not found');
   });
 
   it('prints wasm / torch for rows of the same config only', () => {
-    const torch = [{ ...tsRow('small: a', 200), backend: 'torch 9.9 cpu (naive dense mask)', device: 'cpu, 2 threads' }, { ...tsRow('small: b', 100), backend: 'torch 9.9 cpu (block-wise, as the reference)' }];
+    const torch = [
+      { ...tsRow('small: a', 200), backend: 'torch 9.9 cpu (naive dense mask)', device: 'cpu, 2 threads' },
+      { ...tsRow('small: b', 100), backend: 'torch 9.9 cpu (block-wise, as the reference)' },
+    ];
     const lines = sideBySide([tsRow('small: a', 300), tsRow('shipped', 10), ...torch]);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toContain('wasm / torch 9.9 cpu (naive dense mask): 1.50× the time (300 vs 200 ms; x vs torch cpu, 2 threads; small: a)');
+    expect(lines[0]).toContain(
+      'wasm / torch 9.9 cpu (naive dense mask): 1.50× the time (300 vs 200 ms; x vs torch cpu, 2 threads; small: a)',
+    );
   });
 
   it('gives skipped rows with the reason when the interpreter is missing or torch does not import', async () => {
-    const missing = await referenceStepRows({ python: path.join(dir, 'no-such-python'), script, threads: 1, quick: true, reps: 1 });
-    expect(missing.map((r) => r.skipped)).toEqual([expect.stringContaining('could not start'), expect.stringContaining('could not start')]);
+    const missing = await referenceStepRows({
+      python: path.join(dir, 'no-such-python'),
+      script,
+      threads: 1,
+      quick: true,
+      reps: 1,
+    });
+    expect(missing.map((r) => r.skipped)).toEqual([
+      expect.stringContaining('could not start'),
+      expect.stringContaining('could not start'),
+    ]);
     expect(missing.every((r) => r.msPerCall === null)).toBe(true);
-    const noTorch = fakePython(dir, `process.stderr.write("Traceback...\\nModuleNotFoundError: No module named 'torch'\\n"); process.exit(1);`);
+    const noTorch = fakePython(
+      dir,
+      `process.stderr.write("Traceback...\\nModuleNotFoundError: No module named 'torch'\\n"); process.exit(1);`,
+    );
     const rows = await referenceStepRows({ python: noTorch, script, threads: 1, quick: true, reps: 1 });
     expect(rows[0]!.skipped).toContain("exited with 1: ModuleNotFoundError: No module named 'torch'");
   });

@@ -40,7 +40,10 @@ describe('mask2dit CLI', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm2d-cli-'));
     try {
       const bad = path.join(dir, 'broken.safetensors');
-      fs.writeFileSync(bad, fs.readFileSync(fixturePath('transformer_2b_single', 'weights.safetensors')).subarray(0, 100));
+      fs.writeFileSync(
+        bad,
+        fs.readFileSync(fixturePath('transformer_2b_single', 'weights.safetensors')).subarray(0, 100),
+      );
       const r = runCli(['inspect', bad]);
       expect(r.signal).toBeNull();
       expect(r.code).toBe(2);
@@ -60,7 +63,10 @@ describe('mask2dit CLI', () => {
   });
 
   test('backend smoke on cpu and on threaded wasm exits by itself (worker threads shut down)', () => {
-    for (const [backend, threads] of [['cpu', '1'], ['wasm', '2']] as const) {
+    for (const [backend, threads] of [
+      ['cpu', '1'],
+      ['wasm', '2'],
+    ] as const) {
       const r = runCli(['--backend', backend, '--threads', threads, 'backend', '--json'], { timeoutMs: 60_000 });
       expect(r.signal).toBeNull();
       expect(r.code).toBe(0);
@@ -86,12 +92,35 @@ describe('mask2dit forward transformer', () => {
     try {
       const c = 'mask2dit_conditional';
       const out = path.join(dir, 'out.safetensors');
-      const r = runCli(['--backend', 'cpu', 'forward', 'transformer', '--model', fixturePath(c), '--weights', fixturePath(c, 'weights.safetensors'),
-        '--inputs', fixturePath(c, 'io.safetensors'), '--out', out, '--capture', 'block.1.*,block.0.attn1.probs', '--heads', '1', '--scene', '0',
-        '--compare', fixturePath(c, 'io.safetensors'), '--json']);
+      const r = runCli([
+        '--backend',
+        'cpu',
+        'forward',
+        'transformer',
+        '--model',
+        fixturePath(c),
+        '--weights',
+        fixturePath(c, 'weights.safetensors'),
+        '--inputs',
+        fixturePath(c, 'io.safetensors'),
+        '--out',
+        out,
+        '--capture',
+        'block.1.*,block.0.attn1.probs',
+        '--heads',
+        '1',
+        '--scene',
+        '0',
+        '--compare',
+        fixturePath(c, 'io.safetensors'),
+        '--json',
+      ]);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
-      const report = JSON.parse(r.stdout) as { compare: { name: string; maxAbs: number }[]; tensors: { name: string; shape: number[] }[] };
+      const report = JSON.parse(r.stdout) as {
+        compare: { name: string; maxAbs: number }[];
+        tensors: { name: string; shape: number[] }[];
+      };
       const names = report.tensors.map((t) => t.name);
       expect(names).toContain('sample');
       expect(names).toContain('block.1.hidden_states');
@@ -113,7 +142,20 @@ describe('mask2dit forward transformer', () => {
     try {
       const c = 'transformer_2b_single';
       const out = path.join(dir, 'out.safetensors');
-      const r = runCli(['--backend', 'cpu', 'forward', 'transformer', '--model', fixturePath(c), '--weights', fixturePath(c, 'weights.safetensors'), '--inputs', fixturePath(c, 'weights.safetensors'), '--out', out]);
+      const r = runCli([
+        '--backend',
+        'cpu',
+        'forward',
+        'transformer',
+        '--model',
+        fixturePath(c),
+        '--weights',
+        fixturePath(c, 'weights.safetensors'),
+        '--inputs',
+        fixturePath(c, 'weights.safetensors'),
+        '--out',
+        out,
+      ]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/weights\.safetensors: missing tensor "hidden_states"/);
       expect(fs.readdirSync(dir)).toEqual([]);

@@ -28,7 +28,16 @@ beforeAll(async () => {
     { prompt: 'a red circle bounces on a blue background', frames: 5 },
     { prompt: 'it spins on a green background', frames: 5, caption: 'spins' },
   ];
-  fs.writeFileSync(small, JSON.stringify({ scenes, width: 64, height: 64, negative_prompt: '', defaults: { steps: 2, guidance: 6, seed: 7, fps: 8 } }));
+  fs.writeFileSync(
+    small,
+    JSON.stringify({
+      scenes,
+      width: 64,
+      height: 64,
+      negative_prompt: '',
+      defaults: { steps: 2, guidance: 6, seed: 7, fps: 8 },
+    }),
+  );
 });
 afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true }); // no shutdownBackends(): cpu only, and later files share the engine
@@ -45,7 +54,9 @@ describe('generate and extend', () => {
   test('generate (README command, 2 steps) writes the mp4, the contact sheet and the latents file; extend adds one scene', async () => {
     const out = path.join(dir, 'film'); // created by generate, as `--out out/film.mp4` in the README
     const film = path.join(out, 'film.mp4');
-    const r = runCli(['generate', '--scenes', 'examples/three-scenes.json', '--out', film, '--steps', '2', '--json'], { timeoutMs: 120_000 });
+    const r = runCli(['generate', '--scenes', 'examples/three-scenes.json', '--out', film, '--steps', '2', '--json'], {
+      timeoutMs: 120_000,
+    });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as { scenes: number; frames: number; files: string[] };
@@ -64,7 +75,10 @@ describe('generate and extend', () => {
 
     // extend: the latents file next to the mp4 is found; output = all four scenes
     const film2 = path.join(out, 'film2.mp4');
-    const e = runCli(['extend', '--from', film, '--prompt', 'it grows on a red background', '--out', film2, '--steps', '1'], { timeoutMs: 120_000 });
+    const e = runCli(
+      ['extend', '--from', film, '--prompt', 'it grows on a red background', '--out', film2, '--steps', '1'],
+      { timeoutMs: 120_000 },
+    );
     expect(e.stderr).toBe('');
     expect(e.code).toBe(0);
     expect(e.stdout).toMatch(/wrote .*film2\.mp4.*4 scenes, 36 frames/);
@@ -72,12 +86,27 @@ describe('generate and extend', () => {
     expect(fs.existsSync(path.join(out, 'film2.sheet.png'))).toBe(true);
     const ext = await readLatentsFile(path.join(out, 'film2.latents.safetensors'));
     expect(ext.latents.shape).toEqual([1, 4 * 5, 16, 8, 8]);
-    expect(ext.meta.scenes.map((s) => s.prompt)).toEqual([...gen.meta.scenes.map((s) => s.prompt), 'it grows on a red background']);
+    expect(ext.meta.scenes.map((s) => s.prompt)).toEqual([
+      ...gen.meta.scenes.map((s) => s.prompt),
+      'it grows on a red background',
+    ]);
     // the previous scenes are carried over exactly
     const prevPart = tf.slice(ext.latents, [0, 0], [-1, 3 * 5]); // the 3 scenes' 5 latent frames each
     expect(Array.from(await prevPart.data())).toEqual(Array.from(await gen.latents.data()));
-    expect(Array.from(await tf.slice(ext.promptEmbeds, [0], [3]).data())).toEqual(Array.from(await gen.promptEmbeds.data()));
-    tf.dispose([prevPart, gen.latents, gen.promptEmbeds, ext.latents, ext.promptEmbeds, gen.negativeEmbeds ?? [], ext.negativeEmbeds ?? []].flat());
+    expect(Array.from(await tf.slice(ext.promptEmbeds, [0], [3]).data())).toEqual(
+      Array.from(await gen.promptEmbeds.data()),
+    );
+    tf.dispose(
+      [
+        prevPart,
+        gen.latents,
+        gen.promptEmbeds,
+        ext.latents,
+        ext.promptEmbeds,
+        gen.negativeEmbeds ?? [],
+        ext.negativeEmbeds ?? [],
+      ].flat(),
+    );
   });
 
   test('extend from an mp4 without its latents file needs the scene file (one-line error, exit 2)', () => {
@@ -87,7 +116,9 @@ describe('generate and extend', () => {
     const r = runCli(['extend', '--from', bare, '--prompt', 'it stays', '--out', path.join(out, 'x.mp4')]);
     expect(r.code).toBe(2);
     expect(errorLine(r.stderr)).toHaveLength(1);
-    expect(r.stderr).toMatch(/bare\.mp4: no bare\.latents\.safetensors next to it; give the scene file .* with --scenes/);
+    expect(r.stderr).toMatch(
+      /bare\.mp4: no bare\.latents\.safetensors next to it; give the scene file .* with --scenes/,
+    );
   });
 
   test('an existing output is not overwritten without --force (exit 2, file untouched, nothing else written); --force replaces it', async () => {
@@ -99,7 +130,10 @@ describe('generate and extend', () => {
     expect(errorLine(r.stderr)).toEqual([`mask2dit: ${film}: already exists (use --force to overwrite)`]);
     expect(fs.readFileSync(film, 'utf8')).toBe('keep me');
     expect(fs.readdirSync(out)).toEqual(['film.mp4']);
-    const f = runCli(['generate', '--scenes', small, '--out', film, '--steps', '1', '--force', '--frames', path.join(out, 'frames')], { timeoutMs: 120_000 });
+    const f = runCli(
+      ['generate', '--scenes', small, '--out', film, '--steps', '1', '--force', '--frames', path.join(out, 'frames')],
+      { timeoutMs: 120_000 },
+    );
     expect(f.stderr).toBe('');
     expect(f.code).toBe(0);
     expect((await probeVideo(film)).frames).toBe(10);
@@ -110,9 +144,31 @@ describe('generate and extend', () => {
 
 describe('bad scene files: the documented one-line messages, exit 2, nothing written', () => {
   const cases: [string, unknown, RegExp][] = [
-    ['frames and size', { scenes: [{ prompt: 'a', frames: 9 }, { prompt: 'b', frames: 10 }], width: 50, height: 64 }, /scenes\[1\]\.frames: must be 4k\+1, got 10; width: must be a positive multiple of 16, got 50/],
+    [
+      'frames and size',
+      {
+        scenes: [
+          { prompt: 'a', frames: 9 },
+          { prompt: 'b', frames: 10 },
+        ],
+        width: 50,
+        height: 64,
+      },
+      /scenes\[1\]\.frames: must be 4k\+1, got 10; width: must be a positive multiple of 16, got 50/,
+    ],
     ['a typo', { scenes: [{ promt: 'a', frames: 9 }], width: 64, height: 64 }, /scenes\[0\]: unknown key "promt"/],
-    ['unequal scenes', { scenes: [{ prompt: 'a', frames: 9 }, { prompt: 'b', frames: 5 }], width: 64, height: 64 }, /scenes\[1\]\.frames: every scene must have the same frame count .* got 5 and 9/],
+    [
+      'unequal scenes',
+      {
+        scenes: [
+          { prompt: 'a', frames: 9 },
+          { prompt: 'b', frames: 5 },
+        ],
+        width: 64,
+        height: 64,
+      },
+      /scenes\[1\]\.frames: every scene must have the same frame count .* got 5 and 9/,
+    ],
   ];
   test.each(cases)('%s', (name, content, message) => {
     const out = sub(`bad-${name.replace(/\W+/g, '-')}`);
@@ -143,9 +199,27 @@ describe('Ctrl-C and SIGTERM', () => {
   /** Starts a 1000-step generate into `out/new/`, sends `signal` after step 2; the exit code and stderr. */
   async function interrupt(out: string, signal: NodeJS.Signals): Promise<{ code: number | null; stderr: string }> {
     const film = path.join(out, 'new', 'film.mp4'); // out/new/ is created for the run and removed again
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'generate', '--scenes', small, '--out', film, '--steps', '1000', '--progress', '--frames', path.join(out, 'new', 'frames')], {
-      env: { ...process.env, MASK2DIT_LOG: 'warn' },
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        MAIN,
+        'generate',
+        '--scenes',
+        small,
+        '--out',
+        film,
+        '--steps',
+        '1000',
+        '--progress',
+        '--frames',
+        path.join(out, 'new', 'frames'),
+      ],
+      {
+        env: { ...process.env, MASK2DIT_LOG: 'warn' },
+      },
+    );
     let stderr = '';
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     await new Promise<void>((resolve, reject) => {
@@ -165,23 +239,50 @@ describe('Ctrl-C and SIGTERM', () => {
   test.each([
     ['SIGINT', 130],
     ['SIGTERM', 143], // 128 + 15, as a shell reports a process SIGTERM killed
-  ] as const)('%s while denoising: exit %d, "interrupted; no partial output written", nothing left in the output folder', async (signal, exit) => {
-    const out = sub(`interrupt-${signal}`);
-    const { code, stderr } = await interrupt(out, signal);
-    expect(code).toBe(exit);
-    expect(stderr).toMatch(/mask2dit: interrupted; no partial output written\n$/);
-    expect(fs.readdirSync(out)).toEqual([]);
-  });
+  ] as const)(
+    '%s while denoising: exit %d, "interrupted; no partial output written", nothing left in the output folder',
+    async (signal, exit) => {
+      const out = sub(`interrupt-${signal}`);
+      const { code, stderr } = await interrupt(out, signal);
+      expect(code).toBe(exit);
+      expect(stderr).toMatch(/mask2dit: interrupted; no partial output written\n$/);
+      expect(fs.readdirSync(out)).toEqual([]);
+    },
+  );
 });
 
 describe('attention', () => {
-  test('writes the heatmap of one block/head at one step; --scene keeps that scene\'s query rows', async () => {
+  test("writes the heatmap of one block/head at one step; --scene keeps that scene's query rows", async () => {
     const out = sub('attention');
     const png = path.join(out, 'attn.png');
-    const r = runCli(['attention', '--scenes', small, '--block', '1', '--head', '1', '--step', '1', '--scene', '1', '--out', png, '--json'], { timeoutMs: 120_000 });
+    const r = runCli(
+      [
+        'attention',
+        '--scenes',
+        small,
+        '--block',
+        '1',
+        '--head',
+        '1',
+        '--step',
+        '1',
+        '--scene',
+        '1',
+        '--out',
+        png,
+        '--json',
+      ],
+      { timeoutMs: 120_000 },
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const report = JSON.parse(r.stdout) as { queries: number; keys: number; width: number; height: number; max: number };
+    const report = JSON.parse(r.stdout) as {
+      queries: number;
+      keys: number;
+      width: number;
+      height: number;
+      max: number;
+    };
     // per scene 16 text + 3 latent frames (5 frames at 2× in time) × 4×4 patches = 64 tokens; 2 scenes
     expect(report).toMatchObject({ queries: 64, keys: 128 });
     expect(report.max).toBeGreaterThan(0);
@@ -191,7 +292,19 @@ describe('attention', () => {
   });
 
   test('a block outside the model is a one-line error naming the range', () => {
-    const r = runCli(['attention', '--scenes', small, '--block', '4', '--head', '0', '--step', '0', '--out', path.join(dir, 'never.png')]);
+    const r = runCli([
+      'attention',
+      '--scenes',
+      small,
+      '--block',
+      '4',
+      '--head',
+      '0',
+      '--step',
+      '0',
+      '--out',
+      path.join(dir, 'never.png'),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--block: 4 is out of range; the transformer has blocks 4 \(0 … 3\)/);
     expect(fs.existsSync(path.join(dir, 'never.png'))).toBe(false);
@@ -212,8 +325,12 @@ describe('output paths: refused before any work (one line, exit 2, nothing writt
     const out = sub('frames-file');
     const file = path.join(out, 'afile');
     fs.writeFileSync(file, 'keep me');
-    expect(refused(out, ['--out', path.join(out, 'new', 'film.mp4'), '--frames', file])).toBe(`mask2dit: ${file}: is a file, not a folder`);
-    expect(refused(out, ['--out', path.join(out, 'film.mp4'), '--frames', file, '--force'])).toBe(`mask2dit: ${file}: is a file, not a folder`);
+    expect(refused(out, ['--out', path.join(out, 'new', 'film.mp4'), '--frames', file])).toBe(
+      `mask2dit: ${file}: is a file, not a folder`,
+    );
+    expect(refused(out, ['--out', path.join(out, 'film.mp4'), '--frames', file, '--force'])).toBe(
+      `mask2dit: ${file}: is a file, not a folder`,
+    );
     expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
   });
 
@@ -222,21 +339,45 @@ describe('output paths: refused before any work (one line, exit 2, nothing writt
     const file = path.join(out, 'afile');
     fs.writeFileSync(file, '');
     const notDir = `cannot write it: ${file} is not a directory`;
-    expect(refused(out, ['--out', path.join(file, 'film.mp4')])).toBe(`mask2dit: ${path.join(file, 'film.mp4')}: ${notDir}`);
-    expect(refused(out, ['--out', path.join(file, 'sub', 'film.mp4')])).toBe(`mask2dit: ${path.join(file, 'sub', 'film.mp4')}: ${notDir}`);
-    expect(refused(out, ['--out', path.join(out, 'film.mp4'), '--frames', path.join(file, 'frames')])).toBe(`mask2dit: ${path.join(file, 'frames')}: ${notDir}`);
+    expect(refused(out, ['--out', path.join(file, 'film.mp4')])).toBe(
+      `mask2dit: ${path.join(file, 'film.mp4')}: ${notDir}`,
+    );
+    expect(refused(out, ['--out', path.join(file, 'sub', 'film.mp4')])).toBe(
+      `mask2dit: ${path.join(file, 'sub', 'film.mp4')}: ${notDir}`,
+    );
+    expect(refused(out, ['--out', path.join(out, 'film.mp4'), '--frames', path.join(file, 'frames')])).toBe(
+      `mask2dit: ${path.join(file, 'frames')}: ${notDir}`,
+    );
   });
 
   test('an --out that is not .mp4 (generate and extend), a --sheet that is not .png', () => {
     const out = sub('extension');
     fs.writeFileSync(path.join(out, 'afile'), '');
     const png = path.join(out, 'film.png');
-    expect(refused(out, ['--out', png])).toBe(`mask2dit: --out ${png}: cannot write a ".png" file; the film is an H.264 mp4: use a name ending in .mp4`);
-    expect(refused(out, ['--out', path.join(out, 'film')])).toMatch(/--out .*film: no file extension; .* use a name ending in \.mp4$/);
-    expect(refused(out, ['--out', path.join(out, 'film.mp4'), '--sheet', path.join(out, 'sheet.jpg')])).toMatch(/--sheet .*sheet\.jpg: the contact sheet is a PNG: use a name ending in \.png$/);
-    const e = runCli(['extend', '--from', path.join(out, 'afile'), '--scenes', small, '--prompt', 'it stays', '--out', path.join(out, 'film2.webm')]);
+    expect(refused(out, ['--out', png])).toBe(
+      `mask2dit: --out ${png}: cannot write a ".png" file; the film is an H.264 mp4: use a name ending in .mp4`,
+    );
+    expect(refused(out, ['--out', path.join(out, 'film')])).toMatch(
+      /--out .*film: no file extension; .* use a name ending in \.mp4$/,
+    );
+    expect(refused(out, ['--out', path.join(out, 'film.mp4'), '--sheet', path.join(out, 'sheet.jpg')])).toMatch(
+      /--sheet .*sheet\.jpg: the contact sheet is a PNG: use a name ending in \.png$/,
+    );
+    const e = runCli([
+      'extend',
+      '--from',
+      path.join(out, 'afile'),
+      '--scenes',
+      small,
+      '--prompt',
+      'it stays',
+      '--out',
+      path.join(out, 'film2.webm'),
+    ]);
     expect(e.code).toBe(2);
-    expect(errorLine(e.stderr)).toEqual([`mask2dit: --out ${path.join(out, 'film2.webm')}: cannot write a ".webm" file; the film is an H.264 mp4: use a name ending in .mp4`]);
+    expect(errorLine(e.stderr)).toEqual([
+      `mask2dit: --out ${path.join(out, 'film2.webm')}: cannot write a ".webm" file; the film is an H.264 mp4: use a name ending in .mp4`,
+    ]);
     expect(fs.readdirSync(out)).toEqual(['afile']);
   });
 });
@@ -245,7 +386,10 @@ describe('the model a latents file records', () => {
   test('is portable (the shipped model by name, others relative to the film); extend finds it after the folder moved', async () => {
     const a = sub('move-a');
     fs.symlinkSync(path.resolve('weights/mask2dit-world'), path.join(a, 'mymodel'), 'dir'); // "another" model, kept next to the films
-    for (const args of [['--out', path.join(a, 'film.mp4')], ['--out', path.join(a, 'mine.mp4'), '--model', path.join(a, 'mymodel')]]) {
+    for (const args of [
+      ['--out', path.join(a, 'film.mp4')],
+      ['--out', path.join(a, 'mine.mp4'), '--model', path.join(a, 'mymodel')],
+    ]) {
       const r = runCli(['generate', '--scenes', small, '--steps', '1', ...args], { timeoutMs: 120_000 });
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
@@ -261,7 +405,20 @@ describe('the model a latents file records', () => {
     const b = path.join(dir, 'move-b');
     fs.renameSync(a, b);
     for (const name of ['film', 'mine']) {
-      const e = runCli(['extend', '--from', path.join(b, `${name}.mp4`), '--prompt', 'it grows on a red background', '--out', path.join(b, `${name}2.mp4`), '--steps', '1'], { timeoutMs: 120_000 });
+      const e = runCli(
+        [
+          'extend',
+          '--from',
+          path.join(b, `${name}.mp4`),
+          '--prompt',
+          'it grows on a red background',
+          '--out',
+          path.join(b, `${name}2.mp4`),
+          '--steps',
+          '1',
+        ],
+        { timeoutMs: 120_000 },
+      );
       expect(e.stderr).toBe(''); // no "model not found" warning
       expect(e.code).toBe(0);
       expect(e.stdout).toMatch(/3 scenes, 15 frames/);
@@ -271,18 +428,38 @@ describe('the model a latents file records', () => {
   });
 });
 
-test('extend --help says its settings default to the film\'s, not the built-in defaults', () => {
+test("extend --help says its settings default to the film's, not the built-in defaults", () => {
   const r = runCli(['extend', '--help']);
   expect(r.code).toBe(0);
   const help = r.stdout.replace(/\s+/g, ' '); // commander wraps the descriptions
   expect(help).not.toMatch(/scene file's/);
-  for (const opt of ['--steps <n>', '--guidance <g>', '--sampler <name>', '--fps <n>']) expect(help).toMatch(new RegExp(`${opt} [^(]*\\(default: the film's, from its latents file or the --scenes file, else`));
+  for (const opt of ['--steps <n>', '--guidance <g>', '--sampler <name>', '--fps <n>'])
+    expect(help).toMatch(
+      new RegExp(`${opt} [^(]*\\(default: the film's, from its latents file or the --scenes file, else`),
+    );
   expect(help).toMatch(/--seed <s> [^(]*\(default: the film's seed \+ the new scene's index, else 0\)/);
-  expect(help).toMatch(/--model <dir> .*?\(default: the one recorded in the film's latents file, else the shipped weights\/mask2dit-world\)/);
+  expect(help).toMatch(
+    /--model <dir> .*?\(default: the one recorded in the film's latents file, else the shipped weights\/mask2dit-world\)/,
+  );
 });
 
 test('generate --help documents the options', () => {
   const r = runCli(['generate', '--help']);
   expect(r.code).toBe(0);
-  for (const opt of ['--scenes', '--out', '--model', '--steps', '--guidance', '--seed', '--sampler', '--fps', '--frames', '--sheet', '--force', '--quiet', '--latents-only']) expect(r.stdout).toContain(opt);
+  for (const opt of [
+    '--scenes',
+    '--out',
+    '--model',
+    '--steps',
+    '--guidance',
+    '--seed',
+    '--sampler',
+    '--fps',
+    '--frames',
+    '--sheet',
+    '--force',
+    '--quiet',
+    '--latents-only',
+  ])
+    expect(r.stdout).toContain(opt);
 });

@@ -17,7 +17,8 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** The rule itself, written independently of the renderer: token → (scene, kind) in `[T0 T1 T2 ; V0 V1 V2]`. */
 function expected(S: number, T: number, V: number, q: number, k: number): boolean {
-  const at = (i: number) => (i < S * T ? { scene: Math.floor(i / T), text: true } : { scene: Math.floor((i - S * T) / V), text: false });
+  const at = (i: number) =>
+    i < S * T ? { scene: Math.floor(i / T), text: true } : { scene: Math.floor((i - S * T) / V), text: false };
   const a = at(q);
   const b = at(k);
   if (a.text) return a.scene === b.scene; // text_i sees text_i and video_i
@@ -50,7 +51,20 @@ describe('mask', () => {
 
   test('--target k tints the conditioning rows; --ascii prints the mask with roles', async () => {
     const out = path.join(dir, 'cond.png');
-    const r = runCli(['mask', '--scenes', '2', '--text', '1', '--video', '2', '--target', '1', '--out', out, '--ascii']);
+    const r = runCli([
+      'mask',
+      '--scenes',
+      '2',
+      '--text',
+      '1',
+      '--video',
+      '2',
+      '--target',
+      '1',
+      '--out',
+      out,
+      '--ascii',
+    ]);
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/T0\s+T1\*\s+V0\s+V1\*/);
@@ -60,7 +74,8 @@ describe('mask', () => {
     expect(lines[lines.length - 1]).toMatch(/\* target scene 1/);
     const img = await readPng(out);
     const { grid } = renderMaskImage(uniformLayout(2, 1, 2), { target: 1 });
-    const cell = (q: number, k: number) => getPixel(img, grid.x + grid.colStarts[k]! + 1, grid.y + grid.rowStarts[q]! + 1);
+    const cell = (q: number, k: number) =>
+      getPixel(img, grid.x + grid.colStarts[k]! + 1, grid.y + grid.rowStarts[q]! + 1);
     expect(cell(0, 0)).toEqual([...MASK_COLORS.conditionAllowed]); // T0 → T0, scene 0 conditions
     expect(cell(0, 1)).toEqual([...MASK_COLORS.conditionMasked]); // T0 → T1
     expect(cell(1, 3)).toEqual([...MASK_COLORS.masked]); // T1 → V0: target row, masked

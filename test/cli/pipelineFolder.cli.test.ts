@@ -4,7 +4,10 @@ import { DEFAULT_MODEL_DIR } from '../../src/model/modelFolder.js';
 import { runCli } from '../helpers/cli.js';
 
 interface Inspected {
-  pipeline: { className: string; components: { name: string; className: string | null; params: number | null; config?: Record<string, unknown> }[] };
+  pipeline: {
+    className: string;
+    components: { name: string; className: string | null; params: number | null; config?: Record<string, unknown> }[];
+  };
   checkpoints: { path: string; totalParams: number; groups: Record<string, number> }[];
 }
 
@@ -20,7 +23,9 @@ describe('inspect a pipeline folder', () => {
     expect(byName.get('tokenizer')!.config!['length']).toBe(16);
     const transformer = s.checkpoints.find((c) => c.path.includes('transformer'))!;
     expect(byName.get('transformer')!.params).toBe(transformer.totalParams);
-    expect(Object.keys(transformer.groups)).toEqual(expect.arrayContaining(['transformer_blocks.0', 'transformer_blocks.1', 'patch_embed', 'proj_out']));
+    expect(Object.keys(transformer.groups)).toEqual(
+      expect.arrayContaining(['transformer_blocks.0', 'transformer_blocks.1', 'patch_embed', 'proj_out']),
+    );
   });
 
   test('text: a component table before the checkpoints', () => {
@@ -36,5 +41,7 @@ describe('inspect a pipeline folder', () => {
 test('bench: an unknown component is a one-line error, exit 2', () => {
   const r = runCli(['bench', '--only', 'matmul,warp']);
   expect(r.code).toBe(2);
-  expect(r.stderr).toMatch(/--only: unknown component warp; expected some of matmul, attention, block, step, vae, demo/);
+  expect(r.stderr).toMatch(
+    /--only: unknown component warp; expected some of matmul, attention, block, step, vae, demo/,
+  );
 });

@@ -52,7 +52,9 @@ function broken(name: string, change: (dir: string) => void): string {
 describe('generate from text with a real-layout folder', () => {
   test('3 scenes from prompts: mp4, sheet and latents; the <unk> and the truncation are said on stderr', async () => {
     const out = path.join(tmp, 'film.mp4');
-    const r = runCli(['generate', '--backend', 'cpu', '--model', model, '--scenes', scenes, '--out', out, '--json'], { timeoutMs: 180_000 });
+    const r = runCli(['generate', '--backend', 'cpu', '--model', model, '--scenes', scenes, '--out', out, '--json'], {
+      timeoutMs: 180_000,
+    });
     expect(r.code).toBe(0);
     expect(fs.existsSync(out) && fs.existsSync(out.replace(/\.mp4$/, '.sheet.png'))).toBe(true);
     expect(r.stderr).toMatch(/scene 2's prompt: 1 part\(s\) unknown to the tokenizer .* "☃"/);
@@ -66,29 +68,52 @@ describe('generate from text with a real-layout folder', () => {
 
   const cases: [string, (d: string) => void, RegExp][] = [
     ['no tokenizer', (d) => fs.rmSync(path.join(d, 'tokenizer'), { recursive: true }), /tokenizer/],
-    ['tokenizer.json only', (d) => {
-      fs.rmSync(path.join(d, 'tokenizer'), { recursive: true });
-      fs.mkdirSync(path.join(d, 'tokenizer'));
-      fs.writeFileSync(path.join(d, 'tokenizer', 'tokenizer.json'), '{"version": "1.0", "model": {"type": "Unigram"}}');
-    }, /tokenizer\.json.*spiece\.model|spiece\.model.*tokenizer\.json/],
-    ['spiece.model not a protobuf', (d) => fs.writeFileSync(path.join(d, 'tokenizer', 'spiece.model'), '{"not": "a protobuf"}'), /spiece\.model/],
+    [
+      'tokenizer.json only',
+      (d) => {
+        fs.rmSync(path.join(d, 'tokenizer'), { recursive: true });
+        fs.mkdirSync(path.join(d, 'tokenizer'));
+        fs.writeFileSync(
+          path.join(d, 'tokenizer', 'tokenizer.json'),
+          '{"version": "1.0", "model": {"type": "Unigram"}}',
+        );
+      },
+      /tokenizer\.json.*spiece\.model|spiece\.model.*tokenizer\.json/,
+    ],
+    [
+      'spiece.model not a protobuf',
+      (d) => fs.writeFileSync(path.join(d, 'tokenizer', 'spiece.model'), '{"not": "a protobuf"}'),
+      /spiece\.model/,
+    ],
     ['no text encoder', (d) => fs.rmSync(path.join(d, 'text_encoder'), { recursive: true }), /text_encoder/],
   ];
   for (const [name, change, message] of cases) {
     test(`${name}: one line naming the file, exit 2, nothing written`, () => {
       const dir = broken(name.replace(/\W+/g, '-'), change);
       const out = path.join(tmp, `${name.replace(/\W+/g, '-')}.mp4`);
-      const r = runCli(['generate', '--backend', 'cpu', '--model', dir, '--scenes', scenes, '--out', out], { timeoutMs: 120_000 });
+      const r = runCli(['generate', '--backend', 'cpu', '--model', dir, '--scenes', scenes, '--out', out], {
+        timeoutMs: 120_000,
+      });
       expect(r.code).toBe(2);
-      expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('mask2dit:'))).toHaveLength(1);
+      expect(
+        r.stderr
+          .trim()
+          .split('\n')
+          .filter((l) => l.startsWith('mask2dit:')),
+      ).toHaveLength(1);
       expect(r.stderr).toMatch(message);
-      expect(fs.readdirSync(tmp).filter((f) => f.startsWith(name.replace(/\W+/g, '-')) && f !== name.replace(/\W+/g, '-'))).toEqual([]);
+      expect(
+        fs.readdirSync(tmp).filter((f) => f.startsWith(name.replace(/\W+/g, '-')) && f !== name.replace(/\W+/g, '-')),
+      ).toEqual([]);
     });
   }
 
   test('a checkpoint too large even for offload: refused before loading, exit 2, nothing written', () => {
     const out = path.join(tmp, 'too-large.mp4');
-    const r = runCli(['generate', '--backend', 'wasm', '--model', model, '--scenes', scenes, '--out', out], { env: { MASK2DIT_WASM_BUDGET_MIB: '0.01' }, timeoutMs: 120_000 });
+    const r = runCli(['generate', '--backend', 'wasm', '--model', model, '--scenes', scenes, '--out', out], {
+      env: { MASK2DIT_WASM_BUDGET_MIB: '0.01' },
+      timeoutMs: 120_000,
+    });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/even (for|with) offload|too large/i);
     expect(fs.existsSync(out)).toBe(false);

@@ -26,7 +26,15 @@ describe('mask2dit tokenize', () => {
   test('--json --max-length 32 gives the pipeline rows of t5.input_ids; --untruncated the untruncated ids', async () => {
     const io = await loadFixture('t5_tokenizer');
     const picks = [8, 64, 66, 74, 228, 298];
-    const r = runCli(['tokenize', '--model', fixturePath('t5_tokenizer'), '--max-length', '32', '--json', ...picks.map((i) => strings[i]!)]);
+    const r = runCli([
+      'tokenize',
+      '--model',
+      fixturePath('t5_tokenizer'),
+      '--max-length',
+      '32',
+      '--json',
+      ...picks.map((i) => strings[i]!),
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.stdout) as Doc;
@@ -40,7 +48,14 @@ describe('mask2dit tokenize', () => {
     expect(doc.texts[1]!.unknown).toEqual(['東京', '😀']);
     expect(doc.texts[5]!.truncated).toBe(true);
 
-    const u = runCli(['tokenize', '--model', fixturePath('t5_tokenizer', 'spiece.model'), '--untruncated', '--json', strings[66]!]);
+    const u = runCli([
+      'tokenize',
+      '--model',
+      fixturePath('t5_tokenizer', 'spiece.model'),
+      '--untruncated',
+      '--json',
+      strings[66]!,
+    ]);
     expect(u.code).toBe(0);
     const ud = JSON.parse(u.stdout) as Doc;
     const ids = numbers(io, 't5.untruncated.ids');
@@ -50,13 +65,29 @@ describe('mask2dit tokenize', () => {
   });
 
   test('text output: ids, pieces, padding summary, the <unk> parts and the truncation warning; --legacy false', () => {
-    const r = runCli(['tokenize', '--model', fixturePath('t5_tokenizer'), '--max-length', '8', 'a cat 東京 walks on the grass in the morning', 'fill <extra_id_1> here']);
+    const r = runCli([
+      'tokenize',
+      '--model',
+      fixturePath('t5_tokenizer'),
+      '--max-length',
+      '8',
+      'a cat 東京 walks on the grass in the morning',
+      'fill <extra_id_1> here',
+    ]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/T5Tokenizer \(2000 pieces \+ 100 extra ids, legacy=true\), max length 8/);
     expect(r.stdout).toMatch(/unknown \(<unk>, id 2\): "東京"/);
     expect(r.stdout).toMatch(/truncated at 8: \d+ ids dropped: "/);
     expect(r.stdout).toContain('ids (6 of 8): 146 36 119 2098 265 1 + 2 × <pad> (0)');
-    const n = runCli(['tokenize', '--model', fixturePath('t5_tokenizer'), '--legacy', 'false', '--untruncated', 'fill <extra_id_1> here']);
+    const n = runCli([
+      'tokenize',
+      '--model',
+      fixturePath('t5_tokenizer'),
+      '--legacy',
+      'false',
+      '--untruncated',
+      'fill <extra_id_1> here',
+    ]);
     expect(n.code).toBe(0);
     expect(n.stdout).toMatch(/ids \(7, untruncated\): 146 36 119 2098 444 63 1/);
     expect(n.stdout).toMatch(/pieces: ▁f i ll <extra_id_1> he re <\/s>/);

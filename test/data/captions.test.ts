@@ -29,20 +29,34 @@ describe('captions', () => {
   });
 
   test('examples of the grammar, with "an" before a vowel', () => {
-    expect(captionFor(0, { colour: 'red', shape: 'triangle' }, { background: 'blue', motion: 'slides left' })).toBe('a red triangle slides left on a blue background');
-    expect(captionFor(1, { colour: 'red', shape: 'triangle' }, { background: 'green', motion: 'bounces' })).toBe('it bounces on a green background');
-    expect(captionFor(0, { colour: 'orange', shape: 'cross' }, { background: 'orange', motion: 'stays' })).toBe('an orange cross stays on an orange background');
+    expect(captionFor(0, { colour: 'red', shape: 'triangle' }, { background: 'blue', motion: 'slides left' })).toBe(
+      'a red triangle slides left on a blue background',
+    );
+    expect(captionFor(1, { colour: 'red', shape: 'triangle' }, { background: 'green', motion: 'bounces' })).toBe(
+      'it bounces on a green background',
+    );
+    expect(captionFor(0, { colour: 'orange', shape: 'cross' }, { background: 'orange', motion: 'stays' })).toBe(
+      'an orange cross stays on an orange background',
+    );
   });
 
   test('the parser tolerates case and punctuation, and rejects text outside the grammar', () => {
     expect(parseCaption('It SPINS on a White background.')).toEqual({ background: 'white', motion: 'spins' });
-    for (const bad of ['', 'a purple circle grows on a red background', 'it slides sideways on a red background', 'it grows on a red', 'a red circle grows on a red background now', 'the cat']) {
+    for (const bad of [
+      '',
+      'a purple circle grows on a red background',
+      'it slides sideways on a red background',
+      'it grows on a red',
+      'a red circle grows on a red background now',
+      'the cat',
+    ]) {
       expect(parseCaption(bad)).toBeNull();
     }
   });
 
   test('grammarWords covers every word of every caption', () => {
     const vocab = new Set(grammarWords());
-    for (let seed = 0; seed < 200; seed++) for (const s of sampleCaptionSet(seed).scenes) for (const w of words(s.caption)) expect(vocab.has(w)).toBe(true);
+    for (let seed = 0; seed < 200; seed++)
+      for (const s of sampleCaptionSet(seed).scenes) for (const w of words(s.caption)) expect(vocab.has(w)).toBe(true);
   });
 });

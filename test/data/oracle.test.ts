@@ -21,7 +21,10 @@ interface Tally {
 }
 
 /** Oracle accuracy over the scenes of clips `seeds`, with `degrade` applied to the frames first. */
-function accuracy(seeds: number[], degrade: (f: Float32Array, rng: Rng) => Float32Array = (f) => f): Record<keyof Tally, number> {
+function accuracy(
+  seeds: number[],
+  degrade: (f: Float32Array, rng: Rng) => Float32Array = (f) => f,
+): Record<keyof Tally, number> {
   const t: Tally = { scenes: 0, background: 0, colour: 0, shape: 0, motion: 0, continuous: 0 };
   const rng = new Rng(12345);
   for (const seed of seeds) {
@@ -38,7 +41,14 @@ function accuracy(seeds: number[], degrade: (f: Float32Array, rng: Rng) => Float
     }
   }
   const n = t.scenes;
-  return { scenes: n, background: t.background / n, colour: t.colour / n, shape: t.shape / n, motion: t.motion / n, continuous: t.continuous / n };
+  return {
+    scenes: n,
+    background: t.background / n,
+    colour: t.colour / n,
+    shape: t.shape / n,
+    motion: t.motion / n,
+    continuous: t.continuous / n,
+  };
 }
 
 const { cos, log, sqrt, PI } = Math; // module aliases: global lookups are slow in jest's vm context
@@ -55,7 +65,10 @@ function blurNoise(passes: number, sigma: number) {
         for (let y = 0; y < H; y++) {
           for (let x = 0; x < W; x++) {
             let [s, n] = [0, 0];
-            for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) if (y + dy >= 0 && y + dy < H && x + dx >= 0 && x + dx < W) [s, n] = [s + a[ct * H * W + (y + dy) * W + x + dx]!, n + 1];
+            for (let dy = -1; dy <= 1; dy++)
+              for (let dx = -1; dx <= 1; dx++)
+                if (y + dy >= 0 && y + dy < H && x + dx >= 0 && x + dx < W)
+                  [s, n] = [s + a[ct * H * W + (y + dy) * W + x + dx]!, n + 1];
             o[ct * H * W + y * W + x] = s / n;
           }
         }
@@ -72,13 +85,15 @@ describe('oracle accuracy', () => {
     const acc = accuracy(seeds(10_000, 120));
     process.stderr.write(`oracle on ground truth: ${JSON.stringify(acc)}\n`);
     expect(acc.scenes).toBeGreaterThanOrEqual(300);
-    for (const k of ['background', 'colour', 'shape', 'motion', 'continuous'] as const) expect(acc[k]).toBeGreaterThanOrEqual(0.99);
+    for (const k of ['background', 'colour', 'shape', 'motion', 'continuous'] as const)
+      expect(acc[k]).toBeGreaterThanOrEqual(0.99);
   });
 
   test('degrades gracefully: blurred (two 3×3 passes) and noisy (σ = 0.1) frames still read ≥ 95%', () => {
     const acc = accuracy(seeds(20_000, 40), blurNoise(2, 0.1));
     process.stderr.write(`oracle on blurred + noisy frames: ${JSON.stringify(acc)}\n`);
-    for (const k of ['background', 'colour', 'shape', 'motion', 'continuous'] as const) expect(acc[k]).toBeGreaterThanOrEqual(0.95);
+    for (const k of ['background', 'colour', 'shape', 'motion', 'continuous'] as const)
+      expect(acc[k]).toBeGreaterThanOrEqual(0.95);
   });
 
   test('reads byte frames (as decoded from a video) the same as float frames', () => {
@@ -101,7 +116,10 @@ describe('oracle on clips and continuity', () => {
 
   test('readClip: a scene with another character breaks sameCharacter', () => {
     const [a, b] = [sampleClip(5), findClip((c) => c.character.shape !== sampleClip(5).character.shape)];
-    const r = readClip([{ data: a.scenes[0]!.frames, T, H, W }, { data: b.scenes[0]!.frames, T, H, W }]);
+    const r = readClip([
+      { data: a.scenes[0]!.frames, T, H, W },
+      { data: b.scenes[0]!.frames, T, H, W },
+    ]);
     expect(r.sameCharacter).toBe(false);
   });
 
@@ -124,16 +142,22 @@ describe('oracle on clips and continuity', () => {
 describe('oracle never throws', () => {
   test('on random noise, NaN/Infinity and wrong sizes it answers, with unknowns where it must', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 40 }), fc.integer(), (t, h, w, seed) => {
-        const rng = new Rng(seed);
-        const data = new Float32Array(3 * t * h * w).map(() => {
-          const u = rng.next();
-          return u < 0.02 ? NaN : u < 0.04 ? Infinity : rng.uniform(-3, 3);
-        });
-        const r = readScene({ data, T: t, H: h, W: w });
-        expect(r.track.length === t || r.track.length === 0).toBe(true);
-        expect(typeof r.continuous).toBe('boolean');
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer(),
+        (t, h, w, seed) => {
+          const rng = new Rng(seed);
+          const data = new Float32Array(3 * t * h * w).map(() => {
+            const u = rng.next();
+            return u < 0.02 ? NaN : u < 0.04 ? Infinity : rng.uniform(-3, 3);
+          });
+          const r = readScene({ data, T: t, H: h, W: w });
+          expect(r.track.length === t || r.track.length === 0).toBe(true);
+          expect(typeof r.continuous).toBe('boolean');
+        },
+      ),
       { numRuns: 60 },
     );
     expect(readScene({ data: new Float32Array(5), T: 2, H: 3, W: 3 }).motion).toBe('unknown');
@@ -146,9 +170,28 @@ describe('oracle never throws', () => {
   });
 
   test('hullArea of a unit square and of a triangle', () => {
-    expect(hullArea([[0, 0], [1, 0], [1, 1], [0, 1], [0.5, 0.5]])).toBeCloseTo(1);
-    expect(hullArea([[0, 0], [4, 0], [0, 3]])).toBeCloseTo(6);
-    expect(hullArea([[0, 0], [1, 1]])).toBe(0);
+    expect(
+      hullArea([
+        [0, 0],
+        [1, 0],
+        [1, 1],
+        [0, 1],
+        [0.5, 0.5],
+      ]),
+    ).toBeCloseTo(1);
+    expect(
+      hullArea([
+        [0, 0],
+        [4, 0],
+        [0, 3],
+      ]),
+    ).toBeCloseTo(6);
+    expect(
+      hullArea([
+        [0, 0],
+        [1, 1],
+      ]),
+    ).toBe(0);
   });
 });
 
@@ -167,6 +210,9 @@ function findClip(pred: (c: Clip) => boolean): Clip {
 function reorder(frames: Float32Array, order: number[]): Float32Array {
   const plane = H * W;
   const out = new Float32Array(frames.length);
-  for (let c = 0; c < 3; c++) order.forEach((src, t) => out.set(frames.subarray((c * T + src) * plane, (c * T + src + 1) * plane), (c * T + t) * plane));
+  for (let c = 0; c < 3; c++)
+    order.forEach((src, t) =>
+      out.set(frames.subarray((c * T + src) * plane, (c * T + src + 1) * plane), (c * T + t) * plane),
+    );
   return out;
 }

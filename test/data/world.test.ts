@@ -7,7 +7,15 @@ import fc from 'fast-check';
 import { Mask2DiTError } from '../../src/errors.js';
 import { worldContactSheet } from '../../src/data/demo.js';
 import { toUint8Frames } from '../../src/data/render.js';
-import { COLOURS, PALETTE, clipVideo, sampleCaptionSet, sampleClip, sampleClipSpec, type Clip } from '../../src/data/world.js';
+import {
+  COLOURS,
+  PALETTE,
+  clipVideo,
+  sampleCaptionSet,
+  sampleClip,
+  sampleClipSpec,
+  type Clip,
+} from '../../src/data/world.js';
 
 const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => v === b[i]);
 
@@ -18,7 +26,9 @@ describe('sampleClip', () => {
     expect(a.scenes.map((s) => s.caption)).toEqual(b.scenes.map((s) => s.caption));
     a.scenes.forEach((s, i) => expect(same(s.frames, b.scenes[i]!.frames)).toBe(true));
     const c = sampleClip(43);
-    const differs = c.scenes.length !== a.scenes.length || c.scenes.some((s, i) => s.caption !== a.scenes[i]!.caption || !same(s.frames, a.scenes[i]!.frames));
+    const differs =
+      c.scenes.length !== a.scenes.length ||
+      c.scenes.some((s, i) => s.caption !== a.scenes[i]!.caption || !same(s.frames, a.scenes[i]!.frames));
     expect(differs).toBe(true);
   });
 
@@ -44,7 +54,8 @@ describe('sampleClip', () => {
   test('the border ring is pure background in every frame (the character stays inside)', () => {
     for (let seed = 0; seed < 60; seed++) {
       const clip = sampleClip(seed);
-      for (const s of clip.scenes) expect(borderIsBackground(clip, s.frames, PALETTE[s.attributes.background])).toBe(true);
+      for (const s of clip.scenes)
+        expect(borderIsBackground(clip, s.frames, PALETTE[s.attributes.background])).toBe(true);
     }
   });
 
@@ -52,7 +63,8 @@ describe('sampleClip', () => {
     const clip = sampleClip(7, { framesPerScene: 13, width: 80, height: 48, minScenes: 3, maxScenes: 3 });
     expect(clip.scenes).toHaveLength(3);
     for (const s of clip.scenes) expect(s.frames.length).toBe(3 * 13 * 48 * 80);
-    for (const s of clip.scenes) expect(borderIsBackground(clip, s.frames, PALETTE[s.attributes.background])).toBe(true);
+    for (const s of clip.scenes)
+      expect(borderIsBackground(clip, s.frames, PALETTE[s.attributes.background])).toBe(true);
   });
 
   test('bad options are typed errors naming the option', () => {
@@ -80,7 +92,22 @@ describe('sampleClip', () => {
       for (const s of spec.scenes) seen.add(s.attributes.motion).add(`bg:${s.attributes.background}`);
     }
     for (const c of COLOURS) expect(seen.has(`bg:${c}`)).toBe(true);
-    for (const w of ['circle', 'square', 'triangle', 'cross', 'slides left', 'slides right', 'slides up', 'slides down', 'bounces', 'grows', 'spins', 'stays', ...COLOURS]) expect(seen.has(w)).toBe(true);
+    for (const w of [
+      'circle',
+      'square',
+      'triangle',
+      'cross',
+      'slides left',
+      'slides right',
+      'slides up',
+      'slides down',
+      'bounces',
+      'grows',
+      'spins',
+      'stays',
+      ...COLOURS,
+    ])
+      expect(seen.has(w)).toBe(true);
   });
 });
 

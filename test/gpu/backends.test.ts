@@ -68,7 +68,12 @@ describe('backends agree with cpu on a small graph', () => {
     await selectBackend('cpu');
     const x = tf.linspace(-8, 8, 401);
     const viaSigmoid = geluTanh(x);
-    const viaTanh = tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(tf.mul(tf.add(x, tf.mul(0.044715, tf.pow(x, 3))), Math.sqrt(2 / Math.PI))))));
+    const viaTanh = tf.tidy(() =>
+      tf.mul(
+        tf.mul(x, 0.5),
+        tf.add(1, tf.tanh(tf.mul(tf.add(x, tf.mul(0.044715, tf.pow(x, 3))), Math.sqrt(2 / Math.PI)))),
+      ),
+    );
     expectClose('gelu', await viaSigmoid.data(), await viaTanh.data(), 1e-6, 1e-6);
     tf.dispose([x, viaSigmoid, viaTanh]);
   });

@@ -19,7 +19,15 @@ import { FlowMatchEulerSampler } from '../../src/sampler/flowMatchEuler.js';
 import { gaussianArray, gaussianNoise } from '../../src/sampler/noise.js';
 import { probeWebGpu } from '../helpers/backends.js';
 import { expectClose } from '../helpers/close.js';
-import { fixtureJson, fixturePath, get, loadFixture, numbers, toTensor, type FixtureTensor } from '../helpers/fixtures.js';
+import {
+  fixtureJson,
+  fixturePath,
+  get,
+  loadFixture,
+  numbers,
+  toTensor,
+  type FixtureTensor,
+} from '../helpers/fixtures.js';
 
 const TOL = 1e-3;
 const adapter = await probeWebGpu();
@@ -51,7 +59,9 @@ async function read(t: tf.Tensor): Promise<Float32Array> {
 }
 
 async function transformerOutputs(caseName: string, io: Map<string, FixtureTensor>): Promise<Outputs> {
-  const model = await Mask2DiTTransformer.fromPretrained(fixturePath(caseName), { weights: fixturePath(caseName, 'weights.safetensors') });
+  const model = await Mask2DiTTransformer.fromPretrained(fixturePath(caseName), {
+    weights: fixturePath(caseName, 'weights.safetensors'),
+  });
   const hs = toTensor(io, 'hidden_states');
   const ehs = toTensor(io, 'encoder_hidden_states');
   try {
@@ -75,30 +85,51 @@ describeGpu(`webgpu matches cpu within ${TOL} (${adapter ?? 'no adapter'})`, () 
     expect(limits['maxStorageBufferBindingSize']).toBeGreaterThanOrEqual(128 * 2 ** 20);
     expect(limits['maxStorageBuffersPerShaderStage']).toBeGreaterThan(8); // above the WebGPU default: requested from the adapter
     const x = tf.ones([1, 2, 2, 2, 2]);
-    const padded = tf.pad(x, [[0, 0], [1, 0], [0, 0], [0, 0], [0, 0]]); // 5-D pad: tfjs-webgpu's shader does not compile
+    const padded = tf.pad(x, [
+      [0, 0],
+      [1, 0],
+      [0, 0],
+      [0, 0],
+      [0, 0],
+    ]); // 5-D pad: tfjs-webgpu's shader does not compile
     await expect(padded.data()).rejects.toBeInstanceOf(WebGpuDeviceError);
     tf.dispose([x, padded]);
     expect(takeWebGpuErrors()).toEqual([]); // the throw consumed them
     expect(Array.from(await tf.add(tf.ones([3]), 1).data())).toEqual([2, 2, 2]); // the device still works
   });
 
-  it.each(['transformer_2b_single', 'transformer_5b_rope_single', 'mask2dit_multiscene', 'mask2dit_conditional'])('transformer %s', async (caseName) => {
-    const io = await loadFixture(caseName);
-    const ref = await cpuVsWebgpu(caseName, () => transformerOutputs(caseName, io));
-    expectClose(`${caseName}/cpu:sample vs fixture`, ref['sample']!, get(io, 'sample').data as Float32Array, 1e-4, 1e-4);
-  });
+  it.each(['transformer_2b_single', 'transformer_5b_rope_single', 'mask2dit_multiscene', 'mask2dit_conditional'])(
+    'transformer %s',
+    async (caseName) => {
+      const io = await loadFixture(caseName);
+      const ref = await cpuVsWebgpu(caseName, () => transformerOutputs(caseName, io));
+      expectClose(
+        `${caseName}/cpu:sample vs fixture`,
+        ref['sample']!,
+        get(io, 'sample').data as Float32Array,
+        1e-4,
+        1e-4,
+      );
+    },
+  );
 
   it('VAE decode and encode', async () => {
     const dec = await loadFixture('vae_decode');
     const enc = await loadFixture('vae_encode');
     await cpuVsWebgpu('vae', async () => {
-      const vae = await CogVideoXVAE.fromPretrained(fixturePath('vae_decode'), { weights: fixturePath('vae_decode', 'weights.safetensors') });
+      const vae = await CogVideoXVAE.fromPretrained(fixturePath('vae_decode'), {
+        weights: fixturePath('vae_decode', 'weights.safetensors'),
+      });
       const z = toTensor(dec, 'z');
       const x = toTensor(enc, 'x');
       try {
         const sample = await read(vae.decode(z));
         const post = vae.encode(x);
-        const out = { sample, 'latent_dist.mean': (await post.mean.data()) as Float32Array, 'latent_dist.logvar': (await post.logvar.data()) as Float32Array };
+        const out = {
+          sample,
+          'latent_dist.mean': (await post.mean.data()) as Float32Array,
+          'latent_dist.logvar': (await post.logvar.data()) as Float32Array,
+        };
         post.dispose();
         return out;
       } finally {
@@ -127,14 +158,22 @@ describeGpu(`webgpu matches cpu within ${TOL} (${adapter ?? 'no adapter'})`, () 
       x.dispose();
       return out;
     });
-    expectClose('cpu prev_sample.9 vs fixture', ref['prev_sample.9']!, get(io, 'prev_sample.9').data as Float32Array, 1e-5, 1e-5);
+    expectClose(
+      'cpu prev_sample.9 vs fixture',
+      ref['prev_sample.9']!,
+      get(io, 'prev_sample.9').data as Float32Array,
+      1e-5,
+      1e-5,
+    );
   });
 
   it('seeded noise is bit-identical to the JS generator on webgpu', async () => {
     await selectBackend('webgpu');
     const t = gaussianNoise([1, 3, 4, 6, 10], 1234, 5);
     const u = tf.add(t, 0); // a backend op in between, so the data really lives on the GPU
-    expect(Array.from(new Uint32Array(((await u.data()) as Float32Array).buffer))).toEqual(Array.from(new Uint32Array(gaussianArray(720, 1234, 5).buffer)));
+    expect(Array.from(new Uint32Array(((await u.data()) as Float32Array).buffer))).toEqual(
+      Array.from(new Uint32Array(gaussianArray(720, 1234, 5).buffer)),
+    );
     tf.dispose([t, u]);
   });
 });

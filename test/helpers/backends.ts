@@ -12,7 +12,10 @@ let webgpuProbe: Promise<string | null> | undefined;
 export function probeWebGpu(): Promise<string | null> {
   webgpuProbe ??= (async () => {
     if (process.env['MASK2DIT_TEST_WEBGPU'] === '0') return null;
-    const tries = process.env['MASK2DIT_WEBGPU_BACKEND'] !== undefined ? [process.env['MASK2DIT_WEBGPU_BACKEND']] : ['vulkan', 'opengles'];
+    const tries =
+      process.env['MASK2DIT_WEBGPU_BACKEND'] !== undefined
+        ? [process.env['MASK2DIT_WEBGPU_BACKEND']]
+        : ['vulkan', 'opengles'];
     const reasons: string[] = [];
     for (const t of tries) {
       process.env['MASK2DIT_WEBGPU_BACKEND'] = t;

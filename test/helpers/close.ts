@@ -22,7 +22,13 @@ export function maxViolation(
   return worst;
 }
 
-export function expectClose(name: string, actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol = 0): void {
+export function expectClose(
+  name: string,
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol: number,
+  rtol = 0,
+): void {
   const v = maxViolation(actual, expected, atol, rtol);
   if (!v.ok) {
     throw new Error(

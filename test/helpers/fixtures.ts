@@ -29,7 +29,12 @@ export async function loadFixture(caseName: string, file = 'io.safetensors'): Pr
     for (const name of src.names()) {
       const info = src.info(name);
       const raw = await src.read(name);
-      const data = raw instanceof BigInt64Array ? Array.from(raw, Number) : raw instanceof Float32Array ? raw : Float32Array.from(raw as ArrayLike<number>);
+      const data =
+        raw instanceof BigInt64Array
+          ? Array.from(raw, Number)
+          : raw instanceof Float32Array
+            ? raw
+            : Float32Array.from(raw as ArrayLike<number>);
       out.set(name, { shape: info.shape, dtype: info.dtype, data });
     }
     return out;

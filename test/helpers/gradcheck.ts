@@ -59,7 +59,10 @@ export function gradCheck(layer: M2Layer, loss: () => tf.Scalar, opts: GradCheck
   const { atol } = opts;
   layer.setTrainable(true);
   const vars = [...layer.variables()].filter(([n]) => opts.only?.(n) ?? true);
-  const { grads, value } = tf.variableGrads(loss, vars.map(([, v]) => v));
+  const { grads, value } = tf.variableGrads(
+    loss,
+    vars.map(([, v]) => v),
+  );
   value.dispose();
   const rows: GradCheckRow[] = [];
   vars.forEach(([name, v], i) => {
@@ -92,7 +95,9 @@ export function gradMismatches(rows: GradCheckRow[]): string[] {
     .map(
       (r) =>
         `${r.name}: analytic ${r.analytic.toExponential(3)}, numeric ${r.numeric.toExponential(3)}: ` +
-        (r.error > r.tol ? `|difference| ${r.error.toExponential(2)} > ${r.tol.toExponential(2)}` : 'within tolerance') +
+        (r.error > r.tol
+          ? `|difference| ${r.error.toExponential(2)} > ${r.tol.toExponential(2)}`
+          : 'within tolerance') +
         (r.reached ? '' : ', and no gradient reached it (detached)'),
     );
 }

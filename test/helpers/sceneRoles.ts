@@ -4,14 +4,22 @@
  * segment (conditioning timestep). Only the tests use these; the model gets the target's ranges from
  * `scenePlan` (src/scene/plan.ts).
  */
-import { LayoutError, numScenes, tokenAt, validateLayout, type SceneLayout, type TokenKind } from '../../src/scene/layout.js';
+import {
+  LayoutError,
+  numScenes,
+  tokenAt,
+  validateLayout,
+  type SceneLayout,
+  type TokenKind,
+} from '../../src/scene/layout.js';
 
 /** Role of a segment under the conditional mask: the target is denoised, the others condition it. */
 export type SegmentRole = 'target' | 'condition';
 
 function checkTarget(layout: SceneLayout, target: number): void {
   const S = numScenes(layout);
-  if (!Number.isInteger(target) || target < 0 || target >= S) throw new LayoutError(`target scene ${target} outside [0, ${S})`);
+  if (!Number.isInteger(target) || target < 0 || target >= S)
+    throw new LayoutError(`target scene ${target} outside [0, ${S})`);
 }
 
 /** Per scene: 'target' for scene `target` (timestep t), 'condition' for every other (conditioning timestep). */

@@ -2,7 +2,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { AtomicOutput, OutputExistsError, pendingCleanups, withAtomicOutput, writeFileAtomic } from '../../src/io/atomic.js';
+import {
+  AtomicOutput,
+  OutputExistsError,
+  pendingCleanups,
+  withAtomicOutput,
+  writeFileAtomic,
+} from '../../src/io/atomic.js';
 import { runScript, src, waitFor } from './childProcess.js';
 
 let tmp: string;
@@ -35,7 +41,10 @@ describe('writeFileAtomic', () => {
 
   it('names a missing directory', async () => {
     const f = path.join(tmp, 'no-such-dir', 'x');
-    await expect(writeFileAtomic(f, 'x')).rejects.toMatchObject({ code: 'IO', message: `${f}: directory ${path.dirname(f)} does not exist` });
+    await expect(writeFileAtomic(f, 'x')).rejects.toMatchObject({
+      code: 'IO',
+      message: `${f}: directory ${path.dirname(f)} does not exist`,
+    });
   });
 });
 

@@ -22,7 +22,10 @@ export interface Child {
 export function runScript(dir: string, name: string, code: string, args: string[]): Child {
   const file = path.join(dir, `${name}.mts`);
   fs.writeFileSync(file, code);
-  const proc = spawn(process.execPath, ['--import', 'tsx', file, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const ready = new Promise<void>((resolve, reject) => {
@@ -30,7 +33,9 @@ export function runScript(dir: string, name: string, code: string, args: string[
     proc.once('exit', () => reject(new Error(`child exited before ready: ${stderr}`)));
   });
   ready.catch(() => undefined);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal, stderr })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code, signal, stderr })),
+  );
   return { proc, ready, exited };
 }
 

@@ -11,7 +11,10 @@ const solid = (W: number, H: number, rgb: number[]) => {
 describe('contactSheet', () => {
   it('lays out one row per scene with evenly spaced frames at an integer zoom', () => {
     // scene s, frame t has colour [s * 100, t * 20, 7]
-    const scenes = [0, 1].map((s) => ({ caption: `scene caption ${s}`, frames: Array.from({ length: 9 }, (_, t) => solid(16, 16, [s * 100, t * 20, 7])) }));
+    const scenes = [0, 1].map((s) => ({
+      caption: `scene caption ${s}`,
+      frames: Array.from({ length: 9 }, (_, t) => solid(16, 16, [s * 100, t * 20, 7])),
+    }));
     const img = contactSheet(scenes, { width: 16, height: 16, perScene: 3 });
     // zoom = ceil(128 / 16) = 8 → 128 px thumbnails, 3 per row with 6 px gaps and 8 px margins
     expect(img.width).toBe(8 + 3 * 128 + 2 * 6 + 8);

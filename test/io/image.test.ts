@@ -1,10 +1,23 @@
 import { describe, expect, it } from '@jest/globals';
-import { blit, createImage, drawText, fillRect, getPixel, textWidth, toRgb, upscaleNearest, viridis, wrapText } from '../../src/io/image.js';
+import {
+  blit,
+  createImage,
+  drawText,
+  fillRect,
+  getPixel,
+  textWidth,
+  toRgb,
+  upscaleNearest,
+  viridis,
+  wrapText,
+} from '../../src/io/image.js';
 import { pickFrames } from '../../src/io/contactSheet.js';
 
 /** The image's ink as rows of '#' / '.', for reading glyphs in assertions. */
 function ink(img: ReturnType<typeof createImage>): string[] {
-  return Array.from({ length: img.height }, (_, y) => Array.from({ length: img.width }, (_, x) => (img.data[(y * img.width + x) * img.channels] ? '#' : '.')).join(''));
+  return Array.from({ length: img.height }, (_, y) =>
+    Array.from({ length: img.width }, (_, x) => (img.data[(y * img.width + x) * img.channels] ? '#' : '.')).join(''),
+  );
 }
 
 describe('raster helpers', () => {
@@ -30,7 +43,9 @@ describe('raster helpers', () => {
   });
 
   it('refuses a colour with the wrong number of channels', () => {
-    expect(() => fillRect(createImage(1, 1, 3), 0, 0, 1, 1, [1])).toThrow('colour [1] has 1 values, the image has 3 channels');
+    expect(() => fillRect(createImage(1, 1, 3), 0, 0, 1, 1, [1])).toThrow(
+      'colour [1] has 1 values, the image has 3 channels',
+    );
   });
 });
 

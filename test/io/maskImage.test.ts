@@ -7,7 +7,8 @@ import { layoutTotals, uniformLayout, type SceneLayout } from '../../src/scene/l
 
 /** Every pixel of the w×h rectangle at (x, y) has colour `c`. */
 function rectIs(img: Image, x: number, y: number, w: number, h: number, c: readonly number[]): boolean {
-  for (let yy = y; yy < y + h; yy++) for (let xx = x; xx < x + w; xx++) if (getPixel(img, xx, yy).some((v, i) => v !== c[i])) return false;
+  for (let yy = y; yy < y + h; yy++)
+    for (let xx = x; xx < x + w; xx++) if (getPixel(img, xx, yy).some((v, i) => v !== c[i])) return false;
   return true;
 }
 
@@ -76,7 +77,13 @@ describe('renderMaskImage with a conditional target', () => {
       for (let k = 0; k < L; k++) {
         const ok = maskAllows(layout, q, k);
         const cond = scene[q] !== 1;
-        const c = cond ? (ok ? MASK_COLORS.conditionAllowed : MASK_COLORS.conditionMasked) : ok ? MASK_COLORS.allowed : MASK_COLORS.masked;
+        const c = cond
+          ? ok
+            ? MASK_COLORS.conditionAllowed
+            : MASK_COLORS.conditionMasked
+          : ok
+            ? MASK_COLORS.allowed
+            : MASK_COLORS.masked;
         expect(getPixel(image, grid.x + grid.colStarts[k]!, grid.y + grid.rowStarts[q]!)).toEqual([...c]);
       }
     }
@@ -97,7 +104,9 @@ describe('renderMaskImage at scale', () => {
     segments.forEach((r, i) =>
       segments.forEach((c, j) => {
         const ok = maskAllows(big, r.cells[0]!.start, c.cells[0]!.start);
-        expect(getPixel(image, grid.x + grid.colStarts[j]! + 1, grid.y + grid.rowStarts[i]! + 1)).toEqual([...(ok ? MASK_COLORS.allowed : MASK_COLORS.masked)]);
+        expect(getPixel(image, grid.x + grid.colStarts[j]! + 1, grid.y + grid.rowStarts[i]! + 1)).toEqual([
+          ...(ok ? MASK_COLORS.allowed : MASK_COLORS.masked),
+        ]);
       }),
     );
   });

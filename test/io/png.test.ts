@@ -40,10 +40,16 @@ describe('encodePng / decodePng', () => {
 
   it('round-trips random images (all five filter types get used)', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 9 }), fc.constantFrom<Channels>(1, 2, 3, 4), fc.uint8Array({ minLength: 324, maxLength: 324 }), (w, h, c, bytes) => {
-        const img = { width: w, height: h, channels: c, data: bytes.slice(0, w * h * c) };
-        expect(decodePng(encodePng(img))).toEqual(img);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.constantFrom<Channels>(1, 2, 3, 4),
+        fc.uint8Array({ minLength: 324, maxLength: 324 }),
+        (w, h, c, bytes) => {
+          const img = { width: w, height: h, channels: c, data: bytes.slice(0, w * h * c) };
+          expect(decodePng(encodePng(img))).toEqual(img);
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -66,10 +72,33 @@ describe('encodePng / decodePng', () => {
     expect([viaFfmpeg.width, viaFfmpeg.height, viaFfmpeg.frames.length]).toEqual([13, 6, 1]);
     expect(Buffer.from(viaFfmpeg.frames[0]!).equals(Buffer.from(img.data))).toBe(true);
 
-    for (const [fmt, c] of [['rgb24', 3], ['rgba', 4], ['gray', 1]] as const) {
+    for (const [fmt, c] of [
+      ['rgb24', 3],
+      ['rgba', 4],
+      ['gray', 1],
+    ] as const) {
       const src = image(13, 6, c, (i) => (i * 53) ^ (i >> 1));
       const theirs = path.join(tmp, `theirs-${fmt}.png`);
-      const args = ['-hide_banner', '-loglevel', 'error', '-f', 'rawvideo', '-pix_fmt', fmt, '-s', '13x6', '-i', 'pipe:0', '-frames:v', '1', '-pred', 'mixed', '-pix_fmt', fmt, theirs];
+      const args = [
+        '-hide_banner',
+        '-loglevel',
+        'error',
+        '-f',
+        'rawvideo',
+        '-pix_fmt',
+        fmt,
+        '-s',
+        '13x6',
+        '-i',
+        'pipe:0',
+        '-frames:v',
+        '1',
+        '-pred',
+        'mixed',
+        '-pix_fmt',
+        fmt,
+        theirs,
+      ];
       const r = spawnSync(findFfmpeg(), args, { input: src.data });
       expect(r.status).toBe(0);
       expect(await readPng(theirs)).toEqual(src);
@@ -98,7 +127,12 @@ describe('encodePng / decodePng', () => {
       chunk('IDAT', zlib.deflateSync(Uint8Array.of(0, 1, 0))),
       chunk('IEND', new Uint8Array(0)),
     ]);
-    expect(decodePng(png)).toEqual({ width: 2, height: 1, channels: 4, data: Uint8Array.of(40, 50, 60, 255, 10, 20, 30, 128) });
+    expect(decodePng(png)).toEqual({
+      width: 2,
+      height: 1,
+      channels: 4,
+      data: Uint8Array.of(40, 50, 60, 255, 10, 20, 30, 128),
+    });
   });
 
   it('rejects corrupt files with a PngError naming the problem', () => {
@@ -111,7 +145,9 @@ describe('encodePng / decodePng', () => {
   });
 
   it('rejects malformed images when encoding', () => {
-    expect(() => encodePng({ width: 2, height: 2, channels: 3, data: new Uint8Array(11) })).toThrow('has 11 bytes, expected 2×2×3 = 12');
+    expect(() => encodePng({ width: 2, height: 2, channels: 3, data: new Uint8Array(11) })).toThrow(
+      'has 11 bytes, expected 2×2×3 = 12',
+    );
   });
 });
 

@@ -48,7 +48,8 @@ describe('reference fixtures', () => {
             expect(Buffer.from(data.buffer, data.byteOffset, data.byteLength).equals(Buffer.from(raw))).toBe(true);
           }
           if (data instanceof Float32Array || data instanceof Float64Array) {
-            for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) throw new Error(`${rel}: ${name} holds ${data[i]}`);
+            for (let i = 0; i < data.length; i++)
+              if (!Number.isFinite(data[i]!)) throw new Error(`${rel}: ${name} holds ${data[i]}`);
           }
           tensors++;
         }
@@ -85,7 +86,8 @@ describe('reference fixtures', () => {
         const decoded = (await bf16.read(name)) as Float32Array;
         const bits = new Uint32Array(decoded.buffer);
         for (let i = 0; i < values.length; i++) {
-          if ((bits[i]! & 0xffff) !== 0 || bits[i]! >>> 16 !== got.readUInt16LE(2 * i)) throw new Error(`${name}[${i}]: decoded bf16 is not exact`);
+          if ((bits[i]! & 0xffff) !== 0 || bits[i]! >>> 16 !== got.readUInt16LE(2 * i))
+            throw new Error(`${name}[${i}]: decoded bf16 is not exact`);
           if (decoded[i] !== values[i]) inexact++;
         }
         elements += values.length;
@@ -99,6 +101,8 @@ describe('reference fixtures', () => {
   });
 
   it('a fixture folder with several .safetensors files is ambiguous for openSafetensors', async () => {
-    await expect(openSafetensors(path.join(FIXTURES, 'mask2dit_multiscene'))).rejects.toMatchObject({ code: 'NO_CHECKPOINT' });
+    await expect(openSafetensors(path.join(FIXTURES, 'mask2dit_multiscene'))).rejects.toMatchObject({
+      code: 'NO_CHECKPOINT',
+    });
   });
 });

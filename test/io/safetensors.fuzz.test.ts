@@ -10,7 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { SafetensorsError } from '../../src/errors.js';
-import { DTYPE_SIZE, SafetensorsFile, writeSafetensors, type DType, type TensorToWrite } from '../../src/io/safetensors.js';
+import {
+  DTYPE_SIZE,
+  SafetensorsFile,
+  writeSafetensors,
+  type DType,
+  type TensorToWrite,
+} from '../../src/io/safetensors.js';
 
 const CASES = Number(process.env['FUZZ_CASES'] ?? 10_000);
 const SEED = Number(process.env['FUZZ_SEED'] ?? 0x5afe7e45);
@@ -64,15 +70,80 @@ function assemble(header: string | Buffer, data: Buffer, prefix?: bigint): Buffe
 }
 
 const INTERESTING_NUMBERS = [
-  '0', '1', '-1', '2', '3', '4', '7', '8', '9', '16', '255', '256', '65535', '4294967295', '4294967296',
-  '9007199254740991', '9007199254740992', '18446744073709551615', '1e400', '-1e400', '1.5', '-0', '0.0', '1e3',
-  '100000000', '100000001', '2147483648', '-9007199254740993',
+  '0',
+  '1',
+  '-1',
+  '2',
+  '3',
+  '4',
+  '7',
+  '8',
+  '9',
+  '16',
+  '255',
+  '256',
+  '65535',
+  '4294967295',
+  '4294967296',
+  '9007199254740991',
+  '9007199254740992',
+  '18446744073709551615',
+  '1e400',
+  '-1e400',
+  '1.5',
+  '-0',
+  '0.0',
+  '1e3',
+  '100000000',
+  '100000001',
+  '2147483648',
+  '-9007199254740993',
 ];
-const DTYPE_STRINGS = ['F64', 'F32', 'F16', 'BF16', 'I64', 'I32', 'I16', 'I8', 'U8', 'BOOL', 'U16', 'U32', 'U64', 'F8_E4M3', 'f32', '', 'F', 'BF16 ', '\\u0046\\u0033\\u0032', '__proto__'];
+const DTYPE_STRINGS = [
+  'F64',
+  'F32',
+  'F16',
+  'BF16',
+  'I64',
+  'I32',
+  'I16',
+  'I8',
+  'U8',
+  'BOOL',
+  'U16',
+  'U32',
+  'U64',
+  'F8_E4M3',
+  'f32',
+  '',
+  'F',
+  'BF16 ',
+  '\\u0046\\u0033\\u0032',
+  '__proto__',
+];
 const JSON_SNIPPETS = [
-  'null', 'true', 'false', '0', '-1', '1e999', '""', '"x"', '[]', '{}', '[0]', '[0,0]', '[1,0]', '[0,4]', '[[0]]',
-  '{"dtype":"F32","shape":[],"data_offsets":[0,4]}', '{"a":"b"}', '{"__proto__":{}}', '[null,null]', '"\\ud800"',
-  '[9007199254740993,9007199254740994]', '{"dtype":"U8","shape":[0],"data_offsets":[0,0]}',
+  'null',
+  'true',
+  'false',
+  '0',
+  '-1',
+  '1e999',
+  '""',
+  '"x"',
+  '[]',
+  '{}',
+  '[0]',
+  '[0,0]',
+  '[1,0]',
+  '[0,4]',
+  '[[0]]',
+  '{"dtype":"F32","shape":[],"data_offsets":[0,4]}',
+  '{"a":"b"}',
+  '{"__proto__":{}}',
+  '[null,null]',
+  '"\\ud800"',
+  '[9007199254740993,9007199254740994]',
+  '{"dtype":"U8","shape":[0],"data_offsets":[0,0]}',
 ];
 
 type Mutator = (rng: Rng, base: Base) => { bytes: Buffer; what: string };
@@ -86,7 +157,10 @@ function headerEdit(edit: (rng: Rng, header: string) => { header: string; what: 
     let h = r.header;
     if (rng.chance(0.5)) h += ' '.repeat((8 - (Buffer.byteLength(h) % 8)) % 8);
     const stale = rng.chance(0.1);
-    return { bytes: assemble(h, data, stale ? BigInt(base.headerLen) : undefined), what: `${r.what}${stale ? ' (stale length prefix)' : ''}` };
+    return {
+      bytes: assemble(h, data, stale ? BigInt(base.headerLen) : undefined),
+      what: `${r.what}${stale ? ' (stale length prefix)' : ''}`,
+    };
   };
 }
 
@@ -121,7 +195,11 @@ const MUTATORS: [string, Mutator][] = [
       const at: string[] = [];
       for (let i = 0; i < n; i++) {
         const pos = rng.chance(0.8) ? rng.int(Math.min(b.length, 8 + base.headerLen)) : rng.int(b.length);
-        const v = rng.chance(0.5) ? rng.pick([0x00, 0x22, 0x5c, 0x7b, 0x7d, 0x5b, 0x5d, 0x2c, 0x3a, 0x30, 0x39, 0x2d, 0xff, 0xc3, 0x80, 0xed, 0x20]) : rng.int(256);
+        const v = rng.chance(0.5)
+          ? rng.pick([
+              0x00, 0x22, 0x5c, 0x7b, 0x7d, 0x5b, 0x5d, 0x2c, 0x3a, 0x30, 0x39, 0x2d, 0xff, 0xc3, 0x80, 0xed, 0x20,
+            ])
+          : rng.int(256);
         b[pos] = v;
         at.push(`${pos}=${v}`);
       }
@@ -153,7 +231,9 @@ const MUTATORS: [string, Mutator][] = [
       for (let k = 1 + rng.int(2); k > 0; k--) {
         const cur = spans(out, /-?\d+(\.\d+)?([eE][+-]?\d+)?/g);
         const [s, e, old] = rng.pick(cur);
-        const v = rng.chance(0.6) ? rng.pick(INTERESTING_NUMBERS) : String(Number(old) + rng.pick([-8, -4, -2, -1, 1, 2, 4, 8]));
+        const v = rng.chance(0.6)
+          ? rng.pick(INTERESTING_NUMBERS)
+          : String(Number(old) + rng.pick([-8, -4, -2, -1, 1, 2, 4, 8]));
         out = out.slice(0, s) + v + out.slice(e);
         edits.push(`${old}→${v}@${s}`);
       }
@@ -180,19 +260,30 @@ const MUTATORS: [string, Mutator][] = [
       const kind = rng.int(4);
       if (kind === 0) {
         // a second copy of an entry, same offsets
-        return { header: `{${JSON.stringify(k)}:${JSON.stringify(obj[k])},${h.trimEnd().slice(1)}`, what: `duplicate entry ${JSON.stringify(k)}` };
+        return {
+          header: `{${JSON.stringify(k)}:${JSON.stringify(obj[k])},${h.trimEnd().slice(1)}`,
+          what: `duplicate entry ${JSON.stringify(k)}`,
+        };
       }
       if (kind === 1) {
         // the same key, escaped differently
-        const escaped = [...k].map((c) => (c.length === 1 && rng.chance(0.5) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).join('');
-        return { header: `{"${escaped}":${JSON.stringify(obj[k])},${h.trimEnd().slice(1)}`, what: `escaped duplicate of ${JSON.stringify(k)}` };
+        const escaped = [...k]
+          .map((c) => (c.length === 1 && rng.chance(0.5) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c))
+          .join('');
+        return {
+          header: `{"${escaped}":${JSON.stringify(obj[k])},${h.trimEnd().slice(1)}`,
+          what: `escaped duplicate of ${JSON.stringify(k)}`,
+        };
       }
       if (kind === 2) {
         // rename one key to another existing key
         const other = rng.pick(keys);
         const at = h.indexOf(`${JSON.stringify(k)}:`);
         if (at < 0) return undefined;
-        return { header: h.slice(0, at) + JSON.stringify(other) + h.slice(at + JSON.stringify(k).length), what: `rename ${JSON.stringify(k)} → ${JSON.stringify(other)}` };
+        return {
+          header: h.slice(0, at) + JSON.stringify(other) + h.slice(at + JSON.stringify(k).length),
+          what: `rename ${JSON.stringify(k)} → ${JSON.stringify(other)}`,
+        };
       }
       // a duplicated field inside an entry
       const f = rng.pick(['"dtype":"F32",', '"shape":[],', '"data_offsets":[0,0],', '"format":"pt",']);
@@ -219,10 +310,20 @@ const MUTATORS: [string, Mutator][] = [
       const t = h.trimEnd();
       if (kind === 0) return { header: t.slice(0, rng.int(t.length)), what: 'header cut short' };
       if (kind === 1) return { header: `[${t}]`, what: 'header wrapped in an array' };
-      if (kind === 2) return { header: t.replace('{', '{"__metadata__":' + rng.pick(JSON_SNIPPETS) + ','), what: 'metadata replaced/added' };
+      if (kind === 2)
+        return {
+          header: t.replace('{', '{"__metadata__":' + rng.pick(JSON_SNIPPETS) + ','),
+          what: 'metadata replaced/added',
+        };
       if (kind === 3) {
         const i = rng.int(t.length);
-        return { header: t.slice(0, i) + rng.pick(['{', '}', '[', ']', ',', ':', '"', '\\', ' ', '\u00e9', '\ud83d\ude00']) + t.slice(i), what: `character inserted at ${i}` };
+        return {
+          header:
+            t.slice(0, i) +
+            rng.pick(['{', '}', '[', ']', ',', ':', '"', '\\', ' ', '\u00e9', '\ud83d\ude00']) +
+            t.slice(i),
+          what: `character inserted at ${i}`,
+        };
       }
       const i = rng.int(t.length);
       return { header: t.slice(0, i) + t.slice(i + 1 + rng.int(8)), what: `characters deleted at ${i}` };
@@ -234,8 +335,10 @@ const MUTATORS: [string, Mutator][] = [
       const b = Buffer.from(base.bytes);
       const kind = rng.int(4);
       let n: bigint;
-      if (kind === 0) n = BigInt.asUintN(64, BigInt(rng.int(2 ** 32)) * BigInt(rng.int(2 ** 32)) + BigInt(rng.int(2 ** 32)));
-      else if (kind === 1) n = rng.pick([0n, 1n, 2n, 100_000_000n, 100_000_001n, 2n ** 63n, 2n ** 64n - 1n, 2n ** 53n + 1n]);
+      if (kind === 0)
+        n = BigInt.asUintN(64, BigInt(rng.int(2 ** 32)) * BigInt(rng.int(2 ** 32)) + BigInt(rng.int(2 ** 32)));
+      else if (kind === 1)
+        n = rng.pick([0n, 1n, 2n, 100_000_000n, 100_000_001n, 2n ** 63n, 2n ** 64n - 1n, 2n ** 53n + 1n]);
       else if (kind === 2) n = BigInt(b.length - 8 + rng.int(17) - 8);
       else n = BigInt(Math.max(0, base.headerLen + rng.int(17) - 8));
       if (n < 0n) n = 0n;
@@ -262,10 +365,21 @@ beforeAll(async () => {
     return { dtype: d, shape, data };
   };
   specs.push({ w: dt('F32', [3, 4]), b: dt('F32', [4]), t: dt('I64', [2]) });
-  specs.push({ 'transformer_blocks.0.attn1.to_q.weight': dt('BF16', [4, 4]), 'norm.bias': dt('F16', [4]), 'αβγ': dt('F64', []), empty: dt('I32', [0, 3]), flag: dt('BOOL', [5]) });
+  specs.push({
+    'transformer_blocks.0.attn1.to_q.weight': dt('BF16', [4, 4]),
+    'norm.bias': dt('F16', [4]),
+    αβγ: dt('F64', []),
+    empty: dt('I32', [0, 3]),
+    flag: dt('BOOL', [5]),
+  });
   specs.push({ a: dt('I8', [3]), 'a\\"': dt('I16', [2, 1]), '😀': dt('U8', [7]), z: dt('F32', [1, 1, 1, 2]) });
   specs.push({});
-  const metas: (Record<string, string> | undefined)[] = [{ format: 'pt' }, undefined, { format: 'pt', note: 'ünïcode "q"' }, { format: 'pt' }];
+  const metas: (Record<string, string> | undefined)[] = [
+    { format: 'pt' },
+    undefined,
+    { format: 'pt', note: 'ünïcode "q"' },
+    { format: 'pt' },
+  ];
   for (const [i, s] of specs.entries()) {
     const file = path.join(tmp, `base-${i}.safetensors`);
     await writeSafetensors(file, s, metas[i]);
@@ -289,10 +403,12 @@ async function exercise(file: string): Promise<string> {
     for (const name of src.names()) {
       const info = src.info(name);
       const raw = await src.readRaw(name);
-      if (raw.length !== info.dataOffsets[1] - info.dataOffsets[0]) throw new Error(`readRaw(${name}) returned ${raw.length} bytes`);
+      if (raw.length !== info.dataOffsets[1] - info.dataOffsets[0])
+        throw new Error(`readRaw(${name}) returned ${raw.length} bytes`);
       const data = await src.read(name);
       const numel = info.shape.reduce((a, b) => a * b, 1);
-      if (data.length !== numel) throw new Error(`read(${name}) returned ${data.length} elements, shape ${JSON.stringify(info.shape)}`);
+      if (data.length !== numel)
+        throw new Error(`read(${name}) returned ${data.length} elements, shape ${JSON.stringify(info.shape)}`);
     }
     return 'ok';
   } catch (e) {
@@ -313,7 +429,8 @@ describe('safetensors fuzz', () => {
       if (want === undefined) continue;
       const src = await SafetensorsFile.open(file);
       expect(new Set(src.names())).toEqual(new Set(want.keys()));
-      for (const [name, bytes] of want) expect(Buffer.from(await src.readRaw(name)).equals(Buffer.from(bytes))).toBe(true);
+      for (const [name, bytes] of want)
+        expect(Buffer.from(await src.readRaw(name)).equals(Buffer.from(bytes))).toBe(true);
       await src.close();
     }
   });
@@ -351,11 +468,16 @@ describe('safetensors fuzz', () => {
         const outcome = await exercise(file);
         outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
       } catch (e) {
-        failures.push(`case ${c} (seed ${seed}, base ${base.label}): ${whats.join(' | ')} → ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+        failures.push(
+          `case ${c} (seed ${seed}, base ${base.label}): ${whats.join(' | ')} → ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`,
+        );
         if (failures.length >= 20) break;
       }
     }
-    const summary = [...outcomes.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ');
+    const summary = [...outcomes.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
     process.stderr.write(`safetensors fuzz: ${CASES} cases in ${Date.now() - started} ms (seed ${SEED}): ${summary}\n`);
     if (failures.length > 0) throw new Error(`non-SafetensorsError outcomes:\n${failures.join('\n')}`);
     // the mutations reach deep into the validation, not just the first check

@@ -36,7 +36,12 @@ let counter = 0;
 const fresh = (name = 'f.safetensors') => path.join(tmp, `${counter++}-${name}`);
 
 /** Writes a file by hand: header length prefix (default: the header's length), header, data. */
-function rawFile(header: string | Uint8Array, data: Uint8Array | number = 0, lengthPrefix?: bigint, file = fresh()): string {
+function rawFile(
+  header: string | Uint8Array,
+  data: Uint8Array | number = 0,
+  lengthPrefix?: bigint,
+  file = fresh(),
+): string {
   const h = typeof header === 'string' ? Buffer.from(header, 'utf8') : Buffer.from(header);
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(lengthPrefix ?? BigInt(h.length));
@@ -48,20 +53,11 @@ function rawFile(header: string | Uint8Array, data: Uint8Array | number = 0, len
 const entry = (dtype: string, shape: unknown, offsets: unknown) => ({ dtype, shape, data_offsets: offsets });
 const hdr = (o: Record<string, unknown>) => JSON.stringify(o);
 
-/** Opens and reads everything, so lazy errors surface too. */
-async function openAndReadAll(file: string): Promise<void> {
-  const src = await openSafetensors(file);
-  try {
-    for (const n of src.names()) {
-      await src.read(n);
-      await src.readRaw(n);
-    }
-  } finally {
-    await src.close();
-  }
-}
-
-async function expectError(p: Promise<unknown> | (() => unknown), code: SafetensorsErrorCode, file: string): Promise<SafetensorsError> {
+async function expectError(
+  p: Promise<unknown> | (() => unknown),
+  code: SafetensorsErrorCode,
+  file: string,
+): Promise<SafetensorsError> {
   let err: unknown;
   try {
     await (typeof p === 'function' ? p() : p);
@@ -77,7 +73,8 @@ async function expectError(p: Promise<unknown> | (() => unknown), code: Safetens
 }
 
 const vals = (d: TensorData): (number | bigint)[] => Array.from(d as ArrayLike<number | bigint>);
-const u8 = (a: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+const u8 = (a: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }) =>
+  new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 const bitsOf = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
 const f32FromBits = (b: number) => new Float32Array(new Uint32Array([b]).buffer)[0]!;
 const bitsFromF32 = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0]!;
@@ -155,7 +152,7 @@ describe('float16 / bfloat16 conversion', () => {
       const want = bf16Value(h);
       if (Number.isNaN(want)) expect(Number.isNaN(f[h])).toBe(true);
       else if (!Object.is(f[h], want)) throw new Error(`bf16 0x${h.toString(16)}: got ${f[h]}, want ${want}`);
-      expect(bitsOf(f)[h]).toBe(h << 16 >>> 0);
+      expect(bitsOf(f)[h]).toBe((h << 16) >>> 0);
     }
     expect(f[0x0001]).toBe(2 ** -133);
     expect(f[0x007f]).toBe(127 * 2 ** -133);
@@ -167,7 +164,8 @@ describe('float16 / bfloat16 conversion', () => {
 
   it('bfloat16 → float32 → bfloat16 is the identity on all 65536 patterns', () => {
     const back = f32ToBf16(bf16ToF32(all));
-    for (let h = 0; h < 65536; h++) if (back[h] !== h) throw new Error(`bf16 0x${h.toString(16)} came back as 0x${back[h]!.toString(16)}`);
+    for (let h = 0; h < 65536; h++)
+      if (back[h] !== h) throw new Error(`bf16 0x${h.toString(16)} came back as 0x${back[h]!.toString(16)}`);
   });
 
   it('float32 → bfloat16 rounds to nearest even on ties', () => {
@@ -251,7 +249,8 @@ describe('float16 / bfloat16 conversion', () => {
           }
           const want16 = roundRef(v, 10, -14, 65504);
           const wantB = roundRef(v, 7, -126, (2 - 2 ** -7) * 2 ** 127);
-          if (!Object.is(f16Value(h16[i]!), want16)) throw new Error(`f16(${v}) = ${f16Value(h16[i]!)}, want ${want16}`);
+          if (!Object.is(f16Value(h16[i]!), want16))
+            throw new Error(`f16(${v}) = ${f16Value(h16[i]!)}, want ${want16}`);
           if (!Object.is(bf16Value(hb[i]!), wantB)) throw new Error(`bf16(${v}) = ${bf16Value(hb[i]!)}, want ${wantB}`);
         }
       }),
@@ -266,7 +265,9 @@ describe('encodeTensorData', () => {
     expect(Array.from(encodeTensorData('F64', [0.1]))).toEqual(Array.from(u8(new Float64Array([0.1]))));
     expect(Array.from(encodeTensorData('BF16', [1, 1 + 2 ** -8, -2]))).toEqual([0x80, 0x3f, 0x80, 0x3f, 0x00, 0xc0]);
     expect(Array.from(encodeTensorData('F16', [1, 65520, 2 ** -24]))).toEqual([0x00, 0x3c, 0x00, 0x7c, 0x01, 0x00]);
-    expect(Array.from(encodeTensorData('I64', [-1n, 2n ** 62n]))).toEqual([255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0x40]);
+    expect(Array.from(encodeTensorData('I64', [-1n, 2n ** 62n]))).toEqual([
+      255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0x40,
+    ]);
     expect(Array.from(encodeTensorData('I64', [3]))).toEqual([3, 0, 0, 0, 0, 0, 0, 0]);
     expect(Array.from(encodeTensorData('I32', [-2]))).toEqual([0xfe, 0xff, 0xff, 0xff]);
     expect(Array.from(encodeTensorData('I16', [-32768]))).toEqual([0x00, 0x80]);
@@ -343,20 +344,42 @@ const TYPED_CTOR: Record<DType, string> = {
 };
 
 describe('round trip', () => {
-  const nameArb = fc.oneof(
-    fc.string({ unit: 'binary', maxLength: 8 }),
-    fc.string({ unit: 'binary-ascii', maxLength: 8 }),
-    fc.constantFrom('a', 'ab', 'a\\b', 'a"b', 'transformer_blocks.0.attn1.to_q.weight', '__proto__', 'constructor', '0', '1', '日本語', '😀x'),
-  ).filter((n) => n !== '__metadata__');
+  const nameArb = fc
+    .oneof(
+      fc.string({ unit: 'binary', maxLength: 8 }),
+      fc.string({ unit: 'binary-ascii', maxLength: 8 }),
+      fc.constantFrom(
+        'a',
+        'ab',
+        'a\\b',
+        'a"b',
+        'transformer_blocks.0.attn1.to_q.weight',
+        '__proto__',
+        'constructor',
+        '0',
+        '1',
+        '日本語',
+        '😀x',
+      ),
+    )
+    .filter((n) => n !== '__metadata__');
   const specArb = fc.record({
     dtype: fc.constantFrom(...DTYPES),
-    shape: fc.oneof(fc.constant([] as number[]), fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 3 })),
+    shape: fc.oneof(
+      fc.constant([] as number[]),
+      fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 3 }),
+    ),
     seed: fc.integer({ min: 1, max: 0x7fffffff }),
     raw: fc.boolean(),
   });
   const setArb = fc.record({
     tensors: fc.uniqueArray(fc.tuple(nameArb, specArb), { selector: (t) => t[0], maxLength: 8 }),
-    metadata: fc.option(fc.dictionary(fc.string({ unit: 'binary', maxLength: 6 }), fc.string({ unit: 'binary', maxLength: 6 }), { maxKeys: 3 }), { nil: undefined }),
+    metadata: fc.option(
+      fc.dictionary(fc.string({ unit: 'binary', maxLength: 6 }), fc.string({ unit: 'binary', maxLength: 6 }), {
+        maxKeys: 3,
+      }),
+      { nil: undefined },
+    ),
   });
 
   it('any set of tensors of every dtype reads back bit-exactly (raw and decoded)', async () => {
@@ -369,7 +392,10 @@ describe('round trip', () => {
           const numel = spec.shape.reduce((a, b) => a * b, 1);
           const bytes = randomBytesFor(spec.dtype, numel, spec.seed);
           expected.set(name, { dtype: spec.dtype, shape: spec.shape, bytes });
-          Object.defineProperty(toWrite, name, { value: { dtype: spec.dtype, shape: spec.shape, data: spec.raw ? bytes : typedFromBytes(spec.dtype, bytes) }, enumerable: true });
+          Object.defineProperty(toWrite, name, {
+            value: { dtype: spec.dtype, shape: spec.shape, data: spec.raw ? bytes : typedFromBytes(spec.dtype, bytes) },
+            enumerable: true,
+          });
         }
         await writeSafetensors(file, toWrite, metadata);
         const src = await SafetensorsFile.open(file);
@@ -390,7 +416,10 @@ describe('round trip', () => {
             expect(data.byteOffset).toBe(0);
             const decodedBytes = u8(typedFromBytes(want.dtype, want.bytes));
             expect(Buffer.from(u8(data)).equals(Buffer.from(decodedBytes))).toBe(true);
-            Object.defineProperty(again, name, { value: { dtype: want.dtype, shape: want.shape, data }, enumerable: true });
+            Object.defineProperty(again, name, {
+              value: { dtype: want.dtype, shape: want.shape, data },
+              enumerable: true,
+            });
           }
           // decoded values written back give the same bytes (F16/BF16 re-encode exactly)
           const file2 = `${file}.2`;
@@ -413,7 +442,7 @@ describe('round trip', () => {
     });
     const src = await openSafetensors(file);
     expect(await src.read('empty')).toEqual(new Float32Array(0));
-    expect(Array.from(await src.read('scalar') as BigInt64Array)).toEqual([-7n]);
+    expect(Array.from((await src.read('scalar')) as BigInt64Array)).toEqual([-7n]);
     expect(src.info('scalar').shape).toEqual([]);
     expect(vals(await src.read('flag'))).toEqual([1, 0, 1]);
     await src.close();
@@ -451,7 +480,9 @@ describe('round trip', () => {
     const prefix = Buffer.alloc(8);
     prefix.writeBigUInt64LE(BigInt(padded.length));
     const data = Buffer.from([0, 0, 0x80, 0x3f, 0, 0, 0, 0xc0, 0x80, 0x3f, 9, 1, 2, 3]);
-    expect(fs.readFileSync(file).toString('hex')).toBe(Buffer.concat([prefix, Buffer.from(padded), data]).toString('hex'));
+    expect(fs.readFileSync(file).toString('hex')).toBe(
+      Buffer.concat([prefix, Buffer.from(padded), data]).toString('hex'),
+    );
   });
 
   it('orders names by code point (UTF-8 byte order), not UTF-16 units', async () => {
@@ -505,7 +536,12 @@ describe('reader validation: one test per error', () => {
   });
 
   it('INVALID_HEADER_UTF8', async () => {
-    for (const bytes of [[0x7b, 0xff, 0x7d], [0x7b, 0x22, 0xc3, 0x22, 0x7d], [0xef, 0xbb, 0xbf, 0x7b, 0x7d].slice(1), [0xed, 0xa0, 0x80]]) {
+    for (const bytes of [
+      [0x7b, 0xff, 0x7d],
+      [0x7b, 0x22, 0xc3, 0x22, 0x7d],
+      [0xef, 0xbb, 0xbf, 0x7b, 0x7d].slice(1),
+      [0xed, 0xa0, 0x80],
+    ]) {
       const file = rawFile(new Uint8Array(bytes));
       await expectError(SafetensorsFile.open(file), 'INVALID_HEADER_UTF8', file);
     }
@@ -604,14 +640,37 @@ describe('reader validation: one test per error', () => {
   });
 
   it('INVALID_SHAPE: not an array of non-negative safe integers', async () => {
-    for (const s of ['"2"', '2', 'null', '{}', '[-1]', '[1.5]', '["2"]', '[9007199254740992]', '[null]', '[[2]]', '[1e400]']) {
+    for (const s of [
+      '"2"',
+      '2',
+      'null',
+      '{}',
+      '[-1]',
+      '[1.5]',
+      '["2"]',
+      '[9007199254740992]',
+      '[null]',
+      '[[2]]',
+      '[1e400]',
+    ]) {
       const file = rawFile(`{"t":{"dtype":"F32","shape":${s},"data_offsets":[0,8]}}`, 8);
       await expectError(SafetensorsFile.open(file), 'INVALID_SHAPE', file);
     }
   });
 
   it('INVALID_OFFSETS: malformed pairs, overlaps, holes, not starting at 0', async () => {
-    for (const o of ['[0]', '[0,8,16]', '[]', '"0,8"', 'null', '[8,0]', '[-8,0]', '[0.5,8.5]', '["0","8"]', '[0,9007199254740992]']) {
+    for (const o of [
+      '[0]',
+      '[0,8,16]',
+      '[]',
+      '"0,8"',
+      'null',
+      '[8,0]',
+      '[-8,0]',
+      '[0.5,8.5]',
+      '["0","8"]',
+      '[0,9007199254740992]',
+    ]) {
       const file = rawFile(`{"t":{"dtype":"F32","shape":[2],"data_offsets":${o}}}`, 8);
       await expectError(SafetensorsFile.open(file), 'INVALID_OFFSETS', file);
     }
@@ -692,7 +751,10 @@ describe('reader validation: one test per error', () => {
     const src = await SafetensorsFile.open(rawFile('{}      '));
     expect(src.names()).toEqual([]);
     await src.close();
-    const file = rawFile(hdr({ z: entry('F32', [0], [8, 8]), a: entry('F32', [2], [0, 8]), y: entry('I8', [3, 0], [0, 0]) }), 8);
+    const file = rawFile(
+      hdr({ z: entry('F32', [0], [8, 8]), a: entry('F32', [2], [0, 8]), y: entry('I8', [3, 0], [0, 0]) }),
+      8,
+    );
     const src2 = await SafetensorsFile.open(file);
     expect(src2.names()).toEqual(['y', 'a', 'z']);
     expect((await src2.read('z')).length).toBe(0);
@@ -717,17 +779,33 @@ describe('writer', () => {
       [{ wrong_len: { dtype: 'F32', shape: [3], data: new Float32Array(2) } }, 'INVALID_TENSOR_DATA', 'wrong_len'],
       [{ wrong_bytes: { dtype: 'F32', shape: [3], data: new Uint8Array(11) } }, 'INVALID_TENSOR_DATA', 'wrong_bytes'],
       [{ wrong_type: { dtype: 'F32', shape: [2], data: new Int32Array(2) } }, 'INVALID_TENSOR_DATA', 'wrong_type'],
-      [{ f16_from_f64: { dtype: 'F16', shape: [2], data: new Float64Array(2) } }, 'INVALID_TENSOR_DATA', 'f16_from_f64'],
+      [
+        { f16_from_f64: { dtype: 'F16', shape: [2], data: new Float64Array(2) } },
+        'INVALID_TENSOR_DATA',
+        'f16_from_f64',
+      ],
       [{ bad_bool: { dtype: 'BOOL', shape: [2], data: new Uint8Array([0, 2]) } }, 'INVALID_TENSOR_DATA', 'bad_bool'],
       [{ bad_dtype: { dtype: 'F128' as DType, shape: [2], data: new Float32Array(2) } }, 'UNKNOWN_DTYPE', 'bad_dtype'],
       [{ bad_shape: { dtype: 'F32', shape: [-2], data: new Float32Array(2) } }, 'INVALID_SHAPE', 'bad_shape'],
       [{ frac_shape: { dtype: 'F32', shape: [1.5], data: new Float32Array(2) } }, 'INVALID_SHAPE', 'frac_shape'],
-      [{ huge: { dtype: 'F64', shape: [2 ** 30, 2 ** 30, 2 ** 30], data: new Float64Array(1) } }, 'INVALID_SHAPE', 'huge'],
-      [{ not_typed: { dtype: 'F32', shape: [2], data: [1, 2] as unknown as Float32Array } }, 'INVALID_TENSOR_DATA', 'not_typed'],
+      [
+        { huge: { dtype: 'F64', shape: [2 ** 30, 2 ** 30, 2 ** 30], data: new Float64Array(1) } },
+        'INVALID_SHAPE',
+        'huge',
+      ],
+      [
+        { not_typed: { dtype: 'F32', shape: [2], data: [1, 2] as unknown as Float32Array } },
+        'INVALID_TENSOR_DATA',
+        'not_typed',
+      ],
       [{ __metadata__: { dtype: 'F32', shape: [0], data: new Float32Array(0) } }, 'INVALID_ENTRY', '__metadata__'],
     ];
     for (const [tensors, code, name] of bad) {
-      const e = await expectError(writeSafetensors(file, { ok: { dtype: 'U8', shape: [1], data: new Uint8Array(1) }, ...tensors }), code, file);
+      const e = await expectError(
+        writeSafetensors(file, { ok: { dtype: 'U8', shape: [1], data: new Uint8Array(1) }, ...tensors }),
+        code,
+        file,
+      );
       expect(e.message).toContain(name);
       expect(fs.readdirSync(dir)).toEqual([]);
     }
@@ -741,7 +819,11 @@ describe('writer', () => {
     await writeSafetensors(file, { v: { dtype: 'F32', shape: [1], data: new Float32Array([1]) } });
     const before = fs.readFileSync(file);
     const oldReader = await SafetensorsFile.open(file);
-    await expectError(writeSafetensors(file, { v: { dtype: 'F32', shape: [2], data: new Float32Array([1]) } }), 'INVALID_TENSOR_DATA', file);
+    await expectError(
+      writeSafetensors(file, { v: { dtype: 'F32', shape: [2], data: new Float32Array([1]) } }),
+      'INVALID_TENSOR_DATA',
+      file,
+    );
     expect(fs.readFileSync(file).equals(before)).toBe(true);
     expect(fs.readdirSync(dir)).toEqual(['out.safetensors']);
 
@@ -760,7 +842,11 @@ describe('writer', () => {
     const target = path.join(dir, 'is-a-dir.safetensors');
     fs.mkdirSync(target);
     fs.writeFileSync(path.join(target, 'keep'), 'x');
-    await expectError(writeSafetensors(target, { v: { dtype: 'U8', shape: [1], data: new Uint8Array(1) } }), 'IO', target);
+    await expectError(
+      writeSafetensors(target, { v: { dtype: 'U8', shape: [1], data: new Uint8Array(1) } }),
+      'IO',
+      target,
+    );
     expect(fs.readdirSync(dir)).toEqual(['is-a-dir.safetensors']);
     expect(fs.readdirSync(target)).toEqual(['keep']);
   });
@@ -779,7 +865,7 @@ describe('writer', () => {
     });
     const src = await openSafetensors(file);
     expect(vals(await src.read('bf'))).toEqual([1, -0.5]);
-    expect(Array.from(await src.read('i64') as BigInt64Array)).toEqual([1n, -(2n ** 63n)]);
+    expect(Array.from((await src.read('i64')) as BigInt64Array)).toEqual([1n, -(2n ** 63n)]);
     expect(vals(await src.read('buf'))).toEqual([3]);
     await src.close();
   });
@@ -796,12 +882,16 @@ describe('sharded checkpoints and openSafetensors', () => {
     });
     await writeSafetensors(path.join(dir, 'model-00002-of-00002.safetensors'), {
       'c.bias': { dtype: 'I64', shape: [1], data: new BigInt64Array([4n]) },
-      'unlisted': { dtype: 'U8', shape: [1], data: new Uint8Array([5]) },
+      unlisted: { dtype: 'U8', shape: [1], data: new Uint8Array([5]) },
     });
     const indexPath = path.join(dir, 'diffusion_pytorch_model.safetensors.index.json');
     const good = {
       metadata: { total_size: 18, format: 'pt' },
-      weight_map: { 'c.bias': 'model-00002-of-00002.safetensors', 'a.weight': 'model-00001-of-00002.safetensors', 'b.weight': 'model-00001-of-00002.safetensors' },
+      weight_map: {
+        'c.bias': 'model-00002-of-00002.safetensors',
+        'a.weight': 'model-00001-of-00002.safetensors',
+        'b.weight': 'model-00001-of-00002.safetensors',
+      },
     };
     fs.writeFileSync(indexPath, typeof index === 'string' ? index : JSON.stringify(index ?? good));
     return indexPath;
@@ -810,7 +900,11 @@ describe('sharded checkpoints and openSafetensors', () => {
   it('reads tensors across shards through the index, the folder, or openSafetensors', async () => {
     const dir = path.join(tmp, 'sharded-good');
     const indexPath = await makeSharded(dir);
-    for (const src of [await ShardedSafetensors.open(indexPath), await openSafetensors(indexPath), await openSafetensors(dir)]) {
+    for (const src of [
+      await ShardedSafetensors.open(indexPath),
+      await openSafetensors(indexPath),
+      await openSafetensors(dir),
+    ]) {
       expect(src).toBeInstanceOf(ShardedSafetensors);
       expect(src.path).toBe(indexPath);
       expect(src.metadata).toEqual({ total_size: '18', format: 'pt' });
@@ -819,7 +913,7 @@ describe('sharded checkpoints and openSafetensors', () => {
       expect(src.info('b.weight')).toEqual({ name: 'b.weight', dtype: 'BF16', shape: [1], dataOffsets: [8, 10] });
       expect(vals(await src.read('a.weight'))).toEqual([1, 2]);
       expect(vals(await src.read('b.weight'))).toEqual([3]);
-      expect(Array.from(await src.read('c.bias') as BigInt64Array)).toEqual([4n]);
+      expect(Array.from((await src.read('c.bias')) as BigInt64Array)).toEqual([4n]);
       expect(Array.from(await src.readRaw('b.weight'))).toEqual([0x40, 0x40]);
       await expectError(() => src.info('unlisted'), 'TENSOR_NOT_FOUND', indexPath);
       await expectError(src.read('nope'), 'TENSOR_NOT_FOUND', indexPath);
@@ -829,7 +923,9 @@ describe('sharded checkpoints and openSafetensors', () => {
   });
 
   it('accepts an index without metadata', async () => {
-    const indexPath = await makeSharded(path.join(tmp, 'sharded-nometa'), { weight_map: { 'a.weight': 'model-00001-of-00002.safetensors' } });
+    const indexPath = await makeSharded(path.join(tmp, 'sharded-nometa'), {
+      weight_map: { 'a.weight': 'model-00001-of-00002.safetensors' },
+    });
     const src = await openSafetensors(indexPath);
     expect(src.metadata).toEqual({});
     expect(src.names()).toEqual(['a.weight']);
@@ -864,7 +960,9 @@ describe('sharded checkpoints and openSafetensors', () => {
   });
 
   it('MISSING_SHARD names the shard and the index', async () => {
-    const indexPath = await makeSharded(path.join(tmp, 'sharded-missing'), { weight_map: { a: 'model-00003-of-00003.safetensors' } });
+    const indexPath = await makeSharded(path.join(tmp, 'sharded-missing'), {
+      weight_map: { a: 'model-00003-of-00003.safetensors' },
+    });
     const e = await expectError(openSafetensors(indexPath), 'MISSING_SHARD', indexPath);
     expect(e.message).toContain('model-00003-of-00003.safetensors');
   });

@@ -37,7 +37,11 @@ describe('parseHeader', () => {
     expect(parseHeader('f', h, 8).tensors.map((t) => t.name)).toEqual(['a']);
     expect(codeOf(() => parseHeader('f', h, 4))).toBe('TRUNCATED');
     expect(codeOf(() => parseHeader('f', h, 9))).toBe('METADATA_INCOMPLETE_BUFFER');
-    expect(codeOf(() => parseHeader('f', bytes('{"a":{"dtype":"F32","shape":[9007199254740991,2],"data_offsets":[0,8]}}'), 8))).toBe('TENSOR_INVALID_INFO');
+    expect(
+      codeOf(() =>
+        parseHeader('f', bytes('{"a":{"dtype":"F32","shape":[9007199254740991,2],"data_offsets":[0,8]}}'), 8),
+      ),
+    ).toBe('TENSOR_INVALID_INFO');
   });
 });
 
@@ -53,7 +57,8 @@ describe('parseIndex', () => {
   });
 
   it('refuses shard names that are not plain file names, before any file is opened', () => {
-    for (const shard of ['', '.', '..', '../x', 'a/b', 'a\\b', 'a\0b']) expect(codeOf(() => parseIndex('i.json', json({ weight_map: { a: shard } })))).toBe('INVALID_INDEX');
+    for (const shard of ['', '.', '..', '../x', 'a/b', 'a\\b', 'a\0b'])
+      expect(codeOf(() => parseIndex('i.json', json({ weight_map: { a: shard } })))).toBe('INVALID_INDEX');
     expect(codeOf(() => parseIndex('i.json', Buffer.from('['.repeat(200) + ']'.repeat(200))))).toBe('INVALID_INDEX');
   });
 });

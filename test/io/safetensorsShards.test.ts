@@ -9,7 +9,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { OutputExistsError } from '../../src/io/atomic.js';
 import { openSafetensors, writeSafetensors, type DType } from '../../src/io/safetensors.js';
-import { parseSize, planShards, tensorBytes, writeShardedSafetensors, type StreamedTensor } from '../../src/io/safetensorsShards.js';
+import {
+  parseSize,
+  planShards,
+  tensorBytes,
+  writeShardedSafetensors,
+  type StreamedTensor,
+} from '../../src/io/safetensorsShards.js';
 
 let tmp: string;
 beforeAll(() => {
@@ -70,14 +76,25 @@ describe('planShards', () => {
     expect(plan.files).toHaveLength(1);
     expect(plan.files[0]!.file).toBe('m.safetensors');
     expect(plan.index).toBeUndefined();
-    expect(plan.files[0]!.tensors.map((t) => t.name)).toEqual(['steps', 'blocks.1.scale', 'blocks.0.norm.weight', 'blocks.0.proj.bias', 'blocks.0.proj.weight', 'blocks.1.proj.weight', 'embed.weight', 'out.weight']);
+    expect(plan.files[0]!.tensors.map((t) => t.name)).toEqual([
+      'steps',
+      'blocks.1.scale',
+      'blocks.0.norm.weight',
+      'blocks.0.proj.bias',
+      'blocks.0.proj.weight',
+      'blocks.1.proj.weight',
+      'embed.weight',
+      'out.weight',
+    ]);
   });
 
   test('rejects duplicate names, bad shapes and reserved names', () => {
     const t = sample()[1]!;
     expect(() => planShards([t, t], { stem: 'm', maxShardSize: 100 })).toThrow(/DUPLICATE_NAME/);
     expect(() => planShards([{ ...t, shape: [-1] }], { stem: 'm', maxShardSize: 100 })).toThrow(/INVALID_SHAPE/);
-    expect(() => planShards([{ ...t, name: '__metadata__' }], { stem: 'm', maxShardSize: 100 })).toThrow(/INVALID_ENTRY/);
+    expect(() => planShards([{ ...t, name: '__metadata__' }], { stem: 'm', maxShardSize: 100 })).toThrow(
+      /INVALID_ENTRY/,
+    );
   });
 
   test('parseSize reads sizes as save_pretrained does', () => {
@@ -95,15 +112,26 @@ describe('writeShardedSafetensors', () => {
   test('round trip through openSafetensors(dir): every byte, the index, shard sizes', async () => {
     const dir = path.join(tmp, 'sharded');
     const list = sample();
-    const plan = await writeShardedSafetensors(dir, list, { stem: 'diffusion_pytorch_model', maxShardSize: 300, chunkSize: 64 });
+    const plan = await writeShardedSafetensors(dir, list, {
+      stem: 'diffusion_pytorch_model',
+      maxShardSize: 300,
+      chunkSize: 64,
+    });
     expect(plan.files.length).toBeGreaterThan(2);
-    expect(fs.readdirSync(dir).sort()).toEqual([...plan.files.map((f) => f.file), 'diffusion_pytorch_model.safetensors.index.json'].sort());
+    expect(fs.readdirSync(dir).sort()).toEqual(
+      [...plan.files.map((f) => f.file), 'diffusion_pytorch_model.safetensors.index.json'].sort(),
+    );
 
-    const index = JSON.parse(fs.readFileSync(path.join(dir, plan.index!), 'utf8')) as { metadata: { total_size: number }; weight_map: Record<string, string> };
+    const index = JSON.parse(fs.readFileSync(path.join(dir, plan.index!), 'utf8')) as {
+      metadata: { total_size: number };
+      weight_map: Record<string, string>;
+    };
     expect(index.metadata).toEqual({ total_size: list.reduce((a, t) => a + tensorBytes(t), 0) });
     expect(Object.keys(index.weight_map)).toEqual(list.map((t) => t.name).sort());
     for (const f of plan.files) for (const t of f.tensors) expect(index.weight_map[t.name]).toBe(f.file);
-    expect(fs.readFileSync(path.join(dir, plan.index!), 'utf8')).toMatch(/^\{\n {2}"metadata": \{\n {4}"total_size": \d+\n {2}\},\n {2}"weight_map": \{\n/);
+    expect(fs.readFileSync(path.join(dir, plan.index!), 'utf8')).toMatch(
+      /^\{\n {2}"metadata": \{\n {4}"total_size": \d+\n {2}\},\n {2}"weight_map": \{\n/,
+    );
 
     for (const f of plan.files) {
       const size = fs.statSync(path.join(dir, f.file)).size;
@@ -124,7 +152,9 @@ describe('writeShardedSafetensors', () => {
       const raw = expected(0, list[0]!);
       const bits = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
       const f32 = (await src.read('embed.weight')) as Float32Array;
-      expect(Array.from(new Uint32Array(f32.buffer, f32.byteOffset, f32.length))).toEqual(Array.from(bits, (b) => (b << 16) >>> 0));
+      expect(Array.from(new Uint32Array(f32.buffer, f32.byteOffset, f32.length))).toEqual(
+        Array.from(bits, (b) => (b << 16) >>> 0),
+      );
     } finally {
       await src.close();
     }
@@ -138,7 +168,11 @@ describe('writeShardedSafetensors', () => {
     expect(fs.readdirSync(dir)).toEqual(['model.safetensors']);
     expect(plan.index).toBeUndefined();
     const ref = path.join(tmp, 'reference.safetensors');
-    await writeSafetensors(ref, Object.fromEntries(list.map((t, k) => [t.name, { dtype: t.dtype, shape: [...t.shape], data: expected(k, t) }])), { format: 'pt' });
+    await writeSafetensors(
+      ref,
+      Object.fromEntries(list.map((t, k) => [t.name, { dtype: t.dtype, shape: [...t.shape], data: expected(k, t) }])),
+      { format: 'pt' },
+    );
     expect(fs.readFileSync(path.join(dir, 'model.safetensors'))).toEqual(fs.readFileSync(ref));
     const src = await openSafetensors(dir);
     expect(src.names()).toHaveLength(list.length);
@@ -148,9 +182,19 @@ describe('writeShardedSafetensors', () => {
   test('fill is called in order, chunk by chunk, and any chunk size gives the same files', async () => {
     const calls: [number, number][] = [];
     const big = (c?: [number, number][]) => [tensor(9, 'w', 'BF16', [50, 3], c), tensor(10, 'v', 'BF16', [7], c)];
-    await writeShardedSafetensors(path.join(tmp, 'chunks8'), big(calls), { stem: 'model', maxShardSize: 1e6, chunkSize: 8 });
-    await writeShardedSafetensors(path.join(tmp, 'chunks1M'), big(), { stem: 'model', maxShardSize: 1e6, chunkSize: 1 << 20 });
-    expect(fs.readFileSync(path.join(tmp, 'chunks8', 'model.safetensors'))).toEqual(fs.readFileSync(path.join(tmp, 'chunks1M', 'model.safetensors')));
+    await writeShardedSafetensors(path.join(tmp, 'chunks8'), big(calls), {
+      stem: 'model',
+      maxShardSize: 1e6,
+      chunkSize: 8,
+    });
+    await writeShardedSafetensors(path.join(tmp, 'chunks1M'), big(), {
+      stem: 'model',
+      maxShardSize: 1e6,
+      chunkSize: 1 << 20,
+    });
+    expect(fs.readFileSync(path.join(tmp, 'chunks8', 'model.safetensors'))).toEqual(
+      fs.readFileSync(path.join(tmp, 'chunks1M', 'model.safetensors')),
+    );
     // 'v' (14 B) then 'w' (300 B) in name order, 8 B at a time
     expect(calls.slice(0, 2)).toEqual([
       [0, 8],
@@ -163,13 +207,17 @@ describe('writeShardedSafetensors', () => {
   test('refuses existing outputs unless force; force replaces and drops the files of the earlier layout', async () => {
     const dir = path.join(tmp, 'exists');
     await writeShardedSafetensors(dir, sample(), { stem: 'model', maxShardSize: 300 });
-    await expect(writeShardedSafetensors(dir, sample(), { stem: 'model', maxShardSize: 300 })).rejects.toBeInstanceOf(OutputExistsError);
+    await expect(writeShardedSafetensors(dir, sample(), { stem: 'model', maxShardSize: 300 })).rejects.toBeInstanceOf(
+      OutputExistsError,
+    );
     await writeShardedSafetensors(dir, sample(), { stem: 'model', maxShardSize: 5e9, force: true });
     expect(fs.readdirSync(dir)).toEqual(['model.safetensors']);
     const src = await openSafetensors(dir);
     expect(src.path).toBe(path.join(dir, 'model.safetensors'));
     await src.close();
-    await expect(writeShardedSafetensors(dir, sample(), { stem: 'model', maxShardSize: 300, chunkSize: 12, force: true })).rejects.toThrow(/multiple of 8/);
+    await expect(
+      writeShardedSafetensors(dir, sample(), { stem: 'model', maxShardSize: 300, chunkSize: 12, force: true }),
+    ).rejects.toThrow(/multiple of 8/);
   });
 
   test('a failing fill leaves nothing behind: no temp file, no shard, no index', async () => {
@@ -182,7 +230,9 @@ describe('writeShardedSafetensors', () => {
       },
     };
     list[5] = bad;
-    await expect(writeShardedSafetensors(dir, list, { stem: 'model', maxShardSize: 300, chunkSize: 64 })).rejects.toThrow('generator broke');
+    await expect(
+      writeShardedSafetensors(dir, list, { stem: 'model', maxShardSize: 300, chunkSize: 64 }),
+    ).rejects.toThrow('generator broke');
     expect(fs.readdirSync(dir)).toEqual([]);
   });
 });

@@ -55,18 +55,34 @@ describe('scene file', () => {
   });
 
   it('names each field error by its path', () => {
-    expect(message(edit((o) => (o.scenes[2]!.frames = 10)))).toBe('scenes.json: scenes[2].frames: must be 4k+1, got 10');
+    expect(message(edit((o) => (o.scenes[2]!.frames = 10)))).toBe(
+      'scenes.json: scenes[2].frames: must be 4k+1, got 10',
+    );
     expect(message(edit((o) => (o.scenes[0]!.frames = 0)))).toBe('scenes.json: scenes[0].frames: must be 4k+1, got 0');
     expect(message(edit((o) => (o.width = 60)))).toBe('scenes.json: width: must be a positive multiple of 16, got 60');
-    expect(message(edit((o) => ((o as Record<string, unknown>)['height'] = '64')))).toBe('scenes.json: height: expected number, got string "64"');
-    expect(message(edit((o) => delete (o.scenes[1] as { frames?: number }).frames))).toBe('scenes.json: scenes[1].frames: required (number)');
-    expect(message(edit((o) => delete (o.scenes[0] as { prompt?: string }).prompt))).toBe('scenes.json: scenes[0]: needs "prompt" or "embeddings"');
-    expect(message(edit((o) => ((o.scenes[0] as Record<string, unknown>)['embeddings'] = 'x.safetensors')))).toBe('scenes.json: scenes[0]: give "prompt" or "embeddings", not both');
-    expect(message(edit((o) => ((o.scenes[1] as Record<string, unknown>)['promt'] = 'typo')))).toBe('scenes.json: scenes[1]: unknown key "promt"');
+    expect(message(edit((o) => ((o as Record<string, unknown>)['height'] = '64')))).toBe(
+      'scenes.json: height: expected number, got string "64"',
+    );
+    expect(message(edit((o) => delete (o.scenes[1] as { frames?: number }).frames))).toBe(
+      'scenes.json: scenes[1].frames: required (number)',
+    );
+    expect(message(edit((o) => delete (o.scenes[0] as { prompt?: string }).prompt))).toBe(
+      'scenes.json: scenes[0]: needs "prompt" or "embeddings"',
+    );
+    expect(message(edit((o) => ((o.scenes[0] as Record<string, unknown>)['embeddings'] = 'x.safetensors')))).toBe(
+      'scenes.json: scenes[0]: give "prompt" or "embeddings", not both',
+    );
+    expect(message(edit((o) => ((o.scenes[1] as Record<string, unknown>)['promt'] = 'typo')))).toBe(
+      'scenes.json: scenes[1]: unknown key "promt"',
+    );
     expect(message(edit((o) => (o.scenes[0]!.prompt = '  ')))).toBe('scenes.json: scenes[0].prompt: must not be empty');
     expect(message(edit((o) => (o.scenes = [])))).toBe('scenes.json: scenes: must list at least 1 item(s)');
-    expect(message(edit((o) => (o.defaults.steps = 2.5)))).toBe('scenes.json: defaults.steps: must be an integer >= 1, got 2.5');
-    expect(message(edit((o) => (o.defaults.seed = -1)))).toBe('scenes.json: defaults.seed: must be an integer in [0, 2^32), got -1');
+    expect(message(edit((o) => (o.defaults.steps = 2.5)))).toBe(
+      'scenes.json: defaults.steps: must be an integer >= 1, got 2.5',
+    );
+    expect(message(edit((o) => (o.defaults.seed = -1)))).toBe(
+      'scenes.json: defaults.seed: must be an integer in [0, 2^32), got -1',
+    );
     expect(message(edit((o) => (o.defaults.fps = 0)))).toBe('scenes.json: defaults.fps: must be in (0, 240], got 0');
     expect(message(edit((o) => (o['extra'] = 1)))).toBe('scenes.json: (root): unknown key "extra"');
     expect(message([1, 2])).toBe('scenes.json: (root): expected object, got an array');
@@ -77,12 +93,16 @@ describe('scene file', () => {
       o.scenes[2]!.frames = 10;
       o.width = 0;
     });
-    expect(message(raw)).toBe('scenes.json: scenes[2].frames: must be 4k+1, got 10; width: must be a positive multiple of 16, got 0');
+    expect(message(raw)).toBe(
+      'scenes.json: scenes[2].frames: must be 4k+1, got 10; width: must be a positive multiple of 16, got 0',
+    );
   });
 
   it('checks the sampler against the known ones when given', () => {
     expect(parseSceneFile(valid(), 'scenes.json', { samplers: ['ddim', 'dpm'] }).defaults?.sampler).toBe('ddim');
-    expect(message(valid(), { samplers: ['euler', 'dpm'] })).toBe('scenes.json: defaults.sampler: unknown sampler "ddim", expected one of euler, dpm');
+    expect(message(valid(), { samplers: ['euler', 'dpm'] })).toBe(
+      'scenes.json: defaults.sampler: unknown sampler "ddim", expected one of euler, dpm',
+    );
   });
 
   it('names unreadable and invalid JSON files', async () => {
@@ -90,6 +110,8 @@ describe('scene file', () => {
     await expect(readSceneFile(missing)).rejects.toThrow(`${missing}: no such file`);
     const bad = path.join(tmp, 'bad.json');
     fs.writeFileSync(bad, '{ "scenes": [ }');
-    await expect(readSceneFile(bad)).rejects.toThrow(new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: invalid JSON: `));
+    await expect(readSceneFile(bad)).rejects.toThrow(
+      new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: invalid JSON: `),
+    );
   });
 });

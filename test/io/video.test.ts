@@ -6,7 +6,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { ShapeError } from '../../src/errors.js';
 import { pendingCleanups } from '../../src/io/atomic.js';
-import { chwToFrames, findFfmpeg, framesToTensor, probeVideo, readVideoFrames, tensorToFrames, toByte, writeMp4 } from '../../src/io/video.js';
+import {
+  chwToFrames,
+  findFfmpeg,
+  framesToTensor,
+  probeVideo,
+  readVideoFrames,
+  tensorToFrames,
+  toByte,
+  writeMp4,
+} from '../../src/io/video.js';
 import { childPids, isAlive, runScript, src, waitFor } from './childProcess.js';
 
 let tmp: string;
@@ -48,7 +57,12 @@ describe('ffmpeg', () => {
     const saved = process.env['MASK2DIT_FFMPEG'];
     process.env['MASK2DIT_FFMPEG'] = '/nonexistent/ffmpeg';
     try {
-      expect(() => findFfmpeg()).toThrow(expect.objectContaining({ code: 'NO_FFMPEG', message: 'MASK2DIT_FFMPEG=/nonexistent/ffmpeg is not an executable file' }));
+      expect(() => findFfmpeg()).toThrow(
+        expect.objectContaining({
+          code: 'NO_FFMPEG',
+          message: 'MASK2DIT_FFMPEG=/nonexistent/ffmpeg is not an executable file',
+        }),
+      );
     } finally {
       if (saved === undefined) delete process.env['MASK2DIT_FFMPEG'];
       else process.env['MASK2DIT_FFMPEG'] = saved;
@@ -64,7 +78,11 @@ describe('writeMp4 / probeVideo / readVideoFrames', () => {
     async function* source() {
       for (const fr of frames) yield fr;
     }
-    expect(await writeMp4(f, source(), { width: 64, height: 48, fps: 8 })).toEqual({ frames: 9, width: 64, height: 48 });
+    expect(await writeMp4(f, source(), { width: 64, height: 48, fps: 8 })).toEqual({
+      frames: 9,
+      width: 64,
+      height: 48,
+    });
     expect(await probeVideo(f)).toEqual({ width: 64, height: 48, frames: 9, fps: 8 });
     const back = await readVideoFrames(f);
     expect([back.width, back.height, back.frames.length]).toEqual([64, 48, 9]);
@@ -98,7 +116,9 @@ describe('writeMp4 / probeVideo / readVideoFrames', () => {
       for (let t = 0; t < 3; t++) yield frame(64, 64, t);
       throw new Error('decoder exploded');
     }
-    await expect(writeMp4(path.join(d, 'film.mp4'), source(), { width: 64, height: 64 })).rejects.toThrow('decoder exploded');
+    await expect(writeMp4(path.join(d, 'film.mp4'), source(), { width: 64, height: 64 })).rejects.toThrow(
+      'decoder exploded',
+    );
     expect(fs.readdirSync(d)).toEqual([]);
     expect(childPids(process.pid, 'ffmpeg').filter(isAlive)).toEqual([]);
     expect(pendingCleanups()).toBe(0);
@@ -117,7 +137,10 @@ describe('writeMp4 / probeVideo / readVideoFrames', () => {
 
   it('rejects a frame of the wrong size with a ShapeError and leaves nothing behind', async () => {
     const d = dir('badframe');
-    const err = await writeMp4(path.join(d, 'x.mp4'), [frame(16, 16, 0), new Uint8Array(10)], { width: 16, height: 16 }).catch((e: unknown) => e);
+    const err = await writeMp4(path.join(d, 'x.mp4'), [frame(16, 16, 0), new Uint8Array(10)], {
+      width: 16,
+      height: 16,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ShapeError);
     expect((err as Error).message).toBe(`${path.join(d, 'x.mp4')} frame 1: has 10 bytes, expected 16×16×3 = 768`);
     expect(fs.readdirSync(d)).toEqual([]);
@@ -125,7 +148,9 @@ describe('writeMp4 / probeVideo / readVideoFrames', () => {
 
   it('rejects zero frames and leaves nothing behind', async () => {
     const d = dir('empty');
-    await expect(writeMp4(path.join(d, 'x.mp4'), [], { width: 16, height: 16 })).rejects.toMatchObject({ code: 'VIDEO' });
+    await expect(writeMp4(path.join(d, 'x.mp4'), [], { width: 16, height: 16 })).rejects.toMatchObject({
+      code: 'VIDEO',
+    });
     expect(fs.readdirSync(d)).toEqual([]);
   });
 
@@ -138,7 +163,9 @@ describe('writeMp4 / probeVideo / readVideoFrames', () => {
         yield frame(32, 32, t % 5);
       }
     }
-    await expect(writeMp4(path.join(d, 'x.mp4'), source(), { width: 32, height: 32, signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+    await expect(
+      writeMp4(path.join(d, 'x.mp4'), source(), { width: 32, height: 32, signal: ac.signal }),
+    ).rejects.toMatchObject({ code: 'ABORTED' });
     expect(fs.readdirSync(d)).toEqual([]);
   });
 
@@ -146,16 +173,28 @@ describe('writeMp4 / probeVideo / readVideoFrames', () => {
     const d = dir('ffmpegfail');
     const one = () => [frame(16, 16, 0)];
     const out = path.join(d, 'x.mp4');
-    await expect(writeMp4(out, one(), { width: 16, height: 16, fps: 0 })).rejects.toThrow('fps must be in (0, 1000], got 0');
-    await expect(writeMp4(path.join(d, 'missing-dir', 'x.mp4'), one(), { width: 16, height: 16 })).rejects.toMatchObject({ code: 'IO' });
-    await expect(writeMp4(out, one(), { width: 16, height: 16, ffmpeg: '/bin/false' })).rejects.toMatchObject({ code: 'FFMPEG', message: `${out}: ffmpeg exited with code 1` });
-    await expect(writeMp4(out, one(), { width: 16, height: 16, ffmpeg: path.join(d, 'no-ffmpeg') })).rejects.toMatchObject({ code: 'NO_FFMPEG' });
+    await expect(writeMp4(out, one(), { width: 16, height: 16, fps: 0 })).rejects.toThrow(
+      'fps must be in (0, 1000], got 0',
+    );
+    await expect(
+      writeMp4(path.join(d, 'missing-dir', 'x.mp4'), one(), { width: 16, height: 16 }),
+    ).rejects.toMatchObject({ code: 'IO' });
+    await expect(writeMp4(out, one(), { width: 16, height: 16, ffmpeg: '/bin/false' })).rejects.toMatchObject({
+      code: 'FFMPEG',
+      message: `${out}: ffmpeg exited with code 1`,
+    });
+    await expect(
+      writeMp4(out, one(), { width: 16, height: 16, ffmpeg: path.join(d, 'no-ffmpeg') }),
+    ).rejects.toMatchObject({ code: 'NO_FFMPEG' });
     expect(fs.readdirSync(d)).toEqual([]);
   });
 
   it('names missing and unreadable inputs', async () => {
     const d = dir('probe');
-    await expect(probeVideo(path.join(d, 'nope.mp4'))).rejects.toMatchObject({ code: 'VIDEO', message: `${path.join(d, 'nope.mp4')}: no such file` });
+    await expect(probeVideo(path.join(d, 'nope.mp4'))).rejects.toMatchObject({
+      code: 'VIDEO',
+      message: `${path.join(d, 'nope.mp4')}: no such file`,
+    });
     const junk = path.join(d, 'junk.mp4');
     fs.writeFileSync(junk, 'this is not a video');
     await expect(probeVideo(junk)).rejects.toMatchObject({ code: 'VIDEO' });
@@ -202,7 +241,9 @@ describe('tensors ↔ frames', () => {
   it('tensorToFrames reads [1, 3, T, H, W] channel-first into interleaved RGB frames', async () => {
     // T = 2, H = 1, W = 2: value = channel code + time/10 + x/100, so every byte is traceable
     const data = new Float32Array(3 * 2 * 1 * 2);
-    for (let c = 0; c < 3; c++) for (let t = 0; t < 2; t++) for (let x = 0; x < 2; x++) data[(c * 2 + t) * 2 + x] = -1 + 0.5 * c + 0.2 * t + 0.1 * x;
+    for (let c = 0; c < 3; c++)
+      for (let t = 0; t < 2; t++)
+        for (let x = 0; x < 2; x++) data[(c * 2 + t) * 2 + x] = -1 + 0.5 * c + 0.2 * t + 0.1 * x;
     const v = tf.tensor(data, [1, 3, 2, 1, 2]);
     const { width, height, frames } = await tensorToFrames(v);
     v.dispose();

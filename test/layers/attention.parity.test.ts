@@ -34,9 +34,19 @@ interface FixtureConfig {
 
 async function build(): Promise<{ attn: Attention; cfg: FixtureConfig }> {
   const cfg = fixtureJson<FixtureConfig>(CASE, 'config.json');
-  const config: AttentionConfig = { dim: cfg.query_dim, heads: cfg.heads, headDim: cfg.dim_head, qkNormEps: cfg.eps, bias: cfg.bias, outBias: cfg.out_bias };
+  const config: AttentionConfig = {
+    dim: cfg.query_dim,
+    heads: cfg.heads,
+    headDim: cfg.dim_head,
+    qkNormEps: cfg.eps,
+    bias: cfg.bias,
+    outBias: cfg.out_bias,
+  };
   const weights = await loadFixture(CASE, 'weights.safetensors');
-  const ws = WeightSource.fromTensors(`${CASE}/weights.safetensors`, new Map([...weights.keys()].map((n) => [n, toTensor(weights, n)])));
+  const ws = WeightSource.fromTensors(
+    `${CASE}/weights.safetensors`,
+    new Map([...weights.keys()].map((n) => [n, toTensor(weights, n)])),
+  );
   const attn = new Attention(config, ws);
   ws.finish(); // strict: every file key used, every layer key found with its shape
   return { attn, cfg };
@@ -48,7 +58,9 @@ describe.each(['cpu', 'wasm'] as const)('Attention parity on %s', (backend) => {
     const { attn, cfg } = await build();
     const io = await loadFixture(CASE);
     const layout = uniformLayout(cfg.num_scenes, cfg.max_text_seq_length, cfg.video_tokens_per_scene);
-    const inputs = ['hidden_states', 'encoder_hidden_states', 'image_rotary_emb.cos', 'image_rotary_emb.sin'].map((n) => toTensor(io, n));
+    const inputs = ['hidden_states', 'encoder_hidden_states', 'image_rotary_emb.cos', 'image_rotary_emb.sin'].map((n) =>
+      toTensor(io, n),
+    );
     const [hidden, encoderHidden, cos, sin] = inputs as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
     // without a probe, default chunk (this first call also caches the Linear transposes)
     const plain = attn.forward({ hidden, encoderHidden, layout, rope: { cos, sin } });
@@ -118,11 +130,18 @@ describe('Attention layer structure', () => {
 
   it('rejects inputs that disagree with the layout', async () => {
     await selectBackend('cpu');
-    const attn = new Attention({ dim: 8, heads: 2, headDim: 4, qkNormEps: 1e-6, bias: true, outBias: true }, WeightSource.zeros());
+    const attn = new Attention(
+      { dim: 8, heads: 2, headDim: 4, qkNormEps: 1e-6, bias: true, outBias: true },
+      WeightSource.zeros(),
+    );
     const [h, e] = [tf.zeros([1, 6, 8]), tf.zeros([1, 2, 8])];
-    expect(() => attn.forward({ hidden: h, encoderHidden: e, layout: uniformLayout(2, 2, 3) })).toThrow(/layout has 4 text tokens/);
+    expect(() => attn.forward({ hidden: h, encoderHidden: e, layout: uniformLayout(2, 2, 3) })).toThrow(
+      /layout has 4 text tokens/,
+    );
     const rope = { cos: tf.zeros([5, 4]), sin: tf.zeros([5, 4]) }; // 5 rows for 6 video tokens
-    expect(() => attn.forward({ hidden: h, encoderHidden: e, layout: uniformLayout(2, 1, 3), rope })).toThrow(/rope.cos/);
+    expect(() => attn.forward({ hidden: h, encoderHidden: e, layout: uniformLayout(2, 1, 3), rope })).toThrow(
+      /rope.cos/,
+    );
     tf.dispose([h, e, rope.cos, rope.sin]);
     attn.dispose();
   });

@@ -12,7 +12,9 @@ afterAll(() => shutdownBackends());
 
 const shapeAndAxis = fc
   .array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 6 })
-  .chain((shape) => fc.record({ shape: fc.constant(shape), axis: fc.integer({ min: -shape.length, max: shape.length - 1 }) }));
+  .chain((shape) =>
+    fc.record({ shape: fc.constant(shape), axis: fc.integer({ min: -shape.length, max: shape.length - 1 }) }),
+  );
 
 const same = (a: tf.Tensor, b: tf.Tensor) => {
   expect(a.shape).toEqual(b.shape);
@@ -32,9 +34,17 @@ describe.each(['cpu', 'wasm'] as const)('axis helpers on %s', (backend) => {
         tf.tidy(() => {
           const x = tf.randomNormal(shape, 0, 1, 'float32', u);
           const w = tf.randomNormal([...shape.slice(0, ax), size, ...shape.slice(ax + 1)], 0, 1, 'float32', v);
-          const ref = (t: tf.Tensor) => tf.slice(t, shape.map((_, i) => (i === ax ? begin : 0)), shape.map((d, i) => (i === ax ? size : d)));
+          const ref = (t: tf.Tensor) =>
+            tf.slice(
+              t,
+              shape.map((_, i) => (i === ax ? begin : 0)),
+              shape.map((d, i) => (i === ax ? size : d)),
+            );
           same(sliceAxis(x, axis, begin, size), ref(x));
-          same(tf.grad((t: tf.Tensor) => tf.sum(tf.mul(sliceAxis(t, axis, begin, size), w)))(x), tf.grad((t: tf.Tensor) => tf.sum(tf.mul(ref(t), w)))(x));
+          same(
+            tf.grad((t: tf.Tensor) => tf.sum(tf.mul(sliceAxis(t, axis, begin, size), w)))(x),
+            tf.grad((t: tf.Tensor) => tf.sum(tf.mul(ref(t), w)))(x),
+          );
         });
         expect(tf.memory().numTensors).toBe(before);
       }),
@@ -56,7 +66,8 @@ describe.each(['cpu', 'wasm'] as const)('axis helpers on %s', (backend) => {
           tf.split(x, parts, axis).forEach((r, i) => same(ours[i]!, r));
           same(concatAxis(ours, axis), x);
           const w = tf.randomNormal(s, 0, 1, 'float32', seed + 1);
-          const g = (f: (ts: tf.Tensor[]) => tf.Tensor) => tf.grads((...ts: tf.Tensor[]) => tf.sum(tf.mul(f(ts), w)))(ours);
+          const g = (f: (ts: tf.Tensor[]) => tf.Tensor) =>
+            tf.grads((...ts: tf.Tensor[]) => tf.sum(tf.mul(f(ts), w)))(ours);
           g((ts) => concatAxis(ts, axis)).forEach((gi, i) => same(gi, g((ts) => tf.concat(ts, axis))[i]!));
         });
         expect(tf.memory().numTensors).toBe(before);

@@ -24,7 +24,17 @@ const caseArb = fc.record({
   seed: fc.integer({ min: 1, max: 1000 }), // tfjs treats seed 0 as "no seed"
 });
 
-type Case = { N: number; H: number; W: number; C: number; Co: number; k: number; stride: number; pad: 'same' | 'valid'; seed: number };
+type Case = {
+  N: number;
+  H: number;
+  W: number;
+  C: number;
+  Co: number;
+  k: number;
+  stride: number;
+  pad: 'same' | 'valid';
+  seed: number;
+};
 
 /** Values, dx and dW of Σ conv(x, w)·r with the given conv. */
 function grads(c: Case, conv: (x: tf.Tensor4D, w: tf.Tensor4D) => tf.Tensor4D): Float32Array[] {
@@ -33,7 +43,9 @@ function grads(c: Case, conv: (x: tf.Tensor4D, w: tf.Tensor4D) => tf.Tensor4D): 
     const w = tf.randomNormal([c.k, c.k, c.C, c.Co], 0, 1, 'float32', c.seed + 1) as tf.Tensor4D;
     const y = conv(x, w);
     const r = tf.randomNormal(y.shape, 0, 1, 'float32', c.seed + 2);
-    const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(conv(a as tf.Tensor4D, b as tf.Tensor4D), r)))([x, w]);
+    const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(conv(a as tf.Tensor4D, b as tf.Tensor4D), r)),
+    )([x, w]);
     return [y, dx!, dw!].map((t) => t.dataSync() as Float32Array);
   });
 }
@@ -47,7 +59,9 @@ describe.each(['cpu', 'wasm'] as const)('conv2d gradients on %s', (backend) => {
     cases.forEach((c, i) => {
       const before = tf.memory().numTensors;
       const ours = grads(c, (x, w) => conv2d(x, w, c.stride, c.pad));
-      ['y', 'dx', 'dW'].forEach((name, j) => expectClose(`${JSON.stringify(c)} ${name}`, ours[j]!, reference[i]![j]!, 1e-4, 1e-4));
+      ['y', 'dx', 'dW'].forEach((name, j) =>
+        expectClose(`${JSON.stringify(c)} ${name}`, ours[j]!, reference[i]![j]!, 1e-4, 1e-4),
+      );
       expect(tf.memory().numTensors).toBe(before);
     });
   });

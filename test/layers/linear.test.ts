@@ -62,7 +62,10 @@ describe.each(['cpu', 'wasm'] as const)('Linear on %s', (backend) => {
     const names = info.kernels.map((k) => k.name);
     expect(names).not.toContain('Transpose');
     const mm = info.kernels.find((k) => k.name === 'BatchMatMul')!;
-    expect(mm.inputShapes).toEqual([[4, 6], [6, 5]]); // B is the [in, out] kernel itself
+    expect(mm.inputShapes).toEqual([
+      [4, 6],
+      [6, 5],
+    ]); // B is the [in, out] kernel itself
     const y = lin.forward(x);
     expectClose('forward', await y.data(), await expected.data(), 1e-6, 1e-6);
     tf.dispose([x, expected, y]);

@@ -57,7 +57,8 @@ function merge(t: tf.Tensor): tf.Tensor {
   return tf.reshape(tf.transpose(t, [0, 2, 1, 3]), [B!, L!, H! * d!]);
 }
 
-const bitEqual = (a: ArrayLike<number>, b: ArrayLike<number>) => a.length === b.length && Array.from(a).every((x, i) => Object.is(x, b[i]));
+const bitEqual = (a: ArrayLike<number>, b: ArrayLike<number>) =>
+  a.length === b.length && Array.from(a).every((x, i) => Object.is(x, b[i]));
 
 describe('maskedAttentionHeads (cpu)', () => {
   it('equals maskedAttention with the heads merged, bit for bit, and captures the same probabilities', () => {
@@ -66,9 +67,16 @@ describe('maskedAttentionHeads (cpu)', () => {
         const [q, k, v] = qkv(c) as [tf.Tensor, tf.Tensor, tf.Tensor];
         const p1 = new Probe(['a.probs']);
         const p2 = new Probe(['a.probs']);
-        const ref = tf.tidy(() => merge(maskedAttention(q, k, v, c.layout, { chunkSize: c.chunk, probe: p1, probeName: 'a' })));
+        const ref = tf.tidy(() =>
+          merge(maskedAttention(q, k, v, c.layout, { chunkSize: c.chunk, probe: p1, probeName: 'a' })),
+        );
         const input: AttentionHeads = { q: heads(q), k: heads(k), v: heads(v) };
-        const got = maskedAttentionHeads(input, c.layout, c.H, { chunkSize: c.chunk, probe: p2, probeName: 'a', consume: true });
+        const got = maskedAttentionHeads(input, c.layout, c.H, {
+          chunkSize: c.chunk,
+          probe: p2,
+          probeName: 'a',
+          consume: true,
+        });
         expect(got.shape).toEqual(ref.shape);
         expect(bitEqual(got.dataSync(), ref.dataSync())).toBe(true);
         expect(bitEqual(p2.get('a.probs')!.dataSync(), p1.get('a.probs')!.dataSync())).toBe(true);

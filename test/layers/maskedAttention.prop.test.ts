@@ -7,10 +7,22 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
-import { denseMaskedAttention, maskedAttention, peakScoreBytes, denseScoreBytes } from '../../src/layers/maskedAttention.js';
+import {
+  denseMaskedAttention,
+  maskedAttention,
+  peakScoreBytes,
+  denseScoreBytes,
+} from '../../src/layers/maskedAttention.js';
 import { Probe } from '../../src/layers/probe.js';
 import { denseMask } from '../../src/scene/masks.js';
-import { layoutTotals, textRange, uniformLayout, videoRange, type SceneLayout, type TokenRange } from '../../src/scene/layout.js';
+import {
+  layoutTotals,
+  textRange,
+  uniformLayout,
+  videoRange,
+  type SceneLayout,
+  type TokenRange,
+} from '../../src/scene/layout.js';
 import { expectClose } from '../helpers/close.js';
 
 beforeAll(async () => {
@@ -53,7 +65,7 @@ function randomData(n: number, seed: number): Float32Array {
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 4 - 2);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 4 - 2;
   }
   return out;
 }
@@ -62,7 +74,11 @@ function qkv(c: Case, seedShift = 0): [tf.Tensor, tf.Tensor, tf.Tensor] {
   const L = layoutTotals(c.layout).total;
   const shape = [c.B, c.H, L, c.d];
   const n = c.B * c.H * L * c.d;
-  return [0, 1, 2].map((i) => tf.tensor(randomData(n, c.seed * 3 + i + seedShift), shape)) as [tf.Tensor, tf.Tensor, tf.Tensor];
+  return [0, 1, 2].map((i) => tf.tensor(randomData(n, c.seed * 3 + i + seedShift), shape)) as [
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+  ];
 }
 
 /** Copy of `x` `[B, H, L, d]` with the token rows in `ranges` replaced by other random values. */
@@ -71,7 +87,9 @@ function perturbRows(x: tf.Tensor, ranges: TokenRange[], seed: number): tf.Tenso
   const data = Float32Array.from(x.dataSync());
   const noise = randomData(data.length, seed);
   for (let bh = 0; bh < B * H; bh++) {
-    for (const r of ranges) for (let t = r.start; t < r.end; t++) for (let j = 0; j < d; j++) data[(bh * L + t) * d + j] = noise[(bh * L + t) * d + j]!;
+    for (const r of ranges)
+      for (let t = r.start; t < r.end; t++)
+        for (let j = 0; j < d; j++) data[(bh * L + t) * d + j] = noise[(bh * L + t) * d + j]!;
   }
   return tf.tensor(data, x.shape);
 }
@@ -80,7 +98,8 @@ function perturbRows(x: tf.Tensor, ranges: TokenRange[], seed: number): tf.Tenso
 function rows(x: Float32Array, shape: number[], r: TokenRange): number[] {
   const [B, H, L, d] = shape as [number, number, number, number];
   const out: number[] = [];
-  for (let bh = 0; bh < B * H; bh++) for (let t = r.start; t < r.end; t++) for (let j = 0; j < d; j++) out.push(x[(bh * L + t) * d + j]!);
+  for (let bh = 0; bh < B * H; bh++)
+    for (let t = r.start; t < r.end; t++) for (let j = 0; j < d; j++) out.push(x[(bh * L + t) * d + j]!);
   return out;
 }
 
@@ -135,11 +154,20 @@ describe('maskedAttention (cpu)', () => {
         const d2 = out2.dataSync() as Float32Array;
         for (let i = 0; i < S; i++) {
           if (i === j) continue;
-          expect(bitEqual(rows(d1, base.shape, textRange(c.layout, i)), rows(baseData, base.shape, textRange(c.layout, i)))).toBe(true);
-          expect(bitEqual(rows(d2, base.shape, videoRange(c.layout, i)), rows(baseData, base.shape, videoRange(c.layout, i)))).toBe(true);
+          expect(
+            bitEqual(rows(d1, base.shape, textRange(c.layout, i)), rows(baseData, base.shape, textRange(c.layout, i))),
+          ).toBe(true);
+          expect(
+            bitEqual(
+              rows(d2, base.shape, videoRange(c.layout, i)),
+              rows(baseData, base.shape, videoRange(c.layout, i)),
+            ),
+          ).toBe(true);
         }
         // the perturbation is real: scene j's own video rows see text_j and do change
-        expect(bitEqual(rows(d2, base.shape, videoRange(c.layout, j)), rows(baseData, base.shape, videoRange(c.layout, j)))).toBe(c.layout.text[j] === 0);
+        expect(
+          bitEqual(rows(d2, base.shape, videoRange(c.layout, j)), rows(baseData, base.shape, videoRange(c.layout, j))),
+        ).toBe(c.layout.text[j] === 0);
         tf.dispose([q, k, v, base, k1, v1, out1, k2, v2, out2]);
       }),
       opts,
@@ -177,7 +205,7 @@ describe('maskedAttention (cpu)', () => {
     );
   });
 
-  it('captures the requested heads and one scene\'s query rows', () => {
+  it("captures the requested heads and one scene's query rows", () => {
     const layout: SceneLayout = { text: [2, 3, 1], video: [3, 2, 4] };
     const c: Case = { layout, B: 2, H: 3, d: 4, chunk: 2, seed: 5 };
     const [q, k, v] = qkv(c);
@@ -217,7 +245,9 @@ describe('maskedAttention (cpu)', () => {
     const bad = tf.zeros([1, 1, 5, 2]);
     expect(() => maskedAttention(bad, bad, bad, layout)).toThrow(/expected L = 6/);
     expect(() => maskedAttention(q, q, q, layout, { chunkSize: 0 })).toThrow(/chunkSize/);
-    expect(() => maskedAttention(q, q, q, layout, { probe: new Probe(['attention.probs']), probeHeads: [3] })).toThrow(/probeHeads/);
+    expect(() => maskedAttention(q, q, q, layout, { probe: new Probe(['attention.probs']), probeHeads: [3] })).toThrow(
+      /probeHeads/,
+    );
     tf.dispose([q, bad]);
   });
 

@@ -39,7 +39,9 @@ describe.each(['cpu', 'wasm'] as const)('matMul2d on %s', (backend) => {
     cases.forEach((c, i) => {
       const before = tf.memory().numTensors;
       const ours = grads(c, matMul2d);
-      ['y', 'da', 'db'].forEach((name, j) => expectClose(`${JSON.stringify(c)} ${name}`, ours[j]!, reference[i]![j]!, 1e-4, 1e-4));
+      ['y', 'da', 'db'].forEach((name, j) =>
+        expectClose(`${JSON.stringify(c)} ${name}`, ours[j]!, reference[i]![j]!, 1e-4, 1e-4),
+      );
       expect(tf.memory().numTensors).toBe(before);
     });
   });

@@ -11,14 +11,24 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { ConfigError, ShapeError } from '../../src/errors.js';
-import { CogVideoXPatchEmbed, linearResizeMatrix, sincosPosEmbed3d, type PatchEmbedConfig } from '../../src/layers/patchEmbed.js';
+import {
+  CogVideoXPatchEmbed,
+  linearResizeMatrix,
+  sincosPosEmbed3d,
+  type PatchEmbedConfig,
+} from '../../src/layers/patchEmbed.js';
 import { WeightSource } from '../../src/layers/weightSource.js';
 import { expectClose } from '../helpers/close.js';
 import { fixtureJson, get, loadFixture, toTensor, type FixtureTensor } from '../helpers/fixtures.js';
 
 afterAll(() => shutdownBackends());
 
-const CASES = ['transformer_2b_single', 'transformer_5b_rope_single', 'mask2dit_multiscene', 'mask2dit_conditional'] as const;
+const CASES = [
+  'transformer_2b_single',
+  'transformer_5b_rope_single',
+  'mask2dit_multiscene',
+  'mask2dit_conditional',
+] as const;
 const ATOL = 1e-4;
 const RTOL = 1e-4;
 const TABLE_ATOL = 1e-5;
@@ -27,12 +37,15 @@ const TABLE_ATOL = 1e-5;
 function withPrefix(weights: Map<string, FixtureTensor>, prefix: string): Map<string, tf.Tensor> {
   const out = new Map<string, tf.Tensor>();
   for (const [name, t] of weights) {
-    if (name.startsWith(`${prefix}.`)) out.set(name.slice(prefix.length + 1), tf.tensor(t.data as Float32Array, t.shape, 'float32'));
+    if (name.startsWith(`${prefix}.`))
+      out.set(name.slice(prefix.length + 1), tf.tensor(t.data as Float32Array, t.shape, 'float32'));
   }
   return out;
 }
 
-async function buildFromFixture(caseName: string): Promise<{ embed: CogVideoXPatchEmbed; cfg: PatchEmbedConfig; expectedParams: number }> {
+async function buildFromFixture(
+  caseName: string,
+): Promise<{ embed: CogVideoXPatchEmbed; cfg: PatchEmbedConfig; expectedParams: number }> {
   const cfg = fixtureJson<PatchEmbedConfig>(caseName, 'config.json');
   const weights = await loadFixture(caseName, 'weights.safetensors');
   const own = withPrefix(weights, 'patch_embed');
@@ -79,8 +92,21 @@ describe.each(['cpu', 'wasm'] as const)('CogVideoXPatchEmbed parity on %s', (bac
     expectClose(`${backend}:pos_embedding`, await table.data(), ref.data as Float32Array, TABLE_ATOL, 0);
     // the free function gives the video rows
     const D = cfg.num_attention_heads * cfg.attention_head_dim;
-    const rows = sincosPosEmbed3d(D, H / cfg.patch_size, W / cfg.patch_size, F, cfg.spatial_interpolation_scale, cfg.temporal_interpolation_scale);
-    expectClose('sincosPosEmbed3d', rows, (ref.data as Float32Array).subarray(cfg.max_text_seq_length! * D), TABLE_ATOL, 0);
+    const rows = sincosPosEmbed3d(
+      D,
+      H / cfg.patch_size,
+      W / cfg.patch_size,
+      F,
+      cfg.spatial_interpolation_scale,
+      cfg.temporal_interpolation_scale,
+    );
+    expectClose(
+      'sincosPosEmbed3d',
+      rows,
+      (ref.data as Float32Array).subarray(cfg.max_text_seq_length! * D),
+      TABLE_ATOL,
+      0,
+    );
     table.dispose();
     embed.dispose();
   });
@@ -117,7 +143,10 @@ describe('patch projection', () => {
       const filter = tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D; // [p, p, C, D]
       const y = tf.add(tf.conv2d(x, filter, 2, 'valid'), b); // [B·F, h, w, D]
       const video = tf.reshape(y, [B, F * 2 * 3, 16]);
-      const textOut = tf.add(tf.matMul(tf.reshape(text, [-1, 5]), embed.weightByName('text_proj.weight')!, false, true), embed.weightByName('text_proj.bias')!);
+      const textOut = tf.add(
+        tf.matMul(tf.reshape(text, [-1, 5]), embed.weightByName('text_proj.weight')!, false, true),
+        embed.weightByName('text_proj.bias')!,
+      );
       return tf.concat([tf.reshape(textOut, [B, 3, 16]), video], 1);
     });
     expect(out.shape).toEqual([B, 3 + F * 6, 16]);
@@ -128,7 +157,10 @@ describe('patch projection', () => {
 
   it('patch_bias: false drops proj.bias', async () => {
     await selectBackend('cpu');
-    const embed = new CogVideoXPatchEmbed(tiny({ use_rotary_positional_embeddings: true, patch_bias: false }), WeightSource.random(1));
+    const embed = new CogVideoXPatchEmbed(
+      tiny({ use_rotary_positional_embeddings: true, patch_bias: false }),
+      WeightSource.random(1),
+    );
     expect([...embed.namedWeights()].map(([n]) => n)).toEqual(['proj.weight', 'text_proj.weight', 'text_proj.bias']);
     embed.dispose();
   });
@@ -137,7 +169,12 @@ describe('patch projection', () => {
     await selectBackend('cpu');
     const cfg = tiny({ use_rotary_positional_embeddings: true, patch_size_t: 2, patch_bias: false });
     const embed = new CogVideoXPatchEmbed(cfg, WeightSource.random(4));
-    expect([...embed.namedWeights()].map(([n, v]) => `${n}:${v.shape.join('x')}`)).toEqual(['proj.weight:16x24', 'proj.bias:16', 'text_proj.weight:16x5', 'text_proj.bias:16']);
+    expect([...embed.namedWeights()].map(([n, v]) => `${n}:${v.shape.join('x')}`)).toEqual([
+      'proj.weight:16x24',
+      'proj.bias:16',
+      'text_proj.weight:16x5',
+      'text_proj.bias:16',
+    ]);
     const [B, F, C, H, W, p, pt, D] = [2, 4, 3, 4, 6, 2, 2, 16];
     const latents = tf.randomNormal([B, F, C, H, W], 0, 1, 'float32', 8);
     const text = tf.zeros([B, 3, 5]);
@@ -149,7 +186,8 @@ describe('patch projection', () => {
     const tokens = (F / pt) * h * w;
     const textRow = await embed.weightByName('text_proj.bias')!.data(); // text is zero: rows = bias
     for (let b = 0; b < B; b++) {
-      for (let i = 0; i < 3; i++) for (let d = 0; d < D; d++) expect(out[(b * (3 + tokens) + i) * D + d]).toBeCloseTo(textRow[d]!, 6);
+      for (let i = 0; i < 3; i++)
+        for (let d = 0; d < D; d++) expect(out[(b * (3 + tokens) + i) * D + d]).toBeCloseTo(textRow[d]!, 6);
       for (let ft = 0; ft < F / pt; ft++) {
         for (let r = 0; r < h; r++) {
           for (let c = 0; c < w; c++) {
@@ -186,7 +224,13 @@ describe('position table sizing', () => {
     expectClose('up', y, [0, 0.25, 0.75, 1.25, 1.75, 2], 1e-7, 0);
     // size=2 from 4 values [0, 1, 2, 3] == [0.5, 2.5]; identity at the same size
     const down = linearResizeMatrix(4, 2);
-    expectClose('down', [0, 1].map((o) => [0, 1, 2, 3].reduce((s, v, i) => s + v * down[o * 4 + i]!, 0)), [0.5, 2.5], 1e-7, 0);
+    expectClose(
+      'down',
+      [0, 1].map((o) => [0, 1, 2, 3].reduce((s, v, i) => s + v * down[o * 4 + i]!, 0)),
+      [0.5, 2.5],
+      1e-7,
+      0,
+    );
     expect(Array.from(linearResizeMatrix(3, 3))).toEqual([1, 0, 0, 0, 1, 0, 0, 0, 1]);
     for (const [i, o] of [
       [5, 13],
@@ -223,7 +267,10 @@ describe('position table sizing', () => {
 
   it('Mask²DiT (MultiPrompt class): at the sample size the table equals diffusers; with S scenes it is the trilinear resize to S·T0 frames', async () => {
     await selectBackend('cpu');
-    const embed = new CogVideoXPatchEmbed(tiny({ _class_name: 'MultiPromptCogVideoXTransformer3DModel' }), WeightSource.zeros());
+    const embed = new CogVideoXPatchEmbed(
+      tiny({ _class_name: 'MultiPromptCogVideoXTransformer3DModel' }),
+      WeightSource.zeros(),
+    );
     const base = sincosPosEmbed3d(16, 2, 3, 2, 1.875, 1); // T0 = 2 frames of 2×3
     const same = embed.positionalEmbedding(3, 2, 4, 6)!;
     expectClose('identity', (await same.data()).subarray(3 * 16), base, 0, 0);
@@ -242,7 +289,9 @@ describe('position table sizing', () => {
         for (let c = 0; c < 3; c++)
           for (let d = 0; d < 16; d++) {
             let acc = 0;
-            for (const [i, a] of wT(f)) for (const [j, b] of wH(r)) for (const [k, g] of wW(c)) acc += a * b * g * base[((i * 2 + j) * 3 + k) * 16 + d]!;
+            for (const [i, a] of wT(f))
+              for (const [j, b] of wH(r))
+                for (const [k, g] of wW(c)) acc += a * b * g * base[((i * 2 + j) * 3 + k) * 16 + d]!;
             expected[((f * 3 + r) * 3 + c) * 16 + d] = acc;
           }
     expectClose('trilinear', data.subarray(6 * 16), expected, 1e-6, 0);
@@ -263,7 +312,13 @@ describe('position table sizing', () => {
     // zero inputs: output = biases + table
     const out = embed.forward({ latents, text });
     const expected = tf.tidy(() => {
-      const biases = tf.concat([tf.tile(tf.reshape(embed.weightByName('text_proj.bias')!, [1, 16]), [3, 1]), tf.tile(tf.reshape(embed.weightByName('proj.bias')!, [1, 16]), [12, 1])], 0);
+      const biases = tf.concat(
+        [
+          tf.tile(tf.reshape(embed.weightByName('text_proj.bias')!, [1, 16]), [3, 1]),
+          tf.tile(tf.reshape(embed.weightByName('proj.bias')!, [1, 16]), [12, 1]),
+        ],
+        0,
+      );
       return tf.add(tf.expandDims(biases, 0), pe);
     });
     expectClose('learned', await out.data(), await expected.data(), 1e-6, 0);
@@ -294,17 +349,31 @@ describe('CogVideoXPatchEmbed layer', () => {
     const before = tf.memory().numTensors;
     const embed = new CogVideoXPatchEmbed(tiny(), WeightSource.random(5).pp('patch_embed'));
     expect(embed.name).toBe('patch_embed');
-    expect([...embed.namedWeights()].map(([n, v]) => `${n}:${v.shape.join('x')}`)).toEqual(['proj.weight:16x3x2x2', 'proj.bias:16', 'text_proj.weight:16x5', 'text_proj.bias:16']);
+    expect([...embed.namedWeights()].map(([n, v]) => `${n}:${v.shape.join('x')}`)).toEqual([
+      'proj.weight:16x3x2x2',
+      'proj.bias:16',
+      'text_proj.weight:16x5',
+      'text_proj.bias:16',
+    ]);
     expect(embed.countParams()).toBe(16 * 12 + 16 + 16 * 5 + 16);
     expect(tf.serialization.getRegisteredName(CogVideoXPatchEmbed)).toBe('Mask2DiT>M2CogVideoXPatchEmbed');
     const cfg = embed.getConfig();
-    expect(cfg).toMatchObject({ _class_name: 'CogVideoXTransformer3DModel', patch_size_t: null, patch_bias: true, use_positional_embeddings: true, use_learned_positional_embeddings: false, sample_frames: 5 });
+    expect(cfg).toMatchObject({
+      _class_name: 'CogVideoXTransformer3DModel',
+      patch_size_t: null,
+      patch_bias: true,
+      use_positional_embeddings: true,
+      use_learned_positional_embeddings: false,
+      sample_frames: 5,
+    });
     const again = new CogVideoXPatchEmbed(cfg as unknown as PatchEmbedConfig, WeightSource.zeros().pp('patch_embed'));
     expect(again.getConfig()).toEqual(cfg);
-    expect(embed.computeOutputShape([
-      [2, 3, 3, 4, 6],
-      [2, 3, 5],
-    ])).toEqual([2, 3 + 18, 16]);
+    expect(
+      embed.computeOutputShape([
+        [2, 3, 3, 4, 6],
+        [2, 3, 5],
+      ]),
+    ).toEqual([2, 3 + 18, 16]);
     const bad = tf.zeros([1, 2, 4, 4, 6]);
     const text = tf.zeros([1, 3, 5]);
     expect(() => embed.forward({ latents: bad, text })).toThrow(/expected 3 channels/);

@@ -9,7 +9,17 @@ import fc from 'fast-check';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { ConfigError, ShapeError } from '../../src/errors.js';
-import { pyRound, resizeCropRegion, rope3dData, rope3dForConfig, rope3dTables, ropeFrequencies, ropeGrid, RoPE3D, type RopeConfigLike } from '../../src/layers/rope3d.js';
+import {
+  pyRound,
+  resizeCropRegion,
+  rope3dData,
+  rope3dForConfig,
+  rope3dTables,
+  ropeFrequencies,
+  ropeGrid,
+  RoPE3D,
+  type RopeConfigLike,
+} from '../../src/layers/rope3d.js';
 import { expectClose } from '../helpers/close.js';
 import { fixtureJson, get, loadFixture } from '../helpers/fixtures.js';
 
@@ -41,7 +51,12 @@ describe.each(['cpu', 'wasm'] as const)('RoPE tables parity on %s', (backend) =>
     const [, F, , H, W] = get(io, 'hidden_states').shape as [number, number, number, number, number];
     expect(meta.grid_t).toHaveLength(F); // the table spans all frames of all scenes
 
-    const grid = ropeGrid(H / cfg.patch_size, W / cfg.patch_size, cfg.sample_height / cfg.patch_size, cfg.sample_width / cfg.patch_size);
+    const grid = ropeGrid(
+      H / cfg.patch_size,
+      W / cfg.patch_size,
+      cfg.sample_height / cfg.patch_size,
+      cfg.sample_width / cfg.patch_size,
+    );
     expect(grid.crop).toEqual(meta.crops_coords);
     expect(Array.from(grid.rows)).toEqual(meta.grid_h);
     expect(Array.from(grid.cols)).toEqual(meta.grid_w);
@@ -116,18 +131,31 @@ describe('Python rounding and the crop rule', () => {
 
   it('any grid: the crop region lies in the base grid, keeps one full side, and the positions start at its corner, increase, and stay inside it (property)', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 48 }), fc.integer({ min: 1, max: 48 }), fc.integer({ min: 1, max: 48 }), fc.integer({ min: 1, max: 48 }), (gh, gw, bh, bw) => {
-        const g = ropeGrid(gh, gw, bh, bw);
-        const [[top, left], [bottom, right]] = g.crop;
-        const inside = top >= 0 && left >= 0 && bottom <= bh && right <= bw && bottom >= top && right >= left;
-        const fullSide = (top === 0 && bottom === bh) || (left === 0 && right === bw);
-        const stepH = (bottom - top) / gh;
-        const stepW = (right - left) / gw;
-        const rowsOk = g.rows.length === gh && g.rows[0] === top && g.rows.every((v, i) => Math.abs(v - (top + i * stepH)) <= 1e-5 * Math.max(1, Math.abs(v)));
-        const colsOk = g.cols.length === gw && g.cols[0] === left && g.cols.every((v, i) => Math.abs(v - (left + i * stepW)) <= 1e-5 * Math.max(1, Math.abs(v)));
-        const below = g.rows.every((v) => v < bottom || bottom === top) && g.cols.every((v) => v < right || right === left);
-        return inside && fullSide && rowsOk && colsOk && below;
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 48 }),
+        fc.integer({ min: 1, max: 48 }),
+        fc.integer({ min: 1, max: 48 }),
+        fc.integer({ min: 1, max: 48 }),
+        (gh, gw, bh, bw) => {
+          const g = ropeGrid(gh, gw, bh, bw);
+          const [[top, left], [bottom, right]] = g.crop;
+          const inside = top >= 0 && left >= 0 && bottom <= bh && right <= bw && bottom >= top && right >= left;
+          const fullSide = (top === 0 && bottom === bh) || (left === 0 && right === bw);
+          const stepH = (bottom - top) / gh;
+          const stepW = (right - left) / gw;
+          const rowsOk =
+            g.rows.length === gh &&
+            g.rows[0] === top &&
+            g.rows.every((v, i) => Math.abs(v - (top + i * stepH)) <= 1e-5 * Math.max(1, Math.abs(v)));
+          const colsOk =
+            g.cols.length === gw &&
+            g.cols[0] === left &&
+            g.cols.every((v, i) => Math.abs(v - (left + i * stepW)) <= 1e-5 * Math.max(1, Math.abs(v)));
+          const below =
+            g.rows.every((v) => v < bottom || bottom === top) && g.cols.every((v) => v < right || right === left);
+          return inside && fullSide && rowsOk && colsOk && below;
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     );
   });
@@ -137,35 +165,44 @@ describe('RoPE table structure', () => {
   it('ropeFrequencies are the float32 θ_k = 1/10000^(2k/d)', () => {
     const f = ropeFrequencies(6);
     expect(f).toHaveLength(3);
-    for (let k = 0; k < 3; k++) expect(f[k]).toBe(Math.fround(1 / Math.fround(Math.pow(10000, Math.fround((2 * k) / 6)))));
+    for (let k = 0; k < 3; k++)
+      expect(f[k]).toBe(Math.fround(1 / Math.fround(Math.pow(10000, Math.fround((2 * k) / 6)))));
     expect(f[0]).toBe(1);
   });
 
   it('rows are [time | row | col], pairs repeated, cos² + sin² = 1; the time part depends only on the frame (property)', () => {
     fc.assert(
-      fc.property(fc.constantFrom(16, 32, 64), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 6 }), (hd, F, gh, gw, bh, bw) => {
-        const d = rope3dData({ headDim: hd, frames: F, gridH: gh, gridW: gw, baseH: bh, baseW: bw });
-        const g = ropeGrid(gh, gw, bh, bw);
-        const [dt, dh] = [hd / 4, (hd / 8) * 3];
-        if (d.rows !== F * gh * gw || d.cos.length !== d.rows * hd) return false;
-        for (let f = 0; f < F; f++)
-          for (let r = 0; r < gh; r++)
-            for (let c = 0; c < gw; c++) {
-              const row = ((f * gh + r) * gw + c) * hd;
-              for (let j = 0; j < hd; j += 2) {
-                if (d.cos[row + j] !== d.cos[row + j + 1] || d.sin[row + j] !== d.sin[row + j + 1]) return false;
-                if (Math.abs(d.cos[row + j]! ** 2 + d.sin[row + j]! ** 2 - 1) > 1e-6) return false;
+      fc.property(
+        fc.constantFrom(16, 32, 64),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 6 }),
+        (hd, F, gh, gw, bh, bw) => {
+          const d = rope3dData({ headDim: hd, frames: F, gridH: gh, gridW: gw, baseH: bh, baseW: bw });
+          const g = ropeGrid(gh, gw, bh, bw);
+          const [dt, dh] = [hd / 4, (hd / 8) * 3];
+          if (d.rows !== F * gh * gw || d.cos.length !== d.rows * hd) return false;
+          for (let f = 0; f < F; f++)
+            for (let r = 0; r < gh; r++)
+              for (let c = 0; c < gw; c++) {
+                const row = ((f * gh + r) * gw + c) * hd;
+                for (let j = 0; j < hd; j += 2) {
+                  if (d.cos[row + j] !== d.cos[row + j + 1] || d.sin[row + j] !== d.sin[row + j + 1]) return false;
+                  if (Math.abs(d.cos[row + j]! ** 2 + d.sin[row + j]! ** 2 - 1) > 1e-6) return false;
+                }
+                // first frequency of each part is 1: its cos is cos(position)
+                if (Math.abs(d.cos[row]! - Math.cos(f)) > 1e-6) return false;
+                if (Math.abs(d.cos[row + dt]! - Math.cos(g.rows[r]!)) > 1e-6) return false;
+                if (Math.abs(d.cos[row + dt + dh]! - Math.cos(g.cols[c]!)) > 1e-6) return false;
+                // the time part equals token (f, 0, 0)'s
+                const first = f * gh * gw * hd;
+                for (let j = 0; j < dt; j++) if (d.cos[row + j] !== d.cos[first + j]) return false;
               }
-              // first frequency of each part is 1: its cos is cos(position)
-              if (Math.abs(d.cos[row]! - Math.cos(f)) > 1e-6) return false;
-              if (Math.abs(d.cos[row + dt]! - Math.cos(g.rows[r]!)) > 1e-6) return false;
-              if (Math.abs(d.cos[row + dt + dh]! - Math.cos(g.cols[c]!)) > 1e-6) return false;
-              // the time part equals token (f, 0, 0)'s
-              const first = (f * gh * gw) * hd;
-              for (let j = 0; j < dt; j++) if (d.cos[row + j] !== d.cos[first + j]) return false;
-            }
-        return true;
-      }),
+          return true;
+        },
+      ),
       { seed: SEED, numRuns: 60 },
     );
   });
@@ -178,7 +215,13 @@ describe('RoPE table structure', () => {
   });
 
   it('slice grid (CogVideoX 1.5, patch_size_t): integer positions, ceil(F/p_t) frames, grid must fit the base', () => {
-    const cfg: RopeConfigLike = { attention_head_dim: 16, patch_size: 2, sample_height: 12, sample_width: 16, patch_size_t: 2 };
+    const cfg: RopeConfigLike = {
+      attention_head_dim: 16,
+      patch_size: 2,
+      sample_height: 12,
+      sample_width: 16,
+      patch_size_t: 2,
+    };
     const sliced = rope3dForConfig(cfg, 5, 8, 8); // 3 frames of a 4×4 grid, positions 0..3 (no crop)
     const plain = rope3dTables({ headDim: 16, frames: 3, gridH: 4, gridW: 4, baseH: 4, baseW: 4 });
     expect(sliced.cos.shape).toEqual([3 * 16, 16]);
@@ -189,8 +232,12 @@ describe('RoPE table structure', () => {
 
   it('rejects head dims that the 2:3:3 split cannot take and non-integer grids', () => {
     expect(() => rope3dData({ headDim: 24, frames: 1, gridH: 1, gridW: 1, baseH: 1, baseW: 1 })).toThrow(ConfigError);
-    expect(() => rope3dData({ headDim: 8, frames: 1, gridH: 1, gridW: 1, baseH: 1, baseW: 1 })).toThrow(/multiple of 16/);
-    expect(() => rope3dForConfig({ attention_head_dim: 16, patch_size: 2, sample_height: 8, sample_width: 8 }, 1, 7, 8)).toThrow(ShapeError);
+    expect(() => rope3dData({ headDim: 8, frames: 1, gridH: 1, gridW: 1, baseH: 1, baseW: 1 })).toThrow(
+      /multiple of 16/,
+    );
+    expect(() =>
+      rope3dForConfig({ attention_head_dim: 16, patch_size: 2, sample_height: 8, sample_width: 8 }, 1, 7, 8),
+    ).toThrow(ShapeError);
   });
 });
 

@@ -9,14 +9,23 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { ShapeError } from '../../src/errors.js';
-import { TimestepEmbedding, timestepSinusoid, type TimestepEmbeddingConfig } from '../../src/layers/timestepEmbedding.js';
+import {
+  TimestepEmbedding,
+  timestepSinusoid,
+  type TimestepEmbeddingConfig,
+} from '../../src/layers/timestepEmbedding.js';
 import { WeightSource } from '../../src/layers/weightSource.js';
 import { expectClose } from '../helpers/close.js';
 import { fixtureJson, get, loadFixture, numbers, toTensor, type FixtureTensor } from '../helpers/fixtures.js';
 
 afterAll(() => shutdownBackends());
 
-const CASES = ['transformer_2b_single', 'transformer_5b_rope_single', 'mask2dit_multiscene', 'mask2dit_conditional'] as const;
+const CASES = [
+  'transformer_2b_single',
+  'transformer_5b_rope_single',
+  'mask2dit_multiscene',
+  'mask2dit_conditional',
+] as const;
 const PROJ_ATOL = 1e-4;
 const EMB_ATOL = 1e-4;
 const EMB_RTOL = 1e-4;
@@ -33,7 +42,8 @@ interface CaseConfig {
 function withPrefix(weights: Map<string, FixtureTensor>, prefix: string): Map<string, tf.Tensor> {
   const out = new Map<string, tf.Tensor>();
   for (const [name, t] of weights) {
-    if (name.startsWith(`${prefix}.`)) out.set(name.slice(prefix.length + 1), tf.tensor(t.data as Float32Array, t.shape, 'float32'));
+    if (name.startsWith(`${prefix}.`))
+      out.set(name.slice(prefix.length + 1), tf.tensor(t.data as Float32Array, t.shape, 'float32'));
   }
   return out;
 }
@@ -46,7 +56,10 @@ describe.each(['cpu', 'wasm'] as const)('timestep embedding parity on %s', (back
     const weights = await loadFixture(caseName, 'weights.safetensors');
     const inner = cfg.num_attention_heads * cfg.attention_head_dim;
 
-    const ws = WeightSource.fromTensors(`${caseName}/weights.safetensors[time_embedding.*]`, withPrefix(weights, 'time_embedding'));
+    const ws = WeightSource.fromTensors(
+      `${caseName}/weights.safetensors[time_embedding.*]`,
+      withPrefix(weights, 'time_embedding'),
+    );
     const emb = new TimestepEmbedding({ inChannels: inner, timeEmbedDim: cfg.time_embed_dim }, ws);
     ws.finish(); // strict: exactly linear_1/linear_2 weight+bias, right shapes
 
@@ -61,7 +74,13 @@ describe.each(['cpu', 'wasm'] as const)('timestep embedding parity on %s', (back
       const proj = timestepSinusoid(t, inner, cfg.flip_sin_to_cos, cfg.freq_shift);
       const refProj = get(io, `time_proj${suffix}.out`);
       expect(proj.shape).toEqual(refProj.shape);
-      expectClose(`${backend}:${caseName}:time_proj${suffix}`, await proj.data(), refProj.data as Float32Array, PROJ_ATOL, 0);
+      expectClose(
+        `${backend}:${caseName}:time_proj${suffix}`,
+        await proj.data(),
+        refProj.data as Float32Array,
+        PROJ_ATOL,
+        0,
+      );
 
       const refEmb = get(io, `time_embedding${suffix}.out`);
       // end to end (our sinusoid) and isolated (the reference's sinusoid as input)
@@ -69,8 +88,20 @@ describe.each(['cpu', 'wasm'] as const)('timestep embedding parity on %s', (back
       const refIn = toTensor(io, `time_proj${suffix}.out`);
       const isolated = emb.forward(refIn);
       expect(out.shape).toEqual(refEmb.shape);
-      expectClose(`${backend}:${caseName}:time_embedding${suffix}`, await out.data(), refEmb.data as Float32Array, EMB_ATOL, EMB_RTOL);
-      expectClose(`${backend}:${caseName}:time_embedding${suffix} (reference input)`, await isolated.data(), refEmb.data as Float32Array, EMB_ATOL, EMB_RTOL);
+      expectClose(
+        `${backend}:${caseName}:time_embedding${suffix}`,
+        await out.data(),
+        refEmb.data as Float32Array,
+        EMB_ATOL,
+        EMB_RTOL,
+      );
+      expectClose(
+        `${backend}:${caseName}:time_embedding${suffix} (reference input)`,
+        await isolated.data(),
+        refEmb.data as Float32Array,
+        EMB_ATOL,
+        EMB_RTOL,
+      );
       tf.dispose([proj, out, refIn, isolated]);
     }
     emb.dispose();
@@ -131,7 +162,10 @@ describe('TimestepEmbedding layer', () => {
     expect(tf.serialization.getRegisteredName(TimestepEmbedding)).toBe('Mask2DiT>M2TimestepEmbedding');
     const cfg = emb.getConfig();
     expect(cfg).toMatchObject({ inChannels: 8, timeEmbedDim: 6, outDim: 6, sampleProjBias: true, act: 'silu' });
-    const again = new TimestepEmbedding(cfg as unknown as TimestepEmbeddingConfig, WeightSource.zeros().pp('time_embedding'));
+    const again = new TimestepEmbedding(
+      cfg as unknown as TimestepEmbeddingConfig,
+      WeightSource.zeros().pp('time_embedding'),
+    );
     expect(again.getConfig()).toEqual(cfg);
     expect(emb.computeOutputShape([2, 8])).toEqual([2, 6]);
     emb.dispose();

@@ -17,7 +17,13 @@ import { ConfigError } from '../../src/errors.js';
 import { OutputExistsError } from '../../src/io/atomic.js';
 import { openSafetensors } from '../../src/io/safetensors.js';
 import { WeightSource } from '../../src/layers/weightSource.js';
-import { DEFAULT_MODEL_DIR, loadModelFolder, ModelFolderError, saveModelFolder, type ModelParts } from '../../src/model/modelFolder.js';
+import {
+  DEFAULT_MODEL_DIR,
+  loadModelFolder,
+  ModelFolderError,
+  saveModelFolder,
+  type ModelParts,
+} from '../../src/model/modelFolder.js';
 import { Mask2DiTTransformer } from '../../src/model/transformer.js';
 import { CogVideoXVAE } from '../../src/model/vae.js';
 import { encodePrompts, T5Encoder } from '../../src/text/textEncoder.js';
@@ -39,11 +45,31 @@ const TRANSFORMER = {
   max_text_seq_length: 6,
   use_rotary_positional_embeddings: true,
 };
-const VAE = { block_out_channels: [8, 8, 16], down_block_types: Array(3).fill('CogVideoXDownBlock3D'), up_block_types: Array(3).fill('CogVideoXUpBlock3D'), latent_channels: 4, layers_per_block: 1, norm_num_groups: 4, temporal_compression_ratio: 4, sample_height: 16, sample_width: 16, scaling_factor: 0.9 };
+const VAE = {
+  block_out_channels: [8, 8, 16],
+  down_block_types: Array(3).fill('CogVideoXDownBlock3D'),
+  up_block_types: Array(3).fill('CogVideoXUpBlock3D'),
+  latent_channels: 4,
+  layers_per_block: 1,
+  norm_num_groups: 4,
+  temporal_compression_ratio: 4,
+  sample_height: 16,
+  sample_width: 16,
+  scaling_factor: 0.9,
+};
 
 function makeParts(overrides: { textDim?: number; length?: number } = {}): ModelParts {
   const tokenizer = WordTokenizer.forWorld(overrides.length ?? 6);
-  const te = parseTextEncoderConfig({ vocab_size: tokenizer.vocabSize, d_model: overrides.textDim ?? 16, d_kv: 4, d_ff: 32, num_layers: 1, num_heads: 2, relative_attention_num_buckets: 8, relative_attention_max_distance: 16 }).config;
+  const te = parseTextEncoderConfig({
+    vocab_size: tokenizer.vocabSize,
+    d_model: overrides.textDim ?? 16,
+    d_kv: 4,
+    d_ff: 32,
+    num_layers: 1,
+    num_heads: 2,
+    relative_attention_num_buckets: 8,
+    relative_attention_max_distance: 16,
+  }).config;
   return {
     transformer: new Mask2DiTTransformer(parseTransformerConfig(TRANSFORMER).config, WeightSource.random(1)),
     vae: new CogVideoXVAE(parseVaeConfig(VAE).config, WeightSource.random(2)),
@@ -79,7 +105,15 @@ describe('saveModelFolder → loadModelFolder', () => {
     const parts = makeParts();
     const dir = path.join(tmp, 'roundtrip');
     await saveModelFolder(dir, parts, { files: { 'README.md': '# test\n' } });
-    expect(fs.readdirSync(dir).sort()).toEqual(['README.md', 'model_index.json', 'scheduler', 'text_encoder', 'tokenizer', 'transformer', 'vae']);
+    expect(fs.readdirSync(dir).sort()).toEqual([
+      'README.md',
+      'model_index.json',
+      'scheduler',
+      'text_encoder',
+      'tokenizer',
+      'transformer',
+      'vae',
+    ]);
     expect(fs.readdirSync(tmp).filter((n) => n.includes('.tmp-'))).toEqual([]);
     const index = JSON.parse(fs.readFileSync(path.join(dir, 'model_index.json'), 'utf8')) as Record<string, unknown>;
     expect(index['_class_name']).toBe('Mask2DiTPipeline');
@@ -190,10 +224,15 @@ describe('loadModelFolder errors', () => {
     await expect(loadModelFolder(bare)).rejects.toThrow(/not a pipeline folder: model_index\.json is missing/);
     const i2v = copy('i2v');
     const index = JSON.parse(fs.readFileSync(path.join(i2v, 'model_index.json'), 'utf8')) as Record<string, unknown>;
-    fs.writeFileSync(path.join(i2v, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'CogVideoXImageToVideoPipeline' }));
+    fs.writeFileSync(
+      path.join(i2v, 'model_index.json'),
+      JSON.stringify({ ...index, _class_name: 'CogVideoXImageToVideoPipeline' }),
+    );
     const err = await loadModelFolder(i2v).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as Error).message).toMatch(/model_index\.json.*_class_name.*CogVideoXImageToVideoPipeline.*Mask2DiTPipeline and CogVideoXPipeline/);
+    expect((err as Error).message).toMatch(
+      /model_index\.json.*_class_name.*CogVideoXImageToVideoPipeline.*Mask2DiTPipeline and CogVideoXPipeline/,
+    );
   });
 
   test('a missing component names itself', async () => {
@@ -211,12 +250,17 @@ describe('loadModelFolder errors', () => {
     const cog = copy('cogvideox');
     fs.rmSync(path.join(cog, 'tokenizer'), { recursive: true });
     const index = JSON.parse(fs.readFileSync(path.join(cog, 'model_index.json'), 'utf8')) as Record<string, unknown>;
-    fs.writeFileSync(path.join(cog, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'CogVideoXPipeline', tokenizer: ['transformers', 'T5Tokenizer'] }));
+    fs.writeFileSync(
+      path.join(cog, 'model_index.json'),
+      JSON.stringify({ ...index, _class_name: 'CogVideoXPipeline', tokenizer: ['transformers', 'T5Tokenizer'] }),
+    );
     const m = await loadModelFolder(cog);
     try {
       expect(m.tokenizer).toBeUndefined();
       expect(m.textEncoder).toBeUndefined();
-      expect(m.notes.join(' ')).toMatch(/no tokenizer \(expected tokenizer\/spiece\.model.*"embeddings" file.*instead of a "prompt"/);
+      expect(m.notes.join(' ')).toMatch(
+        /no tokenizer \(expected tokenizer\/spiece\.model.*"embeddings" file.*instead of a "prompt"/,
+      );
     } finally {
       m.dispose();
     }
@@ -258,7 +302,8 @@ describe('the shipped default model (weights/mask2dit-world)', () => {
       // the model card states what was trained, how long, the final losses and how to reproduce it
       const card = fs.readFileSync(path.join(DEFAULT_MODEL_DIR, 'README.md'), 'utf8');
       const params = (n: number) => n.toLocaleString('en-US');
-      for (const part of [m.vae, m.transformer, m.textEncoder!]) expect(card).toContain(`| ${params(part.countParams())} |`);
+      for (const part of [m.vae, m.transformer, m.textEncoder!])
+        expect(card).toContain(`| ${params(part.countParams())} |`);
       expect(card).toMatch(/\| \d+ steps, [\d.]+ h; final loss \(L1.* [\d.]+ \|/);
       expect(card).toMatch(/\| \d+ steps jointly with the text encoder, [\d.]+ h; final loss \(.* [\d.]+ \|/);
       expect(card).toMatch(/```bash\n.*bash scripts\/train-world\.sh/);
@@ -273,7 +318,13 @@ describe('the shipped default model (weights/mask2dit-world)', () => {
     } finally {
       m.dispose();
     }
-    const bytes = (d: string): number => fs.readdirSync(d, { withFileTypes: true }).reduce((n, e) => n + (e.isDirectory() ? bytes(path.join(d, e.name)) : fs.statSync(path.join(d, e.name)).size), 0);
+    const bytes = (d: string): number =>
+      fs
+        .readdirSync(d, { withFileTypes: true })
+        .reduce(
+          (n, e) => n + (e.isDirectory() ? bytes(path.join(d, e.name)) : fs.statSync(path.join(d, e.name)).size),
+          0,
+        );
     expect(bytes(DEFAULT_MODEL_DIR)).toBeLessThan(25 * 2 ** 20);
   });
 });

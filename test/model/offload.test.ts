@@ -34,13 +34,27 @@ afterAll(() => {
   shutdownBackends();
 });
 
-const INPUTS = new Set(['hidden_states', 'encoder_hidden_states', 'timestep', 'image_rotary_emb.cos', 'image_rotary_emb.sin', 'clip_idx', 'timestep_conditioning', 'patch_embed.pos_embedding']);
+const INPUTS = new Set([
+  'hidden_states',
+  'encoder_hidden_states',
+  'timestep',
+  'image_rotary_emb.cos',
+  'image_rotary_emb.sin',
+  'clip_idx',
+  'timestep_conditioning',
+  'patch_embed.pos_embedding',
+]);
 const tolerance = (name: string): [number, number] => (name.startsWith('time_proj') ? [1e-4, 0] : [1e-4, 1e-4]);
 
-const loadCase = (caseName: string, offload: 'none' | 'blocks', weights = 'weights.safetensors') => Mask2DiTTransformer.fromPretrained(fixturePath(caseName), { weights: fixturePath(caseName, weights), offload });
+const loadCase = (caseName: string, offload: 'none' | 'blocks', weights = 'weights.safetensors') =>
+  Mask2DiTTransformer.fromPretrained(fixturePath(caseName), { weights: fixturePath(caseName, weights), offload });
 
 /** The fixture's call, every intermediate captured. */
-function forward(model: Mask2DiTTransformer, io: Map<string, FixtureTensor>, clipIdx?: number): { sample: tf.Tensor; probe: Probe } {
+function forward(
+  model: Mask2DiTTransformer,
+  io: Map<string, FixtureTensor>,
+  clipIdx?: number,
+): { sample: tf.Tensor; probe: Probe } {
   const probe = new Probe(() => true);
   const hs = toTensor(io, 'hidden_states');
   const ehs = toTensor(io, 'encoder_hidden_states');
@@ -151,7 +165,10 @@ describe('memory (wasm)', () => {
 
     const before = tf.memory().numBytes;
     let decision: OffloadDecision | undefined;
-    const offloaded = await Mask2DiTTransformer.fromPretrained(world, { offload: 'blocks', onDecision: (d) => (decision = d) });
+    const offloaded = await Mask2DiTTransformer.fromPretrained(world, {
+      offload: 'blocks',
+      onDecision: (d) => (decision = d),
+    });
     const fp = decision!.footprint;
     expect(decision!.mode).toBe('blocks');
     expect(fp.blockBytes).toHaveLength(c.num_layers);
@@ -186,7 +203,13 @@ describe('memory (wasm)', () => {
 describe('choosing the mode at load', () => {
   const dir = () => fixturePath('mask2dit_multiscene');
   const weights = fixturePath('mask2dit_multiscene', 'weights.safetensors');
-  const mem = (backendBytes: number): MemoryAvailable => ({ backend: 'wasm', backendBytes, perTensorBytes: backendBytes, jsBytes: 2 ** 34, backendInJs: false });
+  const mem = (backendBytes: number): MemoryAvailable => ({
+    backend: 'wasm',
+    backendBytes,
+    perTensorBytes: backendBytes,
+    jsBytes: 2 ** 34,
+    backendInJs: false,
+  });
 
   beforeAll(async () => {
     await selectBackend('wasm');
@@ -200,7 +223,11 @@ describe('choosing the mode at load', () => {
     const fp = notes[0]!.footprint;
     expect(notes[0]!.note).toMatch(/resident/);
     // fits resident, but not with a quarter left for activations; the kept part + one block fit
-    const m2 = await Mask2DiTTransformer.fromPretrained(dir(), { weights, memory: mem(memoryNeeded('blocks', fp, mem(0)).backend), onDecision });
+    const m2 = await Mask2DiTTransformer.fromPretrained(dir(), {
+      weights,
+      memory: mem(memoryNeeded('blocks', fp, mem(0)).backend),
+      onDecision,
+    });
     expect(m2.offload).toBe('blocks');
     expect(notes[1]!.note).toMatch(/offloading 2 blocks/);
     expect(notes[1]!.note).toContain(dir());
@@ -210,19 +237,39 @@ describe('choosing the mode at load', () => {
 
   it('refuses what cannot fit, before reading, naming the folder', async () => {
     const live = tf.memory().numTensors;
-    const tooSmall = await Mask2DiTTransformer.fromPretrained(dir(), { weights, memory: mem(1000) }).catch((e: unknown) => e);
+    const tooSmall = await Mask2DiTTransformer.fromPretrained(dir(), { weights, memory: mem(1000) }).catch(
+      (e: unknown) => e,
+    );
     expect(tooSmall).toBeInstanceOf(MemoryBudgetError);
     expect((tooSmall as Error).message).toContain(dir());
     expect((tooSmall as Error).message).toMatch(/too large even for offload/);
     let fp: OffloadDecision['footprint'] | undefined;
-    (await Mask2DiTTransformer.fromPretrained(dir(), { weights, offload: 'none', memory: mem(2 ** 30), onDecision: (d) => (fp = d.footprint) })).dispose();
-    const [resident, offload] = [memoryNeeded('none', fp!, mem(0)).backend, memoryNeeded('blocks', fp!, mem(0)).backend];
+    (
+      await Mask2DiTTransformer.fromPretrained(dir(), {
+        weights,
+        offload: 'none',
+        memory: mem(2 ** 30),
+        onDecision: (d) => (fp = d.footprint),
+      })
+    ).dispose();
+    const [resident, offload] = [
+      memoryNeeded('none', fp!, mem(0)).backend,
+      memoryNeeded('blocks', fp!, mem(0)).backend,
+    ];
     expect(resident).toBe(fp!.residentBytes + fp!.packedBytes); // wasm: XNNPACK's packed copies of the matrices count
     expect(offload).toBeLessThan(resident);
-    const noOffload = await Mask2DiTTransformer.fromPretrained(dir(), { weights, offload: 'none', memory: mem(resident - 1) }).catch((e: unknown) => e);
+    const noOffload = await Mask2DiTTransformer.fromPretrained(dir(), {
+      weights,
+      offload: 'none',
+      memory: mem(resident - 1),
+    }).catch((e: unknown) => e);
     expect(noOffload).toBeInstanceOf(MemoryBudgetError);
     expect((noOffload as Error).message).toMatch(/--offload blocks/); // offload would fit: said so
-    const blocks = await Mask2DiTTransformer.fromPretrained(dir(), { weights, offload: 'blocks', memory: mem(offload) });
+    const blocks = await Mask2DiTTransformer.fromPretrained(dir(), {
+      weights,
+      offload: 'blocks',
+      memory: mem(offload),
+    });
     expect(blocks.offload).toBe('blocks');
     blocks.dispose();
     expect(tf.memory().numTensors).toBe(live);
@@ -232,7 +279,14 @@ describe('choosing the mode at load', () => {
     const old = process.env['MASK2DIT_WASM_BUDGET_MIB'];
     try {
       let fp: OffloadDecision['footprint'] | undefined;
-      (await Mask2DiTTransformer.fromPretrained(dir(), { weights, offload: 'none', memory: mem(2 ** 30), onDecision: (d) => (fp = d.footprint) })).dispose();
+      (
+        await Mask2DiTTransformer.fromPretrained(dir(), {
+          weights,
+          offload: 'none',
+          memory: mem(2 ** 30),
+          onDecision: (d) => (fp = d.footprint),
+        })
+      ).dispose();
       const offload = memoryNeeded('blocks', fp!, mem(0)).backend;
       const used = tf.memory().numBytes;
       process.env['MASK2DIT_WASM_BUDGET_MIB'] = String((used + offload) / 2 ** 20); // the kept part + a block fit, the whole model does not
@@ -261,11 +315,19 @@ describe('offloaded models elsewhere', () => {
     const shards: Record<string, TensorToWrite>[] = [{}, {}];
     const map: Record<string, string> = {};
     for (const [i, [name, v]] of [...resident.namedWeights()].entries()) {
-      shards[i % 2]![name] = { dtype: 'BF16', shape: [...v.shape] as number[], data: (await v.read().data()) as Float32Array };
+      shards[i % 2]![name] = {
+        dtype: 'BF16',
+        shape: [...v.shape] as number[],
+        data: (await v.read().data()) as Float32Array,
+      };
       map[name] = `model-0000${(i % 2) + 1}-of-00002.safetensors`;
     }
-    for (const [i, s] of shards.entries()) await writeSafetensors(path.join(dir, `model-0000${i + 1}-of-00002.safetensors`), s);
-    fs.writeFileSync(path.join(dir, 'diffusion_pytorch_model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: map }));
+    for (const [i, s] of shards.entries())
+      await writeSafetensors(path.join(dir, `model-0000${i + 1}-of-00002.safetensors`), s);
+    fs.writeFileSync(
+      path.join(dir, 'diffusion_pytorch_model.safetensors.index.json'),
+      JSON.stringify({ metadata: {}, weight_map: map }),
+    );
     resident.dispose();
 
     const a = await Mask2DiTTransformer.fromPretrained(dir, { offload: 'none' });
@@ -273,7 +335,10 @@ describe('offloaded models elsewhere', () => {
     const c = a.config;
     const x = tf.randomNormal([1, 2, c.in_channels, 8, 8], 0, 1, 'float32', 3);
     const e = tf.randomNormal([1, c.max_text_seq_length, c.text_embed_dim], 0, 1, 'float32', 4);
-    const [ya, yb] = [a.forward({ hiddenStates: x, encoderHiddenStates: e, timestep: [321] }), b.forward({ hiddenStates: x, encoderHiddenStates: e, timestep: [321] })];
+    const [ya, yb] = [
+      a.forward({ hiddenStates: x, encoderHiddenStates: e, timestep: [321] }),
+      b.forward({ hiddenStates: x, encoderHiddenStates: e, timestep: [321] }),
+    ];
     expect(maxAbs(await yb.data(), await ya.data())).toBe(0);
 
     expect(() => b.setTrainable(true)).toThrow(/offloaded/);
@@ -296,11 +361,17 @@ describe('offloaded models elsewhere', () => {
     expect(o.offload.notes).toHaveLength(2);
     expect(o.notes).toEqual(expect.arrayContaining(o.offload.notes));
     const captions = ['a red ball rolls', 'a blue cube jumps'];
-    const [ea, eb] = [encodePrompts(r.tokenizer!, r.textEncoder!, captions), encodePrompts(o.tokenizer!, o.textEncoder!, captions)];
+    const [ea, eb] = [
+      encodePrompts(r.tokenizer!, r.textEncoder!, captions),
+      encodePrompts(o.tokenizer!, o.textEncoder!, captions),
+    ];
     expect(maxAbs(await eb.data(), await ea.data())).toBe(0);
     const c = r.transformer.config;
     const x = tf.randomNormal([1, 4, c.in_channels, 8, 8], 0, 1, 'float32', 5);
-    const [ya, yb] = [r.transformer.forward({ hiddenStates: x, encoderHiddenStates: ea, timestep: [700] }), o.transformer.forward({ hiddenStates: x, encoderHiddenStates: eb, timestep: [700] })];
+    const [ya, yb] = [
+      r.transformer.forward({ hiddenStates: x, encoderHiddenStates: ea, timestep: [700] }),
+      o.transformer.forward({ hiddenStates: x, encoderHiddenStates: eb, timestep: [700] }),
+    ];
     expect(maxAbs(await yb.data(), await ya.data())).toBe(0);
     tf.dispose([ea, eb, x, ya, yb]);
     r.dispose();
@@ -312,7 +383,8 @@ describe('widening', () => {
   it('bf16/f16/f32/f64 → f32, transposed in one pass, equals decode-then-transpose', () => {
     const [rows, cols] = [70, 133]; // not multiples of the tile
     const vals = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i) * 3);
-    const transposed = (a: Float32Array) => Float32Array.from({ length: a.length }, (_, k) => a[(k % rows) * cols + Math.floor(k / rows)]!);
+    const transposed = (a: Float32Array) =>
+      Float32Array.from({ length: a.length }, (_, k) => a[(k % rows) * cols + Math.floor(k / rows)]!);
     const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
     const cases: [Parameters<typeof widenToF32>[0], Uint8Array][] = [
       ['BF16', bytes(f32ToBf16(vals))],
@@ -332,8 +404,21 @@ describe('--offload on the CLI', () => {
   it('forward transformer --offload blocks reproduces the fixture; a bad value is a usage error', () => {
     const caseName = 'mask2dit_multiscene';
     const out = path.join(tmp, 'cli-out.safetensors');
-    const args = ['forward', 'transformer', '--model', fixturePath(caseName), '--weights', fixturePath(caseName, 'weights.safetensors'), '--inputs', fixturePath(caseName, 'io.safetensors'), '--out', out];
-    const r = runCli([...args, '--offload', 'blocks', '--compare', fixturePath(caseName, 'io.safetensors'), '--json'], { timeoutMs: 120_000 });
+    const args = [
+      'forward',
+      'transformer',
+      '--model',
+      fixturePath(caseName),
+      '--weights',
+      fixturePath(caseName, 'weights.safetensors'),
+      '--inputs',
+      fixturePath(caseName, 'io.safetensors'),
+      '--out',
+      out,
+    ];
+    const r = runCli([...args, '--offload', 'blocks', '--compare', fixturePath(caseName, 'io.safetensors'), '--json'], {
+      timeoutMs: 120_000,
+    });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as { offload: string; compare: { name: string; maxAbs: number }[] };

@@ -17,7 +17,9 @@ interface PipelineConfig {
 }
 
 /** The `transformer.*` weights of a pipeline fixture as a Mask2DiTTransformer. */
-export async function loadPipelineTransformer(caseName: string): Promise<{ transformer: Mask2DiTTransformer; scheduler: SchedulerConfig; vaeConfig: Record<string, unknown> }> {
+export async function loadPipelineTransformer(
+  caseName: string,
+): Promise<{ transformer: Mask2DiTTransformer; scheduler: SchedulerConfig; vaeConfig: Record<string, unknown> }> {
   const cfg = fixtureJson<PipelineConfig>(caseName, 'config.json');
   const { config } = parseTransformerConfig(cfg.transformer, `${caseName}/config.json#transformer`);
   const src = await openSafetensors(fixturePath(caseName, 'weights.safetensors'));
@@ -31,7 +33,11 @@ export async function loadPipelineTransformer(caseName: string): Promise<{ trans
   const ws = WeightSource.fromTensors(`${caseName}/weights.safetensors#transformer`, mine);
   const transformer = new Mask2DiTTransformer(config, ws);
   ws.finish(true);
-  return { transformer, scheduler: parseSchedulerConfig(cfg.scheduler, `${caseName}/config.json#scheduler`), vaeConfig: cfg.vae };
+  return {
+    transformer,
+    scheduler: parseSchedulerConfig(cfg.scheduler, `${caseName}/config.json#scheduler`),
+    vaeConfig: cfg.vae,
+  };
 }
 
 /** The `vae.*` weights of a pipeline fixture as a CogVideoXVAE. */

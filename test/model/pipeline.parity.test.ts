@@ -34,7 +34,11 @@ function stepRecorder() {
   return {
     steps,
     onStep: async (p: StepProgress) => {
-      steps.push({ latents: (await p.latents.data()) as Float32Array, guidance: p.guidanceScale, timestep: p.timestep });
+      steps.push({
+        latents: (await p.latents.data()) as Float32Array,
+        guidance: p.guidanceScale,
+        timestep: p.timestep,
+      });
     },
   };
 }
@@ -57,36 +61,69 @@ function checkModelOutputs(label: string, calls: RecordedCall[], io: Map<string,
 }
 
 describe.each(['cpu', 'wasm'] as const)('pipeline parity on %s', (backend) => {
-  it.each([['batched'], ['split']] as const)('mask2dit_pipeline_multiscene (cfg %s): context, every step, final latents', async (cfgBatch) => {
-    await selectBackend(backend);
-    const caseName = 'mask2dit_pipeline_multiscene';
-    const io = await loadFixture(caseName);
-    const { transformer, scheduler } = await loadPipelineTransformer(caseName);
-    const { prompts, negative, all } = promptTable(io);
-    const latents = toTensor(io, 'latents');
-    const spy = spyTransformer(transformer);
-    const rec = stepRecorder();
-    try {
-      const pipe = new Mask2DiTPipeline({ transformer, scheduler });
-      const out = await pipe.generate({ prompts, negative, scenes: 3, frames: 5, height: 32, width: 32, steps: STEPS, guidanceScale: 6, latents, output: 'latent', cfgBatch, onStep: rec.onStep });
-      expect(out.timesteps).toEqual([999, 666, 332]);
-      // the transformer saw exactly the reference's text context and initial latents
-      const ctx = get(io, 'encoder_hidden_states').data as Float32Array;
-      const first = spy.calls[0]!;
-      const seenCtx = cfgBatch === 'batched' ? first.encoderHiddenStates : Float32Array.from([...first.encoderHiddenStates, ...spy.calls[1]!.encoderHiddenStates]);
-      expect(Array.from(seenCtx)).toEqual(Array.from(ctx));
-      expect(Array.from(first.hiddenStates.subarray(0, get(io, 'initial_latents').data.length))).toEqual(Array.from(get(io, 'initial_latents').data));
-      checkModelOutputs(`${caseName}/${backend}/${cfgBatch}`, spy.calls, io, cfgBatch === 'split');
-      expect(rec.steps.length).toBe(STEPS);
-      rec.steps.forEach((s, i) => expectClose(`${caseName}/${backend} step.${i}.latents`, s.latents, get(io, `step.${i}.latents`).data as Float32Array, ...TOL));
-      expectClose(`${caseName}/${backend} final_latents`, await out.latents.data(), get(io, 'final_latents').data as Float32Array, ...TOL);
-      out.latents.dispose();
-    } finally {
-      spy.restore();
-      tf.dispose([...all, latents]);
-      transformer.dispose();
-    }
-  });
+  it.each([['batched'], ['split']] as const)(
+    'mask2dit_pipeline_multiscene (cfg %s): context, every step, final latents',
+    async (cfgBatch) => {
+      await selectBackend(backend);
+      const caseName = 'mask2dit_pipeline_multiscene';
+      const io = await loadFixture(caseName);
+      const { transformer, scheduler } = await loadPipelineTransformer(caseName);
+      const { prompts, negative, all } = promptTable(io);
+      const latents = toTensor(io, 'latents');
+      const spy = spyTransformer(transformer);
+      const rec = stepRecorder();
+      try {
+        const pipe = new Mask2DiTPipeline({ transformer, scheduler });
+        const out = await pipe.generate({
+          prompts,
+          negative,
+          scenes: 3,
+          frames: 5,
+          height: 32,
+          width: 32,
+          steps: STEPS,
+          guidanceScale: 6,
+          latents,
+          output: 'latent',
+          cfgBatch,
+          onStep: rec.onStep,
+        });
+        expect(out.timesteps).toEqual([999, 666, 332]);
+        // the transformer saw exactly the reference's text context and initial latents
+        const ctx = get(io, 'encoder_hidden_states').data as Float32Array;
+        const first = spy.calls[0]!;
+        const seenCtx =
+          cfgBatch === 'batched'
+            ? first.encoderHiddenStates
+            : Float32Array.from([...first.encoderHiddenStates, ...spy.calls[1]!.encoderHiddenStates]);
+        expect(Array.from(seenCtx)).toEqual(Array.from(ctx));
+        expect(Array.from(first.hiddenStates.subarray(0, get(io, 'initial_latents').data.length))).toEqual(
+          Array.from(get(io, 'initial_latents').data),
+        );
+        checkModelOutputs(`${caseName}/${backend}/${cfgBatch}`, spy.calls, io, cfgBatch === 'split');
+        expect(rec.steps.length).toBe(STEPS);
+        rec.steps.forEach((s, i) =>
+          expectClose(
+            `${caseName}/${backend} step.${i}.latents`,
+            s.latents,
+            get(io, `step.${i}.latents`).data as Float32Array,
+            ...TOL,
+          ),
+        );
+        expectClose(
+          `${caseName}/${backend} final_latents`,
+          await out.latents.data(),
+          get(io, 'final_latents').data as Float32Array,
+          ...TOL,
+        );
+        out.latents.dispose();
+      } finally {
+        spy.restore();
+        tf.dispose([...all, latents]);
+        transformer.dispose();
+      }
+    },
+  );
 
   it('mask2dit_pipeline_multiscene with dynamic CFG: guidance per step (timestep-value formula) and final latents', async () => {
     await selectBackend(backend);
@@ -101,9 +138,28 @@ describe.each(['cpu', 'wasm'] as const)('pipeline parity on %s', (backend) => {
     const rec = stepRecorder();
     try {
       const pipe = new Mask2DiTPipeline({ transformer, scheduler });
-      const out = await pipe.generate({ prompts, negative, frames: 5, height: 32, width: 32, steps: STEPS, guidanceScale: 6, dynamicCfg: 'reference', latents, output: 'latent', onStep: rec.onStep });
-      rec.steps.forEach((s, i) => expect(Math.abs(s.guidance - refScales[i]!)).toBeLessThanOrEqual(1e-12 * refScales[i]!));
-      expectClose(`${caseName}/${backend} final_latents.dynamic_cfg`, await out.latents.data(), get(io, 'final_latents.dynamic_cfg').data as Float32Array, ...TOL);
+      const out = await pipe.generate({
+        prompts,
+        negative,
+        frames: 5,
+        height: 32,
+        width: 32,
+        steps: STEPS,
+        guidanceScale: 6,
+        dynamicCfg: 'reference',
+        latents,
+        output: 'latent',
+        onStep: rec.onStep,
+      });
+      rec.steps.forEach((s, i) =>
+        expect(Math.abs(s.guidance - refScales[i]!)).toBeLessThanOrEqual(1e-12 * refScales[i]!),
+      );
+      expectClose(
+        `${caseName}/${backend} final_latents.dynamic_cfg`,
+        await out.latents.data(),
+        get(io, 'final_latents.dynamic_cfg').data as Float32Array,
+        ...TOL,
+      );
       out.latents.dispose();
     } finally {
       tf.dispose([...all, latents]);
@@ -137,14 +193,28 @@ describe.each(['cpu', 'wasm'] as const)('pipeline parity on %s', (backend) => {
         cfgBatch: 'batched',
         onStep: rec.onStep,
       });
-      expect(Array.from(spy.calls[0]!.hiddenStates.subarray(0, init.size))).toEqual(Array.from(get(io, 'initial_latents').data));
+      expect(Array.from(spy.calls[0]!.hiddenStates.subarray(0, init.size))).toEqual(
+        Array.from(get(io, 'initial_latents').data),
+      );
       for (const c of spy.calls) {
         expect(c.clipIdx).toBe(2);
         expect(c.timestepCond).toBe(numbers(io, 'timestep_conditioning')[0]);
       }
       checkModelOutputs(`${caseName}/${backend}`, spy.calls, io, false);
-      rec.steps.forEach((s, i) => expectClose(`${caseName}/${backend} step.${i}.latents`, s.latents, get(io, `step.${i}.latents`).data as Float32Array, ...TOL));
-      expectClose(`${caseName}/${backend} final_latents`, await out.latents.data(), get(io, 'final_latents').data as Float32Array, ...TOL);
+      rec.steps.forEach((s, i) =>
+        expectClose(
+          `${caseName}/${backend} step.${i}.latents`,
+          s.latents,
+          get(io, `step.${i}.latents`).data as Float32Array,
+          ...TOL,
+        ),
+      );
+      expectClose(
+        `${caseName}/${backend} final_latents`,
+        await out.latents.data(),
+        get(io, 'final_latents').data as Float32Array,
+        ...TOL,
+      );
       tf.dispose([out.latents, out.sceneLatents, out.cleanLatents]);
     } finally {
       spy.restore();
@@ -155,31 +225,55 @@ describe.each(['cpu', 'wasm'] as const)('pipeline parity on %s', (backend) => {
 });
 
 describe.each(['cpu', 'wasm'] as const)('decoded video parity on %s (pipeline VAE, per-scene decode)', (backend) => {
-  it.each(['mask2dit_pipeline_multiscene', 'mask2dit_pipeline_conditional'])('%s: video [1, 3, 15, 32, 32] within 1e-4', async (caseName) => {
-    await selectBackend(backend);
-    const io = await loadFixture(caseName);
-    const { transformer, scheduler } = await loadPipelineTransformer(caseName);
-    const vae = await loadPipelineVae(caseName);
-    const { prompts, negative, all } = promptTable(io);
-    const latents = toTensor(io, 'latents');
-    const init = toTensor(io, 'initial_latents');
-    const conditioning = tf.slice(init, [0, 0], [-1, 4]);
-    try {
-      const common = { prompts, negative, latents, steps: STEPS, guidanceScale: 6, output: 'video' as const };
-      const out =
-        caseName === 'mask2dit_pipeline_multiscene'
-          ? await new Mask2DiTPipeline({ transformer, scheduler, vae }).generate({ ...common, frames: 5, height: 32, width: 32 })
-          : await new Mask2DiTExtendPipeline({ transformer, scheduler, vae }).extend({ ...common, previous: { latents: conditioning }, conditionNoise: 'none', decode: 'all' });
-      expect(out.video!.shape).toEqual(get(io, 'video').shape);
-      expectClose(`${caseName}/${backend} video`, await out.video!.data(), get(io, 'video').data as Float32Array, 1e-4, 0);
-      expectClose(`${caseName}/${backend} final_latents`, await out.latents.data(), get(io, 'final_latents').data as Float32Array, ...TOL);
-      tf.dispose(Object.values(out).filter((v): v is tf.Tensor => v instanceof tf.Tensor));
-    } finally {
-      tf.dispose([...all, latents, init, conditioning]);
-      transformer.dispose();
-      vae.dispose();
-    }
-  });
+  it.each(['mask2dit_pipeline_multiscene', 'mask2dit_pipeline_conditional'])(
+    '%s: video [1, 3, 15, 32, 32] within 1e-4',
+    async (caseName) => {
+      await selectBackend(backend);
+      const io = await loadFixture(caseName);
+      const { transformer, scheduler } = await loadPipelineTransformer(caseName);
+      const vae = await loadPipelineVae(caseName);
+      const { prompts, negative, all } = promptTable(io);
+      const latents = toTensor(io, 'latents');
+      const init = toTensor(io, 'initial_latents');
+      const conditioning = tf.slice(init, [0, 0], [-1, 4]);
+      try {
+        const common = { prompts, negative, latents, steps: STEPS, guidanceScale: 6, output: 'video' as const };
+        const out =
+          caseName === 'mask2dit_pipeline_multiscene'
+            ? await new Mask2DiTPipeline({ transformer, scheduler, vae }).generate({
+                ...common,
+                frames: 5,
+                height: 32,
+                width: 32,
+              })
+            : await new Mask2DiTExtendPipeline({ transformer, scheduler, vae }).extend({
+                ...common,
+                previous: { latents: conditioning },
+                conditionNoise: 'none',
+                decode: 'all',
+              });
+        expect(out.video!.shape).toEqual(get(io, 'video').shape);
+        expectClose(
+          `${caseName}/${backend} video`,
+          await out.video!.data(),
+          get(io, 'video').data as Float32Array,
+          1e-4,
+          0,
+        );
+        expectClose(
+          `${caseName}/${backend} final_latents`,
+          await out.latents.data(),
+          get(io, 'final_latents').data as Float32Array,
+          ...TOL,
+        );
+        tf.dispose(Object.values(out).filter((v): v is tf.Tensor => v instanceof tf.Tensor));
+      } finally {
+        tf.dispose([...all, latents, init, conditioning]);
+        transformer.dispose();
+        vae.dispose();
+      }
+    },
+  );
 });
 
 describe('scene extension from videos with the real VAE (wasm)', () => {
@@ -193,7 +287,15 @@ describe('scene extension from videos with the real VAE (wasm)', () => {
     const { prompts, negative, all } = promptTable(io);
     const videos = [toTensor(io, 'video_conds.0'), toTensor(io, 'video_conds.1')];
     try {
-      const out = await new Mask2DiTExtendPipeline({ transformer, scheduler, vae: encoder }).extend({ prompts, negative, previous: { videos }, steps: STEPS, seed: 3, output: 'video', decode: 'new' });
+      const out = await new Mask2DiTExtendPipeline({ transformer, scheduler, vae: encoder }).extend({
+        prompts,
+        negative,
+        previous: { videos },
+        steps: STEPS,
+        seed: 3,
+        output: 'video',
+        decode: 'new',
+      });
       expect(out.cleanLatents.shape).toEqual([1, 6, 4, 4, 4]);
       expect(out.video!.shape).toEqual([1, 3, 5, 32, 32]);
       // ours = (mean + std·ε)·scaling_factor with the seeded posterior draw of each scene
@@ -210,7 +312,13 @@ describe('scene extension from videos with the real VAE (wasm)', () => {
         }
       });
       const ours = Float32Array.from((await out.cleanLatents.data()).subarray(0, mean.length));
-      expectClose('conditioning latents', ours, Float32Array.from(mean, (m, i) => (m + std[i]! * eps[i]!) * 0.7), 1e-5, 1e-5);
+      expectClose(
+        'conditioning latents',
+        ours,
+        Float32Array.from(mean, (m, i) => (m + std[i]! * eps[i]!) * 0.7),
+        1e-5,
+        1e-5,
+      );
       // the reference's conditioning (torch draws) is consistent with the same posterior and t = 0 noise:
       // (ref − √ᾱ₀·0.7·mean) / √(ᾱ₀·0.49·std² + 1 − ᾱ₀) should look standard normal
       const ref = get(io, 'initial_latents').data as Float32Array;

@@ -9,7 +9,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { ShapeError } from '../../src/errors.js';
 import { Mask2DiTExtendPipeline } from '../../src/model/extendPipeline.js';
-import { Mask2DiTPipeline, PipelineAbortedError, PipelineInputError, type GenerateOptions, type LatentPosterior, type VideoEncoder } from '../../src/model/pipeline.js';
+import {
+  Mask2DiTPipeline,
+  PipelineAbortedError,
+  PipelineInputError,
+  type GenerateOptions,
+  type LatentPosterior,
+  type VideoEncoder,
+} from '../../src/model/pipeline.js';
 import type { Mask2DiTTransformer } from '../../src/model/transformer.js';
 import type { SchedulerConfig } from '../../src/config/schedulerConfig.js';
 import { SamplerError } from '../../src/sampler/index.js';
@@ -35,7 +42,17 @@ afterAll(() => {
   shutdownBackends();
 });
 
-const base = (): GenerateOptions => ({ prompts, negative, frames: 5, height: 32, width: 32, steps: 3, guidanceScale: 6, seed: 1, output: 'latent' });
+const base = (): GenerateOptions => ({
+  prompts,
+  negative,
+  frames: 5,
+  height: 32,
+  width: 32,
+  steps: 3,
+  guidanceScale: 6,
+  seed: 1,
+  output: 'latent',
+});
 const bitsOf = async (t: tf.Tensor) => Array.from(new Uint32Array(((await t.data()) as Float32Array).slice().buffer));
 
 /** Stand-in VAE for plumbing tests (the real one is src/model/vae.ts): nearest-upsampled first 3 channels. */
@@ -50,7 +67,10 @@ class PlumbingVae implements VideoEncoder {
       const first = tf.slice(rgb, [0, 0, 0], [-1, -1, 1]);
       const rest = tf.slice(rgb, [0, 0, 1], [-1, -1, t! - 1]);
       const frames = tf.concat([first, ...Array<tf.Tensor>(4).fill(rest)].slice(0, t! === 1 ? 1 : 5), 2); // 4(t−1)+1 frames (t = 2)
-      const up = tf.reshape(tf.tile(tf.reshape(frames, [1, 3, 4 * (t! - 1) + 1, h!, 1, w!, 1]), [1, 1, 1, 1, 8, 1, 8]), [1, 3, 4 * (t! - 1) + 1, 8 * h!, 8 * w!]);
+      const up = tf.reshape(
+        tf.tile(tf.reshape(frames, [1, 3, 4 * (t! - 1) + 1, h!, 1, w!, 1]), [1, 1, 1, 1, 8, 1, 8]),
+        [1, 3, 4 * (t! - 1) + 1, 8 * h!, 8 * w!],
+      );
       return tf.mul(up, 3); // exercises the clamp
     });
   }
@@ -108,7 +128,9 @@ describe('Pipeline 1 (fixed scenes) on the tiny model', () => {
     out.latents.dispose();
     const before = tf.memory().numTensors;
     const ctl = new AbortController();
-    await expect(pipe.generate({ ...base(), signal: ctl.signal, onStep: (p) => (p.step === 0 ? ctl.abort() : undefined) })).rejects.toThrow(PipelineAbortedError);
+    await expect(
+      pipe.generate({ ...base(), signal: ctl.signal, onStep: (p) => (p.step === 0 ? ctl.abort() : undefined) }),
+    ).rejects.toThrow(PipelineAbortedError);
     expect(tf.memory().numTensors).toBe(before);
   });
 
@@ -131,7 +153,11 @@ describe('Pipeline 1 (fixed scenes) on the tiny model', () => {
     const vae = new PlumbingVae();
     const pipe = new Mask2DiTPipeline({ transformer, scheduler, vae });
     const out = await pipe.generate({ ...base(), output: 'video' });
-    expect(vae.decoded).toEqual([[1, 4, 2, 4, 4], [1, 4, 2, 4, 4], [1, 4, 2, 4, 4]]);
+    expect(vae.decoded).toEqual([
+      [1, 4, 2, 4, 4],
+      [1, 4, 2, 4, 4],
+      [1, 4, 2, 4, 4],
+    ]);
     expect(out.video!.shape).toEqual([1, 3, 15, 32, 32]);
     const v = await out.video!.data();
     expect(Math.min(...v)).toBeGreaterThanOrEqual(0);
@@ -149,7 +175,16 @@ describe('Pipeline 2 (scene extension) on the tiny model', () => {
     const pipe = new Mask2DiTExtendPipeline({ transformer, scheduler });
     const spy = spyTransformer(transformer);
     try {
-      const out = await pipe.extend({ prompts, negative, previous: { latents: previous }, conditionNoise: 'none', steps: 3, guidanceScale: 6, seed: 4, output: 'latent' });
+      const out = await pipe.extend({
+        prompts,
+        negative,
+        previous: { latents: previous },
+        conditionNoise: 'none',
+        steps: 3,
+        guidanceScale: 6,
+        seed: 4,
+        output: 'latent',
+      });
       expect(spy.calls.length).toBe(6);
       for (const c of spy.calls) {
         expect(c.clipIdx).toBe(2);
@@ -159,7 +194,8 @@ describe('Pipeline 2 (scene extension) on the tiny model', () => {
       const prevBits = await bitsOf(previous);
       const finalBits = await bitsOf(out.latents);
       expect(finalBits.slice(0, prevBits.length)).toEqual(prevBits); // conditioning frames untouched
-      for (const c of spy.calls) expect(Array.from(new Uint32Array(c.hiddenStates.buffer)).slice(0, prevBits.length)).toEqual(prevBits);
+      for (const c of spy.calls)
+        expect(Array.from(new Uint32Array(c.hiddenStates.buffer)).slice(0, prevBits.length)).toEqual(prevBits);
       expect(await bitsOf(out.cleanLatents)).toEqual(finalBits);
       expect(out.sceneLatents.shape).toEqual([1, 2, 4, 4, 4]);
       tf.dispose([out.latents, out.sceneLatents, out.cleanLatents]);
@@ -174,7 +210,15 @@ describe('Pipeline 2 (scene extension) on the tiny model', () => {
     const pipe = new Mask2DiTExtendPipeline({ transformer, scheduler });
     const spy = spyTransformer(transformer);
     try {
-      const out = await pipe.extend({ prompts, negative, previous: { latents: previous }, steps: 1, guidanceScale: 1, seed: 4, output: 'latent' });
+      const out = await pipe.extend({
+        prompts,
+        negative,
+        previous: { latents: previous },
+        steps: 1,
+        guidanceScale: 1,
+        seed: 4,
+        output: 'latent',
+      });
       const eps = gaussianNoise(previous.shape, 4, STREAM.conditionNoise);
       const expected = new CogVideoXDDIMSampler(scheduler as never).addNoise(previous, eps, [0]);
       const bits = await bitsOf(expected);
@@ -194,8 +238,22 @@ describe('Pipeline 2 (scene extension) on the tiny model', () => {
     const rows = tf.unstack(prompts, 0);
     const before = tf.memory().numTensors;
     const first = await p1.generate({ ...base(), prompts: [rows[0]!] });
-    const second = await ext.extend({ prompts: rows.slice(0, 2), negative, previous: { latents: first.latents }, steps: 2, seed: 5, output: 'latent' });
-    const third = await ext.extend({ prompts: rows, negative, previous: { latents: second.cleanLatents }, steps: 2, seed: 6, output: 'latent' });
+    const second = await ext.extend({
+      prompts: rows.slice(0, 2),
+      negative,
+      previous: { latents: first.latents },
+      steps: 2,
+      seed: 5,
+      output: 'latent',
+    });
+    const third = await ext.extend({
+      prompts: rows,
+      negative,
+      previous: { latents: second.cleanLatents },
+      steps: 2,
+      seed: 6,
+      output: 'latent',
+    });
     expect(third.latents.shape).toEqual([1, 6, 4, 4, 4]);
     const b1 = await bitsOf(first.latents);
     const b2 = await bitsOf(second.cleanLatents);
@@ -203,7 +261,15 @@ describe('Pipeline 2 (scene extension) on the tiny model', () => {
     expect(b2.slice(0, b1.length)).toEqual(b1);
     expect(b3.slice(0, b2.length)).toEqual(b2);
     expect((await third.sceneLatents.data()).every(Number.isFinite)).toBe(true);
-    tf.dispose([first.latents, second.latents, second.sceneLatents, second.cleanLatents, third.latents, third.sceneLatents, third.cleanLatents]);
+    tf.dispose([
+      first.latents,
+      second.latents,
+      second.sceneLatents,
+      second.cleanLatents,
+      third.latents,
+      third.sceneLatents,
+      third.cleanLatents,
+    ]);
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose(rows);
   });
@@ -214,7 +280,16 @@ describe('Pipeline 2 (scene extension) on the tiny model', () => {
     const videos = [tf.zeros([1, 5, 3, 32, 32]), tf.zeros([1, 5, 3, 32, 32])];
     const spy = spyTransformer(transformer);
     try {
-      const out = await pipe.extend({ prompts, negative, previous: { videos }, conditionNoise: 'none', steps: 1, guidanceScale: 1, seed: 8, decode: 'new' });
+      const out = await pipe.extend({
+        prompts,
+        negative,
+        previous: { videos },
+        conditionNoise: 'none',
+        steps: 1,
+        guidanceScale: 1,
+        seed: 8,
+        decode: 'new',
+      });
       expect(out.video!.shape).toEqual([1, 3, 5, 32, 32]);
       const eps0 = await gaussianNoise([1, 4, 2, 4, 4], 8, STREAM.posterior).data();
       const z = await out.cleanLatents.data(); // [1, f, C, h, w]: scene 0, frame 0, channel 0, (0, 0)
@@ -232,11 +307,31 @@ describe('bad input gets a clear, typed error', () => {
   it.each([
     ['prompt count ≠ scene count', { scenes: 2 }, PipelineInputError, /3 prompt embeddings for 2 scenes/],
     ['frames not 4k + 1', { frames: 6 }, PipelineInputError, /frames per scene must have the form 4k \+ 1/],
-    ['height not divisible by VAE × patch', { height: 40 }, PipelineInputError, /height: must be a positive multiple of 16/],
-    ['width not divisible by VAE × patch', { width: 24 }, PipelineInputError, /width: must be a positive multiple of 16/],
-    ['unknown sampler', { sampler: 'euler-a' as never }, SamplerError, /unknown sampler 'euler-a'; expected one of ddim, dpm, flow-euler/],
+    [
+      'height not divisible by VAE × patch',
+      { height: 40 },
+      PipelineInputError,
+      /height: must be a positive multiple of 16/,
+    ],
+    [
+      'width not divisible by VAE × patch',
+      { width: 24 },
+      PipelineInputError,
+      /width: must be a positive multiple of 16/,
+    ],
+    [
+      'unknown sampler',
+      { sampler: 'euler-a' as never },
+      SamplerError,
+      /unknown sampler 'euler-a'; expected one of ddim, dpm, flow-euler/,
+    ],
     ['steps < 1', { steps: 0 }, PipelineInputError, /steps/],
-    ['guidance without negative embeddings', { negative: undefined }, PipelineInputError, /needs negative prompt embeddings/],
+    [
+      'guidance without negative embeddings',
+      { negative: undefined },
+      PipelineInputError,
+      /needs negative prompt embeddings/,
+    ],
     ['video output without a VAE', { output: 'video' as const }, PipelineInputError, /needs a VAE/],
   ] as const)('%s', async (_name, patch, cls, msg) => {
     const before = tf.memory().numTensors;
@@ -249,20 +344,30 @@ describe('bad input gets a clear, typed error', () => {
   it('embedding width ≠ text_embed_dim, and wrong text length', async () => {
     const wide = tf.zeros([3, 4, 48]);
     const long = tf.zeros([3, 5, 32]);
-    await expect(pipe().generate({ ...base(), prompts: wide })).rejects.toThrow(/embedding width 48 does not match the transformer's text_embed_dim 32/);
+    await expect(pipe().generate({ ...base(), prompts: wide })).rejects.toThrow(
+      /embedding width 48 does not match the transformer's text_embed_dim 32/,
+    );
     await expect(pipe().generate({ ...base(), prompts: long })).rejects.toThrow(ShapeError);
-    await expect(pipe().generate({ ...base(), negative: tf.zeros([4, 16]) })).rejects.toThrow(/negative\[0\]: embedding width 16/);
+    await expect(pipe().generate({ ...base(), negative: tf.zeros([4, 16]) })).rejects.toThrow(
+      /negative\[0\]: embedding width 16/,
+    );
     tf.dispose([wide, long]);
   });
 
   it('extension: previous scenes must match the prompts; initial noise shape is checked', async () => {
     const ext = new Mask2DiTExtendPipeline({ transformer, scheduler });
     const prev = tf.zeros([1, 3, 4, 4, 4]); // 3 frames cannot be 2 scenes
-    await expect(ext.extend({ prompts, negative, previous: { latents: prev }, steps: 1, output: 'latent' })).rejects.toThrow(/previous.latents: expected \[1, 2·f, 4, h, w\]/);
-    await expect(ext.extend({ prompts, negative, previous: { videos: [] }, steps: 1, output: 'latent' })).rejects.toThrow(/needs a VAE with encode/);
+    await expect(
+      ext.extend({ prompts, negative, previous: { latents: prev }, steps: 1, output: 'latent' }),
+    ).rejects.toThrow(/previous.latents: expected \[1, 2·f, 4, h, w\]/);
+    await expect(
+      ext.extend({ prompts, negative, previous: { videos: [] }, steps: 1, output: 'latent' }),
+    ).rejects.toThrow(/needs a VAE with encode/);
     const good = tf.zeros([1, 4, 4, 4, 4]);
     const badNoise = tf.zeros([1, 3, 4, 4, 4]);
-    await expect(ext.extend({ prompts, negative, previous: { latents: good }, latents: badNoise, steps: 1, output: 'latent' })).rejects.toThrow(ShapeError);
+    await expect(
+      ext.extend({ prompts, negative, previous: { latents: good }, latents: badNoise, steps: 1, output: 'latent' }),
+    ).rejects.toThrow(ShapeError);
     tf.dispose([prev, good, badNoise]);
   });
 });

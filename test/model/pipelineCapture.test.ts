@@ -16,11 +16,26 @@ beforeAll(async () => {
 afterAll(() => model.dispose());
 
 test('capture at step 1 of 3: probabilities of the chosen block/head/scene, identical latents, no leak', async () => {
-  const pipe = new Mask2DiTPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
+  const pipe = new Mask2DiTPipeline({
+    transformer: model.transformer,
+    vae: model.vae,
+    scheduler: model.schedulerConfig,
+  });
   const { text_embed_dim: D, max_text_seq_length: T, patch_size: p } = model.transformer.config;
   const prompts = tf.randomNormal([2, T, D], 0, 1, 'float32', 1); // [S, T, D]
   const negative = tf.zeros([1, T, D]);
-  const base = { prompts, negative, frames: 5, width: 64, height: 64, steps: 3, guidanceScale: 6, seed: 3, sampler: 'flow-euler' as const, output: 'latent' as const };
+  const base = {
+    prompts,
+    negative,
+    frames: 5,
+    width: 64,
+    height: 64,
+    steps: 3,
+    guidanceScale: 6,
+    seed: 3,
+    sampler: 'flow-euler' as const,
+    output: 'latent' as const,
+  };
   const plain = await pipe.generate(base);
   const before = tf.memory().numTensors;
   const probe = new Probe(['block.1.attn1.probs', 'block.0.hidden_states'], { heads: [1], scene: 0 });

@@ -11,8 +11,16 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../../src/backend/index.js';
 import { readSchedulerConfig, COGVIDEOX_5B_SCHEDULER } from '../../src/config/schedulerConfig.js';
-import { parseTextEncoderConfig, readTextEncoderConfig, type TextEncoderConfig } from '../../src/config/textEncoderConfig.js';
-import { parseTransformerConfig, readTransformerConfig, type TransformerConfig } from '../../src/config/transformerConfig.js';
+import {
+  parseTextEncoderConfig,
+  readTextEncoderConfig,
+  type TextEncoderConfig,
+} from '../../src/config/textEncoderConfig.js';
+import {
+  parseTransformerConfig,
+  readTransformerConfig,
+  type TransformerConfig,
+} from '../../src/config/transformerConfig.js';
 import { parseVaeConfig, readVaeConfig, type VaeConfig } from '../../src/config/vaeConfig.js';
 import { OutputExistsError } from '../../src/io/atomic.js';
 import { openSafetensors } from '../../src/io/safetensors.js';
@@ -47,8 +55,14 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const sorted = (m: Iterable<[string, readonly number[]]>) => [...m].map(([n, s]): [string, number[]] => [n, [...s]]).sort((a, b) => (a[0] < b[0] ? -1 : 1));
-const tree = (d: string): string[] => fs.readdirSync(d, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.relative(d, path.join(e.parentPath, e.name))).sort();
+const sorted = (m: Iterable<[string, readonly number[]]>) =>
+  [...m].map(([n, s]): [string, number[]] => [n, [...s]]).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+const tree = (d: string): string[] =>
+  fs
+    .readdirSync(d, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(d, path.join(e.parentPath, e.name)))
+    .sort();
 
 describe('tiny folder', () => {
   test('layout: the files of the real release, the transformer and text encoder in several shards', () => {
@@ -79,7 +93,12 @@ describe('tiny folder', () => {
   test('every config passes the project readers, with no unknown keys', () => {
     const t = readTransformerConfig(path.join(dir, 'transformer', 'config.json'));
     expect(t.unknownKeys).toEqual([]);
-    expect(t.config).toMatchObject({ _class_name: 'MultiPromptCogVideoXTransformer3DModel', attn_msk_version: 2, use_rotary_positional_embeddings: true, multiScene: true });
+    expect(t.config).toMatchObject({
+      _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+      attn_msk_version: 2,
+      use_rotary_positional_embeddings: true,
+      multiScene: true,
+    });
     const v = readVaeConfig(path.join(dir, 'vae', 'config.json'));
     expect(v.unknownKeys).toEqual([]);
     expect(v.config.latent_channels).toBe(t.config.in_channels);
@@ -87,7 +106,10 @@ describe('tiny folder', () => {
     expect(e.unknownKeys).toEqual([]);
     expect(e.config.d_model).toBe(t.config.text_embed_dim);
     expect(readSchedulerConfig(path.join(dir, 'scheduler', 'scheduler_config.json'))).toEqual(COGVIDEOX_5B_SCHEDULER);
-    expect(readModelIndex(dir)).toMatchObject({ _class_name: 'CogVideoXPipeline', tokenizer: ['transformers', 'T5Tokenizer'] });
+    expect(readModelIndex(dir)).toMatchObject({
+      _class_name: 'CogVideoXPipeline',
+      tokenizer: ['transformers', 'T5Tokenizer'],
+    });
     // the configs are those of the full scale with other numbers: same keys everywhere
     const full = syntheticSpec('full');
     for (const [file, key] of [
@@ -97,13 +119,26 @@ describe('tiny folder', () => {
       ['scheduler/scheduler_config.json', 'scheduler'],
       ['model_index.json', 'modelIndex'],
     ] as const) {
-      expect(Object.keys(JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as object)).toEqual(Object.keys(full[key]).sort());
+      expect(Object.keys(JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as object)).toEqual(
+        Object.keys(full[key]).sort(),
+      );
     }
   });
 
   test('config text is what json.dumps(indent=2, sort_keys=True) writes: Python floats, sorted keys', () => {
-    expect([1e-5, 1e-6, 0.7, 1, 0, 0.00085, 1.875, 1e20].map(pythonFloat)).toEqual(['1e-05', '1e-06', '0.7', '1.0', '0.0', '0.00085', '1.875', '1e+20']);
-    expect(configText({ b: [1, 2], norm_eps: 1e-5, a: { dropout: 0, n: 3 } })).toBe('{\n  "a": {\n    "dropout": 0.0,\n    "n": 3\n  },\n  "b": [\n    1,\n    2\n  ],\n  "norm_eps": 1e-05\n}\n');
+    expect([1e-5, 1e-6, 0.7, 1, 0, 0.00085, 1.875, 1e20].map(pythonFloat)).toEqual([
+      '1e-05',
+      '1e-06',
+      '0.7',
+      '1.0',
+      '0.0',
+      '0.00085',
+      '1.875',
+      '1e+20',
+    ]);
+    expect(configText({ b: [1, 2], norm_eps: 1e-5, a: { dropout: 0, n: 3 } })).toBe(
+      '{\n  "a": {\n    "dropout": 0.0,\n    "n": 3\n  },\n  "b": [\n    1,\n    2\n  ],\n  "norm_eps": 1e-05\n}\n',
+    );
     const text = fs.readFileSync(path.join(dir, 'transformer', 'config.json'), 'utf8');
     expect(text).toContain('"norm_eps": 1e-05,');
     expect(text).toContain('"temporal_interpolation_scale": 1.0,');
@@ -112,15 +147,28 @@ describe('tiny folder', () => {
   test('tokenizer files: T5Tokenizer with 100 extra ids after the spiece pieces, within the encoder vocabulary', () => {
     const pieces = sentencePieceCount(fs.readFileSync(path.join(dir, 'tokenizer', 'spiece.model')));
     expect(pieces).toBe(2000);
-    expect(fs.readFileSync(path.join(dir, 'tokenizer', 'spiece.model')).equals(fs.readFileSync(DEFAULT_SPIECE))).toBe(true);
-    const read = (f: string) => JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer', f), 'utf8')) as Record<string, unknown>;
+    expect(fs.readFileSync(path.join(dir, 'tokenizer', 'spiece.model')).equals(fs.readFileSync(DEFAULT_SPIECE))).toBe(
+      true,
+    );
+    const read = (f: string) =>
+      JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer', f), 'utf8')) as Record<string, unknown>;
     const cfg = read('tokenizer_config.json');
-    expect(cfg).toMatchObject({ tokenizer_class: 'T5Tokenizer', legacy: true, extra_ids: 100, model_max_length: 32, eos_token: '</s>', pad_token: '<pad>', unk_token: '<unk>' });
+    expect(cfg).toMatchObject({
+      tokenizer_class: 'T5Tokenizer',
+      legacy: true,
+      extra_ids: 100,
+      model_max_length: 32,
+      eos_token: '</s>',
+      pad_token: '<pad>',
+      unk_token: '<unk>',
+    });
     expect(cfg['additional_special_tokens']).toEqual(Array.from({ length: 100 }, (_, i) => `<extra_id_${i}>`));
     expect((cfg['added_tokens_decoder'] as Record<string, { content: string }>)['2099']!.content).toBe('<extra_id_0>');
     expect(read('added_tokens.json')).toMatchObject({ '<extra_id_0>': 2099, '<extra_id_99>': 2000 });
     expect(read('special_tokens_map.json')['eos_token']).toMatchObject({ content: '</s>' });
-    expect(pieces + 100).toBeLessThanOrEqual(readTextEncoderConfig(path.join(dir, 'text_encoder', 'config.json')).config.vocab_size);
+    expect(pieces + 100).toBeLessThanOrEqual(
+      readTextEncoderConfig(path.join(dir, 'text_encoder', 'config.json')).config.vocab_size,
+    );
   });
 
   test('existing folder refused without force; force replaces it', async () => {
@@ -131,7 +179,8 @@ describe('tiny folder', () => {
     await writeSyntheticPipeline(again, { scale: 'tiny', seed: 3, force: true });
     expect(fs.existsSync(path.join(again, 'stale.txt'))).toBe(false);
     // same seed, same bytes
-    for (const f of tree(dir).filter((n) => n.endsWith('.safetensors'))) expect(fs.readFileSync(path.join(again, f)).equals(fs.readFileSync(path.join(dir, f)))).toBe(true);
+    for (const f of tree(dir).filter((n) => n.endsWith('.safetensors')))
+      expect(fs.readFileSync(path.join(again, f)).equals(fs.readFileSync(path.join(dir, f)))).toBe(true);
     fs.rmSync(again, { recursive: true });
     expect(fs.readdirSync(tmp)).toEqual(['tiny']);
   });
@@ -144,7 +193,9 @@ describe('parameter lists equal what the model classes build', () => {
   test('transformer (Mask2DiTTransformer)', () => {
     const model = new Mask2DiTTransformer(parseTransformerConfig(tiny.transformer).config, WeightSource.zeros());
     try {
-      expect(sorted(shapes.transformer)).toEqual(sorted([...model.namedWeights()].map(([n, v]) => [n, v.shape as number[]])));
+      expect(sorted(shapes.transformer)).toEqual(
+        sorted([...model.namedWeights()].map(([n, v]) => [n, v.shape as number[]])),
+      );
     } finally {
       model.dispose();
     }
@@ -165,7 +216,9 @@ describe('parameter lists equal what the model classes build', () => {
     const cfg = readTextEncoderConfig(path.join(dir, 'text_encoder', 'config.json')).config;
     const model = new T5Encoder(cfg, WeightSource.zeros());
     try {
-      expect(sorted(shapes.textEncoder)).toEqual(sorted([...model.namedWeights()].map(([n, v]) => [n, v.shape as number[]])));
+      expect(sorted(shapes.textEncoder)).toEqual(
+        sorted([...model.namedWeights()].map(([n, v]) => [n, v.shape as number[]])),
+      );
     } finally {
       model.dispose();
     }
@@ -265,7 +318,13 @@ describe('the tiny folder loads and runs', () => {
     expect(draw(1, 8)).toEqual(draw(1, 1 << 12));
     expect(draw(1, 16)).toEqual(draw(1, 40));
     expect(draw(2, 8)).not.toEqual(draw(1, 8));
-    const [a, b] = randomWeights(new Map([['x.weight', [4, 4]], ['y.weight', [4, 4]]]), 1);
+    const [a, b] = randomWeights(
+      new Map([
+        ['x.weight', [4, 4]],
+        ['y.weight', [4, 4]],
+      ]),
+      1,
+    );
     const fa = new Uint8Array(32);
     const fb = new Uint8Array(32);
     a!.fill(fa, 0);
@@ -282,7 +341,16 @@ function transformerCount(c: TransformerConfig): number {
   const [E, T, C, p, hd] = [c.time_embed_dim, c.text_embed_dim, c.in_channels, c.patch_size, c.attention_head_dim];
   const lin = (o: number, i: number) => o * i + o;
   const block = 2 * (lin(6 * D, E) + 2 * D) + 2 * 2 * hd + 4 * lin(D, D) + lin(4 * D, D) + lin(D, 4 * D);
-  const rest = D * C * p * p + D + lin(D, T) + lin(E, D) + lin(E, E) + 2 * D + lin(2 * D, E) + 2 * D + lin(p * p * c.outChannels, D);
+  const rest =
+    D * C * p * p +
+    D +
+    lin(D, T) +
+    lin(E, D) +
+    lin(E, E) +
+    2 * D +
+    lin(2 * D, E) +
+    2 * D +
+    lin(p * p * c.outChannels, D);
   return c.num_layers * block + rest;
 }
 
@@ -296,16 +364,27 @@ function vaeCount(c: VaeConfig): number {
   const conv = (o: number, i: number, k = 3) => o * i * k ** 3 + o;
   const gn = (ch: number) => 2 * ch;
   const sn = (ch: number) => gn(ch) + 2 * conv(ch, c.latent_channels, 1);
-  const resnet = (i: number, o: number, norm: (ch: number) => number) => norm(i) + norm(o) + conv(o, i) + conv(o, o) + (i !== o ? o * i + o : 0);
-  const stack = (i: number, o: number, n: number, norm: (ch: number) => number) => resnet(i, o, norm) + (n - 1) * resnet(o, o, norm);
+  const resnet = (i: number, o: number, norm: (ch: number) => number) =>
+    norm(i) + norm(o) + conv(o, i) + conv(o, o) + (i !== o ? o * i + o : 0);
+  const stack = (i: number, o: number, n: number, norm: (ch: number) => number) =>
+    resnet(i, o, norm) + (n - 1) * resnet(o, o, norm);
   const ch = c.block_out_channels;
   const n = ch.length;
   const down2d = (x: number) => x * x * 9 + x;
-  let enc = conv(ch[0]!, c.in_channels) + stack(ch[n - 1]!, ch[n - 1]!, 2, gn) + gn(ch[n - 1]!) + conv(2 * c.latent_channels, ch[n - 1]!);
-  ch.forEach((o, i) => (enc += stack(i === 0 ? ch[0]! : ch[i - 1]!, o, c.layers_per_block, gn) + (i < n - 1 ? down2d(o) : 0)));
+  let enc =
+    conv(ch[0]!, c.in_channels) +
+    stack(ch[n - 1]!, ch[n - 1]!, 2, gn) +
+    gn(ch[n - 1]!) +
+    conv(2 * c.latent_channels, ch[n - 1]!);
+  ch.forEach(
+    (o, i) => (enc += stack(i === 0 ? ch[0]! : ch[i - 1]!, o, c.layers_per_block, gn) + (i < n - 1 ? down2d(o) : 0)),
+  );
   const r = [...ch].reverse();
-  let dec = conv(r[0]!, c.latent_channels) + stack(r[0]!, r[0]!, 2, sn) + sn(r[n - 1]!) + conv(c.out_channels, r[n - 1]!);
-  r.forEach((o, i) => (dec += stack(i === 0 ? r[0]! : r[i - 1]!, o, c.layers_per_block + 1, sn) + (i < n - 1 ? down2d(o) : 0)));
+  let dec =
+    conv(r[0]!, c.latent_channels) + stack(r[0]!, r[0]!, 2, sn) + sn(r[n - 1]!) + conv(c.out_channels, r[n - 1]!);
+  r.forEach(
+    (o, i) => (dec += stack(i === 0 ? r[0]! : r[i - 1]!, o, c.layers_per_block + 1, sn) + (i < n - 1 ? down2d(o) : 0)),
+  );
   return enc + dec;
 }
 
@@ -331,12 +410,18 @@ describe('full scale (listing only)', () => {
   });
 
   test('shards at save_pretrained(max_shard_size="5GB"): transformer 3 files, encoder 2, VAE 1; sizes are 2 bytes a parameter', () => {
-    const plan = (m: Map<string, number[]>, stem: string, max: number) => planShards(randomWeights(m, 0), { stem, maxShardSize: max });
+    const plan = (m: Map<string, number[]>, stem: string, max: number) =>
+      planShards(randomWeights(m, 0), { stem, maxShardSize: max });
     const t = plan(shapes.transformer, 'diffusion_pytorch_model', full.maxShardSize.transformer);
     const e = plan(shapes.textEncoder, 'model', full.maxShardSize.textEncoder);
     const v = plan(shapes.vae, 'diffusion_pytorch_model', full.maxShardSize.vae);
-    expect(t.files.map((f) => f.file)).toEqual([1, 2, 3].map((i) => `diffusion_pytorch_model-0000${i}-of-00003.safetensors`));
-    expect(e.files.map((f) => f.file)).toEqual(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    expect(t.files.map((f) => f.file)).toEqual(
+      [1, 2, 3].map((i) => `diffusion_pytorch_model-0000${i}-of-00003.safetensors`),
+    );
+    expect(e.files.map((f) => f.file)).toEqual([
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+    ]);
     expect(v.files.map((f) => f.file)).toEqual(['diffusion_pytorch_model.safetensors']);
     expect(t.totalSize).toBe(2 * transformerCount(tc));
     expect(e.totalSize).toBe(2 * t5Count(ec));

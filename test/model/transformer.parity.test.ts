@@ -13,18 +13,35 @@ import { fixturePath, get, loadFixture, numbers, toTensor, type FixtureTensor } 
 
 afterAll(() => shutdownBackends());
 
-const INPUTS = new Set(['hidden_states', 'encoder_hidden_states', 'timestep', 'image_rotary_emb.cos', 'image_rotary_emb.sin', 'clip_idx', 'timestep_conditioning', 'patch_embed.pos_embedding']);
+const INPUTS = new Set([
+  'hidden_states',
+  'encoder_hidden_states',
+  'timestep',
+  'image_rotary_emb.cos',
+  'image_rotary_emb.sin',
+  'clip_idx',
+  'timestep_conditioning',
+  'patch_embed.pos_embedding',
+]);
 
 /** README tolerances: transformer outputs and intermediates 1e-4/1e-4; time_proj 1e-4/0. */
 function tolerance(name: string): [number, number] {
   return name.startsWith('time_proj') ? [1e-4, 0] : [1e-4, 1e-4];
 }
 
-async function run(model: Mask2DiTTransformer, io: Map<string, FixtureTensor>, extra: { clipIdx?: number } = {}, useFixtureRope = true) {
+async function run(
+  model: Mask2DiTTransformer,
+  io: Map<string, FixtureTensor>,
+  extra: { clipIdx?: number } = {},
+  useFixtureRope = true,
+) {
   const probe = new Probe(() => true);
   const hs = toTensor(io, 'hidden_states');
   const ehs = toTensor(io, 'encoder_hidden_states');
-  const rope = useFixtureRope && io.has('image_rotary_emb.cos') ? { cos: toTensor(io, 'image_rotary_emb.cos'), sin: toTensor(io, 'image_rotary_emb.sin') } : undefined;
+  const rope =
+    useFixtureRope && io.has('image_rotary_emb.cos')
+      ? { cos: toTensor(io, 'image_rotary_emb.cos'), sin: toTensor(io, 'image_rotary_emb.sin') }
+      : undefined;
   const clip = extra.clipIdx ?? (io.has('clip_idx') ? numbers(io, 'clip_idx')[0] : undefined);
   const out = model.forward({
     hiddenStates: hs,
@@ -54,11 +71,18 @@ async function useBackend(backend: Backend): Promise<void> {
   expect(info.threads).toBe(2);
 }
 
-async function checkCase(caseName: string, backend: Backend, weights = 'weights.safetensors', ioFile = 'io.safetensors') {
+async function checkCase(
+  caseName: string,
+  backend: Backend,
+  weights = 'weights.safetensors',
+  ioFile = 'io.safetensors',
+) {
   await useBackend(backend);
   const inputs = await loadFixture(caseName, 'io.safetensors');
   const expected = ioFile === 'io.safetensors' ? inputs : await loadFixture(caseName, ioFile);
-  const model = await Mask2DiTTransformer.fromPretrained(fixturePath(caseName), { weights: fixturePath(caseName, weights) });
+  const model = await Mask2DiTTransformer.fromPretrained(fixturePath(caseName), {
+    weights: fixturePath(caseName, weights),
+  });
   try {
     const { sample, probe } = await run(model, inputs);
     expectClose(`${caseName}/${backend}:sample`, sample, get(expected, 'sample').data as Float32Array, 1e-4, 1e-4);
@@ -66,7 +90,10 @@ async function checkCase(caseName: string, backend: Backend, weights = 'weights.
     for (const [name, t] of expected) {
       if (INPUTS.has(name) || name === 'sample' || name.startsWith('sample.')) continue;
       const got = probe.get(name);
-      if (got === undefined) throw new Error(`${caseName}: intermediate ${name} was not captured (captured: ${[...probe.captured.keys()].join(', ')})`);
+      if (got === undefined)
+        throw new Error(
+          `${caseName}: intermediate ${name} was not captured (captured: ${[...probe.captured.keys()].join(', ')})`,
+        );
       expect(got.shape).toEqual(t.shape);
       const [atol, rtol] = tolerance(name);
       expectClose(`${caseName}/${backend}:${name}`, await got.data(), t.data as Float32Array, atol, rtol);
@@ -76,7 +103,13 @@ async function checkCase(caseName: string, backend: Backend, weights = 'weights.
     if (expected.has('sample.clip_idx_1')) {
       const again = await run(model, inputs, { clipIdx: 1 });
       again.probe.dispose();
-      expectClose(`${caseName}/${backend}:sample.clip_idx_1`, again.sample, get(expected, 'sample.clip_idx_1').data as Float32Array, 1e-4, 1e-4);
+      expectClose(
+        `${caseName}/${backend}:sample.clip_idx_1`,
+        again.sample,
+        get(expected, 'sample.clip_idx_1').data as Float32Array,
+        1e-4,
+        1e-4,
+      );
       compared++;
     }
     return compared;
@@ -86,10 +119,13 @@ async function checkCase(caseName: string, backend: Backend, weights = 'weights.
 }
 
 describe.each(BACKENDS)('transformer parity on %s', (backend) => {
-  it.each(['transformer_2b_single', 'transformer_5b_rope_single', 'mask2dit_multiscene', 'mask2dit_conditional'])('%s: sample and every intermediate', async (caseName) => {
-    const n = await checkCase(caseName, backend);
-    expect(n).toBeGreaterThan(10);
-  });
+  it.each(['transformer_2b_single', 'transformer_5b_rope_single', 'mask2dit_multiscene', 'mask2dit_conditional'])(
+    '%s: sample and every intermediate',
+    async (caseName) => {
+      const n = await checkCase(caseName, backend);
+      expect(n).toBeGreaterThan(10);
+    },
+  );
 
   it('mask2dit_multiscene with bf16 weights matches the bf16 outputs', async () => {
     await checkCase('mask2dit_multiscene', backend, 'weights.bf16.safetensors', 'io.bf16.safetensors');
@@ -98,7 +134,9 @@ describe.each(BACKENDS)('transformer parity on %s', (backend) => {
   it('RoPE computed from the config equals the fixture tables (5B case, non-base grid)', async () => {
     await useBackend(backend);
     const io = await loadFixture('transformer_5b_rope_single');
-    const model = await Mask2DiTTransformer.fromPretrained(fixturePath('transformer_5b_rope_single'), { weights: fixturePath('transformer_5b_rope_single', 'weights.safetensors') });
+    const model = await Mask2DiTTransformer.fromPretrained(fixturePath('transformer_5b_rope_single'), {
+      weights: fixturePath('transformer_5b_rope_single', 'weights.safetensors'),
+    });
     try {
       const { sample, probe } = await run(model, io, {}, false);
       probe.dispose();

@@ -37,7 +37,8 @@ async function editedCheckpoint(name: string, edit: (t: Record<string, TensorToW
   fs.copyFileSync(fixturePath(CASE, 'config.json'), path.join(dir, 'config.json'));
   const src = await openSafetensors(fixturePath(CASE, 'weights.safetensors'));
   const tensors: Record<string, TensorToWrite> = {};
-  for (const n of src.names()) tensors[n] = { dtype: 'F32', shape: src.info(n).shape, data: (await src.read(n)) as Float32Array };
+  for (const n of src.names())
+    tensors[n] = { dtype: 'F32', shape: src.info(n).shape, data: (await src.read(n)) as Float32Array };
   await src.close();
   edit(tensors);
   await writeSafetensors(path.join(dir, 'diffusion_pytorch_model.safetensors'), tensors);
@@ -47,7 +48,13 @@ async function editedCheckpoint(name: string, edit: (t: Record<string, TensorToW
 async function sampleOf(model: Mask2DiTTransformer): Promise<Float32Array> {
   const io = await loadFixture(CASE);
   const [hs, ehs] = [toTensor(io, 'hidden_states'), toTensor(io, 'encoder_hidden_states')];
-  const out = model.forward({ hiddenStates: hs, encoderHiddenStates: ehs, timestep: numbers(io, 'timestep'), clipIdx: 2, timestepCond: 0 });
+  const out = model.forward({
+    hiddenStates: hs,
+    encoderHiddenStates: ehs,
+    timestep: numbers(io, 'timestep'),
+    clipIdx: 2,
+    timestepCond: 0,
+  });
   const data = (await out.data()) as Float32Array;
   tf.dispose([hs, ehs, out]);
   return data;
@@ -59,7 +66,11 @@ describe('fromPretrained', () => {
       delete t['transformer_blocks.1.ff.net.2.bias'];
       t['transformer_blocks.0.extra.weight'] = { dtype: 'F32', shape: [2], data: new Float32Array(2) };
       const w = t['proj_out.weight']!;
-      t['proj_out.weight'] = { dtype: 'F32', shape: [w.shape[0]! - 1, w.shape[1]!], data: (w.data as Float32Array).subarray(0, (w.shape[0]! - 1) * w.shape[1]!) };
+      t['proj_out.weight'] = {
+        dtype: 'F32',
+        shape: [w.shape[0]! - 1, w.shape[1]!],
+        data: (w.data as Float32Array).subarray(0, (w.shape[0]! - 1) * w.shape[1]!),
+      };
     });
     const before = tf.memory().numTensors;
     const err = await Mask2DiTTransformer.fromPretrained(dir).catch((e: unknown) => e);
@@ -93,9 +104,14 @@ describe('fromPretrained', () => {
       await writeSafetensors(path.join(dir, file), tensors);
     }
     await src.close();
-    fs.writeFileSync(path.join(dir, 'diffusion_pytorch_model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    fs.writeFileSync(
+      path.join(dir, 'diffusion_pytorch_model.safetensors.index.json'),
+      JSON.stringify({ metadata: {}, weight_map: weightMap }),
+    );
     const sharded = await Mask2DiTTransformer.fromPretrained(root);
-    const single = await Mask2DiTTransformer.fromPretrained(fixturePath(CASE), { weights: fixturePath(CASE, 'weights.safetensors') });
+    const single = await Mask2DiTTransformer.fromPretrained(fixturePath(CASE), {
+      weights: fixturePath(CASE, 'weights.safetensors'),
+    });
     try {
       expect(sharded.countParams()).toBe(single.countParams());
       expect(await sampleOf(sharded)).toEqual(await sampleOf(single));
@@ -106,7 +122,9 @@ describe('fromPretrained', () => {
   });
 
   test('a folder without config.json is a ConfigError naming the file', async () => {
-    await expect(Mask2DiTTransformer.fromPretrained(path.join(tmp, 'nothing-here'))).rejects.toThrow(/config\.json.*missing/);
+    await expect(Mask2DiTTransformer.fromPretrained(path.join(tmp, 'nothing-here'))).rejects.toThrow(
+      /config\.json.*missing/,
+    );
   });
 });
 
@@ -162,8 +180,14 @@ describe('segment-level conditional mask: modulation isolation', () => {
   let norm1: LayerNormZero;
   let normOut: AdaLayerNorm;
   beforeAll(() => {
-    norm1 = new LayerNormZero({ dim: D, conditioningDim: E, eps: 1e-5, elementwiseAffine: true }, WeightSource.random(11));
-    normOut = new AdaLayerNorm({ dim: D, conditioningDim: E, eps: 1e-5, elementwiseAffine: true }, WeightSource.random(12));
+    norm1 = new LayerNormZero(
+      { dim: D, conditioningDim: E, eps: 1e-5, elementwiseAffine: true },
+      WeightSource.random(11),
+    );
+    normOut = new AdaLayerNorm(
+      { dim: D, conditioningDim: E, eps: 1e-5, elementwiseAffine: true },
+      WeightSource.random(12),
+    );
   });
   afterAll(() => {
     norm1.dispose();
@@ -175,7 +199,9 @@ describe('segment-level conditional mask: modulation isolation', () => {
     return lens.map((n): [number, number] => [at, (at += n)]);
   };
   const rows = async (x: tf.Tensor, r: [number, number][], keep: (i: number) => boolean) =>
-    (await Promise.all(r.filter((_, i) => keep(i)).map(([s, e]) => tf.slice(x, [0, s, 0], [-1, e - s, -1]).data()))).map((d) => Array.from(d));
+    (
+      await Promise.all(r.filter((_, i) => keep(i)).map(([s, e]) => tf.slice(x, [0, s, 0], [-1, e - s, -1]).data()))
+    ).map((d) => Array.from(d));
 
   test('changing the target timestep changes nothing in the conditioning segments, and vice versa', async () => {
     const arb = fc.record({
@@ -194,14 +220,22 @@ describe('segment-level conditional mask: modulation isolation', () => {
         const B = 2;
         const h = tf.randomNormal([B, S * video, D], 0, 1, 'float32', seed);
         const e = tf.randomNormal([B, tr[S - 1]![1], D], 0, 1, 'float32', seed + 1);
-        const [t1, t2, c1, c2] = [0, 1, 2, 3].map((k) => tf.randomNormal([k < 2 ? B : 1, E], 0, 1, 'float32', seed + 2 + k)) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+        const [t1, t2, c1, c2] = [0, 1, 2, 3].map((k) =>
+          tf.randomNormal([k < 2 ? B : 1, E], 0, 1, 'float32', seed + 2 + k),
+        ) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
         const cond = (tembCond: tf.Tensor): SegmentCondition => ({ tembCond, target, textRanges: tr, videoRanges: vr });
         const run = async (temb: tf.Tensor, tembCond: tf.Tensor) => {
           const o = norm1.forward({ hidden: h, encoderHidden: e, temb, cond: cond(tembCond) });
           const out = normOut.forward({ hidden: h, temb, cond: cond(tembCond) });
           const pick = async (isTarget: boolean) => {
             const k = (i: number) => (i === target) === isTarget;
-            return [await rows(o.hidden, vr, k), await rows(o.encoderHidden, tr, k), await rows(o.gate, vr, k), await rows(o.encGate, tr, k), await rows(out, vr, k)];
+            return [
+              await rows(o.hidden, vr, k),
+              await rows(o.encoderHidden, tr, k),
+              await rows(o.gate, vr, k),
+              await rows(o.encGate, tr, k),
+              await rows(out, vr, k),
+            ];
           };
           const r = { target: await pick(true), cond: await pick(false) };
           tf.dispose([o.hidden, o.encoderHidden, o.gate, o.encGate, out]);
@@ -221,12 +255,25 @@ describe('segment-level conditional mask: modulation isolation', () => {
   });
 
   test('in the whole model: every block’s conditioning modulation ignores the target timestep', async () => {
-    const model = await Mask2DiTTransformer.fromPretrained(fixturePath(CASE), { weights: fixturePath(CASE, 'weights.safetensors') });
+    const model = await Mask2DiTTransformer.fromPretrained(fixturePath(CASE), {
+      weights: fixturePath(CASE, 'weights.safetensors'),
+    });
     const io = await loadFixture(CASE);
     const [hs, ehs] = [toTensor(io, 'hidden_states'), toTensor(io, 'encoder_hidden_states')];
     const gates = async (t: number, tc: number) => {
-      const probe = new Probe((n) => /^block\.\d+\.norm[12]\.call[01]\.(gate|enc_gate)$/.test(n) || /^norm_out\.call[01]\.out$/.test(n));
-      tf.dispose(model.forward({ hiddenStates: hs, encoderHiddenStates: ehs, timestep: [t, t], clipIdx: 1, timestepCond: tc, probe }));
+      const probe = new Probe(
+        (n) => /^block\.\d+\.norm[12]\.call[01]\.(gate|enc_gate)$/.test(n) || /^norm_out\.call[01]\.out$/.test(n),
+      );
+      tf.dispose(
+        model.forward({
+          hiddenStates: hs,
+          encoderHiddenStates: ehs,
+          timestep: [t, t],
+          clipIdx: 1,
+          timestepCond: tc,
+          probe,
+        }),
+      );
       const out = new Map<string, number[]>();
       for (const [k, v] of probe.captured) out.set(k, Array.from(await v.data()));
       probe.dispose();
@@ -255,7 +302,9 @@ describe('introspection and memory', () => {
   let model: Mask2DiTTransformer;
   let io: Awaited<ReturnType<typeof loadFixture>>;
   beforeAll(async () => {
-    model = await Mask2DiTTransformer.fromPretrained(fixturePath('mask2dit_multiscene'), { weights: fixturePath('mask2dit_multiscene', 'weights.safetensors') });
+    model = await Mask2DiTTransformer.fromPretrained(fixturePath('mask2dit_multiscene'), {
+      weights: fixturePath('mask2dit_multiscene', 'weights.safetensors'),
+    });
     io = await loadFixture('mask2dit_multiscene');
   });
   afterAll(() => {
@@ -264,7 +313,13 @@ describe('introspection and memory', () => {
 
   const forward = (probe?: Probe, clip?: number) => {
     const [hs, ehs] = [toTensor(io, 'hidden_states'), toTensor(io, 'encoder_hidden_states')];
-    const out = model.forward({ hiddenStates: hs, encoderHiddenStates: ehs, timestep: numbers(io, 'timestep'), ...(clip !== undefined ? { clipIdx: clip, timestepCond: 0 } : {}), ...(probe !== undefined ? { probe } : {}) });
+    const out = model.forward({
+      hiddenStates: hs,
+      encoderHiddenStates: ehs,
+      timestep: numbers(io, 'timestep'),
+      ...(clip !== undefined ? { clipIdx: clip, timestepCond: 0 } : {}),
+      ...(probe !== undefined ? { probe } : {}),
+    });
     tf.dispose([hs, ehs]);
     return out;
   };
@@ -275,7 +330,11 @@ describe('introspection and memory', () => {
     const probed = forward(probe);
     expect(await probed.data()).toEqual(await plain.data());
     const p = probe.get('block.1.attn1.probs')!;
-    const { text, video } = model.plan({ hiddenStates: toTensor(io, 'hidden_states'), encoderHiddenStates: toTensor(io, 'encoder_hidden_states'), timestep: [0, 0] }).layout;
+    const { text, video } = model.plan({
+      hiddenStates: toTensor(io, 'hidden_states'),
+      encoderHiddenStates: toTensor(io, 'encoder_hidden_states'),
+      timestep: [0, 0],
+    }).layout;
     const L = text.reduce((a, b) => a + b) + video.reduce((a, b) => a + b);
     expect(p.shape).toEqual([2, 1, text[2]! + video[2]!, L]); // [B, heads, scene-2 queries, all keys]
     const rowSums = (await tf.sum(p, -1).data()) as Float32Array;
@@ -303,10 +362,16 @@ describe('introspection and memory', () => {
 
   test('dispose frees every tensor the model holds (weights and caches)', async () => {
     const before = tf.memory().numTensors;
-    const m = await Mask2DiTTransformer.fromPretrained(fixturePath('transformer_2b_single'), { weights: fixturePath('transformer_2b_single', 'weights.safetensors') });
+    const m = await Mask2DiTTransformer.fromPretrained(fixturePath('transformer_2b_single'), {
+      weights: fixturePath('transformer_2b_single', 'weights.safetensors'),
+    });
     const io2 = await loadFixture('transformer_2b_single');
     const [hs, ehs] = [toTensor(io2, 'hidden_states'), toTensor(io2, 'encoder_hidden_states')];
-    tf.dispose([m.forward({ hiddenStates: hs, encoderHiddenStates: ehs, timestep: numbers(io2, 'timestep') }), hs, ehs]);
+    tf.dispose([
+      m.forward({ hiddenStates: hs, encoderHiddenStates: ehs, timestep: numbers(io2, 'timestep') }),
+      hs,
+      ehs,
+    ]);
     m.dispose();
     expect(tf.memory().numTensors).toBe(before);
   });

@@ -7,18 +7,32 @@ import { fixtureJson } from '../helpers/fixtures.js';
 
 describe('scheduler config', () => {
   it('reads every fixture config; the 5B fixture equals COGVIDEOX_5B_SCHEDULER', () => {
-    for (const c of ['scheduler_cogvideox_ddim', 'scheduler_cogvideox_ddim_2b', 'scheduler_cogvideox_dpm', 'scheduler_flow_match_euler_shift1', 'scheduler_flow_match_euler_shift3']) {
+    for (const c of [
+      'scheduler_cogvideox_ddim',
+      'scheduler_cogvideox_ddim_2b',
+      'scheduler_cogvideox_dpm',
+      'scheduler_flow_match_euler_shift1',
+      'scheduler_flow_match_euler_shift3',
+    ]) {
       expect(() => parseSchedulerConfig(fixtureJson(c, 'config.json'))).not.toThrow();
     }
-    expect(parseSchedulerConfig(fixtureJson('scheduler_cogvideox_ddim', 'config.json'))).toEqual(COGVIDEOX_5B_SCHEDULER);
+    expect(parseSchedulerConfig(fixtureJson('scheduler_cogvideox_ddim', 'config.json'))).toEqual(
+      COGVIDEOX_5B_SCHEDULER,
+    );
   });
 
   it('names the bad key', () => {
     expect(() => parseSchedulerConfig({ beta_schedule: 'linear' }, 'x.json')).toThrow(ConfigError);
-    expect(() => parseSchedulerConfig({ beta_schedule: 'linear' }, 'x.json')).toThrow(/x.json: beta_schedule: .*only 'scaled_linear'/);
+    expect(() => parseSchedulerConfig({ beta_schedule: 'linear' }, 'x.json')).toThrow(
+      /x.json: beta_schedule: .*only 'scaled_linear'/,
+    );
     expect(() => parseSchedulerConfig({ timestep_spacing: 'sideways' })).toThrow(/timestep_spacing/);
-    expect(() => parseSchedulerConfig({ _class_name: 'EulerDiscreteScheduler' })).toThrow(/_class_name: expected one of/);
-    expect(() => parseSchedulerConfig({ _class_name: 'FlowMatchEulerDiscreteScheduler', use_dynamic_shifting: true })).toThrow(/use_dynamic_shifting/);
+    expect(() => parseSchedulerConfig({ _class_name: 'EulerDiscreteScheduler' })).toThrow(
+      /_class_name: expected one of/,
+    );
+    expect(() =>
+      parseSchedulerConfig({ _class_name: 'FlowMatchEulerDiscreteScheduler', use_dynamic_shifting: true }),
+    ).toThrow(/use_dynamic_shifting/);
     expect(() => parseSchedulerConfig([])).toThrow(/expected a JSON object/);
   });
 });
@@ -32,7 +46,9 @@ describe('createSampler', () => {
     expect(() => createSampler('euler-a')).toThrow(/unknown sampler 'euler-a'; expected one of ddim, dpm, flow-euler/);
     const flow = parseSchedulerConfig(fixtureJson('scheduler_flow_match_euler_shift3', 'config.json'));
     expect(() => createSampler('ddim', flow)).toThrow(/needs a CogVideoX scheduler config/);
-    expect(() => createSampler('flow-euler', COGVIDEOX_5B_SCHEDULER)).toThrow(/needs a FlowMatchEulerDiscreteScheduler config/);
+    expect(() => createSampler('flow-euler', COGVIDEOX_5B_SCHEDULER)).toThrow(
+      /needs a FlowMatchEulerDiscreteScheduler config/,
+    );
   });
 
   it('rejects bad step counts', () => {

@@ -16,19 +16,31 @@ const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOff
 describe('Philox4x32-10', () => {
   it('matches the Random123 known-answer vectors', () => {
     expect(philox4x32([0, 0, 0, 0], [0, 0])).toEqual([0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
-    expect(philox4x32([0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], [0xffffffff, 0xffffffff])).toEqual([0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]);
-    expect(philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0])).toEqual([0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]);
+    expect(philox4x32([0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], [0xffffffff, 0xffffffff])).toEqual([
+      0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd,
+    ]);
+    expect(philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0])).toEqual([
+      0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1,
+    ]);
   });
 });
 
 describe('portable ln / sin / cos', () => {
   it('agree with Math.* to ~1 ulp', () => {
     fc.assert(
-      fc.property(fc.double({ min: 2 ** -60, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (x, u) => {
-        const l = lnPositive(x);
-        const [c, s] = cosSin2Pi(u);
-        return Math.abs(l - Math.log(x)) <= 4e-16 * Math.max(1, Math.abs(Math.log(x))) && Math.abs(c - Math.cos(2 * Math.PI * u)) < 2e-15 && Math.abs(s - Math.sin(2 * Math.PI * u)) < 2e-15;
-      }),
+      fc.property(
+        fc.double({ min: 2 ** -60, max: 1, noNaN: true }),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        (x, u) => {
+          const l = lnPositive(x);
+          const [c, s] = cosSin2Pi(u);
+          return (
+            Math.abs(l - Math.log(x)) <= 4e-16 * Math.max(1, Math.abs(Math.log(x))) &&
+            Math.abs(c - Math.cos(2 * Math.PI * u)) < 2e-15 &&
+            Math.abs(s - Math.sin(2 * Math.PI * u)) < 2e-15
+          );
+        },
+      ),
       { seed: 7, numRuns: 2000 },
     );
   });
@@ -36,7 +48,9 @@ describe('portable ln / sin / cos', () => {
 
 describe('gaussian noise', () => {
   it('is pinned: the first values for seed 42 never change (README documents them)', () => {
-    expect(bits(gaussianArray(6, 42))).toEqual([0x3f9e0577, 0x3f1ca232, 0xc03d1f98, 0xbe8488d9, 0xbfbf29f1, 0xbf8ffd15]);
+    expect(bits(gaussianArray(6, 42))).toEqual([
+      0x3f9e0577, 0x3f1ca232, 0xc03d1f98, 0xbe8488d9, 0xbfbf29f1, 0xbf8ffd15,
+    ]);
   });
 
   // webgpu: the same check lives in test/backend/webgpu.parity.test.ts (one file per run drives the GPU)
@@ -59,13 +73,18 @@ describe('gaussian noise', () => {
 
   it('different seeds and different streams differ; offsets give the same stream', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 2 ** 40 }), fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 0, max: 100 }), (seed, d, k) => {
-        const a = gaussianArray(64, seed);
-        if (bits(a).join() === bits(gaussianArray(64, seed + d)).join()) return false;
-        if (bits(a).join() === bits(gaussianArray(64, seed, d)).join()) return false;
-        const long = gaussianArray(64 + 2 * k, seed, 3);
-        return bits(long.subarray(2 * k)).join() === bits(gaussianArray(64, seed, 3, 2 * k)).join();
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 40 }),
+        fc.integer({ min: 1, max: 1000 }),
+        fc.integer({ min: 0, max: 100 }),
+        (seed, d, k) => {
+          const a = gaussianArray(64, seed);
+          if (bits(a).join() === bits(gaussianArray(64, seed + d)).join()) return false;
+          if (bits(a).join() === bits(gaussianArray(64, seed, d)).join()) return false;
+          const long = gaussianArray(64 + 2 * k, seed, 3);
+          return bits(long.subarray(2 * k)).join() === bits(gaussianArray(64, seed, 3, 2 * k)).join();
+        },
+      ),
       { seed: 11, numRuns: 100 },
     );
   });
@@ -73,7 +92,11 @@ describe('gaussian noise', () => {
   it('has N(0, 1) statistics (mean, variance, kurtosis, tails, lag-1 correlation)', () => {
     const n = 400_000;
     const a = gaussianArray(n, 2024);
-    let s1 = 0, s2 = 0, s4 = 0, lag = 0, beyond3 = 0;
+    let s1 = 0,
+      s2 = 0,
+      s4 = 0,
+      lag = 0,
+      beyond3 = 0;
     for (let i = 0; i < n; i++) {
       const v = a[i]!;
       s1 += v;

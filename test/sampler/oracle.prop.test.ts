@@ -72,13 +72,29 @@ const flowCfg = (shift: number) => FlowMatchSchedulerConfigSchema.parse({ shift 
 
 const SAMPLERS: [string, (n: number) => Sampler, (n: number) => boolean][] = [
   ['ddim (reference rule)', () => new CogVideoXDDIMSampler(COGVIDEOX_5B_SCHEDULER), endsAtMinusOne],
-  ['ddim (schedule rule)', () => new CogVideoXDDIMSampler(COGVIDEOX_5B_SCHEDULER, { prevTimestep: 'schedule' }), () => true],
-  ['ddim 2B config (snr shift 3)', () => new CogVideoXDDIMSampler({ ...COGVIDEOX_5B_SCHEDULER, snr_shift_scale: 3 }, { prevTimestep: 'schedule' }), () => true],
+  [
+    'ddim (schedule rule)',
+    () => new CogVideoXDDIMSampler(COGVIDEOX_5B_SCHEDULER, { prevTimestep: 'schedule' }),
+    () => true,
+  ],
+  [
+    'ddim 2B config (snr shift 3)',
+    () => new CogVideoXDDIMSampler({ ...COGVIDEOX_5B_SCHEDULER, snr_shift_scale: 3 }, { prevTimestep: 'schedule' }),
+    () => true,
+  ],
   ['dpm (reference rule)', () => new CogVideoXDPMSampler(COGVIDEOX_5B_SCHEDULER), endsAtMinusOne],
-  ['dpm (schedule rule)', () => new CogVideoXDPMSampler(COGVIDEOX_5B_SCHEDULER, { prevTimestep: 'schedule' }), () => true],
+  [
+    'dpm (schedule rule)',
+    () => new CogVideoXDPMSampler(COGVIDEOX_5B_SCHEDULER, { prevTimestep: 'schedule' }),
+    () => true,
+  ],
   ['flow-euler shift 1', () => new FlowMatchEulerSampler(flowCfg(1)), () => true],
   ['flow-euler shift 3 (reference schedule)', () => new FlowMatchEulerSampler(flowCfg(3)), () => true],
-  ['flow-euler shift 3 (shift once)', () => new FlowMatchEulerSampler(flowCfg(3), { schedule: 'shift-once' }), () => true],
+  [
+    'flow-euler shift 3 (shift once)',
+    () => new FlowMatchEulerSampler(flowCfg(3), { schedule: 'shift-once' }),
+    () => true,
+  ],
 ];
 
 describe('oracle model → every sampler returns the clean sample', () => {
@@ -88,9 +104,19 @@ describe('oracle model → every sampler returns the clean sample', () => {
         fc.pre(applies(steps));
         const { result, x0 } = run(make(steps), steps, seed);
         const v = maxViolation(result, x0, TOL, TOL);
-        if (!v.ok) throw new Error(`${steps} steps, seed ${seed}: index ${v.index} got ${v.actual}, expected ${v.expected}`);
+        if (!v.ok)
+          throw new Error(`${steps} steps, seed ${seed}: index ${v.index} got ${v.actual}, expected ${v.expected}`);
       }),
-      { seed: 99, numRuns: 40, examples: [[1, 0], [2, 1], [3, 2], [50, 3]] },
+      {
+        seed: 99,
+        numRuns: 40,
+        examples: [
+          [1, 0],
+          [2, 1],
+          [3, 2],
+          [50, 3],
+        ],
+      },
     );
   });
 

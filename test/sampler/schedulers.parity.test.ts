@@ -6,13 +6,25 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { openSafetensors } from '../../src/io/safetensors.js';
-import { parseSchedulerConfig, type CogVideoXSchedulerConfig, type FlowMatchSchedulerConfig } from '../../src/config/schedulerConfig.js';
+import {
+  parseSchedulerConfig,
+  type CogVideoXSchedulerConfig,
+  type FlowMatchSchedulerConfig,
+} from '../../src/config/schedulerConfig.js';
 import { CogVideoXDDIMSampler } from '../../src/sampler/cogvideoxDdim.js';
 import { CogVideoXDPMSampler } from '../../src/sampler/cogvideoxDpm.js';
 import { FlowMatchEulerSampler } from '../../src/sampler/flowMatchEuler.js';
 import type { NoiseSource, Sampler } from '../../src/sampler/sampler.js';
 import { expectClose } from '../helpers/close.js';
-import { fixtureJson, fixturePath, get, loadFixture, numbers, toTensor, type FixtureTensor } from '../helpers/fixtures.js';
+import {
+  fixtureJson,
+  fixturePath,
+  get,
+  loadFixture,
+  numbers,
+  toTensor,
+  type FixtureTensor,
+} from '../helpers/fixtures.js';
 
 afterAll(() => shutdownBackends());
 
@@ -28,13 +40,23 @@ async function readF64(caseName: string, name: string): Promise<Float64Array> {
   }
 }
 
-async function expectTensor(label: string, actual: tf.Tensor, io: Map<string, FixtureTensor>, name: string): Promise<void> {
+async function expectTensor(
+  label: string,
+  actual: tf.Tensor,
+  io: Map<string, FixtureTensor>,
+  name: string,
+): Promise<void> {
   expect(actual.shape).toEqual(get(io, name).shape);
   expectClose(label, await actual.data(), get(io, name).data as Float32Array, STEP_TOL[0], STEP_TOL[1]);
 }
 
 /** Run the fixture's 10-step loop and compare every prev_sample (and pred_original_sample where stored). */
-async function checkLoop(caseName: string, sampler: Sampler, io: Map<string, FixtureTensor>, noise?: NoiseSource): Promise<number> {
+async function checkLoop(
+  caseName: string,
+  sampler: Sampler,
+  io: Map<string, FixtureTensor>,
+  noise?: NoiseSource,
+): Promise<number> {
   sampler.setTimesteps(10);
   let x = toTensor(io, 'sample.0');
   let compared = 0;
@@ -44,7 +66,12 @@ async function checkLoop(caseName: string, sampler: Sampler, io: Map<string, Fix
     await expectTensor(`${caseName} prev_sample.${i}`, out.prevSample, io, `prev_sample.${i}`);
     compared++;
     if (io.has(`pred_original_sample.${i}`)) {
-      await expectTensor(`${caseName} pred_original_sample.${i}`, out.predOriginalSample, io, `pred_original_sample.${i}`);
+      await expectTensor(
+        `${caseName} pred_original_sample.${i}`,
+        out.predOriginalSample,
+        io,
+        `pred_original_sample.${i}`,
+      );
       compared++;
     }
     tf.dispose([x, v, out.predOriginalSample]);
@@ -58,25 +85,30 @@ async function checkLoop(caseName: string, sampler: Sampler, io: Map<string, Fix
 const COGVIDEOX_CASES = ['scheduler_cogvideox_ddim', 'scheduler_cogvideox_ddim_2b', 'scheduler_cogvideox_dpm'];
 
 describe('CogVideoX schedules (backend-independent)', () => {
-  it.each(COGVIDEOX_CASES)('%s: alphas_cumprod (rtol 1e-12) and timesteps for 10 and 50 steps (exact)', async (caseName) => {
-    const io = await loadFixture(caseName);
-    const cfg = parseSchedulerConfig(fixtureJson(caseName, 'config.json')) as CogVideoXSchedulerConfig;
-    const s = new CogVideoXDDIMSampler(cfg);
-    const ref = await readF64(caseName, 'alphas_cumprod');
-    expect(s.alphasCumprod.length).toBe(ref.length);
-    ref.forEach((r, i) => {
-      const a = s.alphasCumprod[i]!;
-      if (Math.abs(a - r) > 1e-12 * Math.abs(r)) throw new Error(`alphas_cumprod[${i}]: ${a} vs ${r}`);
-    });
-    expect(s.alphasCumprod[999]).toBe(0);
-    s.setTimesteps(10);
-    expect([...s.timesteps]).toEqual(numbers(io, 'timesteps'));
-    s.setTimesteps(50);
-    expect([...s.timesteps]).toEqual(numbers(io, 'timesteps.50'));
-  });
+  it.each(COGVIDEOX_CASES)(
+    '%s: alphas_cumprod (rtol 1e-12) and timesteps for 10 and 50 steps (exact)',
+    async (caseName) => {
+      const io = await loadFixture(caseName);
+      const cfg = parseSchedulerConfig(fixtureJson(caseName, 'config.json')) as CogVideoXSchedulerConfig;
+      const s = new CogVideoXDDIMSampler(cfg);
+      const ref = await readF64(caseName, 'alphas_cumprod');
+      expect(s.alphasCumprod.length).toBe(ref.length);
+      ref.forEach((r, i) => {
+        const a = s.alphasCumprod[i]!;
+        if (Math.abs(a - r) > 1e-12 * Math.abs(r)) throw new Error(`alphas_cumprod[${i}]: ${a} vs ${r}`);
+      });
+      expect(s.alphasCumprod[999]).toBe(0);
+      s.setTimesteps(10);
+      expect([...s.timesteps]).toEqual(numbers(io, 'timesteps'));
+      s.setTimesteps(50);
+      expect([...s.timesteps]).toEqual(numbers(io, 'timesteps.50'));
+    },
+  );
 
   it('trailing timesteps: numpy arange quirk (n + 1 values) is dropped; 3 steps give 999, 666, 332', () => {
-    const cfg = parseSchedulerConfig(fixtureJson('scheduler_cogvideox_ddim', 'config.json')) as CogVideoXSchedulerConfig;
+    const cfg = parseSchedulerConfig(
+      fixtureJson('scheduler_cogvideox_ddim', 'config.json'),
+    ) as CogVideoXSchedulerConfig;
     const s = new CogVideoXDDIMSampler(cfg);
     s.setTimesteps(3);
     expect([...s.timesteps]).toEqual([999, 666, 332]);
@@ -108,12 +140,15 @@ describe.each(['cpu', 'wasm'] as const)('scheduler parity on %s', (backend) => {
     tf.dispose([x0, eps, noisy, vel, x01, eps1, t0]);
   });
 
-  it.each(['scheduler_cogvideox_ddim', 'scheduler_cogvideox_ddim_2b'])('%s: 10-step loop, every prev_sample and pred_original_sample', async (caseName) => {
-    await selectBackend(backend);
-    const io = await loadFixture(caseName);
-    const cfg = parseSchedulerConfig(fixtureJson(caseName, 'config.json')) as CogVideoXSchedulerConfig;
-    expect(await checkLoop(caseName, new CogVideoXDDIMSampler(cfg), io)).toBe(20);
-  });
+  it.each(['scheduler_cogvideox_ddim', 'scheduler_cogvideox_ddim_2b'])(
+    '%s: 10-step loop, every prev_sample and pred_original_sample',
+    async (caseName) => {
+      await selectBackend(backend);
+      const io = await loadFixture(caseName);
+      const cfg = parseSchedulerConfig(fixtureJson(caseName, 'config.json')) as CogVideoXSchedulerConfig;
+      expect(await checkLoop(caseName, new CogVideoXDDIMSampler(cfg), io)).toBe(20);
+    },
+  );
 
   it('scheduler_cogvideox_dpm: 10-step loop replaying the recorded step noise', async () => {
     await selectBackend(backend);
@@ -134,28 +169,33 @@ describe.each(['cpu', 'wasm'] as const)('scheduler parity on %s', (backend) => {
     expect(requested).toEqual(['0.0', '1.1', '2.1', '3.1', '4.1', '5.1', '6.1', '7.1', '8.1', '9.0']);
   });
 
-  it.each(['scheduler_flow_match_euler_shift1', 'scheduler_flow_match_euler_shift3'])('%s: sigmas, timesteps, loop, scale_noise', async (caseName) => {
-    await selectBackend(backend);
-    const io = await loadFixture(caseName);
-    const cfg = parseSchedulerConfig(fixtureJson(caseName, 'config.json')) as FlowMatchSchedulerConfig;
-    const s = new FlowMatchEulerSampler(cfg);
-    expectClose('train_sigmas', s.trainSigmas, get(io, 'train_sigmas').data as Float32Array, 1e-6);
-    s.setTimesteps(10);
-    expectClose('sigmas', s.sigmas, get(io, 'sigmas').data as Float32Array, 1e-6);
-    expectClose('timesteps', s.timesteps as number[], get(io, 'timesteps').data as Float32Array, 1e-3);
-    expect(await checkLoop(caseName, s, io)).toBe(10);
-    s.setTimesteps(10);
-    const x0 = toTensor(io, 'scale_noise.sample');
-    const eps = toTensor(io, 'scale_noise.noise');
-    const out = s.addNoise(x0, eps, numbers(io, 'scale_noise.timesteps'));
-    await expectTensor('scale_noise.out', out, io, 'scale_noise.out');
-    tf.dispose([x0, eps, out]);
-  });
+  it.each(['scheduler_flow_match_euler_shift1', 'scheduler_flow_match_euler_shift3'])(
+    '%s: sigmas, timesteps, loop, scale_noise',
+    async (caseName) => {
+      await selectBackend(backend);
+      const io = await loadFixture(caseName);
+      const cfg = parseSchedulerConfig(fixtureJson(caseName, 'config.json')) as FlowMatchSchedulerConfig;
+      const s = new FlowMatchEulerSampler(cfg);
+      expectClose('train_sigmas', s.trainSigmas, get(io, 'train_sigmas').data as Float32Array, 1e-6);
+      s.setTimesteps(10);
+      expectClose('sigmas', s.sigmas, get(io, 'sigmas').data as Float32Array, 1e-6);
+      expectClose('timesteps', s.timesteps as number[], get(io, 'timesteps').data as Float32Array, 1e-3);
+      expect(await checkLoop(caseName, s, io)).toBe(10);
+      s.setTimesteps(10);
+      const x0 = toTensor(io, 'scale_noise.sample');
+      const eps = toTensor(io, 'scale_noise.noise');
+      const out = s.addNoise(x0, eps, numbers(io, 'scale_noise.timesteps'));
+      await expectTensor('scale_noise.out', out, io, 'scale_noise.out');
+      tf.dispose([x0, eps, out]);
+    },
+  );
 });
 
 describe('flow-match schedule variants', () => {
   it("'reference' shifts the smallest sigma twice; 'shift-once' once", async () => {
-    const cfg = parseSchedulerConfig(fixtureJson('scheduler_flow_match_euler_shift3', 'config.json')) as FlowMatchSchedulerConfig;
+    const cfg = parseSchedulerConfig(
+      fixtureJson('scheduler_flow_match_euler_shift3', 'config.json'),
+    ) as FlowMatchSchedulerConfig;
     const shift = (s: number) => (3 * s) / (1 + 2 * s);
     const ref = new FlowMatchEulerSampler(cfg);
     ref.setTimesteps(10);

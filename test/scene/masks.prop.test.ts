@@ -6,7 +6,15 @@ import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import { denseMask, maskAllows, maskBlocks } from '../../src/scene/masks.js';
 import { segmentRoles, tokenRoles } from '../helpers/sceneRoles.js';
-import { layoutTotals, textRange, tokenAt, videoRange, textStreamRange, videoStreamRange, type SceneLayout } from '../../src/scene/layout.js';
+import {
+  layoutTotals,
+  textRange,
+  tokenAt,
+  videoRange,
+  textStreamRange,
+  videoStreamRange,
+  type SceneLayout,
+} from '../../src/scene/layout.js';
 
 const SEED = 20240611;
 const RUNS = 200;

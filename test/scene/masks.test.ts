@@ -5,7 +5,14 @@
 import { describe, expect, it } from '@jest/globals';
 import { denseMask, maskAllows, maskBlocks, MaskTooLargeError, renderMaskAscii } from '../../src/scene/masks.js';
 import { segmentRoles, tokenRole, tokenRoles } from '../helpers/sceneRoles.js';
-import { LayoutError, layoutTotals, tokenAt, uniformLayout, validateLayout, type SceneLayout } from '../../src/scene/layout.js';
+import {
+  LayoutError,
+  layoutTotals,
+  tokenAt,
+  uniformLayout,
+  validateLayout,
+  type SceneLayout,
+} from '../../src/scene/layout.js';
 import { get, loadFixture } from '../helpers/fixtures.js';
 
 describe('denseMask vs the reference (attn_msk_version 2)', () => {
@@ -26,7 +33,10 @@ describe('denseMask vs the reference (attn_msk_version 2)', () => {
 
 describe('maskBlocks', () => {
   it('describes 3 × (3 text, 4 video) as six query blocks with gathered key ranges', () => {
-    const b = maskBlocks(uniformLayout(3, 3, 4)).map((x) => `${x.kind[0]}${x.scene} [${x.query.start},${x.query.end}) <- ${x.keys.map((r) => `[${r.start},${r.end})`).join(' ')}`);
+    const b = maskBlocks(uniformLayout(3, 3, 4)).map(
+      (x) =>
+        `${x.kind[0]}${x.scene} [${x.query.start},${x.query.end}) <- ${x.keys.map((r) => `[${r.start},${r.end})`).join(' ')}`,
+    );
     expect(b).toEqual([
       't0 [0,3) <- [0,3) [9,13)',
       't1 [3,6) <- [3,6) [13,17)',
@@ -43,7 +53,11 @@ describe('maskBlocks', () => {
   });
 
   it('a scene without text has no text block', () => {
-    expect(maskBlocks({ text: [0, 2], video: [1, 1] }).map((x) => `${x.kind}${x.scene}`)).toEqual(['text1', 'video0', 'video1']);
+    expect(maskBlocks({ text: [0, 2], video: [1, 1] }).map((x) => `${x.kind}${x.scene}`)).toEqual([
+      'text1',
+      'video0',
+      'video1',
+    ]);
   });
 });
 
@@ -89,7 +103,9 @@ describe('renderMaskAscii', () => {
   it('refuses token granularity above maxTokens', () => {
     expect(() => renderMaskAscii(uniformLayout(3, 6, 100), { granularity: 'token' })).toThrow(MaskTooLargeError); // 318 > 256
     expect(() => renderMaskAscii(uniformLayout(3, 6, 48), { granularity: 'token', maxTokens: 161 })).toThrow(/162×162/);
-    expect(renderMaskAscii(uniformLayout(3, 6, 48), { granularity: 'token', maxTokens: 200 }).split('\n')).toHaveLength(163);
+    expect(renderMaskAscii(uniformLayout(3, 6, 48), { granularity: 'token', maxTokens: 200 }).split('\n')).toHaveLength(
+      163,
+    );
   });
 });
 
@@ -142,6 +158,16 @@ describe('single entries and roles', () => {
     expect(tokenRole(l, 1, 14)).toBe('target');
     const roles = tokenRoles(l, 1);
     expect(roles.map((r) => (r === 'target' ? 'x' : '.')).join('')).toBe('...xxx.......xxxx....');
-    expect(tokenRoles(l, 1, 'text')).toEqual(['condition', 'condition', 'condition', 'target', 'target', 'target', 'condition', 'condition', 'condition']);
+    expect(tokenRoles(l, 1, 'text')).toEqual([
+      'condition',
+      'condition',
+      'condition',
+      'target',
+      'target',
+      'target',
+      'condition',
+      'condition',
+      'condition',
+    ]);
   });
 });

@@ -17,7 +17,16 @@ import { fixtureJson, get, loadFixture, numbers, type FixtureTensor } from '../h
 
 const CASE = 'cogvideox_encode_prompt';
 interface Calls {
-  calls: Record<string, { prompt?: string | string[]; prompts?: string[]; negative_prompt: string | null; num_videos_per_prompt?: number; batch_size?: number }>;
+  calls: Record<
+    string,
+    {
+      prompt?: string | string[];
+      prompts?: string[];
+      negative_prompt: string | null;
+      num_videos_per_prompt?: number;
+      batch_size?: number;
+    }
+  >;
 }
 const meta = fixtureJson<Calls>(CASE, 'meta.json');
 const L = 32;
@@ -34,12 +43,21 @@ class RecordedTokenizer implements PromptTokenizer {
     texts.forEach((t, i) => {
       const row = ids.slice(i * L, (i + 1) * L);
       const known = this.rows.get(t);
-      if (known !== undefined && known.join() !== row.join()) throw new Error(`fixture gives two id rows for ${JSON.stringify(t)}`);
+      if (known !== undefined && known.join() !== row.join())
+        throw new Error(`fixture gives two id rows for ${JSON.stringify(t)}`);
       this.rows.set(t, row);
     });
   }
   encodeBatch(texts: readonly string[]): Int32Array {
-    return Int32Array.from(texts.flatMap((t) => this.rows.get(t) ?? (() => { throw new Error(`no recorded ids for ${JSON.stringify(t)}`); })()));
+    return Int32Array.from(
+      texts.flatMap(
+        (t) =>
+          this.rows.get(t) ??
+          (() => {
+            throw new Error(`no recorded ids for ${JSON.stringify(t)}`);
+          })(),
+      ),
+    );
   }
 }
 const tok = new RecordedTokenizer();
@@ -48,7 +66,9 @@ beforeAll(async () => {
   await selectBackend('cpu');
   io = await loadFixture(CASE);
   const weights = await loadFixture(CASE, 'weights.safetensors');
-  const config = parseTextEncoderConfig(fixtureJson<{ text_encoder: unknown }>(CASE, 'config.json').text_encoder).config;
+  const config = parseTextEncoderConfig(
+    fixtureJson<{ text_encoder: unknown }>(CASE, 'config.json').text_encoder,
+  ).config;
   const tensors = new Map([...weights].map(([n, t]) => [n, tf.tensor(t.data as Float32Array, t.shape)]));
   const ws = WeightSource.fromTensors(CASE, tensors);
   encoder = new T5Encoder(config, ws);
@@ -77,7 +97,10 @@ describe('diffusers CogVideoXPipeline.encode_prompt', () => {
     test(group, async () => {
       const call = meta.calls[group]!;
       const pe = new PromptEncoder(tok, encoder);
-      const { prompt, negative } = pe.encodePrompt(call.prompt!, { ...(call.negative_prompt !== null ? { negativePrompt: call.negative_prompt } : {}), numVideosPerPrompt: call.num_videos_per_prompt ?? 1 });
+      const { prompt, negative } = pe.encodePrompt(call.prompt!, {
+        ...(call.negative_prompt !== null ? { negativePrompt: call.negative_prompt } : {}),
+        numVideosPerPrompt: call.num_videos_per_prompt ?? 1,
+      });
       await expectTensor(`${group}.prompt_embeds`, prompt);
       await expectTensor(`${group}.negative_prompt_embeds`, negative!);
     });
@@ -85,7 +108,10 @@ describe('diffusers CogVideoXPipeline.encode_prompt', () => {
 
   test('the unmasked T5 call is the reference: masking padding changes the embeddings', async () => {
     const call = meta.calls['diffusers_a']!;
-    const masked = new PromptEncoder({ ...tok, length: L, vocabSize: tok.vocabSize, encodeBatch: (t) => tok.encodeBatch(t), attentionMask: 'padding' }, encoder);
+    const masked = new PromptEncoder(
+      { ...tok, length: L, vocabSize: tok.vocabSize, encodeBatch: (t) => tok.encodeBatch(t), attentionMask: 'padding' },
+      encoder,
+    );
     const { prompt } = masked.encodePrompt(call.prompt!, { guidance: false });
     const want = get(io, 'diffusers_a.prompt_embeds').data as Float32Array;
     const got = (await prompt.data()) as Float32Array;
@@ -100,7 +126,10 @@ describe('Mask²DiT multi-scene context', () => {
   for (const group of ['mask2dit_multiscene', 'mask2dit_multiscene_batch2', 'mask2dit_conditional']) {
     test(group, async () => {
       const call = meta.calls[group]!;
-      const ctx = new PromptEncoder(tok, encoder).multiSceneContext(call.prompts!, { batchSize: call.batch_size ?? 1, negativePrompt: call.negative_prompt ?? '' });
+      const ctx = new PromptEncoder(tok, encoder).multiSceneContext(call.prompts!, {
+        batchSize: call.batch_size ?? 1,
+        negativePrompt: call.negative_prompt ?? '',
+      });
       await expectTensor(`${group}.encoder_hidden_states`, ctx);
     });
   }

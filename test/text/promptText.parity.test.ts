@@ -33,8 +33,13 @@ beforeAll(async () => {
   await selectBackend('cpu');
   io = await loadFixture(CASE);
   const weights = await loadFixture(CASE, 'weights.safetensors');
-  const config = parseTextEncoderConfig(fixtureJson<{ text_encoder: unknown }>(CASE, 'config.json').text_encoder).config;
-  const ws = WeightSource.fromTensors(CASE, new Map([...weights].map(([n, t]) => [n, tf.tensor(t.data as Float32Array, t.shape)])));
+  const config = parseTextEncoderConfig(
+    fixtureJson<{ text_encoder: unknown }>(CASE, 'config.json').text_encoder,
+  ).config;
+  const ws = WeightSource.fromTensors(
+    CASE,
+    new Map([...weights].map(([n, t]) => [n, tf.tensor(t.data as Float32Array, t.shape)])),
+  );
   const encoder = new T5Encoder(config, ws);
   ws.finish(true);
   pe = new PromptEncoder(loadPromptTokenizer(fixturePath(CASE, 'spiece.model'), { maxLength: 32 }), encoder);
@@ -50,23 +55,49 @@ describe('cogvideox_encode_prompt from text', () => {
       const prompts = promptsOf(call);
       expect(Array.from(pe.tokenizer.encodeBatch(prompts))).toEqual(numbers(io, `${group}.input_ids`));
       const nNeg = get(io, `${group}.negative_input_ids`).shape[0]!;
-      expect(Array.from(pe.tokenizer.encodeBatch(Array<string>(nNeg).fill(call.negative_prompt ?? '')))).toEqual(numbers(io, `${group}.negative_input_ids`));
+      expect(Array.from(pe.tokenizer.encodeBatch(Array<string>(nNeg).fill(call.negative_prompt ?? '')))).toEqual(
+        numbers(io, `${group}.negative_input_ids`),
+      );
     }
   });
 
   test('diffusers encode_prompt and the Mask²DiT contexts', async () => {
     for (const group of ['diffusers_a', 'diffusers_b']) {
       const call = calls[group]!;
-      const { prompt, negative } = pe.encodePrompt(promptsOf(call), { ...(call.negative_prompt !== null ? { negativePrompt: call.negative_prompt } : {}), numVideosPerPrompt: call.num_videos_per_prompt ?? 1 });
-      expectClose(`${group}.prompt_embeds`, await prompt.data(), get(io, `${group}.prompt_embeds`).data as Float32Array, 1e-4, 1e-4);
-      expectClose(`${group}.negative_prompt_embeds`, await negative!.data(), get(io, `${group}.negative_prompt_embeds`).data as Float32Array, 1e-4, 1e-4);
+      const { prompt, negative } = pe.encodePrompt(promptsOf(call), {
+        ...(call.negative_prompt !== null ? { negativePrompt: call.negative_prompt } : {}),
+        numVideosPerPrompt: call.num_videos_per_prompt ?? 1,
+      });
+      expectClose(
+        `${group}.prompt_embeds`,
+        await prompt.data(),
+        get(io, `${group}.prompt_embeds`).data as Float32Array,
+        1e-4,
+        1e-4,
+      );
+      expectClose(
+        `${group}.negative_prompt_embeds`,
+        await negative!.data(),
+        get(io, `${group}.negative_prompt_embeds`).data as Float32Array,
+        1e-4,
+        1e-4,
+      );
       tf.dispose([prompt, negative!]);
     }
     for (const group of ['mask2dit_multiscene', 'mask2dit_multiscene_batch2', 'mask2dit_conditional']) {
       const call = calls[group]!;
-      const ctx = pe.multiSceneContext(promptsOf(call), { batchSize: call.batch_size ?? 1, negativePrompt: call.negative_prompt ?? '' });
+      const ctx = pe.multiSceneContext(promptsOf(call), {
+        batchSize: call.batch_size ?? 1,
+        negativePrompt: call.negative_prompt ?? '',
+      });
       expect(ctx.shape).toEqual(get(io, `${group}.encoder_hidden_states`).shape);
-      expectClose(`${group}.encoder_hidden_states`, await ctx.data(), get(io, `${group}.encoder_hidden_states`).data as Float32Array, 1e-4, 1e-4);
+      expectClose(
+        `${group}.encoder_hidden_states`,
+        await ctx.data(),
+        get(io, `${group}.encoder_hidden_states`).data as Float32Array,
+        1e-4,
+        1e-4,
+      );
       ctx.dispose();
     }
   });

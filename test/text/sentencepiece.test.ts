@@ -30,7 +30,9 @@ async function mismatches(caseName: string, sp: SentencePieceModel): Promise<str
     const expected = ids.slice(offsets[i]!, offsets[i + 1]!);
     const got = sp.encodePieces(s);
     if (got.map((p) => p.id).join() !== expected.join()) {
-      bad.push(`row ${i} ${JSON.stringify(s)}\n  expected ${expected.map((id) => sp.idToPiece(id)).join('|')} [${expected.join(',')}]\n  actual   ${got.map((p) => p.piece).join('|')} [${got.map((p) => p.id).join(',')}]`);
+      bad.push(
+        `row ${i} ${JSON.stringify(s)}\n  expected ${expected.map((id) => sp.idToPiece(id)).join('|')} [${expected.join(',')}]\n  actual   ${got.map((p) => p.piece).join('|')} [${got.map((p) => p.id).join(',')}]`,
+      );
     }
   });
   return bad;
@@ -67,7 +69,14 @@ describe('SentencePieceModel parity', () => {
     expect(t5.pieceToId('\u2581a')).toBe(9);
     expect(t5.pieceToId('no such piece')).toBe(2);
     expect(t5.normalizer.spec.name).toBe('nmt_nfkc');
-    expect(t5.trainerSpec).toMatchObject({ modelType: 1, unkId: 2, eosId: 1, padId: 0, bosId: -1, byteFallback: false });
+    expect(t5.trainerSpec).toMatchObject({
+      modelType: 1,
+      unkId: 2,
+      eosId: 1,
+      padId: 0,
+      bosId: -1,
+      byteFallback: false,
+    });
     expect(upstream.vocabSize).toBe(1000);
     expect(upstream.unkId).toBe(0);
     expect([1, 2].map((id) => upstream.idToPiece(id))).toEqual(['<s>', '</s>']);
@@ -125,13 +134,18 @@ function floatField(no: number, v: number): number[] {
 
 function buildModel(pieces: [string, number, number][], trainer: number[], normalizer: number[]): Uint8Array {
   const out: number[] = [];
-  for (const [p, score, type] of pieces) out.push(...bytesField(1, [...strField(1, p), ...floatField(2, score), ...intField(3, type)]));
+  for (const [p, score, type] of pieces)
+    out.push(...bytesField(1, [...strField(1, p), ...floatField(2, score), ...intField(3, type)]));
   out.push(...bytesField(2, trainer), ...bytesField(3, normalizer));
   return Uint8Array.from(out);
 }
 
 const identity = [...strField(1, 'identity'), ...intField(3, 1), ...intField(4, 1), ...intField(5, 1)];
-const bytePieces = Array.from({ length: 256 }, (_, b): [string, number, number] => [`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, 0, PieceType.BYTE]);
+const bytePieces = Array.from({ length: 256 }, (_, b): [string, number, number] => [
+  `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`,
+  0,
+  PieceType.BYTE,
+]);
 
 describe('SentencePieceModel on a hand-built model', () => {
   const basePieces: [string, number, number][] = [
@@ -153,11 +167,19 @@ describe('SentencePieceModel on a hand-built model', () => {
     expect(sp.encodePieces('bb').map((p) => p.piece)).toEqual(['\u2581', 'b', 'b']); // 'bb' is UNUSED
     expect(sp.encodePieces('a<sep>b').map((p) => p.piece)).toEqual(['\u2581', 'a', '<sep>', 'b']);
     // unknown 'x', 'y' merge into one <unk>; score min − 10 makes a known piece always preferable
-    expect(sp.encodePieces('xy a').map((p) => [p.piece, p.id])).toEqual([['\u2581', 3], ['xy', 0], ['\u2581', 3], ['a', 4]]);
+    expect(sp.encodePieces('xy a').map((p) => [p.piece, p.id])).toEqual([
+      ['\u2581', 3],
+      ['xy', 0],
+      ['\u2581', 3],
+      ['a', 4],
+    ]);
   });
 
   test('byte fallback: unknown characters become <0xXX> pieces, decode puts the bytes back', () => {
-    const sp = SentencePieceModel.fromBytes(buildModel([...basePieces, ...bytePieces], [...intField(3, 1), ...intField(35, 1)], identity), 'bytes.model');
+    const sp = SentencePieceModel.fromBytes(
+      buildModel([...basePieces, ...bytePieces], [...intField(3, 1), ...intField(35, 1)], identity),
+      'bytes.model',
+    );
     const got = sp.encodePieces('aé');
     expect(got.map((p) => p.piece)).toEqual(['\u2581', 'a', '<0xC3>', '<0xA9>']);
     expect(sp.decode(got.map((p) => p.id))).toBe('aé');
@@ -165,7 +187,9 @@ describe('SentencePieceModel on a hand-built model', () => {
 
   test('a model with another model_type (BPE) is refused, naming the file and what is supported', () => {
     const bpe = buildModel(basePieces, [...intField(3, 2)], identity);
-    expect(() => SentencePieceModel.fromBytes(bpe, 'bpe.model')).toThrow(/bpe\.model: .*model_type is BPE; only Unigram/);
+    expect(() => SentencePieceModel.fromBytes(bpe, 'bpe.model')).toThrow(
+      /bpe\.model: .*model_type is BPE; only Unigram/,
+    );
   });
 
   test('no <unk>, duplicate pieces, missing specs: typed errors naming the file', () => {

@@ -13,7 +13,18 @@ import { T5Encoder } from '../../src/text/textEncoder.js';
 let model: T5Encoder;
 beforeAll(async () => {
   await selectBackend('wasm');
-  model = T5Encoder.init(parseTextEncoderConfig({ vocab_size: 64, d_model: 32, d_kv: 8, num_heads: 4, num_layers: 2, d_ff: 48, feed_forward_proj: 'gated-gelu' }).config, 1);
+  model = T5Encoder.init(
+    parseTextEncoderConfig({
+      vocab_size: 64,
+      d_model: 32,
+      d_kv: 8,
+      num_heads: 4,
+      num_layers: 2,
+      d_ff: 48,
+      feed_forward_proj: 'gated-gelu',
+    }).config,
+    1,
+  );
 });
 afterEach(() => {
   delete process.env['MASK2DIT_WASM_BUDGET_MIB'];
@@ -25,7 +36,11 @@ afterAll(() => {
 
 describe('T5 memory check', () => {
   test('refused over the budget before running, runs under it', () => {
-    const ids = tf.tensor2d(Int32Array.from({ length: 2 * 40 }, (_, i) => i % 64), [2, 40], 'int32');
+    const ids = tf.tensor2d(
+      Int32Array.from({ length: 2 * 40 }, (_, i) => i % 64),
+      [2, 40],
+      'int32',
+    );
     const est = model.peakEstimate(2, 40, false).totalBytes;
     process.env['MASK2DIT_WASM_BUDGET_MIB'] = String((tf.memory().numBytes + est / 2) / 2 ** 20);
     const before = tf.memory().numTensors;

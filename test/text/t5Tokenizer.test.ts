@@ -51,7 +51,8 @@ describe('T5Tokenizer parity (t5_tokenizer)', () => {
     strings.forEach((s, i) => {
       const got = legacy.tokenize(s);
       expect(got.pieces).toHaveLength(got.ids.length);
-      if (got.ids.join() !== ragged(ids, offsets, i).join()) bad.push(describeRow(legacy, i, s, ragged(ids, offsets, i), got.ids));
+      if (got.ids.join() !== ragged(ids, offsets, i).join())
+        bad.push(describeRow(legacy, i, s, ragged(ids, offsets, i), got.ids));
     });
     expect(bad).toEqual([]);
   });
@@ -68,7 +69,8 @@ describe('T5Tokenizer parity (t5_tokenizer)', () => {
       const p = Array.from(nonLegacy.encode(s));
       if (p.join() !== rows(padded, k).join()) bad.push(describeRow(nonLegacy, r, s, rows(padded, k), p));
       const u = nonLegacy.tokenize(s).ids;
-      if (u.join() !== ragged(ids, offsets, k).join()) bad.push(describeRow(nonLegacy, r, s, ragged(ids, offsets, k), u));
+      if (u.join() !== ragged(ids, offsets, k).join())
+        bad.push(describeRow(nonLegacy, r, s, ragged(ids, offsets, k), u));
     });
     const legacyPadded = numbers(io, 't5.input_ids');
     const legacyIds = numbers(io, 't5.untruncated.ids');
@@ -78,13 +80,25 @@ describe('T5Tokenizer parity (t5_tokenizer)', () => {
       const p = Array.from(nonLegacy.encode(s));
       if (p.join() !== rows(legacyPadded, i).join()) bad.push(describeRow(nonLegacy, i, s, rows(legacyPadded, i), p));
       const u = nonLegacy.tokenize(s).ids;
-      if (u.join() !== ragged(legacyIds, legacyOffsets, i).join()) bad.push(describeRow(nonLegacy, i, s, ragged(legacyIds, legacyOffsets, i), u));
+      if (u.join() !== ragged(legacyIds, legacyOffsets, i).join())
+        bad.push(describeRow(nonLegacy, i, s, ragged(legacyIds, legacyOffsets, i), u));
     });
     expect(bad).toEqual([]);
   });
 
   test('the examples of meta.json: pieces and ids, legacy and not', () => {
-    const meta = fixtureJson<{ examples: Record<string, { string: string; t5_legacy_pieces: string[]; t5_legacy_ids: number[]; t5_nonlegacy_pieces: string[]; t5_nonlegacy_ids: number[] }> }>('t5_tokenizer', 'meta.json');
+    const meta = fixtureJson<{
+      examples: Record<
+        string,
+        {
+          string: string;
+          t5_legacy_pieces: string[];
+          t5_legacy_ids: number[];
+          t5_nonlegacy_pieces: string[];
+          t5_nonlegacy_ids: number[];
+        }
+      >;
+    }>('t5_tokenizer', 'meta.json');
     for (const ex of Object.values(meta.examples)) {
       expect(legacy.tokenizeToPieces(ex.string)).toEqual(ex.t5_legacy_pieces);
       expect(legacy.tokenize(ex.string).ids).toEqual(ex.t5_legacy_ids);
@@ -119,11 +133,16 @@ describe('T5Tokenizer parity (cogvideox_encode_prompt)', () => {
     prompts?: string[];
     negative_prompt: string | null;
   }
-  const meta = fixtureJson<{ calls: Record<string, Call>; max_sequence_length: number }>('cogvideox_encode_prompt', 'meta.json');
+  const meta = fixtureJson<{ calls: Record<string, Call>; max_sequence_length: number }>(
+    'cogvideox_encode_prompt',
+    'meta.json',
+  );
 
   test('every group: input_ids and negative_input_ids exactly as the pipelines passed them to T5', async () => {
     const enc = await loadFixture('cogvideox_encode_prompt');
-    const tok = T5Tokenizer.fromFolder(fixturePath('cogvideox_encode_prompt', 'spiece.model'), { length: meta.max_sequence_length });
+    const tok = T5Tokenizer.fromFolder(fixturePath('cogvideox_encode_prompt', 'spiece.model'), {
+      length: meta.max_sequence_length,
+    });
     expect(tok.length).toBe(32);
     const groups = Object.entries(meta.calls);
     expect(groups).toHaveLength(5);
@@ -156,7 +175,9 @@ describe('T5Tokenizer report and decode', () => {
     const text = 'A cat walks on the grass, realistic.';
     expect(legacy.decode(legacy.encode(text))).toBe(text);
     // transformers' convert_tokens_to_string puts the space before the text that precedes a special token
-    expect(legacy.decode(legacy.tokenize('fill <extra_id_1> here').ids, { skipSpecialTokens: false })).toBe('fill<extra_id_1> here</s>');
+    expect(legacy.decode(legacy.tokenize('fill <extra_id_1> here').ids, { skipSpecialTokens: false })).toBe(
+      'fill<extra_id_1> here</s>',
+    );
     expect(legacy.decode(legacy.tokenize('fill <extra_id_1> here').ids)).toBe('fill here');
   });
 
@@ -199,8 +220,21 @@ describe('T5Tokenizer.fromFolder', () => {
   }
 
   test('a pipeline folder (tokenizer/spiece.model + tokenizer_config.json) and a tokenizer folder', () => {
-    const cfg = { tokenizer_class: 'T5Tokenizer', legacy: false, extra_ids: 100, model_max_length: 226, additional_special_tokens: Array.from({ length: 100 }, (_, i) => `<extra_id_${i}>`), eos_token: '</s>', pad_token: '<pad>', unk_token: { content: '<unk>' } };
-    const pipe = folder('pipe', { 'model_index.json': '{}', 'tokenizer/spiece.model': spiece(), 'tokenizer/tokenizer_config.json': JSON.stringify(cfg) });
+    const cfg = {
+      tokenizer_class: 'T5Tokenizer',
+      legacy: false,
+      extra_ids: 100,
+      model_max_length: 226,
+      additional_special_tokens: Array.from({ length: 100 }, (_, i) => `<extra_id_${i}>`),
+      eos_token: '</s>',
+      pad_token: '<pad>',
+      unk_token: { content: '<unk>' },
+    };
+    const pipe = folder('pipe', {
+      'model_index.json': '{}',
+      'tokenizer/spiece.model': spiece(),
+      'tokenizer/tokenizer_config.json': JSON.stringify(cfg),
+    });
     const tok = T5Tokenizer.fromFolder(pipe, { length: L });
     expect(tok.legacy).toBe(false); // from tokenizer_config.json
     expect(tok.modelMaxLength).toBe(226);
@@ -213,9 +247,17 @@ describe('T5Tokenizer.fromFolder', () => {
   });
 
   test('added_tokens_decoder decides lstrip/rstrip (here: <extra_id_1> keeps its spaces)', () => {
-    const cfg = { added_tokens_decoder: { '2098': { content: '<extra_id_1>', lstrip: false, rstrip: false, special: true } } };
-    const tok = T5Tokenizer.fromFolder(folder('added', { 'spiece.model': spiece(), 'tokenizer_config.json': JSON.stringify(cfg) }));
-    expect(tok.tokenizeToPieces('fill <extra_id_1> here')).toEqual([...legacy.tokenizeToPieces('fill '), '<extra_id_1>', ...legacy.tokenizeToPieces(' here')]);
+    const cfg = {
+      added_tokens_decoder: { '2098': { content: '<extra_id_1>', lstrip: false, rstrip: false, special: true } },
+    };
+    const tok = T5Tokenizer.fromFolder(
+      folder('added', { 'spiece.model': spiece(), 'tokenizer_config.json': JSON.stringify(cfg) }),
+    );
+    expect(tok.tokenizeToPieces('fill <extra_id_1> here')).toEqual([
+      ...legacy.tokenizeToPieces('fill '),
+      '<extra_id_1>',
+      ...legacy.tokenizeToPieces(' here'),
+    ]);
     expect(tok.tokenizeToPieces('a <extra_id_2> b')).toEqual(legacy.tokenizeToPieces('a <extra_id_2> b'));
   });
 
@@ -224,10 +266,18 @@ describe('T5Tokenizer.fromFolder', () => {
       'spiece.model': spiece(),
       'tokenizer_config.json': JSON.stringify({ extra_ids: 100, legacy: true }),
       'added_tokens.json': JSON.stringify({ '<extra_id_1>': 2098 }),
-      'special_tokens_map.json': JSON.stringify({ eos_token: { content: '</s>', lstrip: false }, pad_token: '<pad>', unk_token: '<unk>' }),
+      'special_tokens_map.json': JSON.stringify({
+        eos_token: { content: '</s>', lstrip: false },
+        pad_token: '<pad>',
+        unk_token: '<unk>',
+      }),
     });
     const tok = T5Tokenizer.fromFolder(old);
-    expect(tok.tokenizeToPieces('fill <extra_id_1> here')).toEqual([...legacy.tokenizeToPieces('fill '), '<extra_id_1>', ...legacy.tokenizeToPieces(' here')]);
+    expect(tok.tokenizeToPieces('fill <extra_id_1> here')).toEqual([
+      ...legacy.tokenizeToPieces('fill '),
+      '<extra_id_1>',
+      ...legacy.tokenizeToPieces(' here'),
+    ]);
     expect(tok.tokenizeToPieces('fill <extra_id_2> here')).toEqual(legacy.tokenizeToPieces('fill <extra_id_2> here'));
     // with added_tokens_decoder the config alone counts: special_tokens_map.json is not read
     const saved = folder('saved', {
@@ -236,16 +286,28 @@ describe('T5Tokenizer.fromFolder', () => {
       'special_tokens_map.json': JSON.stringify({ eos_token: '<unk>' }),
     });
     expect(T5Tokenizer.fromFolder(saved).eosId).toBe(1);
-    expect(T5Tokenizer.fromFolder(folder('mapped', { 'spiece.model': spiece(), 'special_tokens_map.json': JSON.stringify({ eos_token: '<unk>' }) })).eosId).toBe(2);
+    expect(
+      T5Tokenizer.fromFolder(
+        folder('mapped', {
+          'spiece.model': spiece(),
+          'special_tokens_map.json': JSON.stringify({ eos_token: '<unk>' }),
+        }),
+      ).eosId,
+    ).toBe(2);
   });
 
   test('a fast-tokenizer-only folder (tokenizer.json): spiece.model is required, the format is not supported', () => {
-    const d = folder('fast/tokenizer', { 'tokenizer.json': JSON.stringify({ version: '1.0', model: { type: 'Unigram', vocab: [] } }), 'tokenizer_config.json': '{}' });
+    const d = folder('fast/tokenizer', {
+      'tokenizer.json': JSON.stringify({ version: '1.0', model: { type: 'Unigram', vocab: [] } }),
+      'tokenizer_config.json': '{}',
+    });
     const e = caught(() => T5Tokenizer.fromFolder(path.dirname(d)));
     expect(e).toBeInstanceOf(TokenizerFileError);
     expect(e.message).toContain(path.join(d, 'tokenizer.json'));
     expect(e.message).toMatch(/spiece\.model.*tokenizer\.json format is not supported/);
-    const word = folder('word/tokenizer', { 'tokenizer.json': JSON.stringify({ type: 'word', vocab: ['<pad>', '</s>', '<unk>'], length: 16 }) });
+    const word = folder('word/tokenizer', {
+      'tokenizer.json': JSON.stringify({ type: 'word', vocab: ['<pad>', '</s>', '<unk>'], length: 16 }),
+    });
     expect(caught(() => T5Tokenizer.fromFolder(word)).message).toMatch(/word tokenizer .*needs .*spiece\.model/);
   });
 
@@ -278,10 +340,18 @@ describe('T5Tokenizer.fromFolder', () => {
     expect(e5).toBeInstanceOf(ConfigError);
     expect(e5.message).toContain(path.join(badJson, 'tokenizer_config.json'));
 
-    const otherClass = folder('llama', { 'spiece.model': spiece(), 'tokenizer_config.json': JSON.stringify({ tokenizer_class: 'LlamaTokenizer' }) });
-    expect(caught(() => T5Tokenizer.fromFolder(otherClass)).message).toMatch(/tokenizer_config\.json: tokenizer_class: "LlamaTokenizer" is not supported/);
+    const otherClass = folder('llama', {
+      'spiece.model': spiece(),
+      'tokenizer_config.json': JSON.stringify({ tokenizer_class: 'LlamaTokenizer' }),
+    });
+    expect(caught(() => T5Tokenizer.fromFolder(otherClass)).message).toMatch(
+      /tokenizer_config\.json: tokenizer_class: "LlamaTokenizer" is not supported/,
+    );
 
-    const badLegacy = folder('badlegacy', { 'spiece.model': spiece(), 'tokenizer_config.json': JSON.stringify({ legacy: 'yes' }) });
+    const badLegacy = folder('badlegacy', {
+      'spiece.model': spiece(),
+      'tokenizer_config.json': JSON.stringify({ legacy: 'yes' }),
+    });
     expect(caught(() => T5Tokenizer.fromFolder(badLegacy))).toBeInstanceOf(ConfigError);
   });
 

@@ -13,13 +13,33 @@ import { ConfigError } from '../../src/errors.js';
 import { parseTextEncoderConfig, type TextEncoderConfig } from '../../src/config/textEncoderConfig.js';
 import { WeightLoadError } from '../../src/layers/weightSource.js';
 import { writeSafetensors, type TensorToWrite } from '../../src/io/safetensors.js';
-import { T5Encoder, bucketTable, encodePrompts, relativePositionBucket, t5ParameterShapes } from '../../src/text/textEncoder.js';
+import {
+  T5Encoder,
+  bucketTable,
+  encodePrompts,
+  relativePositionBucket,
+  t5ParameterShapes,
+} from '../../src/text/textEncoder.js';
 import { WordTokenizer } from '../../src/text/tokenizer.js';
 
 const tok = WordTokenizer.forWorld(16);
 const tiny = (over: Partial<TextEncoderConfig> = {}): TextEncoderConfig =>
-  parseTextEncoderConfig({ vocab_size: tok.vocabSize, d_model: 32, d_kv: 8, num_heads: 4, num_layers: 2, d_ff: 48, relative_attention_num_buckets: 8, relative_attention_max_distance: 16, ...over }).config;
-const CAPTIONS = ['a red triangle slides left on a blue background', 'it bounces on a green background', 'it grows on a white background'];
+  parseTextEncoderConfig({
+    vocab_size: tok.vocabSize,
+    d_model: 32,
+    d_kv: 8,
+    num_heads: 4,
+    num_layers: 2,
+    d_ff: 48,
+    relative_attention_num_buckets: 8,
+    relative_attention_max_distance: 16,
+    ...over,
+  }).config;
+const CAPTIONS = [
+  'a red triangle slides left on a blue background',
+  'it bounces on a green background',
+  'it grows on a white background',
+];
 let tmp: string;
 
 beforeAll(async () => {
@@ -34,7 +54,9 @@ afterAll(() => {
 describe('relative position buckets (bidirectional, as transformers T5Attention._relative_position_bucket)', () => {
   test('T5 defaults: 32 buckets, max distance 128', () => {
     const b = (r: number) => relativePositionBucket(r, 32, 128);
-    expect([0, 1, 7, 8, 12, 16, 32, 64, 127, 128, 1000].map(b)).toEqual([16, 17, 23, 24, 25, 26, 28, 30, 31, 31, 31].map((v, i) => (i === 0 ? 0 : v)));
+    expect([0, 1, 7, 8, 12, 16, 32, 64, 127, 128, 1000].map(b)).toEqual(
+      [16, 17, 23, 24, 25, 26, 28, 30, 31, 31, 31].map((v, i) => (i === 0 ? 0 : v)),
+    );
     expect([-1, -7, -8, -16, -1000].map(b)).toEqual([1, 7, 8, 10, 15]);
   });
   test('the table is Toeplitz and in range', () => {
@@ -121,7 +143,10 @@ describe('gradients', () => {
         const target = tf.randomNormal([3, 16, 32], 0, 1, 'float32', 9);
         const vars = [...model.namedWeights()].map(([n, v]) => [n, v.read() as tf.Variable] as const);
         const before = tf.memory().numTensors;
-        const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(tf.sub(model.forward({ ids }), target))) as tf.Scalar, vars.map(([, v]) => v));
+        const { value, grads } = tf.variableGrads(
+          () => tf.mean(tf.square(tf.sub(model.forward({ ids }), target))) as tf.Scalar,
+          vars.map(([, v]) => v),
+        );
         for (const [name, v] of vars) {
           const g = grads[v.name];
           expect(g).toBeDefined();
@@ -169,7 +194,8 @@ describe('gradients', () => {
       const eps = 1e-2;
       const numeric = (at(eps) - at(-eps)) / (2 * eps);
       v.assign(tf.tensor(base, v.shape));
-      if (Math.abs(analytic - numeric) > 2e-2 + 2e-2 * Math.abs(numeric)) throw new Error(`${name}[${index}]: analytic ${analytic}, numeric ${numeric}`);
+      if (Math.abs(analytic - numeric) > 2e-2 + 2e-2 * Math.abs(numeric))
+        throw new Error(`${name}[${index}]: analytic ${analytic}, numeric ${numeric}`);
     }
     tf.dispose([ids, r]);
     model.dispose();
@@ -189,7 +215,8 @@ describe('loading and saving', () => {
     back.dispose();
 
     const tied: Record<string, TensorToWrite> = {};
-    for (const [n, v] of model.namedWeights()) tied[n] = { dtype: 'F32', shape: [...v.shape] as number[], data: v.read().dataSync() as Float32Array };
+    for (const [n, v] of model.namedWeights())
+      tied[n] = { dtype: 'F32', shape: [...v.shape] as number[], data: v.read().dataSync() as Float32Array };
     tied['encoder.embed_tokens.weight'] = tied['shared.weight']!;
     await writeSafetensors(path.join(dir, 'model.safetensors'), tied);
     (await T5Encoder.fromPretrained(dir)).dispose();
@@ -198,7 +225,9 @@ describe('loading and saving', () => {
     tied['encoder.extra.weight'] = { dtype: 'F32', shape: [1], data: new Float32Array(1) };
     await writeSafetensors(path.join(dir, 'model.safetensors'), tied);
     await expect(T5Encoder.fromPretrained(dir)).rejects.toThrow(WeightLoadError);
-    await expect(T5Encoder.fromPretrained(dir)).rejects.toThrow(/missing 1: encoder.final_layer_norm.weight.*unexpected 1: encoder.extra.weight/);
+    await expect(T5Encoder.fromPretrained(dir)).rejects.toThrow(
+      /missing 1: encoder.final_layer_norm.weight.*unexpected 1: encoder.extra.weight/,
+    );
     model.dispose();
   });
 
@@ -206,9 +235,20 @@ describe('loading and saving', () => {
     expect(() => parseTextEncoderConfig({ d_model: -1 })).toThrow(ConfigError);
     expect(() => parseTextEncoderConfig({ d_model: -1 })).toThrow(/d_model/);
     expect(() => parseTextEncoderConfig({ feed_forward_proj: 'swiglu' })).toThrow(/feed_forward_proj/);
-    expect(() => parseTextEncoderConfig({ relative_attention_num_buckets: 7 })).toThrow(/relative_attention_num_buckets/);
+    expect(() => parseTextEncoderConfig({ relative_attention_num_buckets: 7 })).toThrow(
+      /relative_attention_num_buckets/,
+    );
     expect(() => parseTextEncoderConfig([])).toThrow(/JSON object/);
-    const { config, unknownKeys } = parseTextEncoderConfig({ architectures: ['T5EncoderModel'], is_encoder_decoder: true, num_decoder_layers: 24, d_model: 4096, feed_forward_proj: 'gated-gelu', d_ff: 10240, num_heads: 64, num_layers: 24 });
+    const { config, unknownKeys } = parseTextEncoderConfig({
+      architectures: ['T5EncoderModel'],
+      is_encoder_decoder: true,
+      num_decoder_layers: 24,
+      d_model: 4096,
+      feed_forward_proj: 'gated-gelu',
+      d_ff: 10240,
+      num_heads: 64,
+      num_layers: 24,
+    });
     expect(unknownKeys).toEqual([]);
     expect(config.d_kv).toBe(64);
     expect(config.vocab_size).toBe(32128);

@@ -31,7 +31,13 @@ describe('WordTokenizer', () => {
 
   test('unknown words map to <unk>; case and punctuation are normalised', () => {
     const ids = tok.encode('A purple Circle, wobbles!');
-    expect([...ids.subarray(0, 5)]).toEqual([tok.vocab.indexOf('a'), UNK_ID, tok.vocab.indexOf('circle'), UNK_ID, EOS_ID]);
+    expect([...ids.subarray(0, 5)]).toEqual([
+      tok.vocab.indexOf('a'),
+      UNK_ID,
+      tok.vocab.indexOf('circle'),
+      UNK_ID,
+      EOS_ID,
+    ]);
     expect(tok.decode(ids)).toBe('a <unk> circle <unk>');
   });
 

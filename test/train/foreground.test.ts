@@ -18,7 +18,13 @@ import { flowMatchingLoss, meanSquaredError } from '../../src/train/flowMatching
 import { FlowMatchSchedulerConfigSchema } from '../../src/config/schedulerConfig.js';
 import { FlowMatchEulerSampler } from '../../src/sampler/flowMatchEuler.js';
 import { expectClose } from '../helpers/close.js';
-import { latentForeground, loadLatentGroups, readLatentsMetadata, saveLatentGroups, type LatentGroup } from '../../src/train/latentData.js';
+import {
+  latentForeground,
+  loadLatentGroups,
+  readLatentsMetadata,
+  saveLatentGroups,
+  type LatentGroup,
+} from '../../src/train/latentData.js';
 import { StepRng } from '../../src/train/rng.js';
 
 let tmp: string;
@@ -58,18 +64,25 @@ describe('latentForeground', () => {
   });
 
   test('refuses grids that do not pool', () => {
-    expect(() => latentForeground(frames(5, 16, 16, []), 5, 16, 16, 4, 4, 4)).toThrow(/5×16×16 do not pool onto latent frames 4×4×4/);
+    expect(() => latentForeground(frames(5, 16, 16, []), 5, 16, 16, 4, 4, 4)).toThrow(
+      /5×16×16 do not pool onto latent frames 4×4×4/,
+    );
     expect(() => latentForeground(frames(5, 16, 16, []), 5, 16, 16, 3, 5, 4)).toThrow(/do not pool/);
   });
 });
 
 describe('the latent dataset file', () => {
   const group = (fg?: Uint8Array): LatentGroup => ({
-    scenes: 2, latentShape: [2, 3, 2, 2], count: 2, latents: gaussianArray(2 * 2 * 3 * 4, 1), tokens: new Int32Array(2 * 8).fill(3), ...(fg !== undefined && { foreground: fg }),
+    scenes: 2,
+    latentShape: [2, 3, 2, 2],
+    count: 2,
+    latents: gaussianArray(2 * 2 * 3 * 4, 1),
+    tokens: new Int32Array(2 * 8).fill(3),
+    ...(fg !== undefined && { foreground: fg }),
   });
 
   test('keeps the foreground masks, and reads files written before they existed', async () => {
-    const fg = Uint8Array.from({ length: 2 * 2 * 4 }, (_, i) => i % 3 === 0 ? 1 : 0);
+    const fg = Uint8Array.from({ length: 2 * 2 * 4 }, (_, i) => (i % 3 === 0 ? 1 : 0));
     const file = path.join(tmp, 'with.safetensors');
     await saveLatentGroups(file, [group(fg)], { clips: '2' });
     const { groups } = await loadLatentGroups(file);
@@ -84,17 +97,23 @@ describe('the latent dataset file', () => {
     expect(await readLatentsMetadata(file)).toMatchObject({ format: 'mask2dit-latents', clips: '2', vae_step: '7' });
     const other = path.join(tmp, 'other.safetensors');
     await writeSafetensors(other, { x: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }, { format: 'pt' });
-    await expect(readLatentsMetadata(other)).rejects.toThrow(/other\.safetensors: not a latent dataset \(__metadata__\.format = pt, expected mask2dit-latents\)/);
+    await expect(readLatentsMetadata(other)).rejects.toThrow(
+      /other\.safetensors: not a latent dataset \(__metadata__\.format = pt, expected mask2dit-latents\)/,
+    );
   });
 
   test('refuses a foreground tensor of the wrong shape or dtype, naming it', async () => {
     const g = group();
     const file = path.join(tmp, 'bad.safetensors');
-    await writeSafetensors(file, {
-      'latents.S2': { dtype: 'F32', shape: [2, 2, 3, 2, 2], data: g.latents },
-      'tokens.S2': { dtype: 'I32', shape: [2, 8], data: g.tokens },
-      'foreground.S2': { dtype: 'U8', shape: [2, 2, 4], data: new Uint8Array(16) },
-    }, { format: 'mask2dit-latents' });
+    await writeSafetensors(
+      file,
+      {
+        'latents.S2': { dtype: 'F32', shape: [2, 2, 3, 2, 2], data: g.latents },
+        'tokens.S2': { dtype: 'I32', shape: [2, 8], data: g.tokens },
+        'foreground.S2': { dtype: 'U8', shape: [2, 2, 4], data: new Uint8Array(16) },
+      },
+      { format: 'mask2dit-latents' },
+    );
     await expect(loadLatentGroups(file)).rejects.toThrow(/foreground\.S2 is U8 \[2,2,4\], expected U8 \[2,2,2,2\]/);
   });
 });
@@ -105,25 +124,47 @@ describe('the weighted flow loss', () => {
     const b = tf.zeros([1, 1, 2, 2, 2]);
     const w = tf.tensor([1, 3, 1, 1], [1, 1, 1, 2, 2]);
     // squared: channel 0 [1, 4, 9, 16], channel 1 [25, 36, 49, 64]; pixel 1 (4, 36) weighted 3
-    expect(meanSquaredError(a, b, w).dataSync()[0]).toBeCloseTo((1 + 9 + 16 + 25 + 49 + 64 + 3 * (4 + 36)) / (6 * 2), 5);
+    expect(meanSquaredError(a, b, w).dataSync()[0]).toBeCloseTo(
+      (1 + 9 + 16 + 25 + 49 + 64 + 3 * (4 + 36)) / (6 * 2),
+      5,
+    );
     expect(meanSquaredError(a, b, undefined).dataSync()[0]).toBeCloseTo(204 / 8, 5);
     tf.dispose([a, b, w]);
   });
 
   const S = 2;
   const model = () =>
-    new Mask2DiTTransformer(parseTransformerConfig({
-      _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: 2, attention_head_dim: 16, num_layers: 1, in_channels: 4, out_channels: 4,
-      text_embed_dim: 8, max_text_seq_length: 4, time_embed_dim: 16, sample_height: 4, sample_width: 4, use_rotary_positional_embeddings: true,
-    }).config, WeightSource.random(5));
+    new Mask2DiTTransformer(
+      parseTransformerConfig({
+        _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+        num_attention_heads: 2,
+        attention_head_dim: 16,
+        num_layers: 1,
+        in_channels: 4,
+        out_channels: 4,
+        text_embed_dim: 8,
+        max_text_seq_length: 4,
+        time_embed_dim: 16,
+        sample_height: 4,
+        sample_width: 4,
+        use_rotary_positional_embeddings: true,
+      }).config,
+      WeightSource.random(5),
+    );
   const data = (mask?: (i: number) => Uint8Array): LatentDataset => ({
-    size: 2, scenes: S, latentShape: [S, 4, 4, 4],
+    size: 2,
+    scenes: S,
+    latentShape: [S, 4, 4, 4],
     latents: (i) => gaussianArray(S * 4 * 16, 100 + i),
     embeddings: (i) => gaussianArray(S * 4 * 8, 200 + i),
     ...(mask !== undefined && { foreground: mask }),
   });
   const lossOf = (m: Mask2DiTTransformer, d: LatentDataset, fgWeight: number | undefined, pConditional: number) => {
-    const step = ditObjective(m, d, { batchSize: 2, pConditional, ...(fgWeight !== undefined && { foregroundWeight: fgWeight }) })(0, new StepRng(11, 0));
+    const step = ditObjective(m, d, {
+      batchSize: 2,
+      pConditional,
+      ...(fgWeight !== undefined && { foregroundWeight: fgWeight }),
+    })(0, new StepRng(11, 0));
     const loss = step.loss();
     const v = loss.dataSync()[0]!;
     loss.dispose();
@@ -131,23 +172,34 @@ describe('the weighted flow loss', () => {
     return v;
   };
 
-  test.each([0, 1])('reaches the loss (pConditional %d): uniform weights change nothing, the character weighted changes it', (pConditional) => {
-    const m = model();
-    const plain = lossOf(m, data(), undefined, pConditional); // also fills the model's RoPE / mask caches
-    const before = tf.memory().numTensors;
-    const allOnes = () => new Uint8Array(S * 16).fill(1);
-    const corner = () => Uint8Array.from({ length: S * 16 }, (_, k) => (k % 16 === 0 ? 1 : 0));
-    expect(lossOf(m, data(corner), 1, pConditional)).toBeCloseTo(plain, 5); // weight 1: plain mean
-    expect(lossOf(m, data(allOnes), 7, pConditional)).toBeCloseTo(plain, 5); // every pixel ×7: same mean
-    expect(Math.abs(lossOf(m, data(corner), 7, pConditional) - plain)).toBeGreaterThan(1e-3);
-    expect(tf.memory().numTensors).toBe(before);
-    m.dispose();
-  });
+  test.each([0, 1])(
+    'reaches the loss (pConditional %d): uniform weights change nothing, the character weighted changes it',
+    (pConditional) => {
+      const m = model();
+      const plain = lossOf(m, data(), undefined, pConditional); // also fills the model's RoPE / mask caches
+      const before = tf.memory().numTensors;
+      const allOnes = () => new Uint8Array(S * 16).fill(1);
+      const corner = () => Uint8Array.from({ length: S * 16 }, (_, k) => (k % 16 === 0 ? 1 : 0));
+      expect(lossOf(m, data(corner), 1, pConditional)).toBeCloseTo(plain, 5); // weight 1: plain mean
+      expect(lossOf(m, data(allOnes), 7, pConditional)).toBeCloseTo(plain, 5); // every pixel ×7: same mean
+      expect(Math.abs(lossOf(m, data(corner), 7, pConditional) - plain)).toBeGreaterThan(1e-3);
+      expect(tf.memory().numTensors).toBe(before);
+      m.dispose();
+    },
+  );
 
   test('refuses a weight without masks, or below 1', () => {
     const m = model();
-    expect(() => ditObjective(m, data(), { batchSize: 1, pConditional: 0, foregroundWeight: 10 })).toThrow(/no foreground masks \(re-run `train prepare`\)/);
-    expect(() => ditObjective(m, data(() => new Uint8Array(S * 16)), { batchSize: 1, pConditional: 0, foregroundWeight: 0.5 })).toThrow(/foregroundWeight must be ≥ 1, got 0.5/);
+    expect(() => ditObjective(m, data(), { batchSize: 1, pConditional: 0, foregroundWeight: 10 })).toThrow(
+      /no foreground masks \(re-run `train prepare`\)/,
+    );
+    expect(() =>
+      ditObjective(
+        m,
+        data(() => new Uint8Array(S * 16)),
+        { batchSize: 1, pConditional: 0, foregroundWeight: 0.5 },
+      ),
+    ).toThrow(/foregroundWeight must be ≥ 1, got 0.5/);
     m.dispose();
   });
 });
@@ -157,7 +209,9 @@ describe('x₀ prediction (`prediction_type: sample`)', () => {
     const x0 = tf.tensor(gaussianArray(2 * 2 * 4 * 4 * 4, 3), [2, 2, 4, 4, 4]);
     const text = tf.zeros([2, 8, 8]);
     const noise = tf.tensor(gaussianArray(x0.size, 4), x0.shape);
-    const zero = { forward: ({ hiddenStates }: { hiddenStates: tf.Tensor }) => tf.zerosLike(hiddenStates) } as unknown as Mask2DiTTransformer;
+    const zero = {
+      forward: ({ hiddenStates }: { hiddenStates: tf.Tensor }) => tf.zerosLike(hiddenStates),
+    } as unknown as Mask2DiTTransformer;
     const draw = { sigma: [0.3, 0.8] };
     const sample = flowMatchingLoss(zero, { latents: x0, text, scenes: 2, prediction: 'sample' }, draw, noise);
     const flow = flowMatchingLoss(zero, { latents: x0, text, scenes: 2 }, draw, noise);

@@ -33,15 +33,28 @@ afterAll(() => shutdownBackends());
 const TRANSFORMER_TOL: GradCheckOptions = { atol: 4e-6, rtol: 5e-3, eps: 1e-2 };
 
 async function check(caseName: string, clipIdx?: number, tamper?: (model: Mask2DiTTransformer) => void) {
-  const model = await Mask2DiTTransformer.fromPretrained(fixturePath(caseName), { weights: fixturePath(caseName, 'weights.safetensors') });
+  const model = await Mask2DiTTransformer.fromPretrained(fixturePath(caseName), {
+    weights: fixturePath(caseName, 'weights.safetensors'),
+  });
   tamper?.(model);
   const io = await loadFixture(caseName);
   const hs = toTensor(io, 'hidden_states');
   const ehs = toTensor(io, 'encoder_hidden_states');
-  const R = tf.randomNormal(hs.shape.map((d, i) => (i === 2 ? model.config.outChannels : d)), 0, 1, 'float32', 5);
+  const R = tf.randomNormal(
+    hs.shape.map((d, i) => (i === 2 ? model.config.outChannels : d)),
+    0,
+    1,
+    'float32',
+    5,
+  );
   const loss = () =>
     tf.tidy(() => {
-      const y = model.forward({ hiddenStates: hs, encoderHiddenStates: ehs, timestep: numbers(io, 'timestep'), ...(clipIdx !== undefined ? { clipIdx, timestepCond: 0 } : {}) });
+      const y = model.forward({
+        hiddenStates: hs,
+        encoderHiddenStates: ehs,
+        timestep: numbers(io, 'timestep'),
+        ...(clipIdx !== undefined ? { clipIdx, timestepCond: 0 } : {}),
+      });
       return tf.mean(tf.mul(y, R)) as tf.Scalar; // linear in the output: only the network's curvature enters
     });
   const rows = gradCheck(model, loss, TRANSFORMER_TOL);
@@ -73,21 +86,36 @@ describe('finite-difference gradient checks (wasm, float32)', () => {
 describe('finite-difference gradient checks: VAE and text encoder (wasm, float32)', () => {
   test('VAE: one parameter tensor of every kind of layer, encoder and decoder', async () => {
     const { CogVideoXVAE } = await import('../../src/model/vae.js');
-    const vae = await CogVideoXVAE.fromPretrained(fixturePath('vae_decode'), { weights: fixturePath('vae_decode', 'weights.safetensors') });
+    const vae = await CogVideoXVAE.fromPretrained(fixturePath('vae_decode'), {
+      weights: fixturePath('vae_decode', 'weights.safetensors'),
+    });
     const x = tf.randomUniform([1, 3, 9, 24, 32], -1, 1, 'float32', 3);
     const R = tf.randomNormal([1, 3, 9, 24, 32], 0, 1, 'float32', 4);
-    const loss = () => tf.tidy(() => {
-      const post = vae.encode(x);
-      const y = vae.decode(post.mean);
-      post.dispose();
-      return tf.mean(tf.mul(y, R)) as tf.Scalar;
-    });
+    const loss = () =>
+      tf.tidy(() => {
+        const post = vae.encode(x);
+        const y = vae.decode(post.mean);
+        post.dispose();
+        return tf.mean(tf.mul(y, R)) as tf.Scalar;
+      });
     // conv_in/out, resnet norms and convs, shortcut, down/up samplers, spatial norm conv_y/conv_b, mid block, norm_out
-    const kinds = [/^encoder\.conv_in\.conv\.weight$/, /^encoder\.down_blocks\.0\.resnets\.0\.(norm1\.weight|conv1\.conv\.weight)$/, /^encoder\.down_blocks\.1\.downsamplers\.0\.conv\.weight$/,
-      /^encoder\.down_blocks\.2\.resnets\.0\.conv_shortcut\.weight$/, /^encoder\.mid_block\.resnets\.1\.conv2\.conv\.bias$/, /^encoder\.norm_out\.weight$/, /^encoder\.conv_out\.conv\.weight$/,
-      /^decoder\.conv_in\.conv\.weight$/, /^decoder\.mid_block\.resnets\.0\.norm1\.conv_y\.conv\.weight$/, /^decoder\.up_blocks\.0\.resnets\.0\.norm2\.conv_b\.conv\.bias$/,
-      /^decoder\.up_blocks\.0\.upsamplers\.0\.conv\.weight$/, /^decoder\.up_blocks\.2\.upsamplers\.0\.conv\.bias$/, /^decoder\.up_blocks\.1\.resnets\.0\.conv_shortcut\.weight$/,
-      /^decoder\.norm_out\.norm_layer\.weight$/, /^decoder\.conv_out\.conv\.weight$/];
+    const kinds = [
+      /^encoder\.conv_in\.conv\.weight$/,
+      /^encoder\.down_blocks\.0\.resnets\.0\.(norm1\.weight|conv1\.conv\.weight)$/,
+      /^encoder\.down_blocks\.1\.downsamplers\.0\.conv\.weight$/,
+      /^encoder\.down_blocks\.2\.resnets\.0\.conv_shortcut\.weight$/,
+      /^encoder\.mid_block\.resnets\.1\.conv2\.conv\.bias$/,
+      /^encoder\.norm_out\.weight$/,
+      /^encoder\.conv_out\.conv\.weight$/,
+      /^decoder\.conv_in\.conv\.weight$/,
+      /^decoder\.mid_block\.resnets\.0\.norm1\.conv_y\.conv\.weight$/,
+      /^decoder\.up_blocks\.0\.resnets\.0\.norm2\.conv_b\.conv\.bias$/,
+      /^decoder\.up_blocks\.0\.upsamplers\.0\.conv\.weight$/,
+      /^decoder\.up_blocks\.2\.upsamplers\.0\.conv\.bias$/,
+      /^decoder\.up_blocks\.1\.resnets\.0\.conv_shortcut\.weight$/,
+      /^decoder\.norm_out\.norm_layer\.weight$/,
+      /^decoder\.conv_out\.conv\.weight$/,
+    ];
     // Step h = 2e-3: the encoder's GroupNorms make larger steps nonlinear (a central difference at 1e-2
     // is ~20 % off; the 4-point value at 2e-3 at most 0.1 %). Noise: loss ≈ 5e-3, one central difference
     // at 2e-3 is off by 6.5e-6 RMS on the rows where truncation does not count, the 4-point value ≈ 1e-5;
@@ -105,14 +133,32 @@ describe('finite-difference gradient checks: VAE and text encoder (wasm, float32
     const { parseTextEncoderConfig } = await import('../../src/config/textEncoderConfig.js');
     const { WordTokenizer } = await import('../../src/text/tokenizer.js');
     const tok = WordTokenizer.forWorld(8);
-    const cfg = parseTextEncoderConfig({ vocab_size: tok.vocabSize, d_model: 16, d_kv: 8, num_heads: 2, num_layers: 2, d_ff: 24, feed_forward_proj: 'gated-gelu', relative_attention_num_buckets: 8, relative_attention_max_distance: 16 }).config;
+    const cfg = parseTextEncoderConfig({
+      vocab_size: tok.vocabSize,
+      d_model: 16,
+      d_kv: 8,
+      num_heads: 2,
+      num_layers: 2,
+      d_ff: 24,
+      feed_forward_proj: 'gated-gelu',
+      relative_attention_num_buckets: 8,
+      relative_attention_max_distance: 16,
+    }).config;
     const enc = T5Encoder.init(cfg, 5);
-    const ids = tf.tensor2d(tok.encodeBatch(['a red circle slides left on a blue background', 'it spins']), [2, 8], 'int32');
+    const ids = tf.tensor2d(
+      tok.encodeBatch(['a red circle slides left on a blue background', 'it spins']),
+      [2, 8],
+      'int32',
+    );
     const R = tf.randomNormal([2, 8, 16], 0, 1, 'float32', 6);
     // Step h = 5e-3 (gated GELU and the tiny width make this loss curved: a central difference at 5e-3 is
     // off by up to 5 %, the 4-point value by at most 0.13 %). Noise: loss ≈ 0.1, so σ_L ≈ 3e-8 and the
     // 4-point value at 5e-3 is off by 5.5e-6 RMS, 1.5e-5 at most; atol = 3e-5 ≈ 5σ. Gradients here are ≥ 2e-3.
-    const rows = gradCheck(enc, () => tf.tidy(() => tf.mean(tf.mul(enc.forward({ ids }), R)) as tf.Scalar), { eps: 5e-3, atol: 3e-5, rtol: 5e-3 });
+    const rows = gradCheck(enc, () => tf.tidy(() => tf.mean(tf.mul(enc.forward({ ids }), R)) as tf.Scalar), {
+      eps: 5e-3,
+      atol: 3e-5,
+      rtol: 5e-3,
+    });
     tf.dispose([ids, R]);
     enc.dispose();
     expect(gradMismatches(rows)).toEqual([]);
@@ -148,7 +194,9 @@ describe('the gradient check finds a cut gradient', () => {
     expect(row.error).toBeGreaterThan(row.tol); // the allclose alone rejects it, not only the "reached" flag
     const mismatches = gradMismatches(rows);
     expect(mismatches).toHaveLength(1);
-    expect(mismatches[0]).toMatch(new RegExp(`^${PARAM.replace(/\./g, '\\.')}: .*\\|difference\\| .* > .*no gradient reached it`));
+    expect(mismatches[0]).toMatch(
+      new RegExp(`^${PARAM.replace(/\./g, '\\.')}: .*\\|difference\\| .* > .*no gradient reached it`),
+    );
   });
 
   test('a parameter with three quarters of its gradient cut is reported by the allclose', async () => {

@@ -21,7 +21,7 @@ const draws = (sampling: 'uniform' | 'logit-normal', steps: number, batch = 8) =
   Array.from({ length: steps }, (_, k) => drawFlow(new StepRng(7, k), batch, 3, 0.3, sampling).sigma).flat();
 
 describe('σ sampling of the flow objective', () => {
-  test('uniform is the step rng\'s uniforms, clipped to [0.001, 0.999] (what every earlier run drew)', () => {
+  test("uniform is the step rng's uniforms, clipped to [0.001, 0.999] (what every earlier run drew)", () => {
     const want = Array.from(new StepRng(7, 3).uniforms(8), (u) => Math.min(0.999, Math.max(0.001, u)));
     expect(drawFlow(new StepRng(7, 3), 8, 3, 0.3).sigma).toEqual(want);
     expect(drawFlow(new StepRng(7, 3), 8, 3, 0.3, 'uniform').sigma).toEqual(want);
@@ -43,16 +43,40 @@ describe('σ sampling of the flow objective', () => {
   });
 
   test('the same (seed, step) draws the same σ, objective and target', () => {
-    for (const k of [0, 5, 99]) expect(drawFlow(new StepRng(11, k), 4, 3, 0.5, 'logit-normal')).toEqual(drawFlow(new StepRng(11, k), 4, 3, 0.5, 'logit-normal'));
-    expect(drawFlow(new StepRng(11, 1), 4, 3, 0.5, 'logit-normal').sigma).not.toEqual(drawFlow(new StepRng(11, 2), 4, 3, 0.5, 'logit-normal').sigma);
+    for (const k of [0, 5, 99])
+      expect(drawFlow(new StepRng(11, k), 4, 3, 0.5, 'logit-normal')).toEqual(
+        drawFlow(new StepRng(11, k), 4, 3, 0.5, 'logit-normal'),
+      );
+    expect(drawFlow(new StepRng(11, 1), 4, 3, 0.5, 'logit-normal').sigma).not.toEqual(
+      drawFlow(new StepRng(11, 2), 4, 3, 0.5, 'logit-normal').sigma,
+    );
   });
 
   test('the DiT objective draws its σ the way it is told', () => {
-    const m = new Mask2DiTTransformer(parseTransformerConfig({
-      _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: 2, attention_head_dim: 16, num_layers: 1, in_channels: 4, out_channels: 4,
-      text_embed_dim: 8, max_text_seq_length: 4, time_embed_dim: 16, sample_height: 4, sample_width: 4, use_rotary_positional_embeddings: true,
-    }).config, WeightSource.random(5));
-    const data = { size: 2, scenes: 2, latentShape: [2, 4, 4, 4] as [number, number, number, number], latents: (i: number) => gaussianArray(2 * 64, i), embeddings: (i: number) => gaussianArray(2 * 32, 50 + i) };
+    const m = new Mask2DiTTransformer(
+      parseTransformerConfig({
+        _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+        num_attention_heads: 2,
+        attention_head_dim: 16,
+        num_layers: 1,
+        in_channels: 4,
+        out_channels: 4,
+        text_embed_dim: 8,
+        max_text_seq_length: 4,
+        time_embed_dim: 16,
+        sample_height: 4,
+        sample_width: 4,
+        use_rotary_positional_embeddings: true,
+      }).config,
+      WeightSource.random(5),
+    );
+    const data = {
+      size: 2,
+      scenes: 2,
+      latentShape: [2, 4, 4, 4] as [number, number, number, number],
+      latents: (i: number) => gaussianArray(2 * 64, i),
+      embeddings: (i: number) => gaussianArray(2 * 32, 50 + i),
+    };
     const lowShare = (sigmaSampling: 'uniform' | 'logit-normal') => {
       const objective = ditObjective(m, data, { batchSize: 1, pConditional: 0.3, sigmaSampling });
       const sigmas = Array.from({ length: 300 }, (_, k) => {

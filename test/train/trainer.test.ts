@@ -17,8 +17,18 @@ const S = 2;
 const T = 4;
 const cfg = (layers = 2) =>
   parseTransformerConfig({
-    _class_name: 'MultiPromptCogVideoXTransformer3DModel', num_attention_heads: 2, attention_head_dim: 16, num_layers: layers, in_channels: 4, out_channels: 4,
-    text_embed_dim: 8, max_text_seq_length: T, time_embed_dim: 16, sample_height: 4, sample_width: 4, use_rotary_positional_embeddings: true,
+    _class_name: 'MultiPromptCogVideoXTransformer3DModel',
+    num_attention_heads: 2,
+    attention_head_dim: 16,
+    num_layers: layers,
+    in_channels: 4,
+    out_channels: 4,
+    text_embed_dim: 8,
+    max_text_seq_length: T,
+    time_embed_dim: 16,
+    sample_height: 4,
+    sample_width: 4,
+    use_rotary_positional_embeddings: true,
   }).config;
 
 /** Two clips of 2 scenes × 1 latent frame of 4×4, fixed random latents and embeddings. */
@@ -44,7 +54,13 @@ afterAll(() => {
 
 function makeTrainer(seedWeights = 1, pConditional = 0.5, layers = 2) {
   const model = new Mask2DiTTransformer(cfg(layers), WeightSource.random(seedWeights));
-  const trainer = new Trainer('dit', { transformer: model }, ditObjective(model, data, { batchSize: 2, pConditional }), opts, { transformer: JSON.stringify(model.configJson()) });
+  const trainer = new Trainer(
+    'dit',
+    { transformer: model },
+    ditObjective(model, data, { batchSize: 2, pConditional }),
+    opts,
+    { transformer: JSON.stringify(model.configJson()) },
+  );
   return { model, trainer };
 }
 
@@ -110,7 +126,9 @@ describe('Trainer', () => {
 
   test('data that does not fit the model is refused with a clear message', () => {
     const model = new Mask2DiTTransformer(cfg(), WeightSource.zeros());
-    expect(() => ditObjective(model, { ...data, latentShape: [S, 3, 4, 4] }, { batchSize: 1, pConditional: 0 })).toThrow(/3 channels.*in_channels is 4/);
+    expect(() =>
+      ditObjective(model, { ...data, latentShape: [S, 3, 4, 4] }, { batchSize: 1, pConditional: 0 }),
+    ).toThrow(/3 channels.*in_channels is 4/);
     expect(() => ditObjective(model, { ...data, size: 0 }, { batchSize: 1, pConditional: 0 })).toThrow(/empty/);
     model.dispose();
   });

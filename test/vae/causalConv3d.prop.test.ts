@@ -51,7 +51,13 @@ function reference(x: tf.Tensor, filter: tf.Tensor, bias: tf.Tensor, c: Case): t
   return tf.tidy(() => {
     const ph = (c.kh - 1) / 2;
     const pw = (c.kw - 1) / 2;
-    const padded = tf.pad(x, [[0, 0], [0, 0], [ph, ph], [pw, pw], [0, 0]]) as tf.Tensor5D;
+    const padded = tf.pad(x, [
+      [0, 0],
+      [0, 0],
+      [ph, ph],
+      [pw, pw],
+      [0, 0],
+    ]) as tf.Tensor5D;
     return tf.add(tf.conv3d(padded, filter as tf.Tensor5D, 1, 'valid'), bias);
   });
 }

@@ -28,7 +28,8 @@ async function checkIntermediates(io: Map<string, FixtureTensor>, probe: Probe, 
   for (const [name, t] of io) {
     if (!/\.call\d+\.out$/.test(name)) continue;
     const got = probe.get(probeKey(name));
-    if (got === undefined) throw new Error(`${label}: ${name} not captured (have ${[...probe.captured.keys()].join(', ')})`);
+    if (got === undefined)
+      throw new Error(`${label}: ${name} not captured (have ${[...probe.captured.keys()].join(', ')})`);
     expect(got.shape).toEqual(t.shape);
     expectClose(`${label}:${name}`, await got.data(), t.data as Float32Array, ATOL, RTOL);
     n++;
@@ -43,7 +44,9 @@ describe.each(['cpu', 'wasm'] as const)('VAE parity on %s', (backend) => {
 
   beforeAll(async () => {
     await selectBackend(backend);
-    vae = await CogVideoXVAE.fromPretrained(fixturePath('vae_decode'), { weights: fixturePath('vae_decode', 'weights.safetensors') });
+    vae = await CogVideoXVAE.fromPretrained(fixturePath('vae_decode'), {
+      weights: fixturePath('vae_decode', 'weights.safetensors'),
+    });
     dec = await loadFixture('vae_decode');
     enc = await loadFixture('vae_encode');
   });

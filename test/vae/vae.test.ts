@@ -42,22 +42,48 @@ beforeAll(async () => {
 
 describe('frame batching plans (the reference loops)', () => {
   it('decode: Mask2DiT default, auto_split, one_call', () => {
-    expect(decodeCallRanges(5)).toEqual([[0, 1], [1, 3], [3, 5]]);
-    expect(decodeCallRanges(4)).toEqual([[0, 1], [1, 3], [3, 4]]);
+    expect(decodeCallRanges(5)).toEqual([
+      [0, 1],
+      [1, 3],
+      [3, 5],
+    ]);
+    expect(decodeCallRanges(4)).toEqual([
+      [0, 1],
+      [1, 3],
+      [3, 4],
+    ]);
     expect(decodeCallRanges(13)).toHaveLength(7);
-    expect(decodeCallRanges(5, 'auto_split')).toEqual([[0, 3], [3, 5]]);
+    expect(decodeCallRanges(5, 'auto_split')).toEqual([
+      [0, 3],
+      [3, 5],
+    ]);
     expect(decodeCallRanges(1, 'auto_split')).toEqual([[0, 1]]);
     expect(decodeCallRanges(5, 'one_call')).toEqual([[0, 5]]);
-    const meta = fixtureJson<{ frame_batching: { default_mask2dit: number[][]; auto_split_and_diffusers: number[][] } }>('vae_decode', 'meta.json');
+    const meta = fixtureJson<{
+      frame_batching: { default_mask2dit: number[][]; auto_split_and_diffusers: number[][] };
+    }>('vae_decode', 'meta.json');
     expect(decodeCallRanges(5)).toEqual(meta.frame_batching.default_mask2dit);
     expect(decodeCallRanges(5, 'auto_split')).toEqual(meta.frame_batching.auto_split_and_diffusers);
   });
 
   it('encode: 8 frames a call, remainder joined to the first', () => {
-    expect(encodeCallRanges(17)).toEqual([[0, 9], [9, 17]]);
-    expect(encodeCallRanges(16)).toEqual([[0, 8], [8, 16]]);
+    expect(encodeCallRanges(17)).toEqual([
+      [0, 9],
+      [9, 17],
+    ]);
+    expect(encodeCallRanges(16)).toEqual([
+      [0, 8],
+      [8, 16],
+    ]);
     expect(encodeCallRanges(5)).toEqual([[0, 5]]);
-    expect(encodeCallRanges(49)).toEqual([[0, 9], [9, 17], [17, 25], [25, 33], [33, 41], [41, 49]]);
+    expect(encodeCallRanges(49)).toEqual([
+      [0, 9],
+      [9, 17],
+      [17, 25],
+      [25, 33],
+      [33, 41],
+      [41, 49],
+    ]);
   });
 
   it('decoded frame counts: 4(n-1)+1 by default', () => {
@@ -88,7 +114,9 @@ describe('CogVideoXVAE on wasm', () => {
 
   it('prefix_check: decoding a prefix that ends a call reproduces the first frames exactly', async () => {
     const io = await loadFixture('vae_decode');
-    const meta = fixtureJson<{ frame_batching: { prefix_check: { latent_frames_decoded: number; output_frames_compared: number } } }>('vae_decode', 'meta.json');
+    const meta = fixtureJson<{
+      frame_batching: { prefix_check: { latent_frames_decoded: number; output_frames_compared: number } };
+    }>('vae_decode', 'meta.json');
     const { latent_frames_decoded: k, output_frames_compared: n } = meta.frame_batching.prefix_check;
     const z = toTensor(io, 'z');
     const prefix = tf.slice(z, [0, 0, 0, 0, 0], [1, 4, k, 3, 4]);
@@ -200,7 +228,8 @@ describe('fromPretrained errors', () => {
   async function writeEdited(edit: (t: Record<string, TensorToWrite>) => void): Promise<string> {
     const src = await openSafetensors(WEIGHTS);
     const tensors: Record<string, TensorToWrite> = {};
-    for (const n of src.names()) tensors[n] = { dtype: 'F32', shape: src.info(n).shape, data: (await src.read(n)) as Float32Array };
+    for (const n of src.names())
+      tensors[n] = { dtype: 'F32', shape: src.info(n).shape, data: (await src.read(n)) as Float32Array };
     await src.close();
     edit(tensors);
     const vaeDir = path.join(dir, 'vae');

@@ -19,8 +19,16 @@ const size = { kind: 'decode' as const, frames: 3, height: 5, width: 4, batching
 
 beforeAll(async () => {
   await selectBackend('wasm');
-  vae = new CogVideoXVAE(parseVaeConfig(fixtureJson('vae_decode_tiled', 'config.json')).config, WeightSource.random(11));
-  vae.enableTiling({ tileSampleMinHeight: 32, tileSampleMinWidth: 24, overlapFactorHeight: 1 / 4, overlapFactorWidth: 1 / 3 });
+  vae = new CogVideoXVAE(
+    parseVaeConfig(fixtureJson('vae_decode_tiled', 'config.json')).config,
+    WeightSource.random(11),
+  );
+  vae.enableTiling({
+    tileSampleMinHeight: 32,
+    tileSampleMinWidth: 24,
+    overlapFactorHeight: 1 / 4,
+    overlapFactorWidth: 1 / 3,
+  });
 });
 afterEach(() => {
   delete process.env['MASK2DIT_WASM_BUDGET_MIB'];

@@ -8,7 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { CogVideoXVAE } from '../../src/model/vae.js';
-import { axisTiling, blendH, blendV, defaultVaeTiling, needsTiling, planTiles, resolveVaeTiling, type VaeTiling } from '../../src/model/vaeTiling.js';
+import {
+  axisTiling,
+  blendH,
+  blendV,
+  defaultVaeTiling,
+  needsTiling,
+  planTiles,
+  resolveVaeTiling,
+  type VaeTiling,
+} from '../../src/model/vaeTiling.js';
 import { expectClose, maxViolation } from '../helpers/close.js';
 import { fixtureJson, fixturePath, get, loadFixture, toTensor, type FixtureTensor } from '../helpers/fixtures.js';
 
@@ -27,7 +36,12 @@ interface MetaTile {
   kept_out_cols: [number, number];
 }
 interface TiledMeta {
-  tiling: { tile_sample_min_height: number; tile_sample_min_width: number; tile_overlap_factor_height: number; tile_overlap_factor_width: number };
+  tiling: {
+    tile_sample_min_height: number;
+    tile_sample_min_width: number;
+    tile_overlap_factor_height: number;
+    tile_overlap_factor_width: number;
+  };
   tiling_derived: Record<string, number>;
   tiles: MetaTile[];
   max_abs_diff: Record<string, number>;
@@ -38,11 +52,24 @@ const encMeta = fixtureJson<TiledMeta>('vae_encode_tiled', 'meta.json');
 
 function tilingOf(meta: TiledMeta): VaeTiling {
   const t = meta.tiling;
-  return { tileSampleMinHeight: t.tile_sample_min_height, tileSampleMinWidth: t.tile_sample_min_width, overlapFactorHeight: t.tile_overlap_factor_height, overlapFactorWidth: t.tile_overlap_factor_width };
+  return {
+    tileSampleMinHeight: t.tile_sample_min_height,
+    tileSampleMinWidth: t.tile_sample_min_width,
+    overlapFactorHeight: t.tile_overlap_factor_height,
+    overlapFactorWidth: t.tile_overlap_factor_width,
+  };
 }
 
 const asMeta = (p: ReturnType<typeof planTiles>): MetaTile[] =>
-  p.tiles.map((t) => ({ row: t.row, col: t.col, in_rows: t.inRows, in_cols: t.inCols, tile_out_hw: t.outHW, kept_out_rows: t.keptOutRows, kept_out_cols: t.keptOutCols }));
+  p.tiles.map((t) => ({
+    row: t.row,
+    col: t.col,
+    in_rows: t.inRows,
+    in_cols: t.inCols,
+    tile_out_hw: t.outHW,
+    kept_out_rows: t.keptOutRows,
+    kept_out_cols: t.keptOutCols,
+  }));
 
 describe('tile plans (no tensors)', () => {
   it('decode: the tiles and derived parameters of vae_decode_tiled/meta.json', () => {
@@ -53,7 +80,10 @@ describe('tile plans (no tensors)', () => {
     const d = decMeta.tiling_derived;
     expect([plan.height.tileIn, plan.width.tileIn]).toEqual([d['tile_latent_min_height'], d['tile_latent_min_width']]);
     expect([plan.height.strideIn, plan.width.strideIn]).toEqual([d['stride_latent_height'], d['stride_latent_width']]);
-    expect([plan.height.blendOut, plan.width.blendOut]).toEqual([d['blend_extent_height_px'], d['blend_extent_width_px']]);
+    expect([plan.height.blendOut, plan.width.blendOut]).toEqual([
+      d['blend_extent_height_px'],
+      d['blend_extent_width_px'],
+    ]);
     expect([plan.height.keepOut, plan.width.keepOut]).toEqual([d['row_limit_height_px'], d['row_limit_width_px']]);
     expect(needsTiling('decode', [5, 4], t, 8)).toBe(true);
     expect(needsTiling('decode', [4, 3], t, 8)).toBe(false); // one tile: the reference decodes untiled
@@ -66,28 +96,44 @@ describe('tile plans (no tensors)', () => {
     expect(plan.outHW).toEqual([5, 4]);
     const d = encMeta.tiling_derived;
     expect([plan.height.strideIn, plan.width.strideIn]).toEqual([d['stride_px_height'], d['stride_px_width']]);
-    expect([plan.height.blendOut, plan.width.blendOut]).toEqual([d['blend_extent_height_latent'], d['blend_extent_width_latent']]);
-    expect([plan.height.keepOut, plan.width.keepOut]).toEqual([d['row_limit_height_latent'], d['row_limit_width_latent']]);
+    expect([plan.height.blendOut, plan.width.blendOut]).toEqual([
+      d['blend_extent_height_latent'],
+      d['blend_extent_width_latent'],
+    ]);
+    expect([plan.height.keepOut, plan.width.keepOut]).toEqual([
+      d['row_limit_height_latent'],
+      d['row_limit_width_latent'],
+    ]);
     expect(needsTiling('encode', [32, 24], t, 8)).toBe(false);
     expect(needsTiling('encode', [33, 24], t, 8)).toBe(true);
   });
 
   it("diffusers' defaults for 480×720 tile a 60×90 latent into 3×3 tiles that keep exactly 480×720", () => {
     const t = defaultVaeTiling(480, 720);
-    expect(t).toEqual({ tileSampleMinHeight: 240, tileSampleMinWidth: 360, overlapFactorHeight: 1 / 6, overlapFactorWidth: 1 / 5 });
+    expect(t).toEqual({
+      tileSampleMinHeight: 240,
+      tileSampleMinWidth: 360,
+      overlapFactorHeight: 1 / 6,
+      overlapFactorWidth: 1 / 5,
+    });
     expect(axisTiling('decode', 240, 1 / 6, 8)).toEqual({ tileIn: 30, strideIn: 25, blendOut: 40, keepOut: 200 });
     expect(axisTiling('decode', 360, 1 / 5, 8)).toEqual({ tileIn: 45, strideIn: 36, blendOut: 72, keepOut: 288 });
     const dec = planTiles('decode', [60, 90], t, 8);
     expect(dec.tiles).toHaveLength(9);
     expect(dec.outHW).toEqual([480, 720]);
     const enc = planTiles('encode', [480, 720], t, 8);
-    expect(enc.tiles.map((x) => [x.inRows, x.inCols])).toEqual(dec.tiles.map((x) => [x.inRows.map((v) => 8 * v), x.inCols.map((v) => 8 * v)]));
+    expect(enc.tiles.map((x) => [x.inRows, x.inCols])).toEqual(
+      dec.tiles.map((x) => [x.inRows.map((v) => 8 * v), x.inCols.map((v) => 8 * v)]),
+    );
     expect(enc.outHW).toEqual([60, 90]);
   });
 
   it("enable_tiling's argument rule (missing or 0 → previous value) and refusals", () => {
     const d = defaultVaeTiling(480, 720);
-    expect(resolveVaeTiling({ tileSampleMinHeight: 0, overlapFactorWidth: 0.25 }, d)).toEqual({ ...d, overlapFactorWidth: 0.25 });
+    expect(resolveVaeTiling({ tileSampleMinHeight: 0, overlapFactorWidth: 0.25 }, d)).toEqual({
+      ...d,
+      overlapFactorWidth: 0.25,
+    });
     expect(() => resolveVaeTiling({ overlapFactorHeight: 1 }, d)).toThrow(/overlapFactorHeight/);
     expect(() => resolveVaeTiling({ tileSampleMinWidth: 7.5 }, d)).toThrow(/tileSampleMinWidth/);
     expect(() => axisTiling('decode', 4, 0, 8)).toThrow(/under one latent pixel/);
@@ -107,11 +153,14 @@ describe('blend_v / blend_h', () => {
     const f = Math.fround;
     for (let y = 0; y < e; y++) {
       if (rows) out[y] = out[y]!.map((v, x) => f(f(a[a.length - e + y]![x]! * f(1 - y / e)) + f(v * f(y / e))));
-      else for (const [i, r] of out.entries()) r[y] = f(f(a[i]![a[i]!.length - e + y]! * f(1 - y / e)) + f(r[y]! * f(y / e)));
+      else
+        for (const [i, r] of out.entries())
+          r[y] = f(f(a[i]![a[i]!.length - e + y]! * f(1 - y / e)) + f(r[y]! * f(y / e)));
     }
     return out;
   }
-  const grid = (h: number, w: number, seed: number) => Array.from({ length: h }, (_, i) => Array.from({ length: w }, (_, j) => Math.fround(Math.sin(seed + 7 * i + j))));
+  const grid = (h: number, w: number, seed: number) =>
+    Array.from({ length: h }, (_, i) => Array.from({ length: w }, (_, j) => Math.fround(Math.sin(seed + 7 * i + j))));
   const t5 = (g: number[][]) => tf.tensor(g.flat(), [1, 1, 1, g.length, g[0]!.length]);
 
   it.each([
@@ -135,7 +184,9 @@ describe.each(['cpu', 'wasm'] as const)('tiled VAE parity on %s', (backend) => {
 
   beforeAll(async () => {
     await selectBackend(backend);
-    vae = await CogVideoXVAE.fromPretrained(fixturePath('vae_decode_tiled'), { weights: fixturePath('vae_decode_tiled', 'weights.safetensors') });
+    vae = await CogVideoXVAE.fromPretrained(fixturePath('vae_decode_tiled'), {
+      weights: fixturePath('vae_decode_tiled', 'weights.safetensors'),
+    });
     dec = await loadFixture('vae_decode_tiled');
     enc = await loadFixture('vae_encode_tiled');
   });
@@ -187,7 +238,9 @@ describe.each(['cpu', 'wasm'] as const)('tiled VAE parity on %s', (backend) => {
       expect(t.shape).toEqual(get(enc, name).shape);
       const got = (await t.data()) as Float32Array;
       const expected = get(enc, name).data as Float32Array;
-      process.stderr.write(`${backend} vae_encode_tiled ${name}: max abs err ${maxAbs(got, expected).toExponential(2)}\n`);
+      process.stderr.write(
+        `${backend} vae_encode_tiled ${name}: max abs err ${maxAbs(got, expected).toExponential(2)}\n`,
+      );
       expectClose(`${backend}:${name}`, got, expected, ATOL, RTOL);
     }
     const untiled = vae.encodeMoments(x);
@@ -216,7 +269,9 @@ describe('tiled decode and encode on wasm: no leaks', () => {
   let vae: CogVideoXVAE;
   beforeAll(async () => {
     await selectBackend('wasm');
-    vae = await CogVideoXVAE.fromPretrained(fixturePath('vae_decode_tiled'), { weights: fixturePath('vae_decode_tiled', 'weights.safetensors') });
+    vae = await CogVideoXVAE.fromPretrained(fixturePath('vae_decode_tiled'), {
+      weights: fixturePath('vae_decode_tiled', 'weights.safetensors'),
+    });
   });
   afterAll(() => {
     vae?.dispose();

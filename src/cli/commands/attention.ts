@@ -13,7 +13,18 @@ import { Mask2DiTPipeline, PipelineAbortedError } from '../../model/pipeline.js'
 import { Probe } from '../../layers/probe.js';
 import { uniformLayout } from '../../scene/layout.js';
 import { SAMPLER_NAMES } from '../../sampler/index.js';
-import { addSamplingOptions, checkModelDir, encodeSceneFile, generateRequest, intFlag, modelDir, resolveSettings, stepReporter, type RunSettings, type SamplingFlags } from '../film.js';
+import {
+  addSamplingOptions,
+  checkModelDir,
+  encodeSceneFile,
+  generateRequest,
+  intFlag,
+  modelDir,
+  resolveSettings,
+  stepReporter,
+  type RunSettings,
+  type SamplingFlags,
+} from '../film.js';
 import { runFilmCommand, type FilmRun } from '../filmCommand.js';
 import { checkInterrupted } from '../interrupt.js';
 import { Progress, progressMode } from '../progress.js';
@@ -57,16 +68,31 @@ async function denoiseTo(r: FilmRun<string>, a: Capture, settings: RunSettings, 
   const { model, signal, progress, owned } = r;
   const { prompts, negative } = await encodeSceneFile(model, a.sf, { settings, progress, owned });
   checkInterrupted(signal);
-  progress.phase('denoise', `up to step ${a.step} of ${settings.steps} (${settings.sampler}), capturing block ${a.block} head ${a.head}`);
+  progress.phase(
+    'denoise',
+    `up to step ${a.step} of ${settings.steps} (${settings.sampler}), capturing block ${a.block} head ${a.head}`,
+  );
   progress.startSteps();
   // the run stops right after the captured step: nothing later is needed
   const stop = new AbortController();
   const report = stepReporter(progress);
   let timestep = NaN;
-  const pipe = new Mask2DiTPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
+  const pipe = new Mask2DiTPipeline({
+    transformer: model.transformer,
+    vae: model.vae,
+    scheduler: model.schedulerConfig,
+  });
   try {
     const run = await pipe.generate({
-      ...generateRequest({ prompts, negative, scenes: a.sf.scenes.length, frames: a.frames, width: a.sf.width, height: a.sf.height, settings }),
+      ...generateRequest({
+        prompts,
+        negative,
+        scenes: a.sf.scenes.length,
+        frames: a.frames,
+        width: a.sf.width,
+        height: a.sf.height,
+        settings,
+      }),
       capture: { step: a.step, probe },
       onStep: (p) => {
         report(p);
@@ -90,16 +116,28 @@ async function heatmap(r: FilmRun<string>, a: Capture, settings: RunSettings, pr
   const { model } = r;
   const c = model.transformer.config;
   const [, , Lq, Lk] = probs.shape as [number, number, number, number];
-  const geo = { f: (a.frames - 1) / model.vae.temporalCompression + 1, h: a.sf.height / model.vae.spatialCompression, w: a.sf.width / model.vae.spatialCompression };
+  const geo = {
+    f: (a.frames - 1) / model.vae.temporalCompression + 1,
+    h: a.sf.height / model.vae.spatialCompression,
+    w: a.sf.width / model.vae.spatialCompression,
+  };
   const p = c.patch_size;
   const layout = uniformLayout(a.sf.scenes.length, c.max_text_seq_length, geo.f * (geo.h / p) * (geo.w / p));
   const data = (await probs.data()) as Float32Array;
   const { block, head, step, scene } = a;
-  const title = [`block ${block}, head ${head}, step ${step} of ${settings.steps} (t = ${Number(timestep.toFixed(3))}), conditional branch${scene !== undefined ? `, queries of scene ${scene}` : ''}`];
+  const title = [
+    `block ${block}, head ${head}, step ${step} of ${settings.steps} (t = ${Number(timestep.toFixed(3))}), conditional branch${scene !== undefined ? `, queries of scene ${scene}` : ''}`,
+  ];
   const axes =
     scene === undefined
       ? { layout }
-      : { rows: [{ label: `T${scene}`, length: layout.text[scene]! }, { label: `V${scene}`, length: layout.video[scene]! }].filter((row) => row.length > 0), cols: layoutSegments(layout) };
+      : {
+          rows: [
+            { label: `T${scene}`, length: layout.text[scene]! },
+            { label: `V${scene}`, length: layout.video[scene]! },
+          ].filter((row) => row.length > 0),
+          cols: layoutSegments(layout),
+        };
   return { Lq, Lk, img: renderAttentionImage(data, Lq, Lk, { ...axes, transform: a.transform, title }) };
 }
 
@@ -116,11 +154,24 @@ async function captureAttention(r: FilmRun<string>, a: Capture) {
     const timestep = await denoiseTo(r, a, settings, probe);
     checkInterrupted(r.signal);
     const probs = probe.get(`block.${block}.attn1.probs`);
-    if (probs === undefined) throw new Mask2DiTError('ATTENTION', `block ${block}: no attention probabilities were captured`);
+    if (probs === undefined)
+      throw new Mask2DiTError('ATTENTION', `block ${block}: no attention probabilities were captured`);
     const { Lq, Lk, img } = await heatmap(r, a, settings, probs, timestep);
     r.progress.phase('write', a.flags.out);
     await writePng(r.temp, img.image);
-    return { out: a.flags.out, block, head, step, timestep, ...(scene !== undefined ? { scene } : {}), queries: Lq, keys: Lk, width: img.image.width, height: img.image.height, max: img.max };
+    return {
+      out: a.flags.out,
+      block,
+      head,
+      step,
+      timestep,
+      ...(scene !== undefined ? { scene } : {}),
+      queries: Lq,
+      keys: Lk,
+      width: img.image.width,
+      height: img.image.height,
+      max: img.max,
+    };
   } finally {
     probe.dispose();
   }
@@ -133,9 +184,11 @@ async function runAttention(flags: AttentionFlags, cmd: Command): Promise<void> 
   const head = intFlag(flags.head, 'head')!;
   const step = intFlag(flags.step, 'step')!;
   const scene = intFlag(flags.scene, 'scene');
-  if (scene !== undefined && scene >= sf.scenes.length) throw outOfRange('scene', scene, sf.scenes.length, 'the scene file has');
+  if (scene !== undefined && scene >= sf.scenes.length)
+    throw outOfRange('scene', scene, sf.scenes.length, 'the scene file has');
   const transform = flags.transform ?? 'linear';
-  if (!(TRANSFORMS as readonly string[]).includes(transform)) throw new Mask2DiTError('OPTION', `--transform: expected one of ${TRANSFORMS.join(', ')}, got ${transform}`);
+  if (!(TRANSFORMS as readonly string[]).includes(transform))
+    throw new Mask2DiTError('OPTION', `--transform: expected one of ${TRANSFORMS.join(', ')}, got ${transform}`);
   const dir = modelDir(flags);
   checkModelDir(dir);
   const report = await runFilmCommand({
@@ -145,16 +198,31 @@ async function runAttention(flags: AttentionFlags, cmd: Command): Promise<void> 
     // no `offload`: attention has always loaded with the loader's default
     reserve: (outputs) => outputs.file(flags.out),
     open: async () => ({ dir }),
-    run: (r) => captureAttention(r, { flags, sf, frames, block, head, step, scene, transform: transform as Capture['transform'] }),
+    run: (r) =>
+      captureAttention(r, {
+        flags,
+        sf,
+        frames,
+        block,
+        head,
+        step,
+        scene,
+        transform: transform as Capture['transform'],
+      }),
   });
   if (flags.json === true) process.stdout.write(JSON.stringify(report) + '\n');
-  else if (flags.quiet !== true) process.stdout.write(`wrote ${report.out} (${report.queries} queries × ${report.keys} keys, max probability ${report.max.toPrecision(3)})\n`);
+  else if (flags.quiet !== true)
+    process.stdout.write(
+      `wrote ${report.out} (${report.queries} queries × ${report.keys} keys, max probability ${report.max.toPrecision(3)})\n`,
+    );
 }
 
 export function register(program: Command): void {
   const c = program
     .command('attention')
-    .description("run a generation up to one denoising step and render one block/head's attention probabilities as a heatmap")
+    .description(
+      "run a generation up to one denoising step and render one block/head's attention probabilities as a heatmap",
+    )
     .requiredOption('--scenes <file>', 'scene file (JSON)')
     .requiredOption('--block <i>', 'transformer block (0-based)')
     .requiredOption('--head <h>', 'attention head (0-based)')

@@ -23,7 +23,10 @@ export function register(program: Command): void {
       tf.dispose([a, c]);
       const report = { ...info, matmul512Ms: Number(ms.toFixed(2)), matmulOk: v === 512 };
       if (opts.json === true) process.stdout.write(JSON.stringify(report) + '\n');
-      else process.stdout.write(`backend ${info.name}: ${info.device}\nmatMul 512³ (first call, includes warm-up): ${ms.toFixed(1)} ms, ${report.matmulOk ? 'correct' : 'WRONG RESULT'}\n`);
+      else
+        process.stdout.write(
+          `backend ${info.name}: ${info.device}\nmatMul 512³ (first call, includes warm-up): ${ms.toFixed(1)} ms, ${report.matmulOk ? 'correct' : 'WRONG RESULT'}\n`,
+        );
       if (!report.matmulOk) process.exitCode = 1;
     });
 }

@@ -9,7 +9,15 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { Mask2DiTError } from '../../errors.js';
-import { EVAL_MODES, evaluate, formatClaim, formatTable, HELD_OUT_FIRST_SEED, MODE_LABELS, type EvalMode } from '../../eval/evaluate.js';
+import {
+  EVAL_MODES,
+  evaluate,
+  formatClaim,
+  formatTable,
+  HELD_OUT_FIRST_SEED,
+  MODE_LABELS,
+  type EvalMode,
+} from '../../eval/evaluate.js';
 import { AtomicOutput } from '../../io/atomic.js';
 import { loadModelFolder } from '../../model/modelFolder.js';
 import { isSamplerName, SAMPLER_NAMES } from '../../sampler/index.js';
@@ -35,9 +43,16 @@ interface EvalFlags {
 }
 
 export function parseModes(list: string): EvalMode[] {
-  const modes = list.split(',').map((m) => m.trim()).filter((m) => m !== '');
+  const modes = list
+    .split(',')
+    .map((m) => m.trim())
+    .filter((m) => m !== '');
   const bad = modes.filter((m) => !(EVAL_MODES as readonly string[]).includes(m));
-  if (modes.length === 0 || bad.length > 0) throw new Mask2DiTError('OPTION', `--modes: expected a comma-separated list of ${EVAL_MODES.join(', ')}, got ${JSON.stringify(list)}`);
+  if (modes.length === 0 || bad.length > 0)
+    throw new Mask2DiTError(
+      'OPTION',
+      `--modes: expected a comma-separated list of ${EVAL_MODES.join(', ')}, got ${JSON.stringify(list)}`,
+    );
   return [...new Set(modes)] as EvalMode[];
 }
 
@@ -46,9 +61,14 @@ async function runEval(flags: EvalFlags, cmd: Command): Promise<void> {
   const firstSeed = intFlag(flags.firstSeed, 'first-seed', HELD_OUT_FIRST_SEED, Number.MAX_SAFE_INTEGER - 1_000_000)!;
   const steps = intFlag(flags.steps, 'steps', 1, 10_000)!;
   const guidance = Number(flags.guidance);
-  if (flags.guidance.trim() === '' || !Number.isFinite(guidance) || guidance < 0) throw new Mask2DiTError('OPTION', `--guidance: expected a number >= 0, got ${JSON.stringify(flags.guidance)}`);
+  if (flags.guidance.trim() === '' || !Number.isFinite(guidance) || guidance < 0)
+    throw new Mask2DiTError('OPTION', `--guidance: expected a number >= 0, got ${JSON.stringify(flags.guidance)}`);
   const seed = intFlag(flags.seed, 'seed', 0, 2 ** 32 - 1)!;
-  if (flags.sampler !== undefined && !isSamplerName(flags.sampler)) throw new Mask2DiTError('OPTION', `--sampler: unknown sampler ${JSON.stringify(flags.sampler)}, expected one of ${SAMPLER_NAMES.join(', ')}`);
+  if (flags.sampler !== undefined && !isSamplerName(flags.sampler))
+    throw new Mask2DiTError(
+      'OPTION',
+      `--sampler: unknown sampler ${JSON.stringify(flags.sampler)}, expected one of ${SAMPLER_NAMES.join(', ')}`,
+    );
   const modes = parseModes(flags.modes);
   const dir = modelDir(flags);
   checkModelDir(dir);
@@ -61,7 +81,10 @@ async function runEval(flags: EvalFlags, cmd: Command): Promise<void> {
       const model = await loadModelFolder(dir);
       try {
         checkInterrupted(signal);
-        progress.phase('evaluate', `${sets} caption sets × ${modes.length} mode${modes.length > 1 ? 's' : ''}, ${steps} steps, guidance ${guidance}, seed ${seed}`);
+        progress.phase(
+          'evaluate',
+          `${sets} caption sets × ${modes.length} mode${modes.length > 1 ? 's' : ''}, ${steps} steps, guidance ${guidance}, seed ${seed}`,
+        );
         const t0 = performance.now();
         return await evaluate(model, {
           captionSets: sets,
@@ -75,7 +98,10 @@ async function runEval(flags: EvalFlags, cmd: Command): Promise<void> {
           onProgress: (p) => {
             const eta = ((performance.now() - t0) / p.done) * (p.total - p.done);
             const m = p.metrics;
-            progress.phase(`clip ${p.clip + 1}/${sets}`, `seed ${p.worldSeed}, ${MODE_LABELS[p.mode]}: ${p.seconds.toFixed(1)} s; so far semantic ${m.semantic.toFixed(2)}, visual ${m.visual.toFixed(2)}, sequence ${m.sequence.toFixed(2)}; ETA ${(eta / 1000).toFixed(0)} s`);
+            progress.phase(
+              `clip ${p.clip + 1}/${sets}`,
+              `seed ${p.worldSeed}, ${MODE_LABELS[p.mode]}: ${p.seconds.toFixed(1)} s; so far semantic ${m.semantic.toFixed(2)}, visual ${m.visual.toFixed(2)}, sequence ${m.sequence.toFixed(2)}; ETA ${(eta / 1000).toFixed(0)} s`,
+            );
           },
         });
       } finally {
@@ -88,7 +114,10 @@ async function runEval(flags: EvalFlags, cmd: Command): Promise<void> {
       await out.commit();
     }
     if (flags.json === true) process.stdout.write(JSON.stringify(document) + '\n');
-    else if (flags.quiet !== true) process.stdout.write(`${formatTable(result)}\n${formatClaim(result)}\n${out !== undefined ? `wrote ${flags.out}\n` : ''}`);
+    else if (flags.quiet !== true)
+      process.stdout.write(
+        `${formatTable(result)}\n${formatClaim(result)}\n${out !== undefined ? `wrote ${flags.out}\n` : ''}`,
+      );
   } catch (e) {
     await out?.abort();
     throw e;
@@ -98,10 +127,16 @@ async function runEval(flags: EvalFlags, cmd: Command): Promise<void> {
 export function register(program: Command): void {
   program
     .command('eval')
-    .description('consistency evaluation on held-out caption sets of the synthetic world: (a) joint generation (dual mask), (b) independent scenes, (c) autoregressive extension, scored by the oracle')
+    .description(
+      'consistency evaluation on held-out caption sets of the synthetic world: (a) joint generation (dual mask), (b) independent scenes, (c) autoregressive extension, scored by the oracle',
+    )
     .option('--model <dir>', 'pipeline folder (default: the shipped model)')
     .option('--sets <n>', 'number of caption sets (3 scenes each)', '100')
-    .option('--first-seed <n>', `first world seed searched for caption sets (held out: ≥ ${HELD_OUT_FIRST_SEED})`, String(HELD_OUT_FIRST_SEED))
+    .option(
+      '--first-seed <n>',
+      `first world seed searched for caption sets (held out: ≥ ${HELD_OUT_FIRST_SEED})`,
+      String(HELD_OUT_FIRST_SEED),
+    )
     .option('--steps <n>', 'denoising steps', '20')
     .option('--guidance <g>', 'classifier-free guidance scale, 1 = none', '6')
     .option('--seed <s>', 'generation seed of the first clip (clip k uses seed + k)', '0')

@@ -34,7 +34,14 @@ import {
   type HelpDefaults,
   type SceneText,
 } from '../film.js';
-import { addFilmOutputOptions, runFilm, type Film, type FilmCommandFlags, type FilmRun, type ModelToLoad } from '../filmCommand.js';
+import {
+  addFilmOutputOptions,
+  runFilm,
+  type Film,
+  type FilmCommandFlags,
+  type FilmRun,
+  type ModelToLoad,
+} from '../filmCommand.js';
 import { checkInterrupted } from '../interrupt.js';
 import { latentsPathFor } from '../outputs.js';
 import { readSceneFile } from '../sceneFile.js';
@@ -58,7 +65,10 @@ function findSource(flags: ExtendFlags): Source {
   const sibling = latentsPathFor(from);
   if (fs.existsSync(sibling)) return { kind: 'latents', file: sibling };
   if (flags.scenes === undefined) {
-    throw new Mask2DiTError('INPUT', `--from ${from}: no ${path.basename(sibling)} next to it; give the scene file the film was made from with --scenes (its prompts and frames per scene), so its frames can be encoded with the VAE`);
+    throw new Mask2DiTError(
+      'INPUT',
+      `--from ${from}: no ${path.basename(sibling)} next to it; give the scene file the film was made from with --scenes (its prompts and frames per scene), so its frames can be encoded with the VAE`,
+    );
   }
   return { kind: 'video', file: from, scenes: flags.scenes };
 }
@@ -93,16 +103,38 @@ async function fromVideo(file: string, scenesFile: string): Promise<Previous> {
   const frames = framesPerScene(sf, scenesFile);
   const video = await readVideoFrames(file);
   const S = sf.scenes.length;
-  if (video.width !== sf.width || video.height !== sf.height) throw new Mask2DiTError('INPUT', `${file}: frames are ${video.width}×${video.height}, the scene file ${scenesFile} says ${sf.width}×${sf.height}`);
-  if (video.frames.length !== S * frames) throw new Mask2DiTError('INPUT', `${file}: ${video.frames.length} frames, the scene file ${scenesFile} says ${S} scenes × ${frames} frames = ${S * frames}`);
-  const videos = Array.from({ length: S }, (_, s) =>
-    tf.tidy(() => tf.transpose(framesToTensor(video.frames.slice(s * frames, (s + 1) * frames), video.width, video.height), [0, 2, 1, 3, 4])), // [1, frames, 3, H, W]
+  if (video.width !== sf.width || video.height !== sf.height)
+    throw new Mask2DiTError(
+      'INPUT',
+      `${file}: frames are ${video.width}×${video.height}, the scene file ${scenesFile} says ${sf.width}×${sf.height}`,
+    );
+  if (video.frames.length !== S * frames)
+    throw new Mask2DiTError(
+      'INPUT',
+      `${file}: ${video.frames.length} frames, the scene file ${scenesFile} says ${S} scenes × ${frames} frames = ${S * frames}`,
+    );
+  const videos = Array.from(
+    { length: S },
+    (_, s) =>
+      tf.tidy(() =>
+        tf.transpose(
+          framesToTensor(video.frames.slice(s * frames, (s + 1) * frames), video.width, video.height),
+          [0, 2, 1, 3, 4],
+        ),
+      ), // [1, frames, 3, H, W]
   );
   const scenes = filmScenes(sf, frames);
   const d = sf.defaults ?? {};
   const fps = d.fps ?? (Number.isFinite(video.fps) && video.fps > 0 && video.fps <= 240 ? video.fps : undefined);
   return {
-    meta: { scenes, width: sf.width, height: sf.height, negativePrompt: sf.negative_prompt ?? '', ...d, ...(fps !== undefined ? { fps } : {}) },
+    meta: {
+      scenes,
+      width: sf.width,
+      height: sf.height,
+      negativePrompt: sf.negative_prompt ?? '',
+      ...d,
+      ...(fps !== undefined ? { fps } : {}),
+    },
     texts: sf.scenes,
     previous: { videos },
     tensors: videos,
@@ -114,7 +146,10 @@ function modelFor(flags: ExtendFlags, recorded: string | undefined, source: Sour
   if (flags.model !== undefined) return flags.model;
   if (recorded === undefined) return DEFAULT_MODEL_DIR;
   const dir = recordedModel(recorded, source.file);
-  if (dir === undefined) log.warn(`${source.file}: the model it was made with (${recorded}) is not found; using the shipped ${DEFAULT_MODEL_NAME} (pass --model to choose)`);
+  if (dir === undefined)
+    log.warn(
+      `${source.file}: the model it was made with (${recorded}) is not found; using the shipped ${DEFAULT_MODEL_NAME} (pass --model to choose)`,
+    );
   return dir ?? DEFAULT_MODEL_DIR;
 }
 
@@ -133,13 +168,23 @@ async function openFilm(flags: ExtendFlags, source: Source, owned: tf.Tensor[]):
 }
 
 /** The film's prompt embeddings and the new scene's, `[S, T, D]`; what is made here goes in `owned`. */
-async function extendedPrompts(model: LoadedModel, { dir, prev }: Opened, a: { flags: ExtendFlags; source: Source; owned: tf.Tensor[] }): Promise<tf.Tensor> {
+async function extendedPrompts(
+  model: LoadedModel,
+  { dir, prev }: Opened,
+  a: { flags: ExtendFlags; source: Source; owned: tf.Tensor[] },
+): Promise<tf.Tensor> {
   const { max_text_seq_length: T, text_embed_dim: D } = model.transformer.config;
   const before = prev.promptEmbeds ?? (await sceneEmbeddings(model, prev.texts));
   if (prev.promptEmbeds === undefined) a.owned.push(before);
-  if (before.shape[1] !== T || before.shape[2] !== D) throw new LatentsFileError(a.source.file, `prompt embeddings are [${before.shape}], the model ${dir} takes [S, ${T}, ${D}]`);
-  const fresh = a.flags.embeddings !== undefined ? await readEmbeddingsFile(path.resolve(a.flags.embeddings), T, D) : undefined;
-  const added = fresh !== undefined ? tf.expandDims(fresh, 0) : await sceneEmbeddings(model, [{ prompt: a.flags.prompt! }]); // [1, T, D]
+  if (before.shape[1] !== T || before.shape[2] !== D)
+    throw new LatentsFileError(
+      a.source.file,
+      `prompt embeddings are [${before.shape}], the model ${dir} takes [S, ${T}, ${D}]`,
+    );
+  const fresh =
+    a.flags.embeddings !== undefined ? await readEmbeddingsFile(path.resolve(a.flags.embeddings), T, D) : undefined;
+  const added =
+    fresh !== undefined ? tf.expandDims(fresh, 0) : await sceneEmbeddings(model, [{ prompt: a.flags.prompt! }]); // [1, T, D]
   fresh?.dispose();
   a.owned.push(added);
   const prompts = tf.concat([before, added], 0); // [S, T, D]
@@ -159,11 +204,23 @@ async function extendFilm(r: FilmRun<FilmPaths>, input: Opened, flags: ExtendFla
   checkInterrupted(signal);
   progress.phase('encode text', source.kind === 'latents' ? 'the new scene' : `${S} scenes`);
   const prompts = await extendedPrompts(model, input, { flags, source, owned });
-  const negative = guidanceNegative(model, { settings, negativePrompt: m.negativePrompt, owned, stored: prev.negativeEmbeds });
+  const negative = guidanceNegative(model, {
+    settings,
+    negativePrompt: m.negativePrompt,
+    owned,
+    stored: prev.negativeEmbeds,
+  });
   checkInterrupted(signal);
-  progress.phase('denoise', `scene ${S} of ${S}: ${settings.steps} steps, ${settings.sampler}, guidance ${settings.guidance}, seed ${settings.seed}${source.kind === 'video' ? ' (previous scenes encoded by the VAE)' : ''}`);
+  progress.phase(
+    'denoise',
+    `scene ${S} of ${S}: ${settings.steps} steps, ${settings.sampler}, guidance ${settings.guidance}, seed ${settings.seed}${source.kind === 'video' ? ' (previous scenes encoded by the VAE)' : ''}`,
+  );
   progress.startSteps();
-  const pipe = new Mask2DiTExtendPipeline({ transformer: model.transformer, vae: model.vae, scheduler: model.schedulerConfig });
+  const pipe = new Mask2DiTExtendPipeline({
+    transformer: model.transformer,
+    vae: model.vae,
+    scheduler: model.schedulerConfig,
+  });
   const run = await pipe.extend({
     prompts,
     ...(negative !== undefined ? { negative } : {}),
@@ -178,16 +235,35 @@ async function extendFilm(r: FilmRun<FilmPaths>, input: Opened, flags: ExtendFla
   });
   tf.dispose([run.latents, run.sceneLatents]);
   owned.push(run.cleanLatents);
-  const scene: FilmScene = { ...(flags.prompt !== undefined ? { prompt: flags.prompt } : {}), caption: flags.caption ?? flags.prompt ?? path.basename(flags.embeddings!), frames: m.scenes[0]!.frames };
-  return { latents: run.cleanLatents, prompts, negative, settings, scenes: [...m.scenes, scene], width: m.width, height: m.height, negativePrompt: m.negativePrompt };
+  const scene: FilmScene = {
+    ...(flags.prompt !== undefined ? { prompt: flags.prompt } : {}),
+    caption: flags.caption ?? flags.prompt ?? path.basename(flags.embeddings!),
+    frames: m.scenes[0]!.frames,
+  };
+  return {
+    latents: run.cleanLatents,
+    prompts,
+    negative,
+    settings,
+    scenes: [...m.scenes, scene],
+    width: m.width,
+    height: m.height,
+    negativePrompt: m.negativePrompt,
+  };
 }
 
 async function runExtend(flags: ExtendFlags, cmd: Command): Promise<void> {
-  if ((flags.prompt === undefined) === (flags.embeddings === undefined)) throw new Mask2DiTError('OPTION', 'give the new scene as --prompt "…" or --embeddings FILE (one of them)');
+  if ((flags.prompt === undefined) === (flags.embeddings === undefined))
+    throw new Mask2DiTError('OPTION', 'give the new scene as --prompt "…" or --embeddings FILE (one of them)');
   const source = findSource(flags);
   await runFilm(flags, cmd, {
     check: (paths) => {
-      for (const p of [paths.mp4, paths.latents]) if (path.resolve(p) === path.resolve(source.file)) throw new Mask2DiTError('OPTION', `--out ${flags.out}: would overwrite the film being extended (${source.file}); choose another name`);
+      for (const p of [paths.mp4, paths.latents])
+        if (path.resolve(p) === path.resolve(source.file))
+          throw new Mask2DiTError(
+            'OPTION',
+            `--out ${flags.out}: would overwrite the film being extended (${source.file}); choose another name`,
+          );
     },
     open: (owned) => openFilm(flags, source, owned),
     make: (r, input) => extendFilm(r, input, flags, source),
@@ -197,10 +273,15 @@ async function runExtend(flags: ExtendFlags, cmd: Command): Promise<void> {
 export function register(program: Command): void {
   const c = program
     .command('extend')
-    .description('add one scene to a film by autoregressive extension; writes the whole sequence (mp4, <name>.sheet.png, <name>.latents.safetensors)')
-    .requiredOption('--from <file>', 'film.mp4 (its film.latents.safetensors is used when present) or film.latents.safetensors')
-    .option('--prompt <text>', 'the new scene\'s prompt')
-    .option('--embeddings <file>', 'the new scene\'s prompt embeddings (safetensors) instead of --prompt')
+    .description(
+      'add one scene to a film by autoregressive extension; writes the whole sequence (mp4, <name>.sheet.png, <name>.latents.safetensors)',
+    )
+    .requiredOption(
+      '--from <file>',
+      'film.mp4 (its film.latents.safetensors is used when present) or film.latents.safetensors',
+    )
+    .option('--prompt <text>', "the new scene's prompt")
+    .option('--embeddings <file>', "the new scene's prompt embeddings (safetensors) instead of --prompt")
     .option('--caption <text>', 'caption of the new scene on the contact sheet (default: the prompt)')
     .option('--scenes <file>', 'the scene file of an mp4 without its latents file (prompts, frames per scene)')
     .requiredOption('--out <file.mp4>', 'the extended video to write');

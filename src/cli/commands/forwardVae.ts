@@ -40,10 +40,20 @@ async function asF32(t: tf.Tensor): Promise<TensorToWrite> {
   return { dtype: 'F32', shape: [...t.shape], data: (await t.data()) as Float32Array };
 }
 
-async function withModel(opts: VaeOptions, cmd: Command, run: (vae: CogVideoXVAE) => Promise<Record<string, tf.Tensor>>): Promise<void> {
+async function withModel(
+  opts: VaeOptions,
+  cmd: Command,
+  run: (vae: CogVideoXVAE) => Promise<Record<string, tf.Tensor>>,
+): Promise<void> {
   const global = cmd.optsWithGlobals<{ backend?: string; threads?: string }>();
-  const info = await selectBackend(global.backend, global.threads !== undefined ? { threads: Number(global.threads) } : {});
-  const vae = await CogVideoXVAE.fromPretrained(opts.model, opts.weights !== undefined ? { weights: opts.weights } : {});
+  const info = await selectBackend(
+    global.backend,
+    global.threads !== undefined ? { threads: Number(global.threads) } : {},
+  );
+  const vae = await CogVideoXVAE.fromPretrained(
+    opts.model,
+    opts.weights !== undefined ? { weights: opts.weights } : {},
+  );
   const t0 = performance.now();
   try {
     const outputs = await run(vae);
@@ -52,8 +62,20 @@ async function withModel(opts: VaeOptions, cmd: Command, run: (vae: CogVideoXVAE
     for (const [name, t] of Object.entries(outputs)) tensors[name] = await asF32(t);
     tf.dispose(Object.values(outputs));
     await writeSafetensors(opts.out, tensors, { format: 'pt' });
-    const report = { out: opts.out, backend: info.name, device: info.device, seconds: Number(seconds.toFixed(3)), tensors: Object.fromEntries(Object.entries(tensors).map(([n, t]) => [n, t.shape])) };
-    process.stdout.write(opts.json === true ? JSON.stringify(report) + '\n' : `wrote ${Object.entries(report.tensors).map(([n, s]) => `${n} [${s.join(', ')}]`).join(', ')} to ${opts.out} (${info.name}, ${report.seconds} s)\n`);
+    const report = {
+      out: opts.out,
+      backend: info.name,
+      device: info.device,
+      seconds: Number(seconds.toFixed(3)),
+      tensors: Object.fromEntries(Object.entries(tensors).map(([n, t]) => [n, t.shape])),
+    };
+    process.stdout.write(
+      opts.json === true
+        ? JSON.stringify(report) + '\n'
+        : `wrote ${Object.entries(report.tensors)
+            .map(([n, s]) => `${n} [${s.join(', ')}]`)
+            .join(', ')} to ${opts.out} (${info.name}, ${report.seconds} s)\n`,
+    );
   } finally {
     vae.dispose();
   }
@@ -61,13 +83,17 @@ async function withModel(opts: VaeOptions, cmd: Command, run: (vae: CogVideoXVAE
 
 function parseBatching(value: string | undefined): FrameBatching {
   const b = value ?? 'mask2dit';
-  if (!(FRAME_BATCHINGS as readonly string[]).includes(b)) throw new ConfigError('--batching', 'batching', `expected one of ${FRAME_BATCHINGS.join(', ')}, got ${b}`);
+  if (!(FRAME_BATCHINGS as readonly string[]).includes(b))
+    throw new ConfigError('--batching', 'batching', `expected one of ${FRAME_BATCHINGS.join(', ')}, got ${b}`);
   return b as FrameBatching;
 }
 
 function common(c: Command): Command {
   return c
-    .requiredOption('--model <dir>', 'diffusers VAE folder (config.json + safetensors), or a pipeline folder holding vae/')
+    .requiredOption(
+      '--model <dir>',
+      'diffusers VAE folder (config.json + safetensors), or a pipeline folder holding vae/',
+    )
     .requiredOption('--inputs <file>', 'safetensors file holding the input tensor')
     .requiredOption('--out <file>', 'safetensors file to write (atomically)')
     .option('--weights <file>', 'checkpoint to load instead of the one in --model')
@@ -76,8 +102,15 @@ function common(c: Command): Command {
 
 /** Add `vae-decode` and `vae-encode` to an existing `forward` command. */
 export function registerVaeForward(forward: Command): void {
-  common(forward.command('vae-decode').description('decode latents `z` [B, C, F, h, w] to `sample` [B, 3, 4(F-1)+1, 8h, 8w]'))
-    .option('--batching <mode>', `latent frames per decoder call: ${FRAME_BATCHINGS.join(' | ')} (default mask2dit: frame 0, then pairs)`)
+  common(
+    forward
+      .command('vae-decode')
+      .description('decode latents `z` [B, C, F, h, w] to `sample` [B, 3, 4(F-1)+1, 8h, 8w]'),
+  )
+    .option(
+      '--batching <mode>',
+      `latent frames per decoder call: ${FRAME_BATCHINGS.join(' | ')} (default mask2dit: frame 0, then pairs)`,
+    )
     .action(async (opts: VaeOptions, cmd: Command) => {
       const batching = parseBatching(opts.batching);
       await withModel(opts, cmd, async (vae) => {
@@ -88,13 +121,21 @@ export function registerVaeForward(forward: Command): void {
       });
     });
 
-  common(forward.command('vae-encode').description('encode a video `x` [B, 3, F, H, W] to `moments` and the posterior `latent_dist.{mean,logvar,std}`'))
-    .action(async (opts: VaeOptions, cmd: Command) => {
-      await withModel(opts, cmd, async (vae) => {
-        const x = await readInput(opts.inputs, 'x');
-        const post = vae.encode(x);
-        x.dispose();
-        return { moments: post.moments, 'latent_dist.mean': post.mean, 'latent_dist.logvar': post.logvar, 'latent_dist.std': post.std };
-      });
+  common(
+    forward
+      .command('vae-encode')
+      .description('encode a video `x` [B, 3, F, H, W] to `moments` and the posterior `latent_dist.{mean,logvar,std}`'),
+  ).action(async (opts: VaeOptions, cmd: Command) => {
+    await withModel(opts, cmd, async (vae) => {
+      const x = await readInput(opts.inputs, 'x');
+      const post = vae.encode(x);
+      x.dispose();
+      return {
+        moments: post.moments,
+        'latent_dist.mean': post.mean,
+        'latent_dist.logvar': post.logvar,
+        'latent_dist.std': post.std,
+      };
     });
+  });
 }

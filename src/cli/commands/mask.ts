@@ -31,7 +31,8 @@ async function runMask(flags: MaskFlags): Promise<void> {
   const text = intFlag(flags.text, 'text', 0, 1_000_000)!;
   const video = intFlag(flags.video, 'video', 1, 10_000_000)!;
   const target = intFlag(flags.target, 'target', 0, scenes - 1);
-  if (flags.out === undefined && flags.ascii !== true) throw new Mask2DiTError('OPTION', 'give --out mask.png, --ascii, or both');
+  if (flags.out === undefined && flags.ascii !== true)
+    throw new Mask2DiTError('OPTION', 'give --out mask.png, --ascii, or both');
   const layout = uniformLayout(scenes, text, video);
   const targetOpt = target !== undefined ? { target } : {};
   if (flags.ascii === true) {
@@ -41,16 +42,28 @@ async function runMask(flags: MaskFlags): Promise<void> {
   if (flags.out !== undefined) {
     const m = renderMaskImage(layout, targetOpt);
     await writePng(flags.out, m.image, { force: flags.force === true });
-    const report = { out: flags.out, width: m.image.width, height: m.image.height, granularity: m.granularity, tokens: layoutTotals(layout).total, ...targetOpt };
+    const report = {
+      out: flags.out,
+      width: m.image.width,
+      height: m.image.height,
+      granularity: m.granularity,
+      tokens: layoutTotals(layout).total,
+      ...targetOpt,
+    };
     if (flags.json === true) process.stdout.write(JSON.stringify(report) + '\n');
-    else if (flags.ascii !== true) process.stdout.write(`wrote ${flags.out} (${report.width}×${report.height}, ${report.tokens} tokens, one cell per ${m.granularity === 'token' ? 'token' : 'segment'})\n`);
+    else if (flags.ascii !== true)
+      process.stdout.write(
+        `wrote ${flags.out} (${report.width}×${report.height}, ${report.tokens} tokens, one cell per ${m.granularity === 'token' ? 'token' : 'segment'})\n`,
+      );
   }
 }
 
 export function register(program: Command): void {
   program
     .command('mask')
-    .description('render the dual attention mask of S scenes (T text + V video tokens each) as a PNG or ASCII; --target k shows the conditional mask of scene extension')
+    .description(
+      'render the dual attention mask of S scenes (T text + V video tokens each) as a PNG or ASCII; --target k shows the conditional mask of scene extension',
+    )
     .requiredOption('--scenes <n>', 'number of scenes')
     .requiredOption('--text <n>', 'text tokens per scene')
     .requiredOption('--video <n>', 'video tokens per scene')

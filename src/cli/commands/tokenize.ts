@@ -34,10 +34,16 @@ function renderText(r: TextResult, tok: T5Tokenizer, maxLength: number, untrunca
   const pads = r.ids.length - n;
   const lines = [JSON.stringify(r.text)];
   const padNote = pads > 0 ? ` + ${pads} × ${tok.padToken} (${tok.padId})` : '';
-  lines.push(`  ids (${untruncated ? `${n}, untruncated` : `${n} of ${maxLength}`}): ${r.ids.slice(0, n).join(' ')}${padNote}`);
+  lines.push(
+    `  ids (${untruncated ? `${n}, untruncated` : `${n} of ${maxLength}`}): ${r.ids.slice(0, n).join(' ')}${padNote}`,
+  );
   lines.push(`  pieces: ${r.pieces.slice(0, n).join(' ')}`);
-  if (r.unknown.length > 0) lines.push(`  unknown (${tok.unkToken}, id ${tok.unkId}): ${r.unknown.map((u) => JSON.stringify(u)).join(', ')}`);
-  if (r.truncated) lines.push(`  truncated at ${maxLength}: ${r.dropped} id${r.dropped === 1 ? '' : 's'} ${untruncated ? 'would be ' : ''}dropped: ${JSON.stringify(r.droppedText)}`);
+  if (r.unknown.length > 0)
+    lines.push(`  unknown (${tok.unkToken}, id ${tok.unkId}): ${r.unknown.map((u) => JSON.stringify(u)).join(', ')}`);
+  if (r.truncated)
+    lines.push(
+      `  truncated at ${maxLength}: ${r.dropped} id${r.dropped === 1 ? '' : 's'} ${untruncated ? 'would be ' : ''}dropped: ${JSON.stringify(r.droppedText)}`,
+    );
   return lines.join('\n');
 }
 
@@ -52,22 +58,39 @@ function runTokenize(texts: string[], flags: TokenizeFlags): void {
     return { ...tok.report(text, maxLength), ids: t.ids, pieces: t.pieces };
   });
   if (flags.json === true) {
-    const doc = { model: flags.model, legacy: tok.legacy, maxLength, untruncated, vocabSize: tok.vocabSize, texts: results };
+    const doc = {
+      model: flags.model,
+      legacy: tok.legacy,
+      maxLength,
+      untruncated,
+      vocabSize: tok.vocabSize,
+      texts: results,
+    };
     process.stdout.write(JSON.stringify(doc) + '\n');
     return;
   }
-  process.stdout.write(`${flags.model}: T5Tokenizer (${tok.sp.vocabSize} pieces + ${tok.extraIds} extra ids, legacy=${tok.legacy}), max length ${maxLength}\n`);
+  process.stdout.write(
+    `${flags.model}: T5Tokenizer (${tok.sp.vocabSize} pieces + ${tok.extraIds} extra ids, legacy=${tok.legacy}), max length ${maxLength}\n`,
+  );
   for (const r of results) process.stdout.write(renderText(r, tok, maxLength, untruncated) + '\n');
 }
 
 export function register(program: Command): void {
   program
     .command('tokenize')
-    .description('T5 token ids and pieces of each text as the pipelines compute them, with the parts that became <unk> and what truncation drops')
+    .description(
+      'T5 token ids and pieces of each text as the pipelines compute them, with the parts that became <unk> and what truncation drops',
+    )
     .argument('<text...>', 'texts to tokenize (one argument each)')
-    .requiredOption('--model <path>', 'a pipeline folder (tokenizer/spiece.model), a tokenizer folder, or a spiece.model file')
+    .requiredOption(
+      '--model <path>',
+      'a pipeline folder (tokenizer/spiece.model), a tokenizer folder, or a spiece.model file',
+    )
     .option('--max-length <n>', 'ids per text (max_sequence_length; default 226)')
-    .option('--untruncated', 'print the untruncated ids (tokenizer(text).input_ids) instead of the padded, truncated row')
+    .option(
+      '--untruncated',
+      'print the untruncated ids (tokenizer(text).input_ids) instead of the padded, truncated row',
+    )
     .option('--legacy <bool>', 'override tokenizer_config.json "legacy" (true or false)')
     .option('--json', 'print one JSON document')
     .action(runTokenize);

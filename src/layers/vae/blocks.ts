@@ -37,7 +37,13 @@ abstract class ResnetStack extends M2Layer {
       list.add(
         String(i),
         new ResnetBlock3D(
-          { inChannels: i === 0 ? inChannels : outChannels, outChannels, groups, eps, ...(spatialNormDim !== undefined ? { spatialNormDim } : {}) },
+          {
+            inChannels: i === 0 ? inChannels : outChannels,
+            outChannels,
+            groups,
+            eps,
+            ...(spatialNormDim !== undefined ? { spatialNormDim } : {}),
+          },
           ws.pp('resnets').pp(i),
         ),
       ),
@@ -60,7 +66,13 @@ export class DownBlock3D extends ResnetStack {
     super(config, ws);
     const c = config.outChannels;
     this.downsampler = config.addDownsample
-      ? this.child('downsamplers', new Container(ws.pp('downsamplers').prefix)).add('0', new Downsample3D({ inChannels: c, outChannels: c, compressTime: config.compressTime }, ws.pp('downsamplers').pp(0)))
+      ? this.child('downsamplers', new Container(ws.pp('downsamplers').prefix)).add(
+          '0',
+          new Downsample3D(
+            { inChannels: c, outChannels: c, compressTime: config.compressTime },
+            ws.pp('downsamplers').pp(0),
+          ),
+        )
       : undefined;
   }
 
@@ -103,7 +115,13 @@ export class UpBlock3D extends ResnetStack {
     super(config, ws);
     const c = config.outChannels;
     this.upsampler = config.addUpsample
-      ? this.child('upsamplers', new Container(ws.pp('upsamplers').prefix)).add('0', new Upsample3D({ inChannels: c, outChannels: c, compressTime: config.compressTime }, ws.pp('upsamplers').pp(0)))
+      ? this.child('upsamplers', new Container(ws.pp('upsamplers').prefix)).add(
+          '0',
+          new Upsample3D(
+            { inChannels: c, outChannels: c, compressTime: config.compressTime },
+            ws.pp('upsamplers').pp(0),
+          ),
+        )
       : undefined;
   }
 

@@ -53,7 +53,8 @@ export function torchConv2dToTf(w: tf.Tensor): tf.Tensor {
 export function conv3dByTimeTaps(x: tf.Tensor, filter: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
   const [B, Tp, H, W, Cin] = x.shape as [number, number, number, number, number];
   const [kt, kh, kw, , Cout] = filter.shape as [number, number, number, number, number];
-  if (kh % 2 === 0 || kw % 2 === 0) throw new ShapeError('conv3d filter', `spatial kernel must be odd for same padding, got ${kh}×${kw}`);
+  if (kh % 2 === 0 || kw % 2 === 0)
+    throw new ShapeError('conv3d filter', `spatial kernel must be odd for same padding, got ${kh}×${kw}`);
   const T = Tp - kt + 1;
   if (T < 1) throw new ShapeError('conv3d input', `needs at least ${kt} frames, got ${Tp}`);
   let acc: tf.Tensor | undefined;
@@ -128,7 +129,8 @@ export class CausalConv3d extends M2Layer {
    */
   forward(x: tf.Tensor, cache?: ConvCache): tf.Tensor {
     const k = this.config.kernelSize;
-    if (x.rank !== 5 || x.shape[4] !== this.config.inChannels) throw new ShapeError(this.key, `expected [B, T, H, W, ${this.config.inChannels}], got [${x.shape}]`);
+    if (x.rank !== 5 || x.shape[4] !== this.config.inChannels)
+      throw new ShapeError(this.key, `expected [B, T, H, W, ${this.config.inChannels}], got [${x.shape}]`);
     if (k === 1) return pointwise(x, this.weight, this.bias);
     const prev = cache?.get(this.key);
     const padded = prev === undefined ? padWithFirstFrame(x, k - 1) : concatAxis([prev, x], 1); // [B, k-1+T, H, W, Cin]

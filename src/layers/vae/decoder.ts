@@ -33,21 +33,40 @@ export class Decoder3D extends M2Layer {
     const ch = [...c.block_out_channels].reverse();
     const zc = c.latent_channels;
     const common = { groups: c.norm_num_groups, eps: c.norm_eps, spatialNormDim: zc };
-    this.convIn = this.child('conv_in', new CausalConv3d({ inChannels: zc, outChannels: ch[0]!, kernelSize: 3 }, ws.pp('conv_in')));
-    this.midBlock = this.child('mid_block', new MidBlock3D({ ...common, inChannels: ch[0]!, outChannels: ch[0]!, numLayers: 2 }, ws.pp('mid_block')));
+    this.convIn = this.child(
+      'conv_in',
+      new CausalConv3d({ inChannels: zc, outChannels: ch[0]!, kernelSize: 3 }, ws.pp('conv_in')),
+    );
+    this.midBlock = this.child(
+      'mid_block',
+      new MidBlock3D({ ...common, inChannels: ch[0]!, outChannels: ch[0]!, numLayers: 2 }, ws.pp('mid_block')),
+    );
     const list = this.child('up_blocks', new Container(ws.pp('up_blocks').prefix));
     this.upBlocks = ch.map((out, i) =>
       list.add(
         String(i),
         new UpBlock3D(
-          { ...common, inChannels: i === 0 ? ch[0]! : ch[i - 1]!, outChannels: out, numLayers: c.layers_per_block + 1, addUpsample: i < ch.length - 1, compressTime: i < c.temporalCompressLevel },
+          {
+            ...common,
+            inChannels: i === 0 ? ch[0]! : ch[i - 1]!,
+            outChannels: out,
+            numLayers: c.layers_per_block + 1,
+            addUpsample: i < ch.length - 1,
+            compressTime: i < c.temporalCompressLevel,
+          },
           ws.pp('up_blocks').pp(i),
         ),
       ),
     );
     const last = ch[ch.length - 1]!;
-    this.normOut = this.child('norm_out', new SpatialNorm3D({ fChannels: last, zqChannels: zc, groups: c.norm_num_groups }, ws.pp('norm_out')));
-    this.convOut = this.child('conv_out', new CausalConv3d({ inChannels: last, outChannels: c.out_channels, kernelSize: 3 }, ws.pp('conv_out')));
+    this.normOut = this.child(
+      'norm_out',
+      new SpatialNorm3D({ fChannels: last, zqChannels: zc, groups: c.norm_num_groups }, ws.pp('norm_out')),
+    );
+    this.convOut = this.child(
+      'conv_out',
+      new CausalConv3d({ inChannels: last, outChannels: c.out_channels, kernelSize: 3 }, ws.pp('conv_out')),
+    );
   }
 
   /**
@@ -81,7 +100,11 @@ export class Decoder3D extends M2Layer {
   }
 
   override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), block_out_channels: this.config.block_out_channels, latent_channels: this.config.latent_channels };
+    return {
+      ...super.getConfig(),
+      block_out_channels: this.config.block_out_channels,
+      latent_channels: this.config.latent_channels,
+    };
   }
 }
 tf.serialization.registerClass(Decoder3D, 'Mask2DiT');

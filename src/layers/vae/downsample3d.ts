@@ -49,7 +49,12 @@ export class Downsample3D extends M2Layer {
     return tf.tidy(() => {
       const frames = this.config.compressTime ? averageFramePairs(x) : x; // [B, T', H, W, C]
       const [B, T, H, W, C] = frames.shape as [number, number, number, number, number];
-      const padded = tf.pad(tf.reshape(frames, [B * T, H, W, C]), [[0, 0], [0, 1], [0, 1], [0, 0]]); // [B·T', H+1, W+1, C]
+      const padded = tf.pad(tf.reshape(frames, [B * T, H, W, C]), [
+        [0, 0],
+        [0, 1],
+        [0, 1],
+        [0, 0],
+      ]); // [B·T', H+1, W+1, C]
       const y = conv2d(padded as tf.Tensor4D, this.conv.weight as tf.Tensor4D, 2, 'valid'); // [B·T', H2, W2, Cout]
       const [, H2, W2] = y.shape;
       return tf.reshape(tf.add(y, this.conv.bias), [B, T, H2, W2, this.config.outChannels]);

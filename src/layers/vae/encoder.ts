@@ -35,21 +35,40 @@ export class Encoder3D extends M2Layer {
     const c = config;
     const ch = c.block_out_channels;
     const common = { groups: c.norm_num_groups, eps: c.norm_eps };
-    this.convIn = this.child('conv_in', new CausalConv3d({ inChannels: c.in_channels, outChannels: ch[0]!, kernelSize: 3 }, ws.pp('conv_in')));
+    this.convIn = this.child(
+      'conv_in',
+      new CausalConv3d({ inChannels: c.in_channels, outChannels: ch[0]!, kernelSize: 3 }, ws.pp('conv_in')),
+    );
     const list = this.child('down_blocks', new Container(ws.pp('down_blocks').prefix));
     this.downBlocks = ch.map((out, i) =>
       list.add(
         String(i),
         new DownBlock3D(
-          { ...common, inChannels: i === 0 ? ch[0]! : ch[i - 1]!, outChannels: out, numLayers: c.layers_per_block, addDownsample: i < ch.length - 1, compressTime: i < c.temporalCompressLevel },
+          {
+            ...common,
+            inChannels: i === 0 ? ch[0]! : ch[i - 1]!,
+            outChannels: out,
+            numLayers: c.layers_per_block,
+            addDownsample: i < ch.length - 1,
+            compressTime: i < c.temporalCompressLevel,
+          },
           ws.pp('down_blocks').pp(i),
         ),
       ),
     );
     const top = ch[ch.length - 1]!;
-    this.midBlock = this.child('mid_block', new MidBlock3D({ ...common, inChannels: top, outChannels: top, numLayers: 2 }, ws.pp('mid_block')));
-    this.normOut = this.child('norm_out', new GroupNorm({ channels: top, groups: c.norm_num_groups, eps: 1e-6 }, ws.pp('norm_out')));
-    this.convOut = this.child('conv_out', new CausalConv3d({ inChannels: top, outChannels: 2 * c.latent_channels, kernelSize: 3 }, ws.pp('conv_out')));
+    this.midBlock = this.child(
+      'mid_block',
+      new MidBlock3D({ ...common, inChannels: top, outChannels: top, numLayers: 2 }, ws.pp('mid_block')),
+    );
+    this.normOut = this.child(
+      'norm_out',
+      new GroupNorm({ channels: top, groups: c.norm_num_groups, eps: 1e-6 }, ws.pp('norm_out')),
+    );
+    this.convOut = this.child(
+      'conv_out',
+      new CausalConv3d({ inChannels: top, outChannels: 2 * c.latent_channels, kernelSize: 3 }, ws.pp('conv_out')),
+    );
   }
 
   /**
@@ -84,7 +103,11 @@ export class Encoder3D extends M2Layer {
   }
 
   override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), block_out_channels: this.config.block_out_channels, latent_channels: this.config.latent_channels };
+    return {
+      ...super.getConfig(),
+      block_out_channels: this.config.block_out_channels,
+      latent_channels: this.config.latent_channels,
+    };
   }
 }
 tf.serialization.registerClass(Encoder3D, 'Mask2DiT');

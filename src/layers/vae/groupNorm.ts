@@ -40,14 +40,16 @@ export class GroupNorm extends M2Layer {
     ws: WeightSource,
   ) {
     super(ws.prefix || 'group_norm');
-    if (config.channels % config.groups !== 0) throw new ShapeError(this.name, `${config.channels} channels do not split into ${config.groups} groups`);
+    if (config.channels % config.groups !== 0)
+      throw new ShapeError(this.name, `${config.channels} channels do not split into ${config.groups} groups`);
     this.weight = this.param('weight', ws.get('weight', [config.channels]));
     this.bias = this.param('bias', ws.get('bias', [config.channels]));
   }
 
   /** @param x `[B, ..., C]` → same shape */
   forward(x: tf.Tensor): tf.Tensor {
-    if (x.shape[x.rank - 1] !== this.config.channels) throw new ShapeError(this.name, `expected ${this.config.channels} channels last, got [${x.shape}]`);
+    if (x.shape[x.rank - 1] !== this.config.channels)
+      throw new ShapeError(this.name, `expected ${this.config.channels} channels last, got [${x.shape}]`);
     return tf.tidy(() => {
       const C = this.config.channels;
       const n = tf.reshape(groupNormPlain(x, this.config.groups, this.config.eps), [-1, C]); // [B·…, C]: a 2-D broadcast (tfjs-webgpu's rank-5 broadcast shaders do not compile)

@@ -22,7 +22,6 @@ export interface ResnetBlock3DConfig {
   spatialNormDim?: number;
 }
 
-
 export class ResnetBlock3D extends M2Layer {
   static readonly className = 'M2ResnetBlock3D';
   readonly norm1: GroupNorm | SpatialNorm3D;
@@ -38,12 +37,21 @@ export class ResnetBlock3D extends M2Layer {
     super(ws.prefix || 'resnet');
     const { inChannels: i, outChannels: o, groups, eps, spatialNormDim: zc } = config;
     const norm = (ref: string, channels: number) =>
-      zc === undefined ? new GroupNorm({ channels, groups, eps }, ws.pp(ref)) : new SpatialNorm3D({ fChannels: channels, zqChannels: zc, groups }, ws.pp(ref));
+      zc === undefined
+        ? new GroupNorm({ channels, groups, eps }, ws.pp(ref))
+        : new SpatialNorm3D({ fChannels: channels, zqChannels: zc, groups }, ws.pp(ref));
     this.norm1 = this.child('norm1', norm('norm1', i));
-    this.conv1 = this.child('conv1', new CausalConv3d({ inChannels: i, outChannels: o, kernelSize: 3 }, ws.pp('conv1')));
+    this.conv1 = this.child(
+      'conv1',
+      new CausalConv3d({ inChannels: i, outChannels: o, kernelSize: 3 }, ws.pp('conv1')),
+    );
     this.norm2 = this.child('norm2', norm('norm2', o));
-    this.conv2 = this.child('conv2', new CausalConv3d({ inChannels: o, outChannels: o, kernelSize: 3 }, ws.pp('conv2')));
-    this.convShortcut = i !== o ? this.child('conv_shortcut', new ConvParams(ws.pp('conv_shortcut'), [o, i, 1, 1, 1])) : undefined;
+    this.conv2 = this.child(
+      'conv2',
+      new CausalConv3d({ inChannels: o, outChannels: o, kernelSize: 3 }, ws.pp('conv2')),
+    );
+    this.convShortcut =
+      i !== o ? this.child('conv_shortcut', new ConvParams(ws.pp('conv_shortcut'), [o, i, 1, 1, 1])) : undefined;
   }
 
   /** SiLU(norm(x)) with the norm's conditioning. */

@@ -18,7 +18,8 @@ import { gatherAxis, nearestIndices, resizeNearest } from './nearest.js';
 /** Source frame of each of `outT` frames: the reference's first-frame split for odd `outT > 1`. */
 export function zqFrameIndices(inT: number, outT: number): number[] {
   if (outT > 1 && outT % 2 === 1) {
-    if (inT < 2) throw new ShapeError('zq', `cannot split ${inT} latent frame(s) into first and rest for ${outT} frames`);
+    if (inT < 2)
+      throw new ShapeError('zq', `cannot split ${inT} latent frame(s) into first and rest for ${outT} frames`);
     return [0, ...nearestIndices(inT - 1, outT - 1).map((i) => i + 1)];
   }
   return nearestIndices(inT, outT);
@@ -53,8 +54,14 @@ export class SpatialNorm3D extends M2Layer {
     super(ws.prefix || 'spatial_norm');
     const { fChannels: f, zqChannels: z, groups } = config;
     this.normLayer = this.child('norm_layer', new GroupNorm({ channels: f, groups, eps: 1e-6 }, ws.pp('norm_layer')));
-    this.convY = this.child('conv_y', new CausalConv3d({ inChannels: z, outChannels: f, kernelSize: 1 }, ws.pp('conv_y')));
-    this.convB = this.child('conv_b', new CausalConv3d({ inChannels: z, outChannels: f, kernelSize: 1 }, ws.pp('conv_b')));
+    this.convY = this.child(
+      'conv_y',
+      new CausalConv3d({ inChannels: z, outChannels: f, kernelSize: 1 }, ws.pp('conv_y')),
+    );
+    this.convB = this.child(
+      'conv_b',
+      new CausalConv3d({ inChannels: z, outChannels: f, kernelSize: 1 }, ws.pp('conv_b')),
+    );
   }
 
   /**
