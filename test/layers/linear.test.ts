@@ -6,11 +6,24 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
 import { Linear } from '../../src/layers/linear.js';
-import { WeightSource } from '../../src/layers/weightSource.js';
+import { WeightSource, type TensorReader } from '../../src/layers/weightSource.js';
 import { expectClose } from '../helpers/close.js';
 
 const cfg = { inFeatures: 6, outFeatures: 5, bias: true };
 const PARAMS = 6 * 5 + 5;
+
+/** A checkpoint in memory: `weight` [5, 6] and `bias` [5], read (and transposed) at each ask. */
+function memoryReader(): TensorReader {
+  const w = Float32Array.from({ length: 30 }, (_, i) => Math.sin(i + 1)); // [out 5, in 6]
+  const b = Float32Array.from({ length: 5 }, (_, i) => i / 10);
+  const kernel = Float32Array.from({ length: 30 }, (_, k) => w[(k % 5) * 6 + Math.floor(k / 5)]!); // [in 6, out 5]
+  return {
+    label: 'memory',
+    names: () => ['weight', 'bias'],
+    shape: (n) => (n === 'weight' ? [5, 6] : n === 'bias' ? [5] : undefined),
+    readF32: (n, transpose) => (n === 'bias' ? b.slice() : transpose ? kernel.slice() : w.slice()),
+  };
+}
 
 afterAll(() => shutdownBackends());
 
@@ -102,5 +115,22 @@ describe.each(['cpu', 'wasm'] as const)('Linear on %s', (backend) => {
     expect(Array.from(await y.data())).toEqual([21, 43, 65]);
     tf.dispose([w, x, y]);
     lin.dispose();
+  });
+  it('streamed (an offloaded block): holds only the bias, reads the kernel per forward, same output, refuses name/train', async () => {
+    const held = new Linear(cfg, WeightSource.fromReader(memoryReader()));
+    const before = tf.memory();
+    const streamed = new Linear(cfg, WeightSource.fromReader(memoryReader()).streaming());
+    expect(streamed.streamed).toBe(true);
+    expect(tf.memory().numBytes - before.numBytes).toBe(4 * 5); // the bias alone
+    const x = tf.randomNormal([2, 3, 6], 0, 1, 'float32', 4);
+    const [a, b] = [held.forward(x), streamed.forward(x)];
+    expect(Array.from(await b.data())).toEqual(Array.from(await a.data()));
+    expect(tf.memory().numBytes - before.numBytes).toBe(4 * 5 + x.size * 4 + 2 * a.size * 4); // bias, x, a, b: the kernel was freed
+    expect(() => streamed.weight).toThrow(/offloaded block/);
+    streamed.trainable = true;
+    expect(() => streamed.forward(x)).toThrow(/offloaded block/);
+    tf.dispose([x, a, b]);
+    held.dispose();
+    streamed.dispose();
   });
 });
