@@ -32,14 +32,14 @@ export async function peakTensorBytes(fn: () => Promise<void>): Promise<number> 
   return Math.max(0, info.peakBytes - before);
 }
 
+/** A profiled run's kernels (for FLOP counting). */
+type ProfiledKernels = tf.TensorContainer[] &
+  { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[];
+
 /** One profiled run: wall time, peak bytes above the start, and the kernels (for FLOP counting). */
 export async function profiledRun(
   fn: () => Promise<void>,
-): Promise<{
-  ms: number;
-  peakBytes: number;
-  kernels: tf.TensorContainer[] & { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[];
-}> {
+): Promise<{ ms: number; peakBytes: number; kernels: ProfiledKernels }> {
   const before = tf.memory().numBytes;
   const t0 = performance.now();
   const info = await tf.profile(async () => {
