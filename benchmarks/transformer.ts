@@ -19,7 +19,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../src/backend/index.js';
-import { parseTransformerConfig } from '../src/config/transformerConfig.js';
 import { DiTBlock } from '../src/layers/ditBlock.js';
 import { denseScoreBytes, maskedAttention, peakScoreBytes } from '../src/layers/maskedAttention.js';
 import { rope3dTables } from '../src/layers/rope3d.js';
@@ -27,7 +26,7 @@ import { WeightSource } from '../src/layers/weightSource.js';
 import { uniformLayout, layoutTotals } from '../src/scene/layout.js';
 import { Mask2DiTTransformer } from '../src/model/transformer.js';
 import { openSafetensors } from '../src/io/safetensors.js';
-import { blockFlops, FIVE_B_BLOCK as FIVE_B, maskPairs } from '../src/bench/suite.js';
+import { blockFlops, FIVE_B_BLOCK as FIVE_B, maskPairs, smallTransformerConfig } from '../src/bench/suite.js';
 import { arg, flag, machine, mib, peakTensorBytes, report, timeIt, type Row } from './lib.js';
 
 const list = (name: string, dflt: string) => (arg(name) ?? dflt).split(',').filter((s) => s !== '');
@@ -97,20 +96,7 @@ async function tinyRows(backend: string): Promise<Row[]> {
 }
 
 async function smallRow(backend: string): Promise<Row> {
-  const { config } = parseTransformerConfig({
-    _class_name: 'MultiPromptCogVideoXTransformer3DModel',
-    num_attention_heads: 8,
-    attention_head_dim: 64,
-    num_layers: 8,
-    in_channels: 16,
-    out_channels: 16,
-    text_embed_dim: 4096,
-    max_text_seq_length: 64,
-    time_embed_dim: 512,
-    sample_height: 32,
-    sample_width: 64,
-    use_rotary_positional_embeddings: true,
-  });
+  const config = smallTransformerConfig();
   const model = new Mask2DiTTransformer(config, WeightSource.random(1));
   const S = 3;
   const x = tf.randomNormal([1, 4 * S, 16, 32, 64], 0, 1, 'float32', 2); // 4 latent frames × 16×32 patches = 2,048 tokens a scene

@@ -28,7 +28,7 @@ export {
   TransformerConfigSchema,
   type TransformerConfig,
 } from './config/transformerConfig.js';
-export { Probe, type AttentionSelection } from './layers/probe.js';
+export { Probe, ProbeScope, type AttentionSelection } from './layers/probe.js';
 export * from './scene/layout.js';
 export * from './scene/masks.js';
 export * from './scene/plan.js';

@@ -10,7 +10,9 @@
  *     1. `checkMemoryBudget` refuses a forward whose heap need (`wasmHeapNeed`: the estimated tensor
  *        peak + `WASM_HEAP_MARGIN`), on top of what is live, exceeds the budget (3.5 GiB by default,
  *        `MASK2DIT_WASM_BUDGET_MIB`), and then asks the allocator for one block of that size
- *        (`wasmHeapCanHold`, freed at once): no block, no forward;
+ *        (`wasmHeapCanHold`, freed at once): no block, no forward. The heap may grow for that block
+ *        only up to the budget (or 3.5 GiB when a smaller budget is set, which then bounds the tensors
+ *        a forward plans for, not the heap): so the heap's size stays within the budget too;
  *     2. `installWasmHeapGuard` (done by the check, and meant for backend start) turns a failed tensor
  *        allocation into a WasmHeapError before the kernel writes anything, so what slips past 1
  *        becomes a typed error instead of corrupted tensors.
@@ -75,6 +77,8 @@ export interface MemoryLimits {
   totalBytes?: number;
   /** Bytes one tensor may take. */
   perTensorBytes?: number;
+  /** wasm: the size the heap may grow to for the work (`wasmHeapCanHold`'s `growUpTo`). */
+  heapBytes?: number;
 }
 
 /** The limits of a backend (default: the current one). */
@@ -83,7 +87,7 @@ export function memoryLimits(backend: string = tf.getBackend()): MemoryLimits {
     case 'wasm': {
       const mib = Number(process.env['MASK2DIT_WASM_BUDGET_MIB'] ?? '');
       const total = Number.isFinite(mib) && mib > 0 ? Math.min(mib * 2 ** 20, WASM_HEAP_BYTES) : WASM_BUDGET_BYTES;
-      return { backend, totalBytes: total, perTensorBytes: total };
+      return { backend, totalBytes: total, perTensorBytes: total, heapBytes: Math.max(total, WASM_BUDGET_BYTES) };
     }
     case 'webgpu': {
       const l = webGpuLimits();
@@ -251,18 +255,48 @@ export function setWasmHeapLimitForTesting(bytes: number | undefined): void {
 }
 
 /**
- * Whether the wasm allocator can give `bytes` in one block right now (wasm only; true elsewhere).
- * The block is freed at once; the heap may have grown to make it, as the work would have made it
- * grow. Free memory that is split into smaller holes (fragmentation) or taken by allocations that
- * are not tensors (XNNPACK's packed weights) does not count, which is the point.
+ * Run `f` with the heap's growth capped at `cap` bytes: Emscripten grows it through the linear
+ * memory's `grow` (called from JS, `emscripten_realloc_buffer`), which here throws past the cap;
+ * Emscripten then tries smaller over-growths and, failing all, malloc returns 0. Nothing else changes.
  */
-export function wasmHeapCanHold(bytes: number): boolean {
+function withGrowthCap<T>(m: WasmModule, cap: number, f: () => T): T {
+  const mem = memoryOf(m) as (WasmMemory & { grow?: (pages: number) => number }) | undefined;
+  if (mem === undefined || typeof mem.grow !== 'function') return f();
+  const grow = mem.grow;
+  const own = Object.getOwnPropertyDescriptor(mem, 'grow');
+  Object.defineProperty(mem, 'grow', {
+    configurable: true,
+    writable: true,
+    value: (pages: number): number => {
+      if (mem.buffer.byteLength + pages * 65536 > cap) throw new RangeError('the heap budget');
+      return grow.call(mem, pages);
+    },
+  });
+  try {
+    return f();
+  } finally {
+    if (own !== undefined) Object.defineProperty(mem, 'grow', own);
+    else delete (mem as { grow?: unknown }).grow;
+  }
+}
+
+/**
+ * Whether the wasm allocator can give `bytes` in one block right now (wasm only; true elsewhere).
+ * The block is freed at once. Free memory that is split into smaller holes (fragmentation) or taken
+ * by allocations that are not tensors (XNNPACK's packed weights) does not count, which is the point.
+ * With `growUpTo` (a budget in bytes) the heap may grow for the block only up to that size, Emscripten's
+ * over-growth included (a heap already larger from earlier work may be used up to its end): the budget
+ * then bounds the heap's size, not only what is live. Without it the heap may grow to its maximum, as
+ * the work itself would make it grow.
+ */
+export function wasmHeapCanHold(bytes: number, growUpTo?: number): boolean {
   const m = wasmModule();
   if (m === undefined || bytes <= 0) return true;
   installWasmHeapGuard();
   const g = guards.get(m)!;
   if (bytes > g.limit) return false;
-  const p = g.raw(bytes);
+  const probe = () => g.raw(bytes);
+  const p = growUpTo === undefined ? probe() : withGrowthCap(m, Math.max(heapSize(m), growUpTo), probe);
   if (p === 0) return false;
   m._free(p); // not in `sizes`: the bookkeeping is untouched
   return (p >>> 0) + bytes <= g.limit;
@@ -335,7 +369,7 @@ export function checkMemoryBudget(what: string, est: PeakEstimate, limits: Memor
       `its largest tensor is about ${GiB(est.largestTensorBytes)}; ${est.hint}`,
     );
   }
-  if (onWasm && !wasmHeapCanHold(need)) {
+  if (onWasm && !wasmHeapCanHold(need, limits.heapBytes)) {
     const s = wasmHeapStats();
     const heap = s?.heapBytes ?? 0;
     throw new MemoryBudgetError(

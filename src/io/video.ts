@@ -276,16 +276,14 @@ function parseStreamHeader(file: string, stderr: string): { width: number; heigh
   return { width: Number(size[1]), height: Number(size[2]), fps: fps === null ? NaN : Number(fps[1]) };
 }
 
+/** ffmpeg's input arguments for reading the first video stream of `file`. */
+const firstVideoStream = (file: string) => ['-hide_banner', '-nostdin', '-i', file, '-map', '0:v:0'];
+
 /** Frame count, size and fps of the first video stream (counts packets without decoding). */
 export async function probeVideo(file: string): Promise<VideoInfo> {
   checkReadable(file);
   const r = await runFfmpeg([
-    '-hide_banner',
-    '-nostdin',
-    '-i',
-    file,
-    '-map',
-    '0:v:0',
+    ...firstVideoStream(file),
     '-c',
     'copy',
     '-f',
@@ -316,12 +314,7 @@ export async function readVideoFrames(file: string, opts: { maxFrames?: number }
   checkReadable(file);
   const limit = opts.maxFrames === undefined ? [] : ['-frames:v', String(opts.maxFrames)];
   const r = await runFfmpeg([
-    '-hide_banner',
-    '-nostdin',
-    '-i',
-    file,
-    '-map',
-    '0:v:0',
+    ...firstVideoStream(file),
     ...limit,
     '-vsync',
     '0',

@@ -18,8 +18,15 @@ import { LayerNorm } from './layerNorm.js';
 import { Linear } from './linear.js';
 import { silu } from './math.js';
 import type { WeightSource } from './weightSource.js';
-import type { Probe } from './probe.js';
-import { numScenes, textStreamRange, videoStreamRange, type SceneLayout, type TokenRange } from '../scene/layout.js';
+import type { ProbeScope } from './probe.js';
+import {
+  numScenes,
+  rangeLength,
+  textStreamRange,
+  videoStreamRange,
+  type SceneLayout,
+  type TokenRange,
+} from '../scene/layout.js';
 
 /** Which tokens are the target segment: per-scene ranges in each stream plus the target scene index. */
 export interface SegmentCondition {
@@ -27,19 +34,16 @@ export interface SegmentCondition {
   tembCond: tf.Tensor;
   /** Target scene (`clip_idx`). */
   target: number;
-  /** Per scene `[start, end)` in the text stream. */
-  textRanges: [number, number][];
-  /** Per scene `[start, end)` in the video stream. */
-  videoRanges: [number, number][];
+  /** Per scene, its tokens in the text stream. */
+  textRanges: TokenRange[];
+  /** Per scene, its tokens in the video stream. */
+  videoRanges: TokenRange[];
 }
 
 /** The segment condition of target scene `target` of `layout`: every scene's stream ranges, from the layout. */
 export function segmentCondition(layout: SceneLayout, target: number, tembCond: tf.Tensor): SegmentCondition {
   const perScene = (range: (l: SceneLayout, i: number) => TokenRange) =>
-    Array.from({ length: numScenes(layout) }, (_, i): [number, number] => {
-      const r = range(layout, i);
-      return [r.start, r.end];
-    });
+    Array.from({ length: numScenes(layout) }, (_, i) => range(layout, i));
   return { tembCond, target, textRanges: perScene(textStreamRange), videoRanges: perScene(videoStreamRange) };
 }
 
@@ -58,21 +62,24 @@ export interface AdaNormConfig {
  */
 function perSegment(
   x: tf.Tensor,
-  ranges: [number, number][],
+  ranges: TokenRange[],
   target: number,
   fn: (slice: tf.Tensor, role: 'target' | 'cond') => tf.Tensor,
 ): tf.Tensor {
-  const parts = ranges.map(([s, e], i) =>
-    fn(tf.slice(x, [0, s, 0], [-1, e - s, -1]), i === target ? 'target' : 'cond'),
-  );
+  const parts = ranges.map((r, i) => fn(tokens(x, r), i === target ? 'target' : 'cond'));
   return parts.length === 1 ? parts[0]! : tf.concat(parts, 1);
 }
 
 /** The tokens of `x` `[B, L, D]` outside the target range, joined in scene order (for probe captures). */
-function condTokens(x: tf.Tensor, ranges: [number, number][], target: number): tf.Tensor {
-  const parts = ranges.filter((_, i) => i !== target).map(([s, e]) => tf.slice(x, [0, s, 0], [-1, e - s, -1]));
-  return tf.concat(parts, 1);
+function condTokens(x: tf.Tensor, ranges: TokenRange[], target: number): tf.Tensor {
+  return tf.concat(
+    ranges.filter((_, i) => i !== target).map((r) => tokens(x, r)),
+    1,
+  );
 }
+
+/** The tokens `r` of `x` `[B, L, D]`: `[B, |r|, D]`. */
+const tokens = (x: tf.Tensor, r: TokenRange) => tf.slice(x, [0, r.start, 0], [-1, rangeLength(r), -1]);
 
 const expand = (t: tf.Tensor) => tf.expandDims(t, 1); // [B, D] -> [B, 1, D]
 
@@ -117,16 +124,17 @@ export class LayerNormZero extends M2Layer {
    * @param hidden        video tokens `[B, Lv, D]`
    * @param encoderHidden text tokens `[B, Lt, D]`
    * @param temb          `[B, E]`
+   * @param probe         at this norm: `hidden_states`, `encoder_hidden_states`, `gate`, `enc_gate`
+   *                      (under `cond`: `call0.*` for the target tokens, `call1.*` for the others)
    */
   forward(args: {
     hidden: tf.Tensor;
     encoderHidden: tf.Tensor;
     temb: tf.Tensor;
     cond?: SegmentCondition;
-    probe?: Probe;
-    name?: string;
+    probe?: ProbeScope | undefined;
   }): ZeroNormOut {
-    const { hidden, encoderHidden, temb, cond, probe, name = this.name } = args;
+    const { hidden, encoderHidden, temb, cond, probe } = args;
     return tf.tidy(() => {
       const [sh, sc, g, esh, esc, eg] = this.chunks(temb) as [
         tf.Tensor,
@@ -146,10 +154,10 @@ export class LayerNormZero extends M2Layer {
           encGate: expand(eg),
         };
         if (probe !== undefined) {
-          probe.capture(`${name}.hidden_states`, out.hidden);
-          probe.capture(`${name}.encoder_hidden_states`, out.encoderHidden);
-          probe.capture(`${name}.gate`, out.gate);
-          probe.capture(`${name}.enc_gate`, out.encGate);
+          probe.capture('hidden_states', out.hidden);
+          probe.capture('encoder_hidden_states', out.encoderHidden);
+          probe.capture('gate', out.gate);
+          probe.capture('enc_gate', out.encGate);
         }
         return out;
       }
@@ -177,23 +185,15 @@ export class LayerNormZero extends M2Layer {
       };
       if (probe !== undefined) {
         // The reference runs the norm twice: call0 on the target tokens, call1 on all others in scene order.
-        const [vs, ve] = cond.videoRanges[cond.target]!;
-        const [ts, te] = cond.textRanges[cond.target]!;
-        probe.capture(`${name}.call0.hidden_states`, tf.slice(out.hidden, [0, vs, 0], [-1, ve - vs, -1]));
-        probe.capture(
-          `${name}.call0.encoder_hidden_states`,
-          tf.slice(out.encoderHidden, [0, ts, 0], [-1, te - ts, -1]),
-        );
-        probe.capture(`${name}.call0.gate`, expand(g));
-        probe.capture(`${name}.call0.enc_gate`, expand(eg));
+        probe.capture('call0.hidden_states', tokens(out.hidden, cond.videoRanges[cond.target]!));
+        probe.capture('call0.encoder_hidden_states', tokens(out.encoderHidden, cond.textRanges[cond.target]!));
+        probe.capture('call0.gate', expand(g));
+        probe.capture('call0.enc_gate', expand(eg));
         if (cond.videoRanges.length > 1) {
-          probe.capture(`${name}.call1.hidden_states`, condTokens(out.hidden, cond.videoRanges, cond.target));
-          probe.capture(
-            `${name}.call1.encoder_hidden_states`,
-            condTokens(out.encoderHidden, cond.textRanges, cond.target),
-          );
-          probe.capture(`${name}.call1.gate`, expand(cg));
-          probe.capture(`${name}.call1.enc_gate`, expand(ceg));
+          probe.capture('call1.hidden_states', condTokens(out.hidden, cond.videoRanges, cond.target));
+          probe.capture('call1.encoder_hidden_states', condTokens(out.encoderHidden, cond.textRanges, cond.target));
+          probe.capture('call1.gate', expand(cg));
+          probe.capture('call1.enc_gate', expand(ceg));
         }
       }
       return out;
@@ -237,32 +237,32 @@ export class AdaLayerNorm extends M2Layer {
     );
   }
 
-  /** @param hidden video tokens `[B, Lv, D]`; cond: only `tembCond`, `target`, `videoRanges` are used. */
+  /**
+   * @param hidden video tokens `[B, Lv, D]`; cond: only `tembCond`, `target`, `videoRanges` are used.
+   * @param probe  at this norm: `out` (under `cond`: `call0.out`, `call1.out`)
+   */
   forward(args: {
     hidden: tf.Tensor;
     temb: tf.Tensor;
     cond?: SegmentCondition;
-    probe?: Probe;
-    name?: string;
+    probe?: ProbeScope | undefined;
   }): tf.Tensor {
-    const { hidden, temb, cond, probe, name = this.name } = args;
+    const { hidden, temb, cond, probe } = args;
     return tf.tidy(() => {
       const shiftScale = (t: tf.Tensor) => tf.split(this.linear.forward(silu(t)), 2, 1) as [tf.Tensor, tf.Tensor];
       const mod = (x: tf.Tensor, [shift, scale]: [tf.Tensor, tf.Tensor]) =>
         tf.add(tf.mul(this.norm.forward(x), tf.add(1, expand(scale))), expand(shift));
       if (cond === undefined) {
         const out = mod(hidden, shiftScale(temb));
-        probe?.capture(`${name}.out`, out);
+        probe?.capture('out', out);
         return out;
       }
       const t = shiftScale(temb);
       const c = shiftScale(cond.tembCond);
       const out = perSegment(hidden, cond.videoRanges, cond.target, (x, r) => mod(x, r === 'target' ? t : c));
       if (probe !== undefined) {
-        const [vs, ve] = cond.videoRanges[cond.target]!;
-        probe.capture(`${name}.call0.out`, tf.slice(out, [0, vs, 0], [-1, ve - vs, -1]));
-        if (cond.videoRanges.length > 1)
-          probe.capture(`${name}.call1.out`, condTokens(out, cond.videoRanges, cond.target));
+        probe.capture('call0.out', tokens(out, cond.videoRanges[cond.target]!));
+        if (cond.videoRanges.length > 1) probe.capture('call1.out', condTokens(out, cond.videoRanges, cond.target));
       }
       return out;
     });

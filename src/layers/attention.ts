@@ -15,7 +15,7 @@
  *
  * Reference: diffusers `CogVideoXAttnProcessor2_0` (attention_processor.py) and Mask2DiT
  * `CogVideoXAttnProcessor2_2` (videox_fun/models/cogvideox_transformer3d.py, commit 36bbe26).
- * Probe names (under `name`): `.q`, `.k`, `.v` `[B, H, L, d]`, `.probs` `[B, H, L, L]`, `.out` `[B, L, H·d]`.
+ * Probe names, in the layer's scope: `q`, `k`, `v` `[B, H, L, d]`, `probs` `[B, H, L, L]`, `out` `[B, L, H·d]`.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
@@ -26,7 +26,7 @@ import { Linear } from './linear.js';
 import { maskedAttentionHeads } from './maskedAttention.js';
 import { applyRope, consume, layerNormPlain } from './math.js';
 import type { WeightSource } from './weightSource.js';
-import type { Probe } from './probe.js';
+import type { ProbeScope } from './probe.js';
 import { layoutTotals, type SceneLayout } from '../scene/layout.js';
 import type { ScenePlan } from '../scene/plan.js';
 
@@ -62,9 +62,8 @@ export interface AttentionInputs extends AttentionPlan {
   encoderHidden: tf.Tensor;
   /** RoPE tables for the video tokens, `[Lv, headDim]` each. */
   rope?: { cos: tf.Tensor; sin: tf.Tensor };
-  probe?: Probe;
-  /** Probe prefix, e.g. `block.0.attn1` (default: the layer's name). */
-  name?: string;
+  /** The probe at this layer, e.g. `probe.at('block.0.attn1')` (names: see the file header). */
+  probe?: ProbeScope | undefined;
 }
 
 /** Text and video outputs `[B, Lt, D]`, `[B, Lv, D]`. */
@@ -119,7 +118,7 @@ export class Attention extends M2Layer {
   }
 
   forward(args: AttentionInputs): AttentionOutputs {
-    const { hidden, encoderHidden, layout, rope, probe, name = this.name } = args;
+    const { hidden, encoderHidden, layout, rope, probe } = args;
     const { Lt, Lv } = this.checkShapes(hidden, encoderHidden, layout, rope);
     const { heads: H } = this.config;
     const B = hidden.shape[0]!;
@@ -136,16 +135,15 @@ export class Attention extends M2Layer {
         ['k', k],
         ['v', v],
       ] as const)
-        if (probe?.wants(`${name}.${n}`) === true) tf.tidy(() => probe.capture(`${name}.${n}`, stackHeads(t, B, H))); // [B, H, L, d]
+        if (probe?.wants(n) === true) tf.tidy(() => probe.capture(n, stackHeads(t, B, H))); // [B, H, L, d]
 
       // 2. masked attention (each head's q, k, v freed once used), heads merged, output projection
       const merged = maskedAttentionHeads({ q, k, v }, layout, H, {
         consume: true,
-        probeName: name,
-        ...(probe !== undefined ? { probe } : {}),
+        probe,
         ...(args.chunkSize !== undefined ? { chunkSize: args.chunkSize } : {}),
       }); // [B, L, H·d]
-      probe?.capture(`${name}.out`, merged);
+      probe?.capture('out', merged);
       const y = this.toOut.forward(merged); // [B, L, D]
       merged.dispose();
 

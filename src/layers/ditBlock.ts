@@ -13,7 +13,7 @@ import { LayerNormZero, type SegmentCondition } from './adaLayerNorm.js';
 import { Attention, attentionPlan, type AttentionPlan } from './attention.js';
 import { FeedForward } from './feedForward.js';
 import type { WeightSource } from './weightSource.js';
-import type { Probe } from './probe.js';
+import type { ProbeScope } from './probe.js';
 
 export interface DiTBlockConfig {
   /** Token width D = heads · headDim. */
@@ -41,9 +41,11 @@ export interface DiTBlockInputs extends AttentionPlan {
   rope?: { cos: tf.Tensor; sin: tf.Tensor };
   /** Segment-level conditional mask (scene extension). */
   cond?: SegmentCondition;
-  probe?: Probe;
-  /** Probe prefix, e.g. `block.3`. */
-  name?: string;
+  /**
+   * The probe at this block, e.g. `probe.at('block.3')`: captures `attn1.{hidden_states,encoder_hidden_states}`,
+   * `ff.out`, `{hidden_states,encoder_hidden_states}`; the sub-layers capture under `norm1`, `attn1`, `norm2`.
+   */
+  probe?: ProbeScope | undefined;
 }
 
 export class DiTBlock extends M2Layer {
@@ -78,12 +80,11 @@ export class DiTBlock extends M2Layer {
   }
 
   forward(args: DiTBlockInputs): { hidden: tf.Tensor; encoderHidden: tf.Tensor } {
-    const { temb, rope, cond, probe, name = this.name } = args;
+    const { temb, rope, cond, probe } = args;
     const h0 = args.hidden;
     const e0 = args.encoderHidden;
     const Lt = e0.shape[1]!;
     const condArgs = cond !== undefined ? { cond } : {};
-    const probeArgs = probe !== undefined ? { probe } : {};
 
     // 1. attention (its own scope: only the two residual sums leave it)
     const [h1, e1] = tf.tidy(() => {
@@ -92,19 +93,17 @@ export class DiTBlock extends M2Layer {
         encoderHidden: e0,
         temb,
         ...condArgs,
-        ...probeArgs,
-        name: `${name}.norm1`,
+        probe: probe?.at('norm1'),
       });
       const a = this.attn1.forward({
         hidden: n1.hidden,
         encoderHidden: n1.encoderHidden,
         ...attentionPlan(args),
         ...(rope !== undefined ? { rope } : {}),
-        ...probeArgs,
-        name: `${name}.attn1`,
+        probe: probe?.at('attn1'),
       });
-      probe?.capture(`${name}.attn1.hidden_states`, a.hidden);
-      probe?.capture(`${name}.attn1.encoder_hidden_states`, a.encoderHidden);
+      probe?.capture('attn1.hidden_states', a.hidden);
+      probe?.capture('attn1.encoder_hidden_states', a.encoderHidden);
       return [tf.add(h0, tf.mul(n1.gate, a.hidden)), tf.add(e0, tf.mul(n1.encGate, a.encoderHidden))];
     }) as [tf.Tensor, tf.Tensor];
 
@@ -115,17 +114,16 @@ export class DiTBlock extends M2Layer {
         encoderHidden: e1,
         temb,
         ...condArgs,
-        ...probeArgs,
-        name: `${name}.norm2`,
+        probe: probe?.at('norm2'),
       });
       const f = this.ff.forward(tf.concat([n2.encoderHidden, n2.hidden], 1)); // [B, Lt + Lv, D]
-      probe?.capture(`${name}.ff.out`, f);
+      probe?.capture('ff.out', f);
       const fText = tf.slice(f, [0, 0, 0], [-1, Lt, -1]); // [B, Lt, D]
       const fVideo = tf.slice(f, [0, Lt, 0], [-1, -1, -1]); // [B, Lv, D]
       const h = tf.add(h1, tf.mul(n2.gate, fVideo));
       const e = tf.add(e1, tf.mul(n2.encGate, fText));
-      probe?.capture(`${name}.hidden_states`, h);
-      probe?.capture(`${name}.encoder_hidden_states`, e);
+      probe?.capture('hidden_states', h);
+      probe?.capture('encoder_hidden_states', e);
       return { hidden: h, encoderHidden: e };
     });
     tf.dispose([h1, e1]);

@@ -20,7 +20,7 @@ import { Mask2DiTError, ShapeError } from '../errors.js';
 import { denseMask, maskBlocks, type MaskBlock } from '../scene/masks.js';
 import { layoutTotals, numScenes, rangeLength, type SceneLayout, type TokenRange } from '../scene/layout.js';
 import { matMul2d } from './math.js';
-import type { Probe } from './probe.js';
+import type { ProbeScope } from './probe.js';
 
 /** Default number of query rows per score block. */
 export const DEFAULT_CHUNK_SIZE = 1024;
@@ -28,9 +28,8 @@ export const DEFAULT_CHUNK_SIZE = 1024;
 export interface MaskedAttentionOptions {
   /** Query rows per score block (default 1024). */
   chunkSize?: number;
-  probe?: Probe;
-  /** Probe prefix: probabilities are offered as `<probeName>.probs` (default 'attention'). */
-  probeName?: string;
+  /** Probabilities are offered as `probs` in this scope (e.g. `probe.at('attention')` → `attention.probs`). */
+  probe?: ProbeScope | undefined;
   /** Heads whose probabilities are captured (default all). */
   probeHeads?: number[];
   /** Capture only the query rows of this scene (its text rows, then its video rows). */
@@ -118,8 +117,7 @@ function resolveOptions(opts: MaskedAttentionOptions, H: number, layout: SceneLa
   const chunk = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!Number.isInteger(chunk) || chunk < 1)
     throw new Mask2DiTError('OPTION', `maskedAttention: chunkSize must be an integer >= 1, got ${chunk}`);
-  const probeName = opts.probeName ?? 'attention';
-  const wantProbs = opts.probe?.wants(`${probeName}.probs`) ?? false;
+  const wantProbs = opts.probe?.wants('probs') ?? false;
   const heads = opts.probeHeads ?? opts.probe?.attention.heads ?? Array.from({ length: H }, (_, h) => h);
   if (wantProbs && heads.some((h) => !Number.isInteger(h) || h < 0 || h >= H))
     throw new Mask2DiTError('OPTION', `maskedAttention: probeHeads must lie in [0, ${H}), got [${heads}]`);
@@ -130,7 +128,7 @@ function resolveOptions(opts: MaskedAttentionOptions, H: number, layout: SceneLa
       `maskedAttention: probeScene must lie in [0, ${numScenes(layout)}), got ${scene}`,
     );
   }
-  return { chunk, probeName, wantProbs, heads, scene };
+  return { chunk, wantProbs, heads, scene };
 }
 
 /** Where the per-head loop finds head `bh`'s `[L, d]` q, k, v, and what it does with them afterwards. */
@@ -180,9 +178,8 @@ function attendHeads(
     const B = src.count / H;
     const picked = Array.from({ length: B }, (_, b) => o.heads.map((h) => probs.get(b * H + h)!)).flat();
     const Lq = picked[0]!.shape[0]!;
-    tf.tidy(() =>
-      opts.probe!.capture(`${o.probeName}.probs`, tf.reshape(tf.stack(picked), [B, o.heads.length, Lq, L])),
-    ); // [B, nHeads, Lq, L]
+    // probs: [B, nHeads, Lq, L]
+    tf.tidy(() => opts.probe!.capture('probs', tf.reshape(tf.stack(picked), [B, o.heads.length, Lq, L])));
   }
   tf.dispose([...probs.values()]);
   return outs;

@@ -6,7 +6,8 @@
  * A captured tensor is a kept clone owned by the caller: `probe.dispose()` frees them all.
  * Capturing never changes results.
  *
- * A layer-level hook: layers take an optional Probe and capture into it; the models pass theirs down.
+ * Layers take a ProbeScope, the probe seen from the layer's path: `probe.at('block.3').at('attn1')`
+ * captures `probs` as `block.3.attn1.probs`. The models make the scopes from the Probe they are given.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -52,6 +53,11 @@ export class Probe {
     this.captured.set(key, tf.keep(tf.clone(t)));
   }
 
+  /** This probe seen from `path` (`''`: the root): names given to the scope are relative to it. */
+  at(path: string): ProbeScope {
+    return new ProbeScope(this, path);
+  }
+
   get(name: string): tf.Tensor | undefined {
     return this.captured.get(name);
   }
@@ -59,5 +65,36 @@ export class Probe {
   dispose(): void {
     for (const t of this.captured.values()) t.dispose();
     this.captured.clear();
+  }
+}
+
+/** `path.sub`; an empty side drops the dot. */
+const join = (path: string, sub: string) => (path === '' ? sub : sub === '' ? path : `${path}.${sub}`);
+
+/** A Probe scoped to a dotted path: `wants(sub)` / `capture(sub, t)` act on `path.sub`. */
+export class ProbeScope {
+  constructor(
+    readonly probe: Probe,
+    readonly path: string,
+  ) {}
+
+  /** The scope of `path.sub` (a child component). */
+  at(sub: string): ProbeScope {
+    return new ProbeScope(this.probe, join(this.path, sub));
+  }
+
+  /** Whether `path.sub` is requested. */
+  wants(sub: string): boolean {
+    return this.probe.wants(join(this.path, sub));
+  }
+
+  /** Keep a copy of `t` under `path.sub` if requested (Probe.capture). */
+  capture(sub: string, t: tf.Tensor): void {
+    this.probe.capture(join(this.path, sub), t);
+  }
+
+  /** The probe's attention selection (heads, scene). */
+  get attention(): AttentionSelection {
+    return this.probe.attention;
   }
 }

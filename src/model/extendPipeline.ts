@@ -18,17 +18,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from '../errors.js';
 import { rangeLength, sceneFrameRange } from '../scene/layout.js';
-import { usesGuidance, type GuidanceSchedule } from '../sampler/guidance.js';
+import { usesGuidance } from '../sampler/guidance.js';
 import { gaussianNoise, STREAM } from '../sampler/noise.js';
 import {
   buildContext,
   checkLatents,
-  checkSeed,
   decodeScenes,
   denoise,
   PipelineBase,
   PipelineInputError,
-  resolveSampler,
   samplerNoise,
   sceneGeometry,
   vaeFactors,
@@ -125,20 +123,7 @@ export class Mask2DiTExtendPipeline extends PipelineBase {
 
   /** Generate the last scene given the previous ones. Input tensors are not disposed. */
   async extend(opts: ExtendOptions): Promise<ExtendResult> {
-    const output = opts.output ?? 'video';
-    if (output === 'video' && this.vae === undefined)
-      throw new PipelineInputError('output', "'video' needs a VAE; pass one to the pipeline or use output 'latent'");
-    const seed = checkSeed(opts.seed ?? 0);
-    const sampler = resolveSampler(
-      { transformer: this.transformer, ...(this.scheduler !== undefined ? { scheduler: this.scheduler } : {}) },
-      opts,
-    );
-    const guidance: GuidanceSchedule = {
-      scale: opts.guidanceScale ?? 6,
-      dynamic: opts.dynamicCfg ?? 'off',
-      steps: sampler.timesteps.length,
-      numTrainTimesteps: sampler.numTrainTimesteps,
-    };
+    const { output, seed, sampler, guidance } = this.setUp(opts);
     const context = buildContext(this.transformer, opts.prompts, opts.negative, undefined, usesGuidance(guidance));
     const S = context.scenes;
     const owned: tf.Tensor[] = [context.cond, ...(context.uncond !== undefined ? [context.uncond] : [])];

@@ -467,15 +467,17 @@ export abstract class PipelineBase {
     this.vae = components.vae;
     this.scheduler = components.scheduler;
   }
-}
 
-export class Mask2DiTPipeline extends PipelineBase {
-  /** Generate all scenes jointly. Input tensors are not disposed; the result's tensors belong to the caller. */
-  async generate(opts: GenerateOptions): Promise<PipelineResult> {
+  /** What generate and extend set up alike: the output kind (video needs a VAE), the seed, the sampler and the guidance schedule. */
+  protected setUp(opts: SamplingOptions): {
+    output: 'video' | 'latent';
+    seed: number;
+    sampler: Sampler;
+    guidance: GuidanceSchedule;
+  } {
     const output = opts.output ?? 'video';
     if (output === 'video' && this.vae === undefined)
       throw new PipelineInputError('output', "'video' needs a VAE; pass one to the pipeline or use output 'latent'");
-    const geo = sceneGeometry(this.transformer, this.vae, opts.frames, opts.height, opts.width);
     const seed = checkSeed(opts.seed ?? 0);
     const sampler = resolveSampler(
       { transformer: this.transformer, ...(this.scheduler !== undefined ? { scheduler: this.scheduler } : {}) },
@@ -487,6 +489,15 @@ export class Mask2DiTPipeline extends PipelineBase {
       steps: sampler.timesteps.length,
       numTrainTimesteps: sampler.numTrainTimesteps,
     };
+    return { output, seed, sampler, guidance };
+  }
+}
+
+export class Mask2DiTPipeline extends PipelineBase {
+  /** Generate all scenes jointly. Input tensors are not disposed; the result's tensors belong to the caller. */
+  async generate(opts: GenerateOptions): Promise<PipelineResult> {
+    const { output, seed, sampler, guidance } = this.setUp(opts);
+    const geo = sceneGeometry(this.transformer, this.vae, opts.frames, opts.height, opts.width);
     const context = buildContext(this.transformer, opts.prompts, opts.negative, opts.scenes, usesGuidance(guidance));
     const S = context.scenes;
     const C = this.transformer.config.in_channels;

@@ -55,6 +55,7 @@ export interface TransformerInputs {
   timestepCond?: number;
   /** RoPE tables for all video tokens `[Lv, headDim]`; computed from the config when absent. */
   rope?: { cos: tf.Tensor; sin: tf.Tensor };
+  /** Captures intermediates: `patch_embed.out`, `block.<i>.attn1.probs`, `norm_out.out`, … */
   probe?: Probe;
   /** Attention query chunk size (bounds the peak score block). */
   chunkSize?: number;
@@ -251,7 +252,6 @@ export class Mask2DiTTransformer extends M2Layer {
     const c = this.config;
     const { B, F, H, W, layout, target } = plan;
     const { probe } = inputs;
-    const probeArgs = probe !== undefined ? { probe } : {};
     checkWebGpu();
     checkMemoryBudget('transformer forward', this.peakEstimate(plan));
     const rope = c.use_rotary_positional_embeddings ? (inputs.rope ?? this.cachedRope(F, H, W)) : undefined;
@@ -288,8 +288,7 @@ export class Mask2DiTTransformer extends M2Layer {
             ...attentionPlan(plan),
             ...(rope !== undefined ? { rope } : {}),
             ...(segment !== undefined ? { cond: segment } : {}),
-            ...probeArgs,
-            name: `block.${i}`,
+            probe: probe?.at(`block.${i}`),
           }),
         );
         h = o.hidden;
@@ -309,8 +308,7 @@ export class Mask2DiTTransformer extends M2Layer {
         hidden: h,
         temb,
         ...(segment !== undefined ? { cond: segment } : {}),
-        ...probeArgs,
-        name: 'norm_out',
+        probe: probe?.at('norm_out'),
       });
       h = this.projOut.forward(h); // [B, Lv, p·p·C_out]
       probe?.capture('proj_out.out', h);

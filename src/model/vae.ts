@@ -283,11 +283,12 @@ export class CogVideoXVAE extends M2Layer {
       return;
     }
     const cache: ConvCache = new Map();
+    const probe = options.probe?.at(this.decoder.name);
     try {
       const ranges = decodeCallRanges(z.shape[2]!, batching);
       for (let i = 0; i < ranges.length; i++) {
         const zc = framesChannelsLast(z, ranges[i]!); // [B, t, h, w, Cz]
-        const frames = this.decoder.forward(zc, timeModeOf(batching, i), cache, options.probe); // [B, T, H, W, C]
+        const frames = this.decoder.forward(zc, timeModeOf(batching, i), cache, probe); // [B, T, H, W, C]
         zc.dispose();
         const out = tf.tidy(() => toChannelsFirst(frames)); // [B, C, T, H, W]
         frames.dispose();
@@ -323,11 +324,12 @@ export class CogVideoXVAE extends M2Layer {
     if (plan !== null)
       return runTiled(x, plan, (tile) => this.encodeMoments(tile, { ...options, tiling: false, checkMemory: false }));
     const cache: ConvCache = new Map();
+    const probe = options.probe?.at(this.encoder.name);
     const parts: tf.Tensor[] = [];
     try {
       for (const range of encodeCallRanges(x.shape[2]!)) {
         const xc = framesChannelsLast(x, range); // [B, t, H, W, C]
-        parts.push(this.encoder.forward(xc, cache, options.probe)); // [B, t', h, w, 2Cz]
+        parts.push(this.encoder.forward(xc, cache, probe)); // [B, t', h, w, 2Cz]
         xc.dispose();
       }
       return tf.tidy(() => toChannelsFirst(parts.length === 1 ? parts[0]! : tf.concat(parts, 1))); // [B, 2Cz, F', h, w]

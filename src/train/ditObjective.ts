@@ -40,6 +40,11 @@ export interface DitObjectiveOptions {
   emptyTokens?: Int32Array;
   /** Loss weight of the character's latent pixels relative to the background's (default 1: plain mean). */
   foregroundWeight?: number;
+  /**
+   * Fade the character weight out with the noise level: `1 + (w − 1)·max(0, 1 − σ/σmax)` (full at σ = 0,
+   * none from σmax up), where the input still shows where the character is. Default: constant.
+   */
+  foregroundSigmaMax?: number;
   /** What the model learns to predict (default the velocity). */
   prediction?: 'flow_prediction' | 'sample';
   /** How σ is drawn per clip (default uniform). */
@@ -96,6 +101,9 @@ export function ditObjective(
       'a foreground weight was asked for but the latent dataset has no foreground masks (re-run `train prepare`)',
     );
   }
+  const sigmaMax = opts.foregroundSigmaMax;
+  if (sigmaMax !== undefined && !(sigmaMax > 0))
+    throw new Mask2DiTError('DATA', `foregroundSigmaMax must be > 0, got ${sigmaMax}`);
   const L = model.config.max_text_seq_length;
   if ((opts.pDropText ?? 0) > 0 && opts.emptyTokens?.length !== L)
     throw new Mask2DiTError('DATA', `pDropText needs emptyTokens of length max_text_seq_length ${L}`);
@@ -120,7 +128,7 @@ export function ditObjective(
     const noise = tf.tensor(rng.gaussians(latents.size), latents.shape, 'float32');
     let weights: tf.Tensor | undefined;
     if (fgWeight !== 1) {
-      const fg = concat(idx.map((i) => Float32Array.from(d.foreground!(i), (m) => 1 + (fgWeight - 1) * m)));
+      const fg = concat(idx.map((i, b) => foregroundWeights(d.foreground!(i), fgWeight, draw.sigma[b]!, sigmaMax)));
       weights = tf.tensor(fg, [B, F, 1, h, w], 'float32'); // [B, F, 1, h, w]
     }
     return {
@@ -154,6 +162,15 @@ export function ditObjective(
         ]),
     };
   };
+}
+
+/**
+ * Loss weights of one clip's latent pixels from its character mask (1 on the character): `1 + (w − 1)·m`,
+ * or with `sigmaMax` `1 + (w − 1)·m·max(0, 1 − σ/σmax)`.
+ */
+export function foregroundWeights(mask: Uint8Array, w: number, sigma: number, sigmaMax?: number): Float32Array {
+  const fade = sigmaMax === undefined ? 1 : Math.max(0, 1 - sigma / sigmaMax);
+  return Float32Array.from(mask, (m) => 1 + (w - 1) * m * fade);
 }
 
 /** A T5-style encoder as the DiT's text conditioner: ids `[B, S·L]` → each scene encoded alone → `[B, S·L, D]`. */

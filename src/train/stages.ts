@@ -243,6 +243,8 @@ export interface DitStageOptions {
   pConditional: number;
   pDropText: number;
   foregroundWeight: number;
+  /** Fade the character weight out above this σ (ditObjective's `foregroundSigmaMax`); undefined: constant. */
+  foregroundSigmaMax?: number | undefined;
   prediction: 'flow_prediction' | 'sample';
   sigmaSampling: SigmaSampling;
   train: TrainOptions;
@@ -326,6 +328,7 @@ export async function ditStage(run: string, o: DitStageOptions): Promise<Stage> 
       pDropText: o.pDropText,
       emptyTokens: tokenizer.encode(''),
       foregroundWeight: o.foregroundWeight,
+      ...(o.foregroundSigmaMax !== undefined && { foregroundSigmaMax: o.foregroundSigmaMax }),
       prediction: o.prediction,
       sigmaSampling: o.sigmaSampling,
     },
@@ -334,6 +337,7 @@ export async function ditStage(run: string, o: DitStageOptions): Promise<Stage> 
   // the default objective keeps the key set of checkpoints written before --prediction and --sigma-sampling existed
   const objectiveConfig = JSON.stringify({
     foregroundWeight: o.foregroundWeight,
+    ...(o.foregroundSigmaMax !== undefined && { foregroundSigmaMax: o.foregroundSigmaMax }),
     ...(o.prediction === 'sample' && { prediction: o.prediction }),
     ...(o.sigmaSampling !== 'uniform' && { sigmaSampling: o.sigmaSampling }),
   });

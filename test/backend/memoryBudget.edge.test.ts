@@ -15,9 +15,11 @@ import {
   WasmHeapError,
   checkMemoryBudget,
   installWasmHeapGuard,
+  memoryLimits,
   occupyWasmHeapHoles,
   resetWasmHighWater,
   setWasmHeapLimitForTesting,
+  wasmHeapCanHold,
   wasmHeapNeed,
   wasmHeapStats,
   type PeakEstimate,
@@ -159,6 +161,35 @@ describe('wasm memory budget at the edge (D 3072, 48 heads)', () => {
       expect(() => checkMemoryBudget('op', { totalBytes: need, largestTensorBytes: 1, hint: '' })).not.toThrow();
     } finally {
       tf.dispose([x.hiddenStates, x.encoderHiddenStates]);
+    }
+  });
+
+  it('the budget bounds the heap: the probe does not grow it past the budget, and work that would is refused', () => {
+    const hole = occupyWasmHeapHoles(); // every free block taken: a new block must come from growth
+    try {
+      const before = wasmHeapStats()!.heapBytes;
+      const need = 256 * 2 ** 20;
+      const cap = before + need / 2; // live bytes are far under the budget; growing the heap for `need` is not
+      const limits = { backend: 'wasm', totalBytes: 3 * 2 ** 30, heapBytes: cap };
+      const est: PeakEstimate = { totalBytes: 1, largestTensorBytes: 1, hint: 'smaller', heapBytes: need };
+      expect(wasmHeapCanHold(need, cap)).toBe(false);
+      expect(() => checkMemoryBudget('op', est, limits)).toThrow(/no free block of 0\.25 GiB/);
+      expect(wasmHeapStats()!.heapBytes).toBe(before); // refused without growing
+      expect(memoryLimits('wasm').heapBytes).toBe(3.5 * 2 ** 30); // the default budget bounds the heap
+      setBudget(2 ** 30); // a smaller budget bounds the tensors a forward plans for, not the heap
+      expect(memoryLimits('wasm').heapBytes).toBe(3.5 * 2 ** 30);
+      setBudget(3.75 * 2 ** 30); // a larger one raises the heap's bound too
+      expect(memoryLimits('wasm').heapBytes).toBe(3.75 * 2 ** 30);
+      // the cap is gone after the probe: the same block with room in the budget grows the heap
+      expect(wasmHeapCanHold(need, before + 2 * need)).toBe(true);
+      const grown = wasmHeapStats()!.heapBytes;
+      expect(grown).toBeGreaterThanOrEqual(before + need);
+      expect(grown).toBeLessThanOrEqual(before + 2 * need);
+      const t = tf.ones([1024, 1024]); // and tensors still allocate
+      expect(tf.sum(t).dataSync()[0]).toBe(1024 * 1024);
+      t.dispose();
+    } finally {
+      hole.release();
     }
   });
 

@@ -67,7 +67,14 @@ describe.each(['cpu', 'wasm'] as const)('Attention parity on %s', (backend) => {
     const name = 'attn1';
     const probe = new Probe([`${name}.*`]);
     const before = tf.memory().numTensors;
-    const out = attn.forward({ hidden, encoderHidden, layout, rope: { cos, sin }, probe, name, chunkSize: 2 });
+    const out = attn.forward({
+      hidden,
+      encoderHidden,
+      layout,
+      rope: { cos, sin },
+      probe: probe.at(name),
+      chunkSize: 2,
+    });
     expect(tf.memory().numTensors).toBe(before + 2 + 5); // two outputs, five captures: nothing leaked
 
     const check = async (label: string, t: tf.Tensor | undefined, ref: string) => {

@@ -67,14 +67,11 @@ describe('maskedAttentionHeads (cpu)', () => {
         const [q, k, v] = qkv(c) as [tf.Tensor, tf.Tensor, tf.Tensor];
         const p1 = new Probe(['a.probs']);
         const p2 = new Probe(['a.probs']);
-        const ref = tf.tidy(() =>
-          merge(maskedAttention(q, k, v, c.layout, { chunkSize: c.chunk, probe: p1, probeName: 'a' })),
-        );
+        const ref = tf.tidy(() => merge(maskedAttention(q, k, v, c.layout, { chunkSize: c.chunk, probe: p1.at('a') })));
         const input: AttentionHeads = { q: heads(q), k: heads(k), v: heads(v) };
         const got = maskedAttentionHeads(input, c.layout, c.H, {
           chunkSize: c.chunk,
-          probe: p2,
-          probeName: 'a',
+          probe: p2.at('a'),
           consume: true,
         });
         expect(got.shape).toEqual(ref.shape);

@@ -181,7 +181,7 @@ describe('maskedAttention (cpu)', () => {
         const L = layoutTotals(c.layout).total;
         const plain = maskedAttention(q, k, v, c.layout, { chunkSize: c.chunk });
         const probe = new Probe(['attn.probs']);
-        const withProbe = maskedAttention(q, k, v, c.layout, { chunkSize: c.chunk, probe, probeName: 'attn' });
+        const withProbe = maskedAttention(q, k, v, c.layout, { chunkSize: c.chunk, probe: probe.at('attn') });
         expect(bitEqual(Array.from(withProbe.dataSync()), Array.from(plain.dataSync()))).toBe(true);
         const p = probe.get('attn.probs')!;
         expect(p.shape).toEqual([c.B, c.H, L, L]);
@@ -211,7 +211,7 @@ describe('maskedAttention (cpu)', () => {
     const [q, k, v] = qkv(c);
     const L = layoutTotals(layout).total;
     const probe = new Probe(['x.probs']);
-    const out = maskedAttention(q, k, v, layout, { probe, probeName: 'x', probeHeads: [2, 0], probeScene: 1 });
+    const out = maskedAttention(q, k, v, layout, { probe: probe.at('x'), probeHeads: [2, 0], probeScene: 1 });
     const p = probe.get('x.probs')!;
     expect(p.shape).toEqual([2, 2, 3 + 2, L]);
     const ref = denseMaskedAttention(q, k, v, layout).probs; // [B, H, L, L]
@@ -229,7 +229,7 @@ describe('maskedAttention (cpu)', () => {
     const run = () => {
       const probe = new Probe(['a.probs']);
       tf.dispose(maskedAttention(q, k, v, layout, { chunkSize: 2 }));
-      tf.dispose(maskedAttention(q, k, v, layout, { chunkSize: 3, probe, probeName: 'a' }));
+      tf.dispose(maskedAttention(q, k, v, layout, { chunkSize: 3, probe: probe.at('a') }));
       probe.dispose();
     };
     run();
@@ -245,9 +245,9 @@ describe('maskedAttention (cpu)', () => {
     const bad = tf.zeros([1, 1, 5, 2]);
     expect(() => maskedAttention(bad, bad, bad, layout)).toThrow(/expected L = 6/);
     expect(() => maskedAttention(q, q, q, layout, { chunkSize: 0 })).toThrow(/chunkSize/);
-    expect(() => maskedAttention(q, q, q, layout, { probe: new Probe(['attention.probs']), probeHeads: [3] })).toThrow(
-      /probeHeads/,
-    );
+    expect(() =>
+      maskedAttention(q, q, q, layout, { probe: new Probe(['attention.probs']).at('attention'), probeHeads: [3] }),
+    ).toThrow(/probeHeads/);
     tf.dispose([q, bad]);
   });
 

@@ -16,6 +16,7 @@ import { AdaLayerNorm, LayerNormZero, type SegmentCondition } from '../../src/la
 import { WeightLoadError, WeightSource } from '../../src/layers/weightSource.js';
 import { Mask2DiTTransformer } from '../../src/model/transformer.js';
 import { Probe } from '../../src/layers/probe.js';
+import { rangeLength, type TokenRange } from '../../src/scene/layout.js';
 import { fixturePath, loadFixture, numbers, toTensor } from '../helpers/fixtures.js';
 
 const CASE = 'mask2dit_conditional';
@@ -194,13 +195,15 @@ describe('segment-level conditional mask: modulation isolation', () => {
     normOut.dispose();
   });
 
-  const ranges = (lens: number[]) => {
+  const ranges = (lens: number[]): TokenRange[] => {
     let at = 0;
-    return lens.map((n): [number, number] => [at, (at += n)]);
+    return lens.map((n) => ({ start: at, end: (at += n) }));
   };
-  const rows = async (x: tf.Tensor, r: [number, number][], keep: (i: number) => boolean) =>
+  const rows = async (x: tf.Tensor, r: TokenRange[], keep: (i: number) => boolean) =>
     (
-      await Promise.all(r.filter((_, i) => keep(i)).map(([s, e]) => tf.slice(x, [0, s, 0], [-1, e - s, -1]).data()))
+      await Promise.all(
+        r.filter((_, i) => keep(i)).map((t) => tf.slice(x, [0, t.start, 0], [-1, rangeLength(t), -1]).data()),
+      )
     ).map((d) => Array.from(d));
 
   test('changing the target timestep changes nothing in the conditioning segments, and vice versa', async () => {
@@ -219,7 +222,7 @@ describe('segment-level conditional mask: modulation isolation', () => {
         const vr = ranges(videoLens);
         const B = 2;
         const h = tf.randomNormal([B, S * video, D], 0, 1, 'float32', seed);
-        const e = tf.randomNormal([B, tr[S - 1]![1], D], 0, 1, 'float32', seed + 1);
+        const e = tf.randomNormal([B, tr[S - 1]!.end, D], 0, 1, 'float32', seed + 1);
         const [t1, t2, c1, c2] = [0, 1, 2, 3].map((k) =>
           tf.randomNormal([k < 2 ? B : 1, E], 0, 1, 'float32', seed + 2 + k),
         ) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];

@@ -13,7 +13,7 @@ import { writeSafetensors } from '../../src/io/safetensors.js';
 import { WeightSource } from '../../src/layers/weightSource.js';
 import { Mask2DiTTransformer } from '../../src/model/transformer.js';
 import { gaussianArray } from '../../src/sampler/noise.js';
-import { ditObjective, type LatentDataset } from '../../src/train/ditObjective.js';
+import { ditObjective, foregroundWeights, type LatentDataset } from '../../src/train/ditObjective.js';
 import { flowMatchingLoss, meanSquaredError } from '../../src/train/flowMatchingObjective.js';
 import { FlowMatchSchedulerConfigSchema } from '../../src/config/schedulerConfig.js';
 import { FlowMatchEulerSampler } from '../../src/sampler/flowMatchEuler.js';
@@ -159,11 +159,18 @@ describe('the weighted flow loss', () => {
     embeddings: (i) => gaussianArray(S * 4 * 8, 200 + i),
     ...(mask !== undefined && { foreground: mask }),
   });
-  const lossOf = (m: Mask2DiTTransformer, d: LatentDataset, fgWeight: number | undefined, pConditional: number) => {
+  const lossOf = (
+    m: Mask2DiTTransformer,
+    d: LatentDataset,
+    fgWeight: number | undefined,
+    pConditional: number,
+    sigmaMax?: number,
+  ) => {
     const step = ditObjective(m, d, {
       batchSize: 2,
       pConditional,
       ...(fgWeight !== undefined && { foregroundWeight: fgWeight }),
+      ...(sigmaMax !== undefined && { foregroundSigmaMax: sigmaMax }),
     })(0, new StepRng(11, 0));
     const loss = step.loss();
     const v = loss.dataSync()[0]!;
@@ -187,6 +194,29 @@ describe('the weighted flow loss', () => {
       m.dispose();
     },
   );
+
+  test('σ-dependent character weight: 1 + (w − 1)·m·max(0, 1 − σ/σmax)', () => {
+    const mask = Uint8Array.from([0, 1, 1, 0]);
+    expect(Array.from(foregroundWeights(mask, 9, 0.3))).toEqual([1, 9, 9, 1]); // constant
+    expect(Array.from(foregroundWeights(mask, 9, 0, 0.5))).toEqual([1, 9, 9, 1]); // σ = 0: full
+    expect(Array.from(foregroundWeights(mask, 9, 0.25, 0.5))).toEqual([1, 5, 5, 1]); // half way
+    expect(Array.from(foregroundWeights(mask, 9, 0.7, 0.5))).toEqual([1, 1, 1, 1]); // past σmax: none
+  });
+
+  test('the σ fade reaches the loss: faded out it is the plain mean, never faded the constant weight', () => {
+    const m = model();
+    const corner = () => Uint8Array.from({ length: S * 16 }, (_, k) => (k % 16 === 0 ? 1 : 0));
+    const plain = lossOf(m, data(), undefined, 0);
+    const constant = lossOf(m, data(corner), 7, 0);
+    expect(lossOf(m, data(corner), 7, 0, 1e-6)).toBeCloseTo(plain, 5); // every σ > σmax
+    expect(lossOf(m, data(corner), 7, 0, 1e9)).toBeCloseTo(constant, 5); // fade ≈ 1
+    const between = lossOf(m, data(corner), 7, 0, 0.5);
+    expect(between).not.toBeCloseTo(constant, 5);
+    expect(() =>
+      ditObjective(m, data(corner), { batchSize: 1, pConditional: 0, foregroundWeight: 7, foregroundSigmaMax: 0 }),
+    ).toThrow(/foregroundSigmaMax must be > 0, got 0/);
+    m.dispose();
+  });
 
   test('refuses a weight without masks, or below 1', () => {
     const m = model();

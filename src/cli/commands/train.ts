@@ -169,6 +169,7 @@ type DitFlags = StageOpts & {
   pConditional: string;
   pDropText: string;
   fgWeight: string;
+  fgSigmaMax?: string;
   positions: string;
   prediction: string;
   sigmaSampling: string;
@@ -238,6 +239,7 @@ async function trainDit(o: DitFlags, cmd: Command): Promise<void> {
     pConditional: num(o.pConditional, '--p-conditional', false),
     pDropText: num(o.pDropText, '--p-drop-text', false),
     foregroundWeight: num(o.fgWeight, '--fg-weight', false),
+    foregroundSigmaMax: o.fgSigmaMax === undefined ? undefined : num(o.fgSigmaMax, '--fg-sigma-max', false),
     prediction: o.prediction === 'sample' ? 'sample' : 'flow_prediction',
     sigmaSampling,
     train: trainOptions(o),
@@ -320,6 +322,10 @@ export function register(program: Command): void {
       '--fg-weight <w>',
       "flow loss weight of the character's latent pixels relative to the background's (1: plain mean)",
       '1',
+    )
+    .option(
+      '--fg-sigma-max <s>',
+      'fade the character weight out with the noise level: 1 + (w − 1)·max(0, 1 − σ/s), full at σ = 0, none from s up (default: constant)',
     )
     .option(
       '--sigma-sampling <kind>',

@@ -9,7 +9,7 @@ import { Container, M2Layer } from '../layer.js';
 import { consume, silu } from '../math.js';
 import type { WeightSource } from '../weightSource.js';
 import type { VaeConfig } from '../../config/vaeConfig.js';
-import type { Probe } from '../probe.js';
+import type { ProbeScope } from '../probe.js';
 import { MidBlock3D, UpBlock3D } from './blocks.js';
 import { CausalConv3d, type ConvCache } from './causalConv3d.js';
 import { captureNCDHW } from './encoder.js';
@@ -74,21 +74,20 @@ export class Decoder3D extends M2Layer {
    * @param z     `[B, t, h, w, latent_channels]` this call's latent frames (not disposed)
    * @param time  how the compress_time upsamplers treat time in this call (see Upsample3D)
    * @param cache causal conv state across calls, updated in place
-   * @param probe captures `decoder.{conv_in,mid_block,up_blocks.i}.out` (layout `[B, C, T, H, W]`)
+   * @param probe at the decoder: captures `{conv_in,mid_block,up_blocks.i}.out` (layout `[B, C, T, H, W]`)
    * @returns frames `[B, T, 8h, 8w, out_channels]`
    */
-  forward(z: tf.Tensor, time: TimeUpsampling, cache?: ConvCache, probe?: Probe): tf.Tensor {
-    const p = this.name;
+  forward(z: tf.Tensor, time: TimeUpsampling, cache?: ConvCache, probe?: ProbeScope): tf.Tensor {
     // 1. conv_in
     let h = this.convIn.forward(z, cache); // [B, t, h, w, C0]
-    captureNCDHW(probe, `${p}.conv_in.out`, h);
+    captureNCDHW(probe, 'conv_in.out', h);
     // 2. mid block
     h = consume(h, (x) => this.midBlock.forward(x, z, cache));
-    captureNCDHW(probe, `${p}.mid_block.out`, h);
+    captureNCDHW(probe, 'mid_block.out', h);
     // 3. up blocks
     this.upBlocks.forEach((block, i) => {
       h = consume(h, (x) => block.forward(x, z, time, cache));
-      captureNCDHW(probe, `${p}.up_blocks.${i}.out`, h);
+      captureNCDHW(probe, `up_blocks.${i}.out`, h);
     });
     // 4. norm_out → SiLU → conv_out
     h = consume(h, (x) => tf.tidy(() => silu(this.normOut.forward(x, z))));

@@ -9,13 +9,13 @@ import { Container, M2Layer } from '../layer.js';
 import { consume, silu } from '../math.js';
 import type { WeightSource } from '../weightSource.js';
 import type { VaeConfig } from '../../config/vaeConfig.js';
-import type { Probe } from '../probe.js';
+import type { ProbeScope } from '../probe.js';
 import { DownBlock3D, MidBlock3D } from './blocks.js';
 import { CausalConv3d, type ConvCache } from './causalConv3d.js';
 import { GroupNorm } from './groupNorm.js';
 
-/** Capture `x` `[B, T, H, W, C]` under `name` in the reference layout `[B, C, T, H, W]`. */
-export function captureNCDHW(probe: Probe | undefined, name: string, x: tf.Tensor): void {
+/** Capture `x` `[B, T, H, W, C]` under `name` (in `probe`'s scope) in the reference layout `[B, C, T, H, W]`. */
+export function captureNCDHW(probe: ProbeScope | undefined, name: string, x: tf.Tensor): void {
   if (probe?.wants(name) === true) tf.tidy(() => probe.capture(name, tf.transpose(x, [0, 4, 1, 2, 3])));
 }
 
@@ -75,26 +75,25 @@ export class Encoder3D extends M2Layer {
    * One encoder call.
    * @param x     `[B, T, H, W, in_channels]` video frames (not disposed)
    * @param cache causal conv state across calls, updated in place
-   * @param probe captures `encoder.{conv_in,down_blocks.i,mid_block,conv_out}.out` (layout `[B, C, T, H, W]`)
+   * @param probe at the encoder: captures `{conv_in,down_blocks.i,mid_block,conv_out}.out` (layout `[B, C, T, H, W]`)
    * @returns moments `[B, T', H/8, W/8, 2·latent_channels]`
    */
-  forward(x: tf.Tensor, cache?: ConvCache, probe?: Probe): tf.Tensor {
-    const p = this.name;
+  forward(x: tf.Tensor, cache?: ConvCache, probe?: ProbeScope): tf.Tensor {
     // 1. conv_in
     let h = this.convIn.forward(x, cache); // [B, T, H, W, C0]
-    captureNCDHW(probe, `${p}.conv_in.out`, h);
+    captureNCDHW(probe, 'conv_in.out', h);
     // 2. down blocks
     this.downBlocks.forEach((block, i) => {
       h = consume(h, (t) => block.forward(t, cache));
-      captureNCDHW(probe, `${p}.down_blocks.${i}.out`, h);
+      captureNCDHW(probe, `down_blocks.${i}.out`, h);
     });
     // 3. mid block
     h = consume(h, (t) => this.midBlock.forward(t, undefined, cache));
-    captureNCDHW(probe, `${p}.mid_block.out`, h);
+    captureNCDHW(probe, 'mid_block.out', h);
     // 4. norm_out → SiLU → conv_out
     h = consume(h, (t) => tf.tidy(() => silu(this.normOut.forward(t))));
     h = consume(h, (t) => this.convOut.forward(t, cache)); // [B, T', h, w, 2·Cz]
-    captureNCDHW(probe, `${p}.conv_out.out`, h);
+    captureNCDHW(probe, 'conv_out.out', h);
     return h;
   }
 
