@@ -16,10 +16,12 @@ export class Ema {
     return Math.min(this.decay, (1 + t) / (10 + t));
   }
 
-  update(t: number): void {
+  /** One averaging step; parameters in `fixed` (frozen: never updated) are left alone, so their average stays exactly them. */
+  update(t: number, fixed: ReadonlySet<string> = new Set()): void {
     const d = this.decayAt(t);
     tf.tidy(() => {
       for (const [n, p] of this.params) {
+        if (fixed.has(n)) continue;
         const s = this.shadow.get(n)!;
         s.assign(tf.add(tf.mul(s, d), tf.mul(p, 1 - d)));
       }

@@ -15,21 +15,24 @@ import type { CogVideoXVAE } from '../model/vae.js';
 import { T5Encoder } from '../text/textEncoder.js';
 import { WordTokenizer } from '../text/tokenizer.js';
 import { readLatentsMetadata } from './latentData.js';
-import { checkLatentsFresh, emaVae, loadEma, readJson, TRAIN_SEEDS } from './stages.js';
+import { checkLatentsFresh, emaVae, INIT_FILE, loadEma, readJson, TRAIN_SEEDS } from './stages.js';
 import type { StepRecord } from './trainer.js';
 
-/** Steps, wall time and final loss of a stage, from its loss log. */
-function stageSummary(dir: string): { steps: number; hours: number; finalLoss: number } {
-  const recs = fs
-    .readFileSync(path.join(dir, 'loss.jsonl'), 'utf8')
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as StepRecord);
+/** Steps, wall time and final loss (mean of the last 50; '–' before any step) of a stage, from its loss log. */
+function stageSummary(dir: string): { steps: number; hours: number; finalLoss: string } {
+  const log = path.join(dir, 'loss.jsonl');
+  const recs = fs.existsSync(log) // a stage run with --steps 0 (e.g. a pipeline taken in as it is) has none
+    ? fs
+        .readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as StepRecord)
+    : [];
   const last = recs.slice(-50);
   return {
     steps: recs.length,
     hours: recs.reduce((a, r) => a + r.ms, 0) / 3.6e6,
-    finalLoss: last.reduce((a, r) => a + r.loss, 0) / Math.max(1, last.length),
+    finalLoss: last.length === 0 ? '–' : (last.reduce((a, r) => a + r.loss, 0) / last.length).toFixed(4),
   };
 }
 
@@ -39,7 +42,7 @@ interface CardFacts {
   commands: string;
   scheduler: FlowMatchSchedulerConfig;
   /** The DiT checkpoint's `objective` config (foreground weight, prediction, σ sampling). */
-  objective: { foregroundWeight?: number; sigmaSampling?: string };
+  objective: { foregroundWeight?: number; foregroundSigmaMax?: number; sigmaSampling?: string };
 }
 
 function modelCard(
@@ -49,6 +52,27 @@ function modelCard(
 ): string {
   const v = stageSummary(path.join(run, 'vae'));
   const d = stageSummary(path.join(run, 'dit'));
+  // a stage that started from a trained pipeline (`--init`) says so: its steps are the fine-tuning's
+  const init = (stage: string) => readJson(path.join(run, stage, INIT_FILE), true);
+  const [vInit, dInit] = [init('vae'), init('dit')];
+  const base = (i: Record<string, unknown> | undefined) => (i === undefined ? '' : path.basename(String(i['from'])));
+  const vaeTraining =
+    vInit !== undefined && v.steps === 0
+      ? `as in ${base(vInit)} (not trained further)`
+      : `${vInit === undefined ? '' : `fine-tuned from ${base(vInit)}${vInit['freezeEncoder'] === true ? ' (decoder only: the encoder, so the latents, unchanged)' : ''}: `}${v.steps} steps, ${v.hours.toFixed(2)} h; final loss (L1 with the character weight and edge term of the commands below, + 1e-4·KL; mean of last 50) ${v.finalLoss}`;
+  const dFrom = dInit === undefined ? '' : `fine-tuned from ${base(dInit)}: `;
+  // the card of the model a stage started from, whose table says how that one was trained
+  const fromCard = [vInit, dInit]
+    .map((i) => (i === undefined ? undefined : path.join(String(i['from']), 'README.md')))
+    .find((f) => f !== undefined && fs.existsSync(f));
+  const baseTable =
+    fromCard === undefined
+      ? ''
+      : `\n## Fine-tuned from ${base(vInit ?? dInit)}\n\nThe model the stages above started from, as its own card describes it:\n\n${fs
+          .readFileSync(fromCard, 'utf8')
+          .split('\n')
+          .filter((l) => l.startsWith('|'))
+          .join('\n')}\n`;
   const t = parts.transformer.config;
   const n = (x: number) => x.toLocaleString('en-US');
   const x0 = meta.scheduler.prediction_type === 'sample';
@@ -56,7 +80,9 @@ function modelCard(
     `${x0 ? 'x₀-prediction' : 'flow-matching (velocity)'} loss`,
     `σ ${meta.objective.sigmaSampling ?? 'uniform'}`,
     ...((meta.objective.foregroundWeight ?? 1) !== 1
-      ? [`character latent pixels weighted ${meta.objective.foregroundWeight}×`]
+      ? [
+          `character latent pixels weighted ${meta.objective.foregroundWeight}×${meta.objective.foregroundSigmaMax !== undefined ? ` (faded out towards σ ${meta.objective.foregroundSigmaMax})` : ''}`,
+        ]
       : []),
   ].join(', ');
   const sampler = `FlowMatchEulerDiscreteScheduler, shift ${meta.scheduler.shift}${x0 ? ', prediction_type sample (the model predicts x₀)' : ''}${meta.scheduler.stochastic_sampling ? ', stochastic sampling (fresh noise each step)' : ''}`;
@@ -68,15 +94,15 @@ grammar, later scenes say "it"). Weights are the EMA of training. Layout: \`weig
 
 | part | architecture | parameters | training |
 |---|---|---|---|
-| vae/ | AutoencoderKLCogVideoX, block_out_channels [${parts.vae.config.block_out_channels.join(', ')}], ${parts.vae.config.latent_channels} latent channels, ${parts.vae.spatialCompression}× space / ${parts.vae.temporalCompression}× time, scaling_factor ${parts.vae.config.scaling_factor} | ${n(parts.vae.countParams())} | ${v.steps} steps, ${v.hours.toFixed(2)} h; final loss (L1, character pixels weighted as in the commands below, + 1e-4·KL; mean of last 50) ${v.finalLoss.toFixed(4)} |
-| transformer/ | MultiPromptCogVideoXTransformer3DModel, ${t.num_layers} layers, ${t.num_attention_heads}×${t.attention_head_dim} heads, ${t.use_rotary_positional_embeddings === true ? '3D RoPE' : '3D sin-cos positions'}, patch ${t.patch_size}, ${t.max_text_seq_length} text tokens a scene | ${n(parts.transformer.countParams())} | ${d.steps} steps jointly with the text encoder, ${d.hours.toFixed(2)} h; final loss (${objective}; mean of last 50) ${d.finalLoss.toFixed(4)} |
+| vae/ | AutoencoderKLCogVideoX, block_out_channels [${parts.vae.config.block_out_channels.join(', ')}], ${parts.vae.config.latent_channels} latent channels, ${parts.vae.spatialCompression}× space / ${parts.vae.temporalCompression}× time, scaling_factor ${parts.vae.config.scaling_factor} | ${n(parts.vae.countParams())} | ${vaeTraining} |
+| transformer/ | MultiPromptCogVideoXTransformer3DModel, ${t.num_layers} layers, ${t.num_attention_heads}×${t.attention_head_dim} heads, ${t.use_rotary_positional_embeddings === true ? '3D RoPE' : '3D sin-cos positions'}, patch ${t.patch_size}, ${t.max_text_seq_length} text tokens a scene | ${n(parts.transformer.countParams())} | ${dFrom}${d.steps} steps jointly with the text encoder, ${d.hours.toFixed(2)} h; final loss (${objective}; mean of last 50) ${d.finalLoss} |
 | text_encoder/ | T5-style encoder, d_model ${parts.textEncoder.config.d_model}, ${parts.textEncoder.config.num_layers} layers | ${n(parts.textEncoder.countParams())} | trained jointly with the transformer (from T5's initialisation) |
 | tokenizer/ | word tokenizer of the world's grammar, ${t.max_text_seq_length} ids a scene | – | – |
 | scheduler/ | ${sampler} | – | – |
 
 Data: world clips of seeds below ${TRAIN_SEEDS.toLocaleString('en-US')} (evaluation uses seeds from there on);
 the DiT saw ${meta.clips} precomputed clips. Objectives: README "Training". Machine: ${meta.machine}.
-
+${baseTable}
 Reproduce (wasm backend, 2 cores):
 
 \`\`\`bash

@@ -36,9 +36,16 @@ export const TRAIN_WORLD = { framesPerScene: 9, width: 64, height: 64, minScenes
 /** Training clips use world seeds below this; evaluation uses seeds from it on. */
 export const TRAIN_SEEDS = HELD_OUT_FIRST_SEED;
 
-export const readJson = (file: string): Record<string, unknown> =>
-  JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+export function readJson(file: string): Record<string, unknown>;
+export function readJson(file: string, optional: true): Record<string, unknown> | undefined;
+export function readJson(file: string, optional = false): Record<string, unknown> | undefined {
+  if (optional && !fs.existsSync(file)) return undefined;
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+}
 const writeJson = (file: string, raw: unknown) => fs.writeFileSync(file, JSON.stringify(raw, null, 2) + '\n');
+
+/** Where a stage started from, when it did not start from random weights (`--init`): `{ from, freezeEncoder? }`. */
+export const INIT_FILE = 'init.json';
 
 /** A stage ready to run: its trainer, and what to free once it ran. */
 export interface Stage {
@@ -81,29 +88,76 @@ function trainedVaeConfig(raw: Record<string, unknown>): Record<string, unknown>
 }
 
 export interface VaeStageOptions {
-  /** A new stage's architecture; undefined to resume, with the config the stage wrote. */
+  /** A new stage's architecture; undefined to resume, with the config the stage wrote (or to start from `init`). */
   architecture?: VaeArchitecture | undefined;
+  /** Start from this trained VAE (a diffusers `vae/` folder or a pipeline folder holding one): its config and weights. */
+  init?: string | undefined;
+  /** Keep the encoder as it is (only the decoder learns): the latents, and a DiT trained on them, stay valid. */
+  freezeEncoder?: boolean;
   batchSize: number;
   /** Loss weight of character pixels relative to background ones (1: plain L1). */
   foregroundWeight: number;
+  /** Weight of the edge term (vaeObjective's `edgeWeight`); 0: none. */
+  edgeWeight?: number;
   train: TrainOptions;
 }
 
-/** The VAE stage of folder `dir` (RUN/vae): L1 reconstruction + 1e-4·KL on world scenes. */
-export function vaeStage(dir: string, o: VaeStageOptions): Stage {
+/** Copy every parameter of `from` into `to` (same architecture), in the training layout; `from` is disposed. */
+function copyWeights(from: M2Layer, to: M2Layer): void {
+  for (const layer of [from, to]) layer.setTrainable(true);
+  const src = from.variables();
+  for (const [n, v] of to.variables()) v.assign(src.get(n)!);
+  to.invalidateCaches();
+  from.dispose();
+}
+
+/** The `vae/` folder of `dir`: `dir` itself when it holds a VAE config, else `dir/vae`. */
+function vaeFolder(dir: string): string {
+  const cfg = readJson(path.join(dir, 'config.json'), true);
+  return cfg?.['_class_name'] === 'AutoencoderKLCogVideoX' ? dir : path.join(dir, 'vae');
+}
+
+/**
+ * The VAE stage of folder `dir` (RUN/vae): L1 reconstruction (+ an edge term) + 1e-4·KL on world
+ * scenes, from random weights or from a trained VAE (`init`, whose config the stage then takes).
+ */
+export async function vaeStage(dir: string, o: VaeStageOptions): Promise<Stage> {
   const cfgFile = path.join(dir, 'config.json');
-  const raw = o.architecture === undefined ? readJson(cfgFile) : vaeConfigFor(o.architecture);
+  const from = o.init === undefined ? undefined : await CogVideoXVAE.fromPretrained(vaeFolder(o.init));
+  const raw =
+    from !== undefined
+      ? trainedVaeConfig(from.configJson())
+      : o.architecture === undefined
+        ? readJson(cfgFile)
+        : vaeConfigFor(o.architecture);
   const { config } = parseVaeConfig(raw, cfgFile);
-  if (o.architecture !== undefined) writeJson(cfgFile, raw);
+  if (o.architecture !== undefined || from !== undefined) writeJson(cfgFile, raw);
+  if (o.init !== undefined)
+    writeJson(path.join(dir, INIT_FILE), { from: path.resolve(o.init), freezeEncoder: o.freezeEncoder === true });
+  else if (o.architecture !== undefined) fs.rmSync(path.join(dir, INIT_FILE), { force: true });
   const vae = new CogVideoXVAE(config, WeightSource.random(o.train.seed + 1));
+  if (from !== undefined) copyWeights(from, vae);
+  const edgeWeight = o.edgeWeight ?? 0;
   const objective = vaeObjective(vae, {
     batchSize: o.batchSize,
     klWeight: 1e-4,
     world: TRAIN_WORLD,
     clipSeeds: TRAIN_SEEDS,
     foregroundWeight: o.foregroundWeight,
+    edgeWeight,
   });
-  const trainer = new Trainer('vae', { vae }, objective, o.train, { vae: JSON.stringify(trainedVaeConfig(raw)) });
+  const freeze = o.freezeEncoder === true;
+  // the default objective keeps the config set of checkpoints written before the edge term and freezing existed
+  const objectiveConfig =
+    edgeWeight > 0 || freeze ? { objective: JSON.stringify({ edgeWeight, freezeEncoder: freeze }) } : {};
+  const trainer = new Trainer(
+    'vae',
+    { vae },
+    objective,
+    o.train,
+    { vae: JSON.stringify(trainedVaeConfig(raw)), ...objectiveConfig },
+    (ref) => freeze && ref.startsWith('vae.encoder.'),
+  );
   return {
     trainer,
     dispose: () => {
@@ -237,8 +291,13 @@ export interface DitArchitecture {
 }
 
 export interface DitStageOptions {
-  /** A new stage's architecture; undefined to resume, with the configs the stage wrote. */
+  /** A new stage's architecture; undefined to resume, with the configs the stage wrote (or to start from `init`). */
   architecture?: DitArchitecture | undefined;
+  /**
+   * Start from a trained pipeline folder (its `transformer/` and `text_encoder/`, configs and weights),
+   * e.g. to fine-tune the shipped model with another objective; its latent shape must be the run's.
+   */
+  init?: string | undefined;
   batchSize: number;
   pConditional: number;
   pDropText: number;
@@ -293,6 +352,30 @@ function ditConfigsFor(
   return { transformer, textEncoder };
 }
 
+/** Refuse an `init` pipeline whose transformer does not take the run's latents `[S, C, f, h, w]`. */
+function checkInitFits(
+  run: string,
+  init: string,
+  c: ReturnType<typeof parseTransformerConfig>['config'],
+  latentShape: [number, number, number, number],
+  prediction: DitStageOptions['prediction'],
+): void {
+  const schedFile = path.join(init, 'scheduler', 'scheduler_config.json');
+  const trainedFor = readJson(schedFile, true)?.['prediction_type'] ?? 'flow_prediction';
+  if (trainedFor !== prediction)
+    throw new Mask2DiTError(
+      'CONFIG',
+      `${schedFile}: the pipeline predicts ${String(trainedFor)}, but this stage would train it to predict ${prediction} (pass --prediction ${trainedFor === 'sample' ? 'sample' : 'flow'})`,
+    );
+  const [, C, h, w] = latentShape;
+  const tc = vaeTemporalCompression(run);
+  if (c.in_channels !== C || c.sample_height !== h || c.sample_width !== w || c.temporal_compression_ratio !== tc)
+    throw new Mask2DiTError(
+      'CONFIG',
+      `${path.join(init, 'transformer', 'config.json')}: takes ${c.in_channels}-channel ${c.sample_height}×${c.sample_width} latents at temporal compression ${c.temporal_compression_ratio}, but the run's latents are ${C}-channel ${h}×${w} at ${tc}`,
+    );
+}
+
 /**
  * The DiT stage of RUN/dit: the transformer and the text encoder trained jointly on the latent
  * dataset (flow matching, joint + conditional objectives). Stale latents are refused.
@@ -304,12 +387,20 @@ export async function ditStage(run: string, o: DitStageOptions): Promise<Stage> 
   const tokenizer = WordTokenizer.forWorld(16);
   const [tFile, eFile] = [path.join(dir, 'transformer.json'), path.join(dir, 'text_encoder.json')];
   const raw =
-    o.architecture === undefined
-      ? { transformer: readJson(tFile), textEncoder: readJson(eFile) }
-      : ditConfigsFor(run, o.architecture, groups[0]!.latentShape, tokenizer);
+    o.init !== undefined
+      ? {
+          transformer: readJson(path.join(o.init, 'transformer', 'config.json')),
+          textEncoder: readJson(path.join(o.init, 'text_encoder', 'config.json')),
+        }
+      : o.architecture === undefined
+        ? { transformer: readJson(tFile), textEncoder: readJson(eFile) }
+        : ditConfigsFor(run, o.architecture, groups[0]!.latentShape, tokenizer);
   const tCfg = parseTransformerConfig(raw.transformer, tFile).config;
   const eCfg = parseTextEncoderConfig(raw.textEncoder, eFile).config;
-  if (o.architecture !== undefined) {
+  if (o.init !== undefined) checkInitFits(run, o.init, tCfg, groups[0]!.latentShape, o.prediction);
+  if (o.init !== undefined) writeJson(path.join(dir, INIT_FILE), { from: path.resolve(o.init) });
+  else if (o.architecture !== undefined) fs.rmSync(path.join(dir, INIT_FILE), { force: true });
+  if (o.architecture !== undefined || o.init !== undefined) {
     writeJson(tFile, raw.transformer);
     writeJson(eFile, raw.textEncoder);
     writeJson(
@@ -319,6 +410,10 @@ export async function ditStage(run: string, o: DitStageOptions): Promise<Stage> 
   }
   const transformer = new Mask2DiTTransformer(tCfg, WeightSource.random(o.train.seed + 2));
   const textEncoder = T5Encoder.init(eCfg, o.train.seed + 3);
+  if (o.init !== undefined) {
+    copyWeights(await Mask2DiTTransformer.fromPretrained(o.init, { offload: 'none' }), transformer);
+    copyWeights(await T5Encoder.fromPretrained(o.init, { offload: 'none' }), textEncoder);
+  }
   const objective = ditObjective(
     transformer,
     groups.map(asDataset),

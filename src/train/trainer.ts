@@ -66,6 +66,10 @@ export class Trainer {
   readonly params: Map<string, tf.Variable>;
   private readonly opt: AdamW;
   private readonly ema: Ema;
+  /** `<module>.<name>` of the frozen parameters. */
+  private readonly frozen: Set<string>;
+  /** The parameters that get gradients (all but the frozen ones). */
+  private readonly trained: tf.Variable[];
 
   constructor(
     readonly kind: string,
@@ -74,12 +78,17 @@ export class Trainer {
     readonly options: TrainOptions,
     /** Configs stored in checkpoints (JSON strings by module). */
     readonly configs: Record<string, string> = {},
+    /** Parameters (`<module>.<name>`) kept fixed: no gradient, no update; they are still checkpointed. */
+    frozen: (ref: string) => boolean = () => false,
   ) {
     this.params = new Map();
     for (const [m, layer] of Object.entries(modules)) {
       layer.setTrainable(true);
       for (const [n, v] of layer.variables()) this.params.set(`${m}.${n}`, v);
     }
+    this.frozen = new Set([...this.params.keys()].filter(frozen));
+    this.trained = [...this.params].filter(([ref]) => !this.frozen.has(ref)).map(([, v]) => v);
+    if (this.trained.length === 0) throw new Mask2DiTError('OPTION', `${kind}: every parameter is frozen`);
     this.opt = new AdamW(this.params, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay });
     this.ema = new Ema(this.params, options.emaDecay);
   }
@@ -99,7 +108,7 @@ export class Trainer {
       const t0 = performance.now();
       const rng = new StepRng(this.options.seed, this.step);
       const s = this.objective(this.step, rng);
-      const { value, grads } = tf.variableGrads(s.loss, [...this.params.values()]);
+      const { value, grads } = tf.variableGrads(s.loss, this.trained);
       const loss = (await value.data())[0]!;
       value.dispose();
       if (!Number.isFinite(loss)) {
@@ -114,7 +123,7 @@ export class Trainer {
       const gradNorm = clipByGlobalNorm(named, this.options.clipNorm);
       const lr = learningRate(this.options, this.step);
       this.opt.step(named, lr);
-      this.ema.update(this.opt.t);
+      this.ema.update(this.opt.t, this.frozen);
       tf.dispose([...named.values()]);
       s.dispose?.();
       this.invalidate();
@@ -155,6 +164,14 @@ export class Trainer {
       for (const [k, v] of Object.entries(this.configs)) {
         if (meta.configs[k] !== undefined && meta.configs[k] !== v)
           throw new Mask2DiTError('CHECKPOINT', `${file}: the ${k} config differs from the model being trained`);
+      }
+      // a config the checkpoint has and this run lacks (e.g. an objective with options resumed without them)
+      for (const k of Object.keys(meta.configs)) {
+        if (k !== 'trainer' && this.configs[k] === undefined)
+          throw new Mask2DiTError(
+            'CHECKPOINT',
+            `${file}: was trained with the ${k} config ${meta.configs[k]}, which this run does not have`,
+          );
       }
       assignFrom(tensors, '', this.params, file);
       assignFrom(tensors, 'ema.', this.ema.shadow, file);

@@ -225,12 +225,25 @@ describe('mask2dit train', () => {
     );
     // … trained to predict x₀ (σ logit-normal): the scheduler config the export will write says so
     expect(
-      runCli([...scArgs, '--positions', 'sincos', '--prediction', 'sample', '--sigma-sampling', 'logit-normal'], {
-        timeoutMs: 300_000,
-      }).code,
+      runCli(
+        [
+          ...scArgs,
+          '--positions',
+          'sincos',
+          '--prediction',
+          'sample',
+          '--sigma-sampling',
+          'logit-normal',
+          '--fg-sigma-max',
+          '0.5',
+        ],
+        {
+          timeoutMs: 300_000,
+        },
+      ).code,
     ).toBe(0);
     expect(JSON.parse(checkpointMetadata(path.join(sc, 'dit', 'checkpoint.safetensors'))['config.objective']!)).toEqual(
-      { foregroundWeight: 10, prediction: 'sample', sigmaSampling: 'logit-normal' },
+      { foregroundWeight: 10, foregroundSigmaMax: 0.5, prediction: 'sample', sigmaSampling: 'logit-normal' },
     );
     expect(JSON.parse(fs.readFileSync(path.join(sc, 'dit', 'transformer.json'), 'utf8'))).toMatchObject({
       use_rotary_positional_embeddings: false,
@@ -251,7 +264,7 @@ describe('mask2dit train', () => {
     const scCard = fs.readFileSync(path.join(scModel, 'README.md'), 'utf8');
     expect(scCard).toMatch(/3D sin-cos positions, patch 4,/);
     expect(scCard).toMatch(
-      /final loss \(x₀-prediction loss, σ logit-normal, character latent pixels weighted 10×; mean of last 50\)/,
+      /final loss \(x₀-prediction loss, σ logit-normal, character latent pixels weighted 10× \(faded out towards σ 0\.5\); mean of last 50\)/,
     );
     expect(scCard).toMatch(
       /prediction_type sample \(the model predicts x₀\), stochastic sampling \(fresh noise each step\) \|/,
@@ -275,6 +288,40 @@ describe('mask2dit train', () => {
     );
     expect(scFilm.stderr).toBe('');
     expect(scFilm.code).toBe(0);
+    // fine-tuning an exported pipeline (`train dit --init`) starts from its configs and weights: with
+    // --steps 0 the run holds the pipeline as it is, so exporting it gives the same tensors back
+    const ft = path.join(run, 'finetune');
+    fs.mkdirSync(ft);
+    fs.cpSync(path.join(run, 'vae'), path.join(ft, 'vae'), { recursive: true });
+    fs.copyFileSync(latents, path.join(ft, 'latents.safetensors'));
+    const ftArgs = [...dit.map((a) => (a === run ? ft : a)), '--steps', '0', '--layers', '3'];
+    expect(runCli([...ftArgs, '--init', scModel]).stderr).toMatch(
+      /scheduler_config\.json: the pipeline predicts sample, but this stage would train it to predict flow_prediction/,
+    );
+    const f = runCli([...ftArgs, '--init', model], { timeoutMs: 300_000 });
+    expect(f.stderr).toBe('');
+    expect(f.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(ft, 'dit', 'transformer.json'), 'utf8'))).toMatchObject({
+      num_layers: 1, // the pipeline's architecture, not --layers
+    });
+    const ftModel = path.join(ft, 'model');
+    expect(
+      runCli(['--backend', 'wasm', 'train', 'export', '--run', ft, '--out', ftModel], { timeoutMs: 300_000 }).code,
+    ).toBe(0);
+    const tensorBytes = (file: string) => {
+      const buf = fs.readFileSync(file);
+      return buf.subarray(8 + Number(buf.readBigUInt64LE(0)));
+    };
+    for (const f of ['transformer/diffusion_pytorch_model.safetensors', 'text_encoder/model.safetensors'])
+      expect(tensorBytes(path.join(ftModel, f)).equals(tensorBytes(path.join(model, f)))).toBe(true);
+    const ftCard = fs.readFileSync(path.join(ftModel, 'README.md'), 'utf8');
+    expect(ftCard).toMatch(
+      /fine-tuned from model: 0 steps jointly with the text encoder, 0\.00 h; final loss \(.*\) – \|/,
+    );
+    // … and carries the table of the model it started from (2 DiT steps there)
+    expect(ftCard).toMatch(
+      /## Fine-tuned from model\n[^]*\| transformer\/ \|[^|]*\|[^|]*\| 2 steps jointly with the text encoder/,
+    );
     // the VAE retrained after prepare: its latents are stale, dit and export refuse until prepare runs again
     const stale = path.join(run, 'stale');
     fs.mkdirSync(stale);

@@ -127,6 +127,8 @@ async function runStage(name: string, dir: string, trainer: Trainer, o: StageOpt
         .map((l) => (JSON.parse(l) as StepRecord).loss);
       await writeLossCurve(path.join(dir, 'loss.png'), losses, `${name} loss (log scale)`);
     }
+    // `--steps 0` from a fresh start (e.g. a pipeline taken in with --init, as it is): its checkpoint at step 0
+    if (!fs.existsSync(ckpt) && !abort.signal.aborted) await trainer.save(ckpt);
   } finally {
     process.removeListener('SIGINT', onSigint);
     process.removeListener('SIGTERM', onSigint);
@@ -159,7 +161,15 @@ const common = (c: Command, dflt: { steps: number; batch: number; lr: number; wa
     .option('--force', 'start the stage over')
     .option('--quiet', 'no progress output');
 
-type VaeFlags = StageOpts & { widths: string; latentChannels: string; temporalCompression: string; fgWeight: string };
+type VaeFlags = StageOpts & {
+  widths: string;
+  latentChannels: string;
+  temporalCompression: string;
+  fgWeight: string;
+  edgeWeight: string;
+  init?: string;
+  freezeEncoder?: boolean;
+};
 type DitFlags = StageOpts & {
   layers: string;
   heads: string;
@@ -170,6 +180,7 @@ type DitFlags = StageOpts & {
   pDropText: string;
   fgWeight: string;
   fgSigmaMax?: string;
+  init?: string;
   positions: string;
   prediction: string;
   sigmaSampling: string;
@@ -179,19 +190,24 @@ async function trainVae(o: VaeFlags, cmd: Command): Promise<void> {
   await backendFromFlags(cmd);
   const dir = path.join(o.run, 'vae');
   checkStage(dir, o);
-  // a resumed stage keeps the architecture it started with (its config.json)
+  if (o.freezeEncoder === true && o.init === undefined && o.resume !== true)
+    throw new Mask2DiTError('OPTION', '--freeze-encoder: needs --init (a random encoder would stay random)');
+  // a resumed stage keeps the architecture it started with (its config.json); --init brings its own
   const architecture =
-    o.resume === true
+    o.resume === true || o.init !== undefined
       ? undefined
       : {
           widths: o.widths.split(',').map((s) => num(s, '--widths')),
           latentChannels: num(o.latentChannels, '--latent-channels'),
           temporalCompression: num(o.temporalCompression, '--temporal-compression'),
         };
-  const stage = vaeStage(dir, {
+  const stage = await vaeStage(dir, {
     architecture,
+    init: o.resume === true ? undefined : o.init,
+    freezeEncoder: o.freezeEncoder === true,
     batchSize: num(o.batch, '--batch'),
     foregroundWeight: num(o.fgWeight, '--fg-weight', false),
+    edgeWeight: num(o.edgeWeight, '--edge-weight', false),
     train: trainOptions(o),
   });
   await runStage('vae', dir, stage.trainer, o);
@@ -221,9 +237,9 @@ async function trainDit(o: DitFlags, cmd: Command): Promise<void> {
     throw new Mask2DiTError('OPTION', `--positions: expected rope or sincos, got "${o.positions}"`);
   const dir = path.join(o.run, 'dit');
   checkStage(dir, o);
-  // a resumed stage keeps the architecture it started with (its transformer.json and text_encoder.json)
+  // a resumed stage keeps the architecture it started with (its transformer.json and text_encoder.json); --init brings its own
   const architecture: DitArchitecture | undefined =
-    o.resume === true
+    o.resume === true || o.init !== undefined
       ? undefined
       : {
           layers: num(o.layers, '--layers'),
@@ -235,6 +251,7 @@ async function trainDit(o: DitFlags, cmd: Command): Promise<void> {
         };
   const stage = await ditStage(o.run, {
     architecture,
+    init: o.resume === true ? undefined : o.init,
     batchSize: num(o.batch, '--batch'),
     pConditional: num(o.pConditional, '--p-conditional', false),
     pDropText: num(o.pDropText, '--p-drop-text', false),
@@ -278,6 +295,9 @@ export function register(program: Command): void {
     .option('--latent-channels <n>', 'latent channels', '16')
     .option('--temporal-compression <n>', 'frames per latent frame (1, 2, 4, …; at most 2^(blocks − 1))', '4')
     .option('--fg-weight <w>', 'loss weight of character pixels relative to background ones (1: plain L1)', '1')
+    .option('--edge-weight <e>', 'weight of the edge term: L1 of horizontal/vertical pixel differences (0: none)', '0')
+    .option('--init <dir>', 'start from a trained VAE (a pipeline folder or its vae/ folder), with its architecture')
+    .option('--freeze-encoder', 'train only the decoder (with --init): the latents stay as they are')
     .action(trainVae);
 
   train
@@ -331,6 +351,10 @@ export function register(program: Command): void {
       '--sigma-sampling <kind>',
       'how the noise level σ is drawn per clip: uniform, or logit-normal (sigmoid of N(0, 1), as SD3: more mid σ, fewer σ near 0)',
       'uniform',
+    )
+    .option(
+      '--init <dir>',
+      "start from a trained pipeline's transformer and text encoder (their architecture; fresh optimizer), e.g. to fine-tune the shipped model",
     )
     .action(trainDit);
 
