@@ -111,19 +111,13 @@ function copyWeights(from: M2Layer, to: M2Layer): void {
   from.dispose();
 }
 
-/** The `vae/` folder of `dir`: `dir` itself when it holds a VAE config, else `dir/vae`. */
-function vaeFolder(dir: string): string {
-  const cfg = readJson(path.join(dir, 'config.json'), true);
-  return cfg?.['_class_name'] === 'AutoencoderKLCogVideoX' ? dir : path.join(dir, 'vae');
-}
-
 /**
  * The VAE stage of folder `dir` (RUN/vae): L1 reconstruction (+ an edge term) + 1e-4·KL on world
  * scenes, from random weights or from a trained VAE (`init`, whose config the stage then takes).
  */
 export async function vaeStage(dir: string, o: VaeStageOptions): Promise<Stage> {
   const cfgFile = path.join(dir, 'config.json');
-  const from = o.init === undefined ? undefined : await CogVideoXVAE.fromPretrained(vaeFolder(o.init));
+  const from = o.init === undefined ? undefined : await CogVideoXVAE.fromPretrained(o.init); // a vae/ folder or a pipeline holding one;
   const raw =
     from !== undefined
       ? trainedVaeConfig(from.configJson())
@@ -397,9 +391,10 @@ export async function ditStage(run: string, o: DitStageOptions): Promise<Stage> 
         : ditConfigsFor(run, o.architecture, groups[0]!.latentShape, tokenizer);
   const tCfg = parseTransformerConfig(raw.transformer, tFile).config;
   const eCfg = parseTextEncoderConfig(raw.textEncoder, eFile).config;
-  if (o.init !== undefined) checkInitFits(run, o.init, tCfg, groups[0]!.latentShape, o.prediction);
-  if (o.init !== undefined) writeJson(path.join(dir, INIT_FILE), { from: path.resolve(o.init) });
-  else if (o.architecture !== undefined) fs.rmSync(path.join(dir, INIT_FILE), { force: true });
+  if (o.init !== undefined) {
+    checkInitFits(run, o.init, tCfg, groups[0]!.latentShape, o.prediction);
+    writeJson(path.join(dir, INIT_FILE), { from: path.resolve(o.init) });
+  } else if (o.architecture !== undefined) fs.rmSync(path.join(dir, INIT_FILE), { force: true });
   if (o.architecture !== undefined || o.init !== undefined) {
     writeJson(tFile, raw.transformer);
     writeJson(eFile, raw.textEncoder);

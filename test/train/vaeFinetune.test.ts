@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
+import { tinyVaeConfig } from '../helpers/tinyVae.js';
 import { parseVaeConfig } from '../../src/config/vaeConfig.js';
 import { WeightSource } from '../../src/layers/weightSource.js';
 import { CogVideoXVAE } from '../../src/model/vae.js';
@@ -55,23 +56,7 @@ describe('edgeLoss', () => {
 });
 
 describe('train vae --init / --freeze-encoder', () => {
-  const raw = {
-    _class_name: 'AutoencoderKLCogVideoX',
-    in_channels: 3,
-    out_channels: 3,
-    latent_channels: 4,
-    layers_per_block: 1,
-    norm_num_groups: 2,
-    norm_eps: 1e-6,
-    block_out_channels: [4, 4],
-    down_block_types: ['CogVideoXDownBlock3D', 'CogVideoXDownBlock3D'],
-    up_block_types: ['CogVideoXUpBlock3D', 'CogVideoXUpBlock3D'],
-    temporal_compression_ratio: 2,
-    sample_height: 64,
-    sample_width: 64,
-    scaling_factor: 0.5,
-    shift_factor: null,
-  };
+  const raw = tinyVaeConfig({ widths: [4, 4], size: 64, temporalCompression: 2, scalingFactor: 0.5 });
   const train = { ...TRAIN_DEFAULTS, lr: 1e-2, warmupSteps: 0, totalSteps: 3, seed: 4 };
 
   async function trainedFrom(freezeEncoder: boolean) {

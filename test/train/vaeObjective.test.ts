@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
+import { tinyVaeConfig } from '../helpers/tinyVae.js';
 import { parseVaeConfig } from '../../src/config/vaeConfig.js';
 import { sampleClip } from '../../src/data/world.js';
 import { WeightSource } from '../../src/layers/weightSource.js';
@@ -49,23 +50,7 @@ describe('foregroundWeights', () => {
 });
 
 describe('vaeObjective', () => {
-  const raw = {
-    _class_name: 'AutoencoderKLCogVideoX',
-    in_channels: 3,
-    out_channels: 3,
-    latent_channels: 4,
-    layers_per_block: 1,
-    norm_num_groups: 2,
-    norm_eps: 1e-6,
-    block_out_channels: [4, 4, 4],
-    down_block_types: ['CogVideoXDownBlock3D', 'CogVideoXDownBlock3D', 'CogVideoXDownBlock3D'],
-    up_block_types: ['CogVideoXUpBlock3D', 'CogVideoXUpBlock3D', 'CogVideoXUpBlock3D'],
-    temporal_compression_ratio: 4,
-    sample_height: 32,
-    sample_width: 32,
-    scaling_factor: 1,
-    shift_factor: null,
-  };
+  const raw = tinyVaeConfig({ widths: [4, 4, 4], size: 32, temporalCompression: 4 });
 
   test('weight 1 is the plain L1; weight w is the w-weighted mean of the same errors; no tensors leak', () => {
     const vae = new CogVideoXVAE(parseVaeConfig(raw).config, WeightSource.random(5));
