@@ -49,6 +49,8 @@ export interface DitObjectiveOptions {
   prediction?: 'flow_prediction' | 'sample';
   /** How σ is drawn per clip (default uniform). */
   sigmaSampling?: SigmaSampling;
+  /** Location m of logit-normal σ = sigmoid(m + N(0, 1)) (default 0; > 0 favours high σ). */
+  sigmaLocation?: number;
 }
 
 function checkDataset(model: Mask2DiTTransformer, data: LatentDataset, text: TextConditioner | undefined): void {
@@ -124,7 +126,7 @@ export function ditObjective(
       const e = idx.map((i) => d.embeddings!(i));
       embeds = tf.tensor(concat(e), [B, d.scenes * L, e[0]!.length / (d.scenes * L)], 'float32');
     }
-    const draw = drawFlow(rng, B, d.scenes, opts.pConditional, opts.sigmaSampling);
+    const draw = drawFlow(rng, B, d.scenes, opts.pConditional, opts.sigmaSampling, opts.sigmaLocation ?? 0);
     const noise = tf.tensor(rng.gaussians(latents.size), latents.shape, 'float32');
     let weights: tf.Tensor | undefined;
     if (fgWeight !== 1) {

@@ -42,7 +42,7 @@ interface CardFacts {
   commands: string;
   scheduler: FlowMatchSchedulerConfig;
   /** The DiT checkpoint's `objective` config (foreground weight, prediction, σ sampling). */
-  objective: { foregroundWeight?: number; foregroundSigmaMax?: number; sigmaSampling?: string };
+  objective: { foregroundWeight?: number; foregroundSigmaMax?: number; sigmaSampling?: string; sigmaLocation?: number };
 }
 
 function modelCard(
@@ -78,7 +78,7 @@ function modelCard(
   const x0 = meta.scheduler.prediction_type === 'sample';
   const objective = [
     `${x0 ? 'x₀-prediction' : 'flow-matching (velocity)'} loss`,
-    `σ ${meta.objective.sigmaSampling ?? 'uniform'}`,
+    `σ ${meta.objective.sigmaSampling ?? 'uniform'}${meta.objective.sigmaLocation !== undefined ? ` (location ${meta.objective.sigmaLocation})` : ''}`,
     ...((meta.objective.foregroundWeight ?? 1) !== 1
       ? [
           `character latent pixels weighted ${meta.objective.foregroundWeight}×${meta.objective.foregroundSigmaMax !== undefined ? ` (faded out towards σ ${meta.objective.foregroundSigmaMax})` : ''}`,

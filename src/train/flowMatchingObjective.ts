@@ -1,8 +1,9 @@
 /**
  * The rectified-flow (flow-matching) training objective for the Mask²DiT transformer, with both masks.
  *
- *   σ ~ U(0, 1) per clip (or logit-normal: σ = sigmoid(n), n ~ N(0, 1), as SD3; it spends the steps on
- *   mid σ, where samplers go wrong, instead of σ → 0, where x_σ ≈ x₀ is easy),
+ *   σ ~ U(0, 1) per clip (or logit-normal: σ = sigmoid(m + n), n ~ N(0, 1), as SD3; with location m = 0 it
+ *   spends the steps on mid σ, where samplers go wrong, instead of σ → 0, where x_σ ≈ x₀ is easy; m > 0
+ *   moves them towards high σ, where a sample's layout and motion are decided),
  *   ε ~ N(0, I),  x_σ = (1 − σ)·x₀ + σ·ε,  target velocity v* = ε − x₀
  *   loss = mean ‖f(x_σ, text, t = 1000σ) − v*‖²      (or Σ w·(f − v*)² / Σ w with per-latent-pixel weights w)
  *
@@ -48,10 +49,10 @@ export interface FlowDraw {
 
 export type SigmaSampling = 'uniform' | 'logit-normal';
 
-/** σ per clip: uniform, or the sigmoid of a standard normal from the step's Gaussian stream. */
-function drawSigmas(rng: StepRng, batch: number, sampling: SigmaSampling): number[] {
+/** σ per clip: uniform, or the sigmoid of `location` + a standard normal from the step's Gaussian stream. */
+function drawSigmas(rng: StepRng, batch: number, sampling: SigmaSampling, location: number): number[] {
   if (sampling === 'uniform') return Array.from(rng.uniforms(batch));
-  return Array.from(rng.gaussians(batch), (n) => 1 / (1 + Math.exp(-n)));
+  return Array.from(rng.gaussians(batch), (n) => 1 / (1 + Math.exp(-(location + n))));
 }
 
 /** Draw σ per clip, the objective and ε for one step (deterministic from the step's rng). */
@@ -61,8 +62,9 @@ export function drawFlow(
   scenes: number,
   pConditional: number,
   sampling: SigmaSampling = 'uniform',
+  location = 0,
 ): FlowDraw {
-  const sigma = drawSigmas(rng, batch, sampling).map((u) => Math.min(0.999, Math.max(0.001, u)));
+  const sigma = drawSigmas(rng, batch, sampling, location).map((u) => Math.min(0.999, Math.max(0.001, u)));
   const cond = scenes > 1 && rng.uniforms(1)[0]! < pConditional;
   return cond ? { sigma, target: rng.int(1, scenes) } : { sigma };
 }

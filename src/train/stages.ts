@@ -300,6 +300,8 @@ export interface DitStageOptions {
   foregroundSigmaMax?: number | undefined;
   prediction: 'flow_prediction' | 'sample';
   sigmaSampling: SigmaSampling;
+  /** Location of logit-normal σ (ditObjective's `sigmaLocation`); undefined: 0. */
+  sigmaLocation?: number | undefined;
   train: TrainOptions;
 }
 
@@ -421,6 +423,7 @@ export async function ditStage(run: string, o: DitStageOptions): Promise<Stage> 
       ...(o.foregroundSigmaMax !== undefined && { foregroundSigmaMax: o.foregroundSigmaMax }),
       prediction: o.prediction,
       sigmaSampling: o.sigmaSampling,
+      ...(o.sigmaLocation !== undefined && { sigmaLocation: o.sigmaLocation }),
     },
     perSceneText(textEncoder, tokenizer.length),
   );
@@ -430,6 +433,7 @@ export async function ditStage(run: string, o: DitStageOptions): Promise<Stage> 
     ...(o.foregroundSigmaMax !== undefined && { foregroundSigmaMax: o.foregroundSigmaMax }),
     ...(o.prediction === 'sample' && { prediction: o.prediction }),
     ...(o.sigmaSampling !== 'uniform' && { sigmaSampling: o.sigmaSampling }),
+    ...(o.sigmaLocation !== undefined && o.sigmaLocation !== 0 && { sigmaLocation: o.sigmaLocation }),
   });
   const trainer = new Trainer('dit', { transformer, text_encoder: textEncoder }, objective, o.train, {
     transformer: JSON.stringify(raw.transformer),

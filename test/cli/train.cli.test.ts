@@ -223,6 +223,12 @@ describe('mask2dit train', () => {
     expect(runCli([...scArgs, '--sigma-sampling', 'beta']).stderr).toMatch(
       /--sigma-sampling: expected uniform or logit-normal, got "beta"/,
     );
+    expect(runCli([...scArgs, '--sigma-location', '1']).stderr).toMatch(
+      /--sigma-location: only with --sigma-sampling logit-normal/,
+    );
+    expect(runCli([...scArgs, '--sigma-sampling', 'logit-normal', '--sigma-location', 'high']).stderr).toMatch(
+      /--sigma-location: expected a number, got "high"/,
+    );
     // … trained to predict x₀ (σ logit-normal): the scheduler config the export will write says so
     expect(
       runCli(
@@ -234,6 +240,8 @@ describe('mask2dit train', () => {
           'sample',
           '--sigma-sampling',
           'logit-normal',
+          '--sigma-location',
+          '0.5',
           '--fg-sigma-max',
           '0.5',
         ],
@@ -243,7 +251,13 @@ describe('mask2dit train', () => {
       ).code,
     ).toBe(0);
     expect(JSON.parse(checkpointMetadata(path.join(sc, 'dit', 'checkpoint.safetensors'))['config.objective']!)).toEqual(
-      { foregroundWeight: 10, foregroundSigmaMax: 0.5, prediction: 'sample', sigmaSampling: 'logit-normal' },
+      {
+        foregroundWeight: 10,
+        foregroundSigmaMax: 0.5,
+        prediction: 'sample',
+        sigmaSampling: 'logit-normal',
+        sigmaLocation: 0.5,
+      },
     );
     expect(JSON.parse(fs.readFileSync(path.join(sc, 'dit', 'transformer.json'), 'utf8'))).toMatchObject({
       use_rotary_positional_embeddings: false,
@@ -264,7 +278,7 @@ describe('mask2dit train', () => {
     const scCard = fs.readFileSync(path.join(scModel, 'README.md'), 'utf8');
     expect(scCard).toMatch(/3D sin-cos positions, patch 4,/);
     expect(scCard).toMatch(
-      /final loss \(x₀-prediction loss, σ logit-normal, character latent pixels weighted 10× \(faded out towards σ 0\.5\); mean of last 50\)/,
+      /final loss \(x₀-prediction loss, σ logit-normal \(location 0\.5\), character latent pixels weighted 10× \(faded out towards σ 0\.5\); mean of last 50\)/,
     );
     expect(scCard).toMatch(
       /prediction_type sample \(the model predicts x₀\), stochastic sampling \(fresh noise each step\) \|/,

@@ -1,6 +1,7 @@
 /**
  * How the flow objective draws σ per clip: uniform (the default, unchanged), or logit-normal
- * (σ = sigmoid(n), n ~ N(0, 1)), reproducible from (seed, step) like every training draw.
+ * (σ = sigmoid(m + n), n ~ N(0, 1), location m default 0), reproducible from (seed, step) like every
+ * training draw.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
@@ -42,6 +43,25 @@ describe('σ sampling of the flow objective', () => {
     expect(Math.min(...s) >= 0.001 && Math.max(...s) <= 0.999).toBe(true);
   });
 
+  test('a location m shifts logit(σ) by exactly m: the same normals, more high σ', () => {
+    const logit = (x: number) => Math.log(x / (1 - x));
+    for (const k of [0, 7, 42]) {
+      const at0 = drawFlow(new StepRng(7, k), 8, 3, 0.3, 'logit-normal');
+      const at1 = drawFlow(new StepRng(7, k), 8, 3, 0.3, 'logit-normal', 1);
+      expect(drawFlow(new StepRng(7, k), 8, 3, 0.3, 'logit-normal', 0)).toEqual(at0);
+      at0.sigma.forEach((s, i) => {
+        if (s > 0.001 && s < 0.999 && at1.sigma[i]! < 0.999) expect(logit(at1.sigma[i]!)).toBeCloseTo(logit(s) + 1, 9);
+      });
+      expect(at1.target).toEqual(at0.target); // the objective and target draws are untouched
+    }
+    const high = Array.from({ length: 500 }, (_, k) => drawFlow(new StepRng(7, k), 8, 3, 0.3, 'logit-normal', 1).sigma)
+      .flat()
+      .filter((x) => x > 0.8).length;
+    // P(σ > 0.8) = P(n > logit 0.8 − 1 = 0.386) ≈ 0.35 at m = 1, against ≈ 0.08 at m = 0
+    expect(high / 4000).toBeGreaterThan(0.3);
+    expect(draws('logit-normal', 500).filter((x) => x > 0.8).length / 4000).toBeLessThan(0.12);
+  });
+
   test('the same (seed, step) draws the same σ, objective and target', () => {
     for (const k of [0, 5, 99])
       expect(drawFlow(new StepRng(11, k), 4, 3, 0.5, 'logit-normal')).toEqual(
@@ -77,8 +97,13 @@ describe('σ sampling of the flow objective', () => {
       latents: (i: number) => gaussianArray(2 * 64, i),
       embeddings: (i: number) => gaussianArray(2 * 32, 50 + i),
     };
-    const lowShare = (sigmaSampling: 'uniform' | 'logit-normal') => {
-      const objective = ditObjective(m, data, { batchSize: 1, pConditional: 0.3, sigmaSampling });
+    const lowShare = (sigmaSampling: 'uniform' | 'logit-normal', sigmaLocation?: number) => {
+      const objective = ditObjective(m, data, {
+        batchSize: 1,
+        pConditional: 0.3,
+        sigmaSampling,
+        ...(sigmaLocation !== undefined && { sigmaLocation }),
+      });
       const sigmas = Array.from({ length: 300 }, (_, k) => {
         const step = objective(k, new StepRng(3, k));
         step.dispose?.();
@@ -88,6 +113,7 @@ describe('σ sampling of the flow objective', () => {
     };
     expect(lowShare('uniform')).toBeGreaterThan(0.06); // expected 0.1
     expect(lowShare('logit-normal')).toBeLessThan(0.04); // expected 0.014
+    expect(lowShare('logit-normal', -2)).toBeGreaterThan(0.3); // expected P(n < −0.197) ≈ 0.42
     m.dispose();
   });
 });

@@ -184,6 +184,7 @@ type DitFlags = StageOpts & {
   positions: string;
   prediction: string;
   sigmaSampling: string;
+  sigmaLocation?: string;
 };
 
 async function trainVae(o: VaeFlags, cmd: Command): Promise<void> {
@@ -233,6 +234,11 @@ async function trainDit(o: DitFlags, cmd: Command): Promise<void> {
   if (o.sigmaSampling !== 'uniform' && o.sigmaSampling !== 'logit-normal')
     throw new Mask2DiTError('OPTION', `--sigma-sampling: expected uniform or logit-normal, got "${o.sigmaSampling}"`);
   const sigmaSampling: SigmaSampling = o.sigmaSampling;
+  if (o.sigmaLocation !== undefined && sigmaSampling !== 'logit-normal')
+    throw new Mask2DiTError('OPTION', '--sigma-location: only with --sigma-sampling logit-normal');
+  const sigmaLocation = o.sigmaLocation === undefined ? undefined : Number(o.sigmaLocation);
+  if (sigmaLocation !== undefined && !Number.isFinite(sigmaLocation))
+    throw new Mask2DiTError('OPTION', `--sigma-location: expected a number, got "${o.sigmaLocation}"`);
   if (o.positions !== 'rope' && o.positions !== 'sincos')
     throw new Mask2DiTError('OPTION', `--positions: expected rope or sincos, got "${o.positions}"`);
   const dir = path.join(o.run, 'dit');
@@ -259,6 +265,7 @@ async function trainDit(o: DitFlags, cmd: Command): Promise<void> {
     foregroundSigmaMax: o.fgSigmaMax === undefined ? undefined : num(o.fgSigmaMax, '--fg-sigma-max', false),
     prediction: o.prediction === 'sample' ? 'sample' : 'flow_prediction',
     sigmaSampling,
+    sigmaLocation,
     train: trainOptions(o),
   });
   await runStage('dit', dir, stage.trainer, o);
@@ -351,6 +358,10 @@ export function register(program: Command): void {
       '--sigma-sampling <kind>',
       'how the noise level σ is drawn per clip: uniform, or logit-normal (sigmoid of N(0, 1), as SD3: more mid σ, fewer σ near 0)',
       'uniform',
+    )
+    .option(
+      '--sigma-location <m>',
+      'location of logit-normal σ = sigmoid(m + N(0, 1)); m > 0 spends more steps at high σ, where a sample is laid out (default 0)',
     )
     .option(
       '--init <dir>',
