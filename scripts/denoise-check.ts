@@ -28,12 +28,15 @@ import { decodeScenes } from '../src/model/pipeline.js';
 import type { FlowMatchSchedulerConfig } from '../src/config/schedulerConfig.js';
 import { gaussianArray } from '../src/sampler/noise.js';
 import { PromptEncoder } from '../src/text/promptEncoder.js';
+import { clipLatents } from '../src/train/latentData.js';
 import { arg, flag } from '../benchmarks/lib.js';
 
 type Attribute = 'background' | 'colour' | 'motion';
 const ATTRIBUTES: Attribute[] = ['background', 'colour', 'motion'];
 type Tally = Record<Attribute, number>;
 
+/** Scenes of each caption set (the eval's). */
+const SCENES = 3;
 const list = (v: string) => v.split(',').map(Number);
 
 /** The model's flow-matching scheduler config (this check is written for flow models: x_σ = (1 − σ)x₀ + σε). */
@@ -79,10 +82,11 @@ function sampleFrom(
       }
       if (next === 0) return x0;
       const implied = tf.div(tf.sub(cur, tf.mul(x0, 1 - s)), s); // ε̂ = (x − (1 − σ)x̂₀)/σ
-      const fresh = tf.tensor(gaussianArray(cur.size, seed, 7, i * cur.size), cur.shape);
       const e = s > etaAbove ? eta : 0;
-      const eps = e === 0 ? implied : tf.add(tf.mul(implied, Math.sqrt(1 - e * e)), tf.mul(fresh, e));
-      return tf.add(tf.mul(x0, 1 - next), tf.mul(eps, next)); // η = 0: x̂₀ + (σ_next/σ)(x − x̂₀)
+      if (e === 0) return tf.add(tf.mul(x0, 1 - next), tf.mul(implied, next)); // x̂₀ + (σ_next/σ)(x − x̂₀)
+      const fresh = tf.tensor(gaussianArray(cur.size, seed, 7, i * cur.size), cur.shape);
+      const eps = tf.add(tf.mul(implied, Math.sqrt(1 - e * e)), tf.mul(fresh, e));
+      return tf.add(tf.mul(x0, 1 - next), tf.mul(eps, next));
     });
     cur.dispose();
     cur = step;
@@ -108,26 +112,20 @@ async function main(): Promise<void> {
   const encoder = new PromptEncoder(m.tokenizer!, m.textEncoder!);
   const uncond = tf.tidy(() => {
     const e = encoder.encode(['']); // [1, L, D]
-    return tf.tile(e, [1, 3, 1]); // [1, 3·L, D]
+    return tf.tile(e, [1, SCENES, 1]); // [1, S·L, D]
   });
   try {
-    for (const [k, set] of selectCaptionSets(sets, HELD_OUT_FIRST_SEED, 3, {}).entries()) {
+    for (const [k, set] of selectCaptionSets(sets, HELD_OUT_FIRST_SEED, SCENES, {}).entries()) {
       const clip = sampleClip(set.seed, {});
-      const { framesPerScene: T, height: H, width: W } = clip;
       const S = set.scenes.length;
       const cond = tf.tidy(() => {
         const e = encoder.encode(set.scenes.map((s) => s.caption)); // [S, L, D]
         return tf.reshape(e, [1, S * e.shape[1]!, e.shape[2]!]); // [1, S·L, D]
       });
-      const x0 = tf.tidy(() =>
-        tf.concat(
-          clip.scenes.slice(0, S).map((sc) => {
-            const z = m.vae.encode(tf.tensor(sc.frames, [1, 3, T, H, W])).mean; // [1, C, f, h, w]
-            return tf.mul(tf.transpose(z, [0, 2, 1, 3, 4]), m.vae.scalingFactor); // [1, f, C, h, w]
-          }),
-          1,
-        ),
-      ); // [1, S·f, C, h, w]
+      const x0 = tf.tidy(() => {
+        const z = clipLatents(m.vae, clip); // [S, f, C, h, w]
+        return tf.reshape(z, [1, S * z.shape[1]!, ...z.shape.slice(2)]); // [1, S·f, C, h, w]
+      });
       const noise = tf.tensor(gaussianArray(x0.size, 1000 + k, 3, 0), x0.shape);
       const noised = (s: number) => tf.tidy(() => tf.add(tf.mul(x0, 1 - s), tf.mul(noise, s)));
       const score = async (row: string, latents: tf.Tensor) => {

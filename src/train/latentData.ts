@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Mask2DiTError } from '../errors.js';
-import { sampleClip, type WorldOptions } from '../data/world.js';
+import { sampleClip, type Clip, type WorldOptions } from '../data/world.js';
 import { openSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { CogVideoXVAE } from '../model/vae.js';
 import type { WordTokenizer } from '../text/tokenizer.js';
@@ -77,17 +77,7 @@ export function encodeWorldClips(
     const clip = sampleClip(opts.firstSeed + i, opts.world);
     const S = clip.scenes.length;
     const [T, H, W] = [clip.framesPerScene, clip.height, clip.width];
-    const x = tf.tensor(
-      Float32Array.from(clip.scenes.flatMap((s) => Array.from(s.frames))),
-      [S, 3, T, H, W],
-      'float32',
-    ); // scenes as a batch
-    const z = tf.tidy(() => {
-      const post = vae.encode(x);
-      const m = tf.mul(post.mean, vae.scalingFactor); // [S, C, f, h, w]
-      post.dispose();
-      return tf.transpose(m, [0, 2, 1, 3, 4]); // [S, f, C, h, w]
-    });
+    const z = clipLatents(vae, clip); // [S, f, C, h, w]
     const [, f, C, h, w] = z.shape as number[];
     const g = groups.get(S) ?? { latents: [], tokens: [], foreground: [] };
     g.shape = [S * f!, C!, h!, w!];
@@ -95,7 +85,7 @@ export function encodeWorldClips(
     for (const s of clip.scenes) g.foreground.push(latentForeground(s.frames, T, H, W, f!, h!, w!));
     g.tokens.push(tokenizer.encodeBatch(clip.scenes.map((s) => s.caption)));
     groups.set(S, g);
-    tf.dispose([x, z]);
+    z.dispose();
     opts.onClip?.(i);
   }
   const cat = <A extends Float32Array | Int32Array | Uint8Array>(parts: A[], make: (n: number) => A): A => {
@@ -214,4 +204,14 @@ export function asDataset(g: LatentGroup): LatentDataset {
         g.foreground!.subarray((i * per) / g.latentShape[1], ((i + 1) * per) / g.latentShape[1]),
     }),
   };
+}
+
+/** A clip's scenes encoded as a batch (posterior mean × scaling_factor): `[S, f, C, h, w]`. */
+export function clipLatents(vae: CogVideoXVAE, clip: Clip): tf.Tensor {
+  const [S, T, H, W] = [clip.scenes.length, clip.framesPerScene, clip.height, clip.width];
+  return tf.tidy(() => {
+    const x = tf.tensor(Float32Array.from(clip.scenes.flatMap((s) => Array.from(s.frames))), [S, 3, T, H, W]); // [S, 3, T, H, W]
+    const post = vae.encode(x);
+    return tf.transpose(tf.mul(post.mean, vae.scalingFactor), [0, 2, 1, 3, 4]); // [S, C, f, h, w] → [S, f, C, h, w]
+  });
 }
