@@ -12,7 +12,11 @@
  * lay out a sample: the fix is at high σ, not capacity in general.
  *
  *   node --import tsx scripts/denoise-check.ts [--model DIR] [--sets 8] [--sigmas 0.3,0.5,0.7,0.9,1]
- *        [--from 0.8,0.9,1] [--steps 20] [--guidance 6] [--eta η] [--json]
+ *        [--from 0.8,0.9,1] [--steps 20] [--guidance 6] [--eta η] [--swap-motion] [--json]
+ *
+ * --swap-motion: also the one-step rows with each caption's motion replaced by another one (same
+ * character and background): a model that uses the motion words draws the captioned motion, one that
+ * ignores them copies the input's (the extra column).
  *
  * --eta: re-noise each step with √(1 − η²)·ε̂ + η·ε_fresh (ε̂ the noise implied by x and x̂₀); default the
  * model's scheduler: 1 with stochastic_sampling, else 0. --eta-above s: only on steps from σ > s (below: η = 0),
@@ -21,6 +25,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../src/backend/index.js';
 import { compareScene, readScene } from '../src/data/oracle.js';
+import { captionFor } from '../src/data/captions.js';
+import { motionsFor, type Motion, type Shape } from '../src/data/vocabulary.js';
 import { sampleClip } from '../src/data/world.js';
 import { HELD_OUT_FIRST_SEED, selectCaptionSets, videoToScenes } from '../src/eval/evaluate.js';
 import { loadModelFolder, type LoadedModel } from '../src/model/modelFolder.js';
@@ -33,11 +39,22 @@ import { arg, flag } from '../benchmarks/lib.js';
 
 type Attribute = 'background' | 'colour' | 'motion';
 const ATTRIBUTES: Attribute[] = ['background', 'colour', 'motion'];
-type Tally = Record<Attribute, number>;
+/** Scenes read right per attribute; `inputMotion`: with another motion captioned, scenes that kept the input's. */
+type Tally = Record<Attribute, number> & { inputMotion?: number };
 
 /** Scenes of each caption set (the eval's). */
 const SCENES = 3;
-const list = (v: string) => v.split(',').map(Number);
+const list = (v: string) =>
+  v
+    .split(',')
+    .filter((x) => x.trim() !== '')
+    .map(Number);
+
+/** A motion other than `m` for a character of `shape`, the `k`-th after it (k ≥ 0; cycles past `m`). */
+function otherMotion(shape: Shape, m: Motion, k: number): Motion {
+  const ms = motionsFor(shape);
+  return ms[(ms.indexOf(m) + 1 + (k % (ms.length - 1))) % ms.length]!;
+}
 
 /** The model's flow-matching scheduler config (this check is written for flow models: x_σ = (1 − σ)x₀ + σε). */
 function flowConfig(m: LoadedModel): FlowMatchSchedulerConfig {
@@ -103,6 +120,7 @@ async function main(): Promise<void> {
   const guidance = Number(arg('--guidance') ?? '6');
   const eta = arg('--eta') === undefined ? undefined : Number(arg('--eta'));
   const etaAbove = Number(arg('--eta-above') ?? '0');
+  const swap = flag('--swap-motion');
   await selectBackend(arg('--backend') ?? 'wasm');
   const m = await loadModelFolder(dir);
   const rows = new Map<string, Tally>();
@@ -118,31 +136,42 @@ async function main(): Promise<void> {
     for (const [k, set] of selectCaptionSets(sets, HELD_OUT_FIRST_SEED, SCENES, {}).entries()) {
       const clip = sampleClip(set.seed, {});
       const S = set.scenes.length;
-      const cond = tf.tidy(() => {
-        const e = encoder.encode(set.scenes.map((s) => s.caption)); // [S, L, D]
-        return tf.reshape(e, [1, S * e.shape[1]!, e.shape[2]!]); // [1, S·L, D]
-      });
+      const embed = (captions: string[]) =>
+        tf.tidy(() => {
+          const e = encoder.encode(captions); // [S, L, D]
+          return tf.reshape(e, [1, S * e.shape[1]!, e.shape[2]!]); // [1, S·L, D]
+        });
+      const cond = embed(set.scenes.map((s) => s.caption));
+      const swapped = clip.scenes.map((s, i) => ({
+        ...s.attributes,
+        motion: otherMotion(clip.character.shape, s.attributes.motion, k + i),
+      }));
+      const condSwapped = swap ? embed(swapped.map((a, i) => captionFor(i, clip.character, a))) : undefined;
       const x0 = tf.tidy(() => {
         const z = clipLatents(m.vae, clip); // [S, f, C, h, w]
         return tf.reshape(z, [1, S * z.shape[1]!, ...z.shape.slice(2)]); // [1, S·f, C, h, w]
       });
       const noise = tf.tensor(gaussianArray(x0.size, 1000 + k, 3, 0), x0.shape);
       const noised = (s: number) => tf.tidy(() => tf.add(tf.mul(x0, 1 - s), tf.mul(noise, s)));
-      const score = async (row: string, latents: tf.Tensor) => {
+      const score = async (row: string, latents: tf.Tensor, captioned = clip.scenes.map((c) => c.attributes)) => {
         const video = await decodeScenes(m.vae, latents, S);
         latents.dispose();
         const frames = await videoToScenes(video, S);
         video.dispose();
         const t = tally(row);
         frames.forEach((f, i) => {
-          const expected = { ...clip.scenes[i]!.attributes, character: clip.character };
-          const c = compareScene(readScene(f), expected);
+          const reading = readScene(f);
+          const c = compareScene(reading, { ...captioned[i]!, character: clip.character });
           for (const a of ATTRIBUTES) if (c[a] === true) t[a]++;
+          const input = clip.scenes[i]!.attributes.motion;
+          if (captioned[i]!.motion !== input) t.inputMotion = (t.inputMotion ?? 0) + (reading.motion === input ? 1 : 0);
         });
       };
       for (const s of sigmas) {
         const x = noised(s);
         await score(`one step at σ ${s}`, predictX0(m, x, s, cond));
+        if (condSwapped !== undefined)
+          await score(`one step at σ ${s}, another motion captioned`, predictX0(m, x, s, condSwapped), swapped);
         x.dispose();
       }
       for (const s of froms) {
@@ -155,7 +184,7 @@ async function main(): Promise<void> {
         x.dispose();
       }
       scenes += S;
-      tf.dispose([cond, x0, noise]);
+      tf.dispose([cond, x0, noise, ...(condSwapped !== undefined ? [condSwapped] : [])]);
     }
   } finally {
     uncond.dispose();
@@ -164,9 +193,12 @@ async function main(): Promise<void> {
   const seconds = (performance.now() - t0) / 1000;
   const lines = [
     `${dir}: ${sets} held-out caption sets, ${scenes} scenes, guidance ${guidance}, Euler with η ${eta ?? (flowConfig(m).stochastic_sampling === true ? 1 : 0)} ${etaAbove > 0 ? ` above σ ${etaAbove}` : ''} (0: deterministic, 1: the model's stochastic sampling), ${seconds.toFixed(0)} s`,
-    `| input | ${ATTRIBUTES.join(' | ')} |`,
-    '|---|---|---|---|',
-    ...[...rows].map(([row, t]) => `| ${row} | ${ATTRIBUTES.map((a) => `${t[a]}/${scenes}`).join(' | ')} |`),
+    `| input | ${ATTRIBUTES.join(' | ')} (as captioned) |${swap ? " the input's motion |" : ''}`,
+    `|---|---|---|---|${swap ? '---|' : ''}`,
+    ...[...rows].map(
+      ([row, t]) =>
+        `| ${row} | ${ATTRIBUTES.map((a) => `${t[a]}/${scenes}`).join(' | ')} |${swap ? ` ${t.inputMotion === undefined ? '—' : `${t.inputMotion}/${scenes}`} |` : ''}`,
+    ),
     '',
   ];
   process.stdout.write(lines.join('\n'));

@@ -51,6 +51,8 @@ export interface DitObjectiveOptions {
   sigmaSampling?: SigmaSampling;
   /** Location m of logit-normal σ = sigmoid(m + N(0, 1)) (default 0; > 0 favours high σ). */
   sigmaLocation?: number;
+  /** λ of the motion term (flowMatchingObjective's `temporalDifferenceError` on x̂₀; default 0: none). */
+  temporalWeight?: number;
 }
 
 function checkDataset(model: Mask2DiTTransformer, data: LatentDataset, text: TextConditioner | undefined): void {
@@ -103,6 +105,8 @@ export function ditObjective(
       'a foreground weight was asked for but the latent dataset has no foreground masks (re-run `train prepare`)',
     );
   }
+  const temporalWeight = opts.temporalWeight ?? 0;
+  if (!(temporalWeight >= 0)) throw new Mask2DiTError('DATA', `temporalWeight must be ≥ 0, got ${temporalWeight}`);
   const sigmaMax = opts.foregroundSigmaMax;
   if (sigmaMax !== undefined && !(sigmaMax > 0))
     throw new Mask2DiTError('DATA', `foregroundSigmaMax must be > 0, got ${sigmaMax}`);
@@ -143,6 +147,7 @@ export function ditObjective(
               text: embeds ?? text!.encode(ids!),
               scenes: d.scenes,
               prediction: opts.prediction ?? 'flow_prediction',
+              temporalWeight,
               ...(weights !== undefined && { weights }),
             },
             draw,

@@ -42,7 +42,13 @@ interface CardFacts {
   commands: string;
   scheduler: FlowMatchSchedulerConfig;
   /** The DiT checkpoint's `objective` config (foreground weight, prediction, σ sampling). */
-  objective: { foregroundWeight?: number; foregroundSigmaMax?: number; sigmaSampling?: string; sigmaLocation?: number };
+  objective: {
+    foregroundWeight?: number;
+    foregroundSigmaMax?: number;
+    sigmaSampling?: string;
+    sigmaLocation?: number;
+    temporalWeight?: number;
+  };
 }
 
 function modelCard(
@@ -83,6 +89,9 @@ function modelCard(
       ? [
           `character latent pixels weighted ${meta.objective.foregroundWeight}×${meta.objective.foregroundSigmaMax !== undefined ? ` (faded out towards σ ${meta.objective.foregroundSigmaMax})` : ''}`,
         ]
+      : []),
+    ...(meta.objective.temporalWeight !== undefined
+      ? [`plus ${meta.objective.temporalWeight}× the error of the predicted motion (frame differences of x̂₀)`]
       : []),
   ].join(', ');
   const sampler = `FlowMatchEulerDiscreteScheduler, shift ${meta.scheduler.shift}${x0 ? ', prediction_type sample (the model predicts x₀)' : ''}${meta.scheduler.stochastic_sampling ? ', stochastic sampling (fresh noise each step)' : ''}`;

@@ -6,6 +6,7 @@
  *   moves them towards high σ, where a sample's layout and motion are decided),
  *   ε ~ N(0, I),  x_σ = (1 − σ)·x₀ + σ·ε,  target velocity v* = ε − x₀
  *   loss = mean ‖f(x_σ, text, t = 1000σ) − v*‖²      (or Σ w·(f − v*)² / Σ w with per-latent-pixel weights w)
+ *        (+ λ · temporalDifferenceError(x̂₀, x₀) with `temporalWeight` λ: the error of the motion alone)
  *
  * or, with prediction `sample`, the target x₀ instead of v* (the sampler then takes v = (x_σ − f)/σ).
  *
@@ -32,6 +33,8 @@ export interface FlowBatch {
   weights?: tf.Tensor;
   /** What the model predicts: the velocity ε − x₀ (default) or the clean latents x₀ (`sample`). */
   prediction?: 'flow_prediction' | 'sample';
+  /** λ of the motion term `λ · temporalDifferenceError(x̂₀, x₀)` added to the loss (default 0: none). */
+  temporalWeight?: number;
 }
 
 /** mean((a − b)²), or Σ w·(a − b)² / (Σ w · C) with weights `w` `[B, F, 1, h, w]` over `[B, F, C, h, w]`. */
@@ -39,6 +42,41 @@ export function meanSquaredError(a: tf.Tensor, b: tf.Tensor, w: tf.Tensor | unde
   const se = tf.square(tf.sub(a, b));
   if (w === undefined) return tf.mean(se) as tf.Scalar;
   return tf.div(tf.sum(tf.mul(se, w)), tf.mul(tf.sum(w), a.shape[2]!)) as tf.Scalar;
+}
+
+/**
+ * The error of the predicted motion alone: mean over consecutive latent frames within each scene of
+ * ((x̂₀[f+1] − x̂₀[f]) − (x₀[f+1] − x₀[f]))². Whatever is the same in every frame of a scene (the
+ * background, a static smear) cancels, so this counts only how the prediction changes over time. Pairs
+ * across a cut are left out. `pred`, `target`: `[B, F, C, h, w]` with F = scenes · f.
+ */
+export function temporalDifferenceError(pred: tf.Tensor, target: tf.Tensor, scenes: number): tf.Scalar {
+  return tf.tidy(() => {
+    const [B, F, C, h, w] = pred.shape as [number, number, number, number, number];
+    const f = F / scenes;
+    if (!Number.isInteger(f)) throw new Error(`${F} latent frames do not split into ${scenes} scenes`);
+    if (f < 2) return tf.scalar(0);
+    const steps = (x: tf.Tensor) => {
+      const s = tf.reshape(x, [B * scenes, f, C * h * w]); // [B·S, f, C·h·w]: a scene's frames are contiguous
+      return tf.sub(tf.slice(s, [0, 1, 0], [-1, f - 1, -1]), tf.slice(s, [0, 0, 0], [-1, f - 1, -1])); // [B·S, f − 1, C·h·w]
+    };
+    return tf.mean(tf.square(tf.sub(steps(pred), steps(target)))) as tf.Scalar;
+  });
+}
+
+/** The frame loss plus, with `temporalWeight` λ > 0, λ times the motion term on x̂₀ (x − σ·v for a velocity model). */
+function predictionLoss(
+  pred: tf.Tensor,
+  target: tf.Tensor,
+  weights: tf.Tensor | undefined,
+  b: { prediction?: FlowBatch['prediction']; temporalWeight?: number },
+  x0: { noisy: tf.Tensor; clean: tf.Tensor; sigma: tf.Tensor; scenes: number },
+): tf.Scalar {
+  const frames = meanSquaredError(pred, target, weights);
+  const lambda = b.temporalWeight ?? 0;
+  if (lambda === 0) return frames;
+  const x0Hat = b.prediction === 'sample' ? pred : tf.sub(x0.noisy, tf.mul(x0.sigma, pred)); // [B, F, C, h, w]
+  return tf.add(frames, tf.mul(lambda, temporalDifferenceError(x0Hat, x0.clean, x0.scenes))) as tf.Scalar;
 }
 
 export interface FlowDraw {
@@ -84,7 +122,7 @@ export function flowMatchingLoss(
     const timestep = draw.sigma.map((s) => 1000 * s);
     if (draw.target === undefined) {
       const pred = model.forward({ hiddenStates: noisy, encoderHiddenStates: b.text, timestep });
-      return meanSquaredError(pred, target, b.weights);
+      return predictionLoss(pred, target, b.weights, b, { noisy, clean: b.latents, sigma, scenes: b.scenes });
     }
     // conditional: only the target's frames are noised and scored
     const { start: s0, end: s1 } = sceneFrameRange(F, b.scenes, draw.target);
@@ -104,6 +142,12 @@ export function flowMatchingLoss(
       timestepCond: 0,
     });
     const w = b.weights !== undefined ? frames(b.weights, s0, perScene) : undefined;
-    return meanSquaredError(frames(pred, s0, perScene), frames(target, s0, perScene), w);
+    const scene = (x: tf.Tensor) => frames(x, s0, perScene); // [B, f, C, h, w]
+    return predictionLoss(scene(pred), scene(target), w, b, {
+      noisy: scene(noisy),
+      clean: scene(b.latents),
+      sigma,
+      scenes: 1,
+    });
   });
 }

@@ -302,6 +302,8 @@ export interface DitStageOptions {
   sigmaSampling: SigmaSampling;
   /** Location of logit-normal σ (ditObjective's `sigmaLocation`); undefined: 0. */
   sigmaLocation?: number | undefined;
+  /** λ of the motion term (ditObjective's `temporalWeight`); undefined: 0. */
+  temporalWeight?: number | undefined;
   train: TrainOptions;
 }
 
@@ -424,6 +426,7 @@ export async function ditStage(run: string, o: DitStageOptions): Promise<Stage> 
       prediction: o.prediction,
       sigmaSampling: o.sigmaSampling,
       ...(o.sigmaLocation !== undefined && { sigmaLocation: o.sigmaLocation }),
+      ...(o.temporalWeight !== undefined && { temporalWeight: o.temporalWeight }),
     },
     perSceneText(textEncoder, tokenizer.length),
   );
@@ -434,6 +437,7 @@ export async function ditStage(run: string, o: DitStageOptions): Promise<Stage> 
     ...(o.prediction === 'sample' && { prediction: o.prediction }),
     ...(o.sigmaSampling !== 'uniform' && { sigmaSampling: o.sigmaSampling }),
     ...(o.sigmaLocation !== undefined && o.sigmaLocation !== 0 && { sigmaLocation: o.sigmaLocation }),
+    ...(o.temporalWeight !== undefined && o.temporalWeight !== 0 && { temporalWeight: o.temporalWeight }),
   });
   const trainer = new Trainer('dit', { transformer, text_encoder: textEncoder }, objective, o.train, {
     transformer: JSON.stringify(raw.transformer),

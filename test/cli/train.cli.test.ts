@@ -229,6 +229,9 @@ describe('mask2dit train', () => {
     expect(runCli([...scArgs, '--sigma-sampling', 'logit-normal', '--sigma-location', 'high']).stderr).toMatch(
       /--sigma-location: expected a number, got "high"/,
     );
+    expect(runCli([...scArgs, '--temporal-weight', '-1']).stderr).toMatch(
+      /--temporal-weight: expected a non-negative number, got "-1"/,
+    );
     // … trained to predict x₀ (σ logit-normal): the scheduler config the export will write says so
     expect(
       runCli(
@@ -244,6 +247,8 @@ describe('mask2dit train', () => {
           '0.5',
           '--fg-sigma-max',
           '0.5',
+          '--temporal-weight',
+          '3',
         ],
         {
           timeoutMs: 300_000,
@@ -257,6 +262,7 @@ describe('mask2dit train', () => {
         prediction: 'sample',
         sigmaSampling: 'logit-normal',
         sigmaLocation: 0.5,
+        temporalWeight: 3,
       },
     );
     expect(JSON.parse(fs.readFileSync(path.join(sc, 'dit', 'transformer.json'), 'utf8'))).toMatchObject({
@@ -278,7 +284,7 @@ describe('mask2dit train', () => {
     const scCard = fs.readFileSync(path.join(scModel, 'README.md'), 'utf8');
     expect(scCard).toMatch(/3D sin-cos positions, patch 4,/);
     expect(scCard).toMatch(
-      /final loss \(x₀-prediction loss, σ logit-normal \(location 0\.5\), character latent pixels weighted 10× \(faded out towards σ 0\.5\); mean of last 50\)/,
+      /final loss \(x₀-prediction loss, σ logit-normal \(location 0\.5\), character latent pixels weighted 10× \(faded out towards σ 0\.5\), plus 3× the error of the predicted motion \(frame differences of x̂₀\); mean of last 50\)/,
     );
     expect(scCard).toMatch(
       /prediction_type sample \(the model predicts x₀\), stochastic sampling \(fresh noise each step\) \|/,

@@ -31,4 +31,20 @@ describe('scripts/denoise-check.ts', () => {
     }
     expect(r.stdout).toMatch(/\| one step at σ 0\.3 \| 3\/3 \| 3\/3 \| \d\/3 \|/);
   });
+
+  test('--swap-motion: the same input with other motions captioned, scored against the caption and the input', () => {
+    const r = run(['--sets', '1', '--sigmas', '0.3', '--from', '', '--swap-motion', '--json']);
+    expect(r.status).toBe(0);
+    const { rows } = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      rows: Record<string, { background: number; colour: number; motion: number; inputMotion?: number }>;
+    };
+    expect(Object.keys(rows)).toEqual(['one step at σ 0.3', 'one step at σ 0.3, another motion captioned']);
+    const swapped = rows['one step at σ 0.3, another motion captioned']!;
+    expect([swapped.background, swapped.colour]).toEqual([3, 3]); // only the motion words changed
+    // every scene's caption names another motion than its frames show, so a reading is one or the other
+    expect(swapped.inputMotion).toBeDefined();
+    expect(swapped.motion + swapped.inputMotion!).toBeLessThanOrEqual(3);
+    expect(rows['one step at σ 0.3']!.inputMotion).toBeUndefined();
+    expect(r.stdout).toMatch(/\| one step at σ 0\.3, another motion captioned \| 3\/3 \| 3\/3 \| \d\/3 \| \d\/3 \|/);
+  });
 });

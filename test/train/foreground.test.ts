@@ -8,15 +8,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
-import { parseTransformerConfig } from '../../src/config/transformerConfig.js';
 import { writeSafetensors } from '../../src/io/safetensors.js';
-import { WeightSource } from '../../src/layers/weightSource.js';
 import { Mask2DiTTransformer } from '../../src/model/transformer.js';
 import { gaussianArray } from '../../src/sampler/noise.js';
 import { ditObjective, foregroundWeights, type LatentDataset } from '../../src/train/ditObjective.js';
 import { flowMatchingLoss, meanSquaredError } from '../../src/train/flowMatchingObjective.js';
 import { FlowMatchSchedulerConfigSchema } from '../../src/config/schedulerConfig.js';
 import { FlowMatchEulerSampler } from '../../src/sampler/flowMatchEuler.js';
+import { tinyTransformer } from '../helpers/tinyTransformer.js';
 import { expectClose } from '../helpers/close.js';
 import {
   latentForeground,
@@ -133,24 +132,7 @@ describe('the weighted flow loss', () => {
   });
 
   const S = 2;
-  const model = () =>
-    new Mask2DiTTransformer(
-      parseTransformerConfig({
-        _class_name: 'MultiPromptCogVideoXTransformer3DModel',
-        num_attention_heads: 2,
-        attention_head_dim: 16,
-        num_layers: 1,
-        in_channels: 4,
-        out_channels: 4,
-        text_embed_dim: 8,
-        max_text_seq_length: 4,
-        time_embed_dim: 16,
-        sample_height: 4,
-        sample_width: 4,
-        use_rotary_positional_embeddings: true,
-      }).config,
-      WeightSource.random(5),
-    );
+  const model = () => tinyTransformer();
   const data = (mask?: (i: number) => Uint8Array): LatentDataset => ({
     size: 2,
     scenes: S,

@@ -5,13 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { selectBackend, shutdownBackends } from '../../src/backend/index.js';
-import { parseTransformerConfig } from '../../src/config/transformerConfig.js';
-import { WeightSource } from '../../src/layers/weightSource.js';
-import { Mask2DiTTransformer } from '../../src/model/transformer.js';
 import { gaussianArray } from '../../src/sampler/noise.js';
 import { ditObjective } from '../../src/train/ditObjective.js';
 import { drawFlow } from '../../src/train/flowMatchingObjective.js';
 import { StepRng } from '../../src/train/rng.js';
+import { tinyTransformer } from '../helpers/tinyTransformer.js';
 
 beforeAll(async () => {
   await selectBackend('cpu');
@@ -73,23 +71,7 @@ describe('σ sampling of the flow objective', () => {
   });
 
   test('the DiT objective draws its σ the way it is told', () => {
-    const m = new Mask2DiTTransformer(
-      parseTransformerConfig({
-        _class_name: 'MultiPromptCogVideoXTransformer3DModel',
-        num_attention_heads: 2,
-        attention_head_dim: 16,
-        num_layers: 1,
-        in_channels: 4,
-        out_channels: 4,
-        text_embed_dim: 8,
-        max_text_seq_length: 4,
-        time_embed_dim: 16,
-        sample_height: 4,
-        sample_width: 4,
-        use_rotary_positional_embeddings: true,
-      }).config,
-      WeightSource.random(5),
-    );
+    const m = tinyTransformer();
     const data = {
       size: 2,
       scenes: 2,

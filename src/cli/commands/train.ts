@@ -185,6 +185,7 @@ type DitFlags = StageOpts & {
   prediction: string;
   sigmaSampling: string;
   sigmaLocation?: string;
+  temporalWeight: string;
 };
 
 async function trainVae(o: VaeFlags, cmd: Command): Promise<void> {
@@ -266,6 +267,7 @@ async function trainDit(o: DitFlags, cmd: Command): Promise<void> {
     prediction: o.prediction === 'sample' ? 'sample' : 'flow_prediction',
     sigmaSampling,
     sigmaLocation,
+    temporalWeight: num(o.temporalWeight, '--temporal-weight', false),
     train: trainOptions(o),
   });
   await runStage('dit', dir, stage.trainer, o);
@@ -362,6 +364,11 @@ export function register(program: Command): void {
     .option(
       '--sigma-location <m>',
       'location of logit-normal σ = sigmoid(m + N(0, 1)); m > 0 spends more steps at high σ, where a sample is laid out (default 0)',
+    )
+    .option(
+      '--temporal-weight <λ>',
+      "add λ × the error of the predicted motion: ((x̂₀[f+1] − x̂₀[f]) − (x₀[f+1] − x₀[f]))² over a scene's consecutive latent frames, where the static frame content cancels (0: none)",
+      '0',
     )
     .option(
       '--init <dir>',
