@@ -32,6 +32,7 @@ import { HELD_OUT_FIRST_SEED, selectCaptionSets, videoToScenes } from '../src/ev
 import { loadModelFolder, type LoadedModel } from '../src/model/modelFolder.js';
 import { decodeScenes } from '../src/model/pipeline.js';
 import type { FlowMatchSchedulerConfig } from '../src/config/schedulerConfig.js';
+import { flowX0 } from '../src/sampler/flowMatchEuler.js';
 import { gaussianArray } from '../src/sampler/noise.js';
 import { PromptEncoder } from '../src/text/promptEncoder.js';
 import { clipLatents } from '../src/train/latentData.js';
@@ -68,7 +69,7 @@ function flowConfig(m: LoadedModel): FlowMatchSchedulerConfig {
 function predictX0(m: LoadedModel, x: tf.Tensor, sigma: number, text: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const out = m.transformer.forward({ hiddenStates: x, encoderHiddenStates: text, timestep: [1000 * sigma] });
-    return flowConfig(m).prediction_type === 'sample' ? out : tf.sub(x, tf.mul(out, sigma));
+    return flowX0(out, x, sigma, flowConfig(m).prediction_type);
   });
 }
 

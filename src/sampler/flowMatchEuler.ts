@@ -24,6 +24,19 @@ import { rowShape, type Sampler, type StepOptions, type StepOutput } from './sam
 
 const f32 = Math.fround;
 
+/**
+ * x̂₀ from a flow model's output at noise level σ (a number, or a tensor broadcasting over `sample`):
+ * the output itself for `prediction_type: "sample"`, else x − σ·v. Always a new tensor.
+ */
+export function flowX0(
+  output: tf.Tensor,
+  sample: tf.Tensor,
+  sigma: number | tf.Tensor,
+  prediction: FlowMatchSchedulerConfig['prediction_type'],
+): tf.Tensor {
+  return prediction === 'sample' ? tf.clone(output) : tf.sub(sample, tf.mul(output, sigma));
+}
+
 export interface FlowMatchEulerOptions {
   /** 'reference' (σ_min shifted twice, as diffusers 0.30.3) or 'shift-once'. */
   schedule?: 'reference' | 'shift-once';
@@ -104,7 +117,7 @@ export class FlowMatchEulerSampler implements Sampler {
     }
     return tf.tidy(() => ({
       prevSample: tf.add(sample, tf.mul(modelOutput, dt)), // x + (σ_next − σ)·v
-      predOriginalSample: tf.sub(sample, tf.mul(modelOutput, sigma)), // x̂₀ = x − σ·v
+      predOriginalSample: flowX0(modelOutput, sample, sigma, 'flow_prediction'), // x̂₀ = x − σ·v
     }));
   }
 
@@ -121,8 +134,7 @@ export class FlowMatchEulerSampler implements Sampler {
       throw new Mask2DiTError('STEPS', 'flow-euler: stochastic_sampling draws noise at every step; pass options.noise');
     const noise = next > 0 ? options.noise!(sample.shape, stepIndex, 0) : null;
     const out = tf.tidy(() => {
-      const x0 =
-        this.config.prediction_type === 'sample' ? tf.clone(modelOutput) : tf.sub(sample, tf.mul(modelOutput, sigma)); // x̂₀
+      const x0 = flowX0(modelOutput, sample, sigma, this.config.prediction_type);
       const prev = noise === null ? tf.clone(x0) : tf.add(tf.mul(x0, f32(1 - next)), tf.mul(noise, next));
       return { prevSample: prev, predOriginalSample: x0 };
     });

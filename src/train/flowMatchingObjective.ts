@@ -20,6 +20,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Mask2DiTTransformer } from '../model/transformer.js';
+import { flowX0 } from '../sampler/flowMatchEuler.js';
 import { sceneFrameRange } from '../scene/layout.js';
 import type { StepRng } from './rng.js';
 
@@ -75,7 +76,7 @@ function predictionLoss(
   const frames = meanSquaredError(pred, target, weights);
   const lambda = b.temporalWeight ?? 0;
   if (lambda === 0) return frames;
-  const x0Hat = b.prediction === 'sample' ? pred : tf.sub(x0.noisy, tf.mul(x0.sigma, pred)); // [B, F, C, h, w]
+  const x0Hat = flowX0(pred, x0.noisy, x0.sigma, b.prediction ?? 'flow_prediction'); // [B, F, C, h, w]
   return tf.add(frames, tf.mul(lambda, temporalDifferenceError(x0Hat, x0.clean, x0.scenes))) as tf.Scalar;
 }
 

@@ -87,10 +87,32 @@ describe('the flow loss with a temporal weight', () => {
       expect(motion).toBeGreaterThan(1e-3);
       expect(loss(0)).toBeCloseTo(frames, 5);
       expect(loss(2.5)).toBeCloseTo(frames + 2.5 * motion, 5);
-      // the conditional objective scores the target scene's steps only (its frames are 2 … 3)
-      const cond = value(flowMatchingLoss(m, batch(1), { sigma: [sigma], target: 1 }, noise));
-      const cond0 = value(flowMatchingLoss(m, batch(0), { sigma: [sigma], target: 1 }, noise));
-      expect(cond).toBeGreaterThan(cond0);
+      // the conditional objective (target scene 1, frames 2 … 3 noised, scene 0 clean) scores that scene's step only
+      const [condFrames, condMotion] = tf.tidy(() => {
+        const frames = (x: tf.Tensor, a: number) => tf.slice(x, [0, a, 0, 0, 0], [-1, 2, -1, -1, -1]); // [1, 2, C, h, w]
+        const noisy = tf.add(tf.mul(latents, 1 - sigma), tf.mul(noise, sigma));
+        const input = tf.concat([frames(latents, 0), frames(noisy, 2)], 1); // [1, F, C, h, w]
+        const out = frames(
+          m.forward({
+            hiddenStates: input,
+            encoderHiddenStates: text,
+            timestep: [1000 * sigma],
+            clipIdx: 1,
+            timestepCond: 0,
+          }),
+          2,
+        );
+        const x0 = prediction === 'sample' ? out : tf.sub(frames(input, 2), tf.mul(out, sigma));
+        const target = prediction === 'sample' ? latents : tf.sub(noise, latents);
+        return [
+          meanSquaredError(out, frames(target, 2), undefined),
+          temporalDifferenceError(x0, frames(latents, 2), 1),
+        ].map(value);
+      }) as [number, number];
+      expect(condMotion).toBeGreaterThan(1e-3);
+      const condLoss = (l: number) => value(flowMatchingLoss(m, batch(l), { sigma: [sigma], target: 1 }, noise));
+      expect(condLoss(0)).toBeCloseTo(condFrames, 5);
+      expect(condLoss(2.5)).toBeCloseTo(condFrames + 2.5 * condMotion, 5);
       tf.dispose([latents, noise, text]);
       m.dispose();
     },
